@@ -1,0 +1,118 @@
+// clrt: the OpenCL runtime of cltrain — device discovery and choice, context, one in-order
+// queue, the kernel program (embedded .cl sources, or CLTRAIN_KERNEL_DIR) with its on-disk
+// binary cache, kernel handles, buffers, and the error-checking macros of the hot path.
+#ifndef CLTRAIN_CLRT_H
+#define CLTRAIN_CLRT_H
+
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
+
+// One OpenCL device as `cltrain devices` lists it.
+typedef struct clrt_devinfo {
+    int platform, device;          // P:D
+    cl_platform_id platform_id;
+    cl_device_id device_id;
+    char name[256], platform_name[256], vendor[256];
+    char driver[128], version[128], c_version[128];
+    cl_device_type type;
+    cl_uint compute_units;
+    cl_ulong global_mem, max_alloc, local_mem;
+    size_t max_work_group;
+    cl_uint base_addr_align_bits;
+    int fp16;
+} clrt_devinfo;
+
+// Enumerate every device of every platform. Returns 0 and a malloc'd list (possibly with
+// *n == 0), or non-zero with a message (no platform at all: names the package to install).
+int clrt_list_devices(clrt_devinfo **list, int *n, char *err, size_t errlen);
+// Pick a device from SPEC: "P:D", a plain index into the list, "gpu", "cpu", or a
+// case-insensitive substring of the device or platform name. NULL/"" = first GPU, else the
+// first device. Returns the list index, or -1 when nothing matches (pure: no OpenCL calls).
+int clrt_select_device(const clrt_devinfo *list, int n, const char *spec);
+const char *clrt_device_type_name(cl_device_type t);
+void clrt_print_devices(FILE *f, const clrt_devinfo *list, int n);
+
+typedef struct clrt_kernel_entry {
+    char name[64];
+    cl_kernel k;
+} clrt_kernel_entry;
+
+typedef struct clrt {
+    clrt_devinfo dev;
+    cl_context ctx;
+    cl_command_queue queue;        // one in-order queue (CLBlast takes no wait lists)
+    cl_program program;            // every .cl source of cl/, built as one program
+    char build_options[512];
+    int cache_hit;                 // 1 when the program came from the binary cache
+    char cache_path[1024];         // the cache file used or written ("" when disabled)
+    clrt_kernel_entry *kernels;    // kernel handles, created on first use
+    int nkernels, capkernels;
+    int profiling;                 // queue created with CL_QUEUE_PROFILING_ENABLE
+} clrt;
+
+typedef struct clrt_options {
+    const char *device_spec;       // NULL: $CLTRAIN_DEVICE, then the default rule
+    int profiling;
+    int quiet;                     // do not print the chosen device to stderr
+} clrt_options;
+
+// Choose the device, create context and queue, build (or load from cache) the program.
+// Returns 0, or an exit status (2 bad SPEC / no platform, 1 otherwise) with a message in err.
+// A SPEC that matches nothing also prints the device list to stderr.
+int clrt_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen);
+void clrt_free(clrt *rt);          // accepts a zeroed or half-built struct
+
+// The kernel named `name` (created once, then cached). Exits with a message if unknown.
+cl_kernel clrt_kernel(clrt *rt, const char *name);
+
+// Device buffers. clrt_alloc exits with a message naming the size and the device's memory
+// (and suggesting a smaller --batch-size) when the allocation fails.
+cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what);
+void clrt_write(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
+void clrt_read(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes);
+void clrt_fill_zero(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes);
+void clrt_finish(clrt *rt);
+
+// Launch a 1-D kernel over n work items (global size rounded up to the work-group size the
+// kernel prefers; kernels start with a bounds check).
+void clrt_launch1d(clrt *rt, cl_kernel k, size_t n);
+// Launch with an explicit local size (global rounded up to a multiple of it), 1-3 dims.
+void clrt_launch(clrt *rt, cl_kernel k, int dims, const size_t *global, const size_t *local);
+
+// Kernel sources: the embedded copies, or the files of $CLTRAIN_KERNEL_DIR.
+int clrt_kernel_sources(char ***texts, size_t *count, char *err, size_t errlen);
+void clrt_free_sources(char **texts, size_t count);
+
+// The cache file name for a key text (device identity + sources + options); exposed for tests.
+void clrt_cache_key(const clrt_devinfo *d, char **texts, size_t count, const char *options,
+                    char out_hex[33]);
+// "$XDG_CACHE_HOME/cltrain" or "$HOME/.cache/cltrain"; "" when CLTRAIN_NO_CACHE=1.
+void clrt_cache_dir(char *out, size_t outlen);
+
+// Names of errors: CL_OUT_OF_RESOURCES, not -5; CLBlast's own codes too.
+const char *clrt_error_name(cl_int code);
+const char *clrt_clblast_error_name(int code);
+
+// Hot-path checks: print the call, file:line and the error's name, then exit(1).
+void clrt_die_cl(cl_int code, const char *call, const char *file, int line);
+void clrt_die_clblast(int code, const char *call, const char *file, int line);
+#define CL_CHECK(call)                                                        \
+    do {                                                                      \
+        cl_int cl_check_err_ = (call);                                        \
+        if (cl_check_err_ != CL_SUCCESS)                                      \
+            clrt_die_cl(cl_check_err_, #call, __FILE__, __LINE__);            \
+    } while (0)
+#define CLBLAST_CHECK(call)                                                   \
+    do {                                                                      \
+        int clblast_check_err_ = (int)(call);                                 \
+        if (clblast_check_err_ != 0)                                          \
+            clrt_die_clblast(clblast_check_err_, #call, __FILE__, __LINE__);  \
+    } while (0)
+
+// Set kernel argument `i` by value.
+#define CLRT_ARG(k, i, v) CL_CHECK(clSetKernelArg((k), (i), sizeof(v), &(v)))
+
+#endif
