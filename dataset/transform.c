@@ -1,0 +1,178 @@
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L
+#endif
+#include "dataset/transform.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Pillow's fixed-point resampling (libImaging/Resample.c): 32 - 8 (uint8 range) - 2 (headroom).
+#define RESIZE_PRECISION_BITS (32 - 8 - 2)
+#define RESIZE_MAX_SIDE 65536
+
+// PIL's BILINEAR filter: a triangle of support 1.
+static double resize_triangle(double x)
+{
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+// PIL's clip8: the accumulator carries a +0.5 rounding term, so the shift rounds half up.
+static uint8_t resize_clip8(int64_t ss)
+{
+    if (ss <= 0) return 0;
+    if (ss >= ((int64_t)256 << RESIZE_PRECISION_BITS)) return 255;
+    return (uint8_t)(ss >> RESIZE_PRECISION_BITS);
+}
+
+// PIL precompute_coeffs + normalize_coeffs_8bpc for the full box [0, in): for every output pixel,
+// the source window [xmin, xmin + cnt) and its weights, normalised to sum 1 then rounded to 22-bit
+// fixed point. The filter widens by in/out when downscaling (antialiasing). Returns ksize or -1.
+static int resize_coeffs(int in, int out, int **bounds_out, int32_t **k_out)
+{
+    double scale = (double)in / out;
+    double filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = 1.0 * filterscale;
+    int ksize = (int)ceil(support) * 2 + 1;
+    int *bounds = malloc(sizeof(int) * 2 * (size_t)out);
+    int32_t *k = calloc((size_t)out * (size_t)ksize, sizeof(int32_t));
+    double *w = malloc(sizeof(double) * (size_t)ksize);
+    if (!bounds || !k || !w) {
+        free(bounds); free(k); free(w);
+        return -1;
+    }
+    for (int xx = 0; xx < out; xx++) {
+        double center = (xx + 0.5) * scale;
+        double ss = 1.0 / filterscale, ww = 0.0;
+        int xmin = (int)(center - support + 0.5);
+        int xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in) xmax = in;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) {
+            w[x] = resize_triangle((x + xmin - center + 0.5) * ss);
+            ww += w[x];
+        }
+        for (int x = 0; x < xmax; x++) {
+            double v = ww != 0.0 ? w[x] / ww : w[x];
+            double f = v * (1 << RESIZE_PRECISION_BITS);
+            k[(size_t)xx * ksize + x] = (int32_t)(v < 0 ? f - 0.5 : f + 0.5);
+        }
+        bounds[2 * xx] = xmin;
+        bounds[2 * xx + 1] = xmax;
+    }
+    free(w);
+    *bounds_out = bounds;
+    *k_out = k;
+    return ksize;
+}
+
+int transform_resize_init(transform_resize *r, int dh, int dw, int sh, int sw)
+{
+    memset(r, 0, sizeof(*r));
+    if (dh < 1 || dw < 1 || sh < 1 || sw < 1 || dh > RESIZE_MAX_SIDE || dw > RESIZE_MAX_SIDE ||
+        sh > RESIZE_MAX_SIDE || sw > RESIZE_MAX_SIDE)
+        return 1;
+    r->sh = sh; r->sw = sw; r->dh = dh; r->dw = dw;
+    r->need_h = dw != sw;
+    r->need_v = dh != sh;
+    r->ksize_h = resize_coeffs(sw, dw, &r->bounds_h, &r->k_h);
+    r->ksize_v = resize_coeffs(sh, dh, &r->bounds_v, &r->k_v);
+    r->tmp = malloc((size_t)sh * (size_t)dw);
+    if (r->ksize_h < 0 || r->ksize_v < 0 || !r->tmp) {
+        transform_resize_free(r);
+        return 1;
+    }
+    return 0;
+}
+
+void transform_resize_free(transform_resize *r)
+{
+    if (!r) return;
+    free(r->bounds_h); free(r->bounds_v);
+    free(r->k_h); free(r->k_v);
+    free(r->tmp);
+    memset(r, 0, sizeof(*r));
+}
+
+// PIL ImagingResampleHorizontal_8bpc. dst (rows, dw), src (rows, sw).
+static void resize_pass_h(const transform_resize *r, uint8_t *dst, const uint8_t *src, int rows)
+{
+    for (int y = 0; y < rows; y++) {
+        const uint8_t *s = src + (size_t)y * r->sw;
+        for (int xx = 0; xx < r->dw; xx++) {
+            int xmin = r->bounds_h[2 * xx], cnt = r->bounds_h[2 * xx + 1];
+            const int32_t *k = r->k_h + (size_t)xx * r->ksize_h;
+            int64_t ss = 1 << (RESIZE_PRECISION_BITS - 1);
+            for (int x = 0; x < cnt; x++) ss += (int64_t)s[xmin + x] * k[x];
+            dst[(size_t)y * r->dw + xx] = resize_clip8(ss);
+        }
+    }
+}
+
+// PIL ImagingResampleVertical_8bpc. dst (dh, w), src (sh, w).
+static void resize_pass_v(const transform_resize *r, uint8_t *dst, const uint8_t *src, int w)
+{
+    for (int yy = 0; yy < r->dh; yy++) {
+        int ymin = r->bounds_v[2 * yy], cnt = r->bounds_v[2 * yy + 1];
+        const int32_t *k = r->k_v + (size_t)yy * r->ksize_v;
+        for (int x = 0; x < w; x++) {
+            int64_t ss = 1 << (RESIZE_PRECISION_BITS - 1);
+            for (int y = 0; y < cnt; y++) ss += (int64_t)src[(size_t)(ymin + y) * w + x] * k[y];
+            dst[(size_t)yy * w + x] = resize_clip8(ss);
+        }
+    }
+}
+
+// PIL ImagingResampleInner: horizontal pass first, each pass rounded to uint8, an unchanged
+// dimension's pass skipped (Image.resize to the same size is a copy).
+void transform_resize_apply(transform_resize *r, uint8_t *dst, const uint8_t *src)
+{
+    if (r->need_h && r->need_v) {
+        resize_pass_h(r, r->tmp, src, r->sh);
+        resize_pass_v(r, dst, r->tmp, r->dw);
+    } else if (r->need_h) {
+        resize_pass_h(r, dst, src, r->sh);
+    } else if (r->need_v) {
+        resize_pass_v(r, dst, src, r->sw);
+    } else {
+        memcpy(dst, src, (size_t)r->sh * (size_t)r->sw);
+    }
+}
+
+int transform_resize_u8(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw)
+{
+    transform_resize r;
+    if (transform_resize_init(&r, dh, dw, sh, sw)) return 1;
+    transform_resize_apply(&r, dst, src);
+    transform_resize_free(&r);
+    return 0;
+}
+
+void transform_to_tensor(float *dst, const uint8_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) dst[i] = (float)src[i] / 255.0f;
+}
+
+void transform_normalize(float *x, size_t n, float mean, float std)
+{
+    for (size_t i = 0; i < n; i++) x[i] = (x[i] - mean) / std;
+}
+
+void transform_flip_crop_u8(uint8_t *dst, const uint8_t *src, int c, int h, int w,
+                            int pad, int top, int left, int flip)
+{
+    for (int ch = 0; ch < c; ch++) {
+        const uint8_t *s = src + (size_t)ch * h * w;
+        uint8_t *d = dst + (size_t)ch * h * w;
+        for (int y = 0; y < h; y++) {
+            int sy = y + top - pad;
+            for (int x = 0; x < w; x++) {
+                int sx = (flip ? w - 1 - x : x) + left - pad;
+                int inside = sy >= 0 && sy < h && sx >= 0 && sx < w;
+                d[(size_t)y * w + x] = inside ? s[(size_t)sy * w + sx] : 0;
+            }
+        }
+    }
+}
