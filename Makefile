@@ -47,7 +47,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 
 debug:
-	$(MAKE) BUILD=build-debug CFLAGS="-O0 -g -fsanitize=address,undefined -fno-omit-frame-pointer" cltrain
+	$(MAKE) BUILD=build-debug CFLAGS="-O0 -g" EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" cltrain
 
 demo: deps cltrain
 	sh tools/demo.sh

@@ -60,6 +60,9 @@ int clrt_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
 
 void clrt_free(clrt *rt) {
     if (!rt) return;
+    for (int i = 0; i < rt->nprof; i++)
+        if (rt->prof[i].ev) clReleaseEvent(rt->prof[i].ev);
+    free(rt->prof);
     for (int i = 0; i < rt->nkernels; i++)
         if (rt->kernels[i].k) clReleaseKernel(rt->kernels[i].k);
     free(rt->kernels);
@@ -147,11 +150,20 @@ static size_t local_size_1d(clrt *rt, cl_kernel k) {
     return l ? l : 1;
 }
 
+static cl_event *kernel_event(clrt *rt, cl_kernel k) {
+    if (!rt->prof_on) return NULL;
+    char name[40] = "?";
+    clGetKernelInfo(k, CL_KERNEL_FUNCTION_NAME, sizeof name, name, NULL);
+    name[sizeof name - 1] = 0;
+    return clrt_profile_event(rt, name);
+}
+
 void clrt_launch1d(clrt *rt, cl_kernel k, size_t n) {
     if (n == 0) return;
     size_t l = local_size_1d(rt, k);
     size_t g = (n + l - 1) / l * l;
-    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, k, 1, NULL, &g, &l, 0, NULL, NULL));
+    CL_CHECK(clEnqueueNDRangeKernel(rt->queue, k, 1, NULL, &g, &l, 0, NULL,
+                                    kernel_event(rt, k)));
 }
 
 void clrt_launch(clrt *rt, cl_kernel k, int dims, const size_t *global, const size_t *local) {
@@ -162,5 +174,5 @@ void clrt_launch(clrt *rt, cl_kernel k, int dims, const size_t *global, const si
         g[i] = (global[i] + l - 1) / l * l;
     }
     CL_CHECK(clEnqueueNDRangeKernel(rt->queue, k, (cl_uint)dims, NULL, g, local, 0, NULL,
-                                    NULL));
+                                    kernel_event(rt, k)));
 }

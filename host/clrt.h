@@ -40,6 +40,13 @@ typedef struct clrt_kernel_entry {
     cl_kernel k;
 } clrt_kernel_entry;
 
+// One profiled command (bench --profile): the op (kernel or CLBlast routine), the model layer
+// it belonged to, and its event.
+typedef struct clrt_prof_rec {
+    char op[40], layer[40];
+    cl_event ev;
+} clrt_prof_rec;
+
 typedef struct clrt {
     clrt_devinfo dev;
     cl_context ctx;
@@ -51,6 +58,10 @@ typedef struct clrt {
     clrt_kernel_entry *kernels;    // kernel handles, created on first use
     int nkernels, capkernels;
     int profiling;                 // queue created with CL_QUEUE_PROFILING_ENABLE
+    int prof_on;                   // record events now (profiling and not paused)
+    char prof_layer[40];           // the layer being run, for the per-layer table
+    clrt_prof_rec *prof;
+    int nprof, capprof;
 } clrt;
 
 typedef struct clrt_options {
@@ -81,6 +92,15 @@ void clrt_finish(clrt *rt);
 void clrt_launch1d(clrt *rt, cl_kernel k, size_t n);
 // Launch with an explicit local size (global rounded up to a multiple of it), 1-3 dims.
 void clrt_launch(clrt *rt, cl_kernel k, int dims, const size_t *global, const size_t *local);
+
+// Profiling (queue created with opt->profiling): an event slot to pass to an enqueue
+// (kernel launch or CLBlast call) for `op`, or NULL when not recording.
+cl_event *clrt_profile_event(clrt *rt, const char *op);
+void clrt_profile_layer(clrt *rt, const char *layer);   // label for the following commands
+void clrt_profile_start(clrt *rt);                      // start recording (clears)
+// Waits, then prints time per op type and per layer (ms per call of the measured region,
+// divided by `steps`) and releases the events.
+void clrt_profile_report(clrt *rt, FILE *f, int steps);
 
 // Kernel sources: the embedded copies, or the files of $CLTRAIN_KERNEL_DIR.
 int clrt_kernel_sources(char ***texts, size_t *count, char *err, size_t errlen);

@@ -1,0 +1,96 @@
+// Element-wise kernels: relu, residual add, global average pool, the finiteness check.
+
+// PyTorch's relu (clamp_min(x, 0)): negatives become 0, NaN passes through.
+static float ew_relu(float x) { return x < 0.0f ? 0.0f : x; }
+
+__kernel void relu_forward(__global float *out, ulong outo, __global const float *in,
+                           ulong ino, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    out[outo + i] = ew_relu(in[ino + i]);
+}
+
+// PyTorch's threshold_backward(dout, out, 0): din = out <= 0 ? 0 : dout, on the forward OUTPUT.
+// Each item reads its element before writing it, so din may alias dout.
+__kernel void relu_backward(__global float *din, ulong dio, __global const float *dout,
+                            ulong doo, __global const float *out, ulong outo, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    float g = dout[doo + i];
+    din[dio + i] = out[outo + i] <= 0.0f ? 0.0f : g;
+}
+
+__kernel void add(__global float *out, ulong outo, __global const float *a, ulong ao,
+                  __global const float *b, ulong bo, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    out[outo + i] = a[ao + i] + b[bo + i];
+}
+
+// relu(a + b): the end of a ResNet BasicBlock.
+__kernel void add_relu(__global float *out, ulong outo, __global const float *a, ulong ao,
+                       __global const float *b, ulong bo, int n) {
+    int i = get_global_id(0);
+    if (i >= n) return;
+    out[outo + i] = ew_relu(a[ao + i] + b[bo + i]);
+}
+
+// Adaptive average pool to 1x1, (C, N, HW) -> (C, N): PyTorch takes the mean over H and W
+// (sum, then divide by H*W). One work item per (c, n) sums its plane in order.
+__kernel void avgpool_forward(__global float *out, ulong outo, __global const float *in,
+                              ulong ino, int cn, int hw) {
+    int i = get_global_id(0);
+    if (i >= cn) return;
+    __global const float *x = in + ino + (size_t)i * hw;
+    float s = 0.0f;
+    for (int j = 0; j < hw; j++) s += x[j];
+    out[outo + i] = s / hw;
+}
+
+// din (C, N, HW) = dout (C, N) / HW broadcast over the plane.
+__kernel void avgpool_backward(__global float *din, ulong dio, __global const float *dout,
+                               ulong doo, int cn, int hw) {
+    int i = get_global_id(0);
+    if (i >= cn * hw) return;
+    din[dio + i] = dout[doo + i / hw] / hw;
+}
+
+// flag[0] = 1 when all n floats are finite, else 0. One work-group (a power of two in size,
+// `scratch` one int per item): each item ORs the non-finite test over a strided subset, then
+// a tree combines them. Tests the exponent bits, so it holds under any math flags.
+__kernel void all_finite(__global int *flag, ulong fo, __global const float *x, ulong xo,
+                         int n, __local int *scratch) {
+    // Bounds check without a return before the barriers (pocl miscompiles that): only
+    // group 0 scans and writes.
+    int valid = get_group_id(0) == 0, len = valid ? n : 0;
+    int lid = get_local_id(0), l = get_local_size(0);
+    __global const uint *u = (__global const uint *)(x + xo);
+    int bad = 0;
+    for (int i = lid; i < len; i += l) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
+    scratch[lid] = bad;
+    for (int span = l / 2; span > 0; span /= 2) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lid < span) scratch[lid] |= scratch[lid + span];
+    }
+    if (lid == 0 && valid) flag[fo] = !scratch[0];
+}
+
+// Linear bias: out (K, N) = b (K) broadcast along each row, before the GEMM adds w x.
+__kernel void linear_bias_fill(__global float *out, ulong outo, __global const float *b,
+                               ulong bo, int k, int n) {
+    int i = get_global_id(0);
+    if (i >= k * n) return;
+    out[outo + i] = b[bo + i / n];
+}
+
+// Linear bias gradient: db (K) = row sums of dout (K, N), one work item per row, summed in
+// column order.
+__kernel void linear_bias_grad(__global float *db, ulong dbo, __global const float *dout,
+                               ulong doo, int k, int n) {
+    int r = get_global_id(0);
+    if (r >= k) return;
+    __global const float *row = dout + doo + (size_t)r * n;
+    float s = 0.0f;
+    for (int j = 0; j < n; j++) s += row[j];
+    db[dbo + r] = s;
+}

@@ -1,0 +1,198 @@
+// GEMM (CLBlast), conv2d as im2col + one GEMM over the whole batch, and linear layers.
+#include "host/ops_internal.h"
+
+#include <clblast_c.h>
+
+// ---- GEMM ----
+
+void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+             dten a, int lda, dten b, int ldb, float beta, dten c, int ldc) {
+    const char *op = "op_gemm";
+    OPS_REQUIRE(m > 0 && n > 0 && k > 0, op, "bad sizes m=%d n=%d k=%d", m, n, k);
+    // Row-major: op(A) is (m, k), op(B) is (k, n); ld is the stored row length.
+    OPS_REQUIRE(lda >= (trans_a ? m : k), op, "lda=%d too small (m=%d k=%d trans_a=%d)", lda,
+                m, k, trans_a);
+    OPS_REQUIRE(ldb >= (trans_b ? k : n), op, "ldb=%d too small (k=%d n=%d trans_b=%d)", ldb,
+                k, n, trans_b);
+    OPS_REQUIRE(ldc >= n, op, "ldc=%d < n=%d", ldc, n);
+    OPS_REQUIRE(ops_has(a) && ops_has(b) && ops_has(c), op, "missing buffer");
+    CLBLAST_CHECK(CLBlastSgemm(CLBlastLayoutRowMajor,
+                               trans_a ? CLBlastTransposeYes : CLBlastTransposeNo,
+                               trans_b ? CLBlastTransposeYes : CLBlastTransposeNo,
+                               (size_t)m, (size_t)n, (size_t)k, alpha, a.mem, a.off,
+                               (size_t)lda, b.mem, b.off, (size_t)ldb, beta, c.mem, c.off,
+                               (size_t)ldc, &rt->queue,
+                               clrt_profile_event(rt, "gemm")));
+}
+
+// ---- conv2d ----
+
+void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, int stride,
+                     int pad) {
+    const char *op = "conv_shape_init";
+    OPS_REQUIRE(n > 0 && c > 0 && h > 0 && w > 0 && o > 0 && k > 0 && stride > 0 && pad >= 0,
+                op, "bad conv n=%d c=%d h=%d w=%d o=%d k=%d stride=%d pad=%d", n, c, h, w, o,
+                k, stride, pad);
+    OPS_REQUIRE(h + 2 * pad >= k && w + 2 * pad >= k, op,
+                "kernel %d larger than the padded input %dx%d (pad %d)", k, h, w, pad);
+    *s = (conv_shape){.n = n, .c = c, .h = h, .w = w, .o = o, .kh = k, .kw = k,
+                      .stride = stride, .pad = pad};
+    s->oh = (h + 2 * pad - k) / stride + 1;   // PyTorch's floor rule
+    s->ow = (w + 2 * pad - k) / stride + 1;
+}
+
+static size_t conv_np(const conv_shape *s) { return (size_t)s->n * s->oh * s->ow; }
+static size_t conv_ckk(const conv_shape *s) { return (size_t)s->c * s->kh * s->kw; }
+
+// A 1x1 stride-1 unpadded conv reads its input directly as the col matrix.
+static int conv_is_pointwise(const conv_shape *s) {
+    return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
+}
+
+size_t conv_workspace_floats(const conv_shape *s) {
+    return conv_is_pointwise(s) ? 0 : conv_ckk(s) * conv_np(s);
+}
+
+// Every index the kernels and CLBlast compute must fit in an int.
+static void conv_check(const conv_shape *s, const char *op) {
+    OPS_REQUIRE(s->n > 0 && s->c > 0 && s->o > 0 && s->oh > 0 && s->ow > 0, op,
+                "conv_shape not initialised (use conv_shape_init)");
+    ops_int(conv_ckk(s) * conv_np(s), op, "C*KH*KW*N*OH*OW");
+    ops_int((size_t)s->c * s->n * s->h * s->w, op, "C*N*H*W");
+    ops_int((size_t)s->o * conv_np(s), op, "O*N*OH*OW");
+}
+
+static void conv_layout_args(cl_kernel k, cl_uint i, const conv_shape *s) {
+    CLRT_ARG(k, i + 0, s->n);
+    CLRT_ARG(k, i + 1, s->c);
+    CLRT_ARG(k, i + 2, s->h);
+    CLRT_ARG(k, i + 3, s->w);
+    CLRT_ARG(k, i + 4, s->kh);
+    CLRT_ARG(k, i + 5, s->kw);
+    CLRT_ARG(k, i + 6, s->stride);
+    CLRT_ARG(k, i + 7, s->pad);
+    CLRT_ARG(k, i + 8, s->oh);
+    CLRT_ARG(k, i + 9, s->ow);
+}
+
+void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
+    conv_check(s, "op_im2col");
+    OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col", "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "im2col");
+    ops_arg_ten(k, 0, col);
+    ops_arg_ten(k, 2, in);
+    conv_layout_args(k, 4, s);
+    clrt_launch1d(rt, k, conv_ckk(s) * conv_np(s));
+}
+
+void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
+    conv_check(s, "op_col2im");
+    OPS_REQUIRE(ops_has(col) && ops_has(in), "op_col2im", "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "col2im");
+    ops_arg_ten(k, 0, in);
+    ops_arg_ten(k, 2, col);
+    conv_layout_args(k, 4, s);
+    clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+}
+
+void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work) {
+    const char *op = "op_conv2d_forward";
+    conv_check(s, op);
+    OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(w), op, "missing buffer");
+    int ckk = (int)conv_ckk(s), np = (int)conv_np(s);
+    dten col = in;
+    if (!conv_is_pointwise(s)) {
+        OPS_REQUIRE(ops_has(work), op, "needs a workspace of %zu floats",
+                    conv_workspace_floats(s));
+        op_im2col(rt, work, in, s);
+        col = work;
+    }
+    // out (O, NP) = w (O, CKK) x col (CKK, NP)
+    op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, w, ckk, col, np, 0.0f, out, np);
+}
+
+void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                        const conv_shape *s, dten work) {
+    const char *op = "op_conv2d_backward";
+    conv_check(s, op);
+    OPS_REQUIRE(ops_has(dout), op, "missing dout");
+    int ckk = (int)conv_ckk(s), np = (int)conv_np(s);
+    int pointwise = conv_is_pointwise(s);
+    OPS_REQUIRE(pointwise || ops_has(work) || (!ops_has(dw) && !ops_has(din)), op,
+                "needs a workspace of %zu floats", conv_workspace_floats(s));
+    // The workspace holds one col matrix: the weight gradient uses it first, then the data
+    // gradient overwrites it.
+    if (ops_has(dw)) {
+        OPS_REQUIRE(ops_has(in), op, "dw needs the forward input");
+        dten col = in;
+        if (!pointwise) {
+            op_im2col(rt, work, in, s);
+            col = work;
+        }
+        // dw (O, CKK) = dout (O, NP) x col^T
+        op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, dw, ckk);
+    }
+    if (ops_has(din)) {
+        OPS_REQUIRE(ops_has(w), op, "din needs the weights");
+        // dcol (CKK, NP) = w^T (CKK, O) x dout (O, NP), then gathered back into din.
+        dten dcol = pointwise ? din : work;
+        op_gemm(rt, 1, 0, ckk, np, s->o, 1.0f, w, ckk, dout, np, 0.0f, dcol, np);
+        if (!pointwise) op_col2im(rt, din, work, s);
+    }
+}
+
+// ---- linear ----
+
+// out (K, N) = b (K) broadcast along each row: the GEMM then adds w x.
+static void linear_bias_fill(clrt *rt, dten out, dten b, int k, int n) {
+    cl_kernel kr = clrt_kernel(rt, "linear_bias_fill");
+    ops_arg_ten(kr, 0, out);
+    ops_arg_ten(kr, 2, b);
+    CLRT_ARG(kr, 4, k);
+    CLRT_ARG(kr, 5, n);
+    clrt_launch1d(rt, kr, (size_t)k * n);
+}
+
+// db (K) = row sums of dout (K, N), each summed by one work item in column order.
+static void linear_bias_grad(clrt *rt, dten db, dten dout, int k, int n) {
+    cl_kernel kr = clrt_kernel(rt, "linear_bias_grad");
+    ops_arg_ten(kr, 0, db);
+    ops_arg_ten(kr, 2, dout);
+    CLRT_ARG(kr, 4, k);
+    CLRT_ARG(kr, 5, n);
+    clrt_launch1d(rt, kr, (size_t)k);
+}
+
+static void linear_check(int k, int i, int n, const char *op) {
+    OPS_REQUIRE(k > 0 && i > 0 && n > 0, op, "bad sizes k=%d i=%d n=%d", k, i, n);
+    ops_int((size_t)k * n, op, "K*N");
+    ops_int((size_t)k * i, op, "K*I");
+    ops_int((size_t)i * n, op, "I*N");
+}
+
+void op_linear_forward(clrt *rt, dten out, dten x, dten w, dten b, int k, int i, int n) {
+    const char *op = "op_linear_forward";
+    linear_check(k, i, n, op);
+    OPS_REQUIRE(ops_has(out) && ops_has(x) && ops_has(w) && ops_has(b), op, "missing buffer");
+    linear_bias_fill(rt, out, b, k, n);
+    // out (K, N) += w (K, I) x x (I, N)
+    op_gemm(rt, 0, 0, k, n, i, 1.0f, w, i, x, n, 1.0f, out, n);
+}
+
+void op_linear_backward(clrt *rt, dten dx, dten dw, dten db, dten dout, dten x, dten w,
+                        int k, int i, int n) {
+    const char *op = "op_linear_backward";
+    linear_check(k, i, n, op);
+    OPS_REQUIRE(ops_has(dout), op, "missing dout");
+    if (ops_has(dx)) {
+        OPS_REQUIRE(ops_has(w), op, "dx needs the weights");
+        // dx (I, N) = w^T (I, K) x dout (K, N)
+        op_gemm(rt, 1, 0, i, n, k, 1.0f, w, i, dout, n, 0.0f, dx, n);
+    }
+    if (ops_has(dw)) {
+        OPS_REQUIRE(ops_has(x), op, "dw needs the forward input");
+        // dw (K, I) = dout (K, N) x x^T (N, I)
+        op_gemm(rt, 0, 1, k, i, n, 1.0f, dout, n, x, n, 0.0f, dw, i);
+    }
+    if (ops_has(db)) linear_bias_grad(rt, db, dout, k, n);
+}
