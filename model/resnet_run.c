@@ -1,0 +1,210 @@
+// ResNet18 forward, loss, backward and SGD: straight lists of op calls over the plan.
+#include "model/resnet.h"
+
+#include <string.h>
+
+static dten P(const resnet *m, int i) {  // a parameter's tensor in its arena
+    const resnet_param *p = &m->params[i];
+    dten t = { (p->kind == RP_BN_MEAN || p->kind == RP_BN_VAR) ? m->arena_buffers : m->arena_params, p->off };
+    return t;
+}
+
+int resnet_param_trainable(const resnet *m, int i) {
+    const resnet_param *p = &m->params[i];
+    if (p->kind == RP_BN_MEAN || p->kind == RP_BN_VAR || p->kind == RP_BN_COUNT) return 0;
+    return p->stage > m->freeze;
+}
+
+// Label the following device commands with the module that owns parameter i (profiling).
+static void layer_label(resnet *m, int i) {
+    if (!m->rt->prof_on) return;
+    char name[48];
+    snprintf(name, sizeof name, "%s", m->params[i].name);
+    char *dot = strrchr(name, '.');
+    if (dot) *dot = 0;  // "layer1.0.conv1.weight" -> "layer1.0.conv1"
+    clrt_profile_layer(m->rt, name);
+}
+
+static dten G(const resnet *m, int i) {  // a parameter's gradient, or none when frozen
+    if (!resnet_param_trainable(m, i)) return DTEN_NONE;
+    dten t = { m->arena_grads, m->params[i].off };
+    return t;
+}
+
+// Batch statistics only in training, outside frozen stages, without --bn-eval (frozen parts
+// behave as PyTorch users' model.eval() on them).
+static int bn_uses_batch_stats(const resnet *m, const resnet_bn *b, int train) {
+    return train && !m->bn_eval && b->stage > m->freeze;
+}
+
+static void conv_fwd(resnet *m, int ci, dten out, dten in, int n, int h, int w) {
+    const resnet_conv *c = &m->convs[ci];
+    conv_shape s;
+    layer_label(m, c->w);
+    conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
+    op_conv2d_forward(m->rt, out, in, P(m, c->w), &s, m->work);
+}
+
+static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int h, int w) {
+    const resnet_conv *c = &m->convs[ci];
+    conv_shape s;
+    conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
+    dten dw = G(m, c->w);
+    if (!din.mem && !dw.mem) return;
+    layer_label(m, c->w);
+    op_conv2d_backward(m->rt, din, dw, dout, in, P(m, c->w), &s, m->work);
+}
+
+static void bn_fwd(resnet *m, int bi, dten out, dten in, dten mean, dten invstd, int cm,
+                   int train) {
+    resnet_bn *b = &m->bns[bi];
+    layer_label(m, b->w);
+    if (bn_uses_batch_stats(m, b, train)) {
+        op_bn_forward_train(m->rt, out, mean, invstd, P(m, b->mean), P(m, b->var), in,
+                            P(m, b->w), P(m, b->b), b->c, cm, RESNET_BN_MOMENTUM, RESNET_BN_EPS);
+        m->bn_count[bi]++;  // num_batches_tracked
+    } else {
+        op_bn_forward_eval(m->rt, out, in, P(m, b->w), P(m, b->b), P(m, b->mean), P(m, b->var),
+                           b->c, cm, RESNET_BN_EPS);
+    }
+}
+
+static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten in, dten mean, dten invstd,
+                   int cm) {
+    resnet_bn *b = &m->bns[bi];
+    layer_label(m, b->w);
+    if (bn_uses_batch_stats(m, b, 1))
+        op_bn_backward_train(m->rt, din, G(m, b->w), G(m, b->b), dout, in, P(m, b->w), mean,
+                             invstd, b->c, cm);
+    else
+        op_bn_backward_eval(m->rt, din, G(m, b->w), G(m, b->b), dout, in, P(m, b->w),
+                            P(m, b->mean), P(m, b->var), b->c, cm, RESNET_BN_EPS);
+}
+
+void resnet_forward(resnet *m, int n, int train) {
+    int S = m->image_size, h = m->stem_h, w = m->stem_w;
+    size_t stem = (size_t)64 * n * h * w;
+    conv_fwd(m, 0, m->stem_c, m->x, n, S, S);
+    bn_fwd(m, 0, m->stem_r, m->stem_c, m->stem_m, m->stem_s, n * h * w, train);
+    op_relu_forward(m->rt, m->stem_r, m->stem_r, stem);
+    pool_shape ps;
+    pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
+    op_maxpool_forward(m->rt, m->stem_pool, m->stem_argmax, m->stem_r, &ps);
+    dten in = m->stem_pool;
+    for (int i = 0; i < 8; i++) {
+        resnet_block *b = &m->blk[i];
+        resnet_block_act *a = &m->blocks[i];
+        int cm = n * b->oh * b->ow;
+        size_t act = (size_t)b->cout * cm;
+        conv_fwd(m, b->conv1, a->c1, in, n, b->h, b->w);
+        bn_fwd(m, b->bn1, a->r1, a->c1, a->m1, a->s1, cm, train);
+        op_relu_forward(m->rt, a->r1, a->r1, act);
+        conv_fwd(m, b->conv2, a->c2, a->r1, n, b->oh, b->ow);
+        bn_fwd(m, b->bn2, a->out, a->c2, a->m2, a->s2, cm, train);
+        dten shortcut = in;
+        if (b->convd >= 0) {
+            conv_fwd(m, b->convd, a->cd, in, n, b->h, b->w);
+            bn_fwd(m, b->bnd, m->g[0], a->cd, a->md, a->sd, cm, train);
+            shortcut = m->g[0];
+        }
+        op_add_relu(m->rt, a->out, a->out, shortcut, act);
+        in = a->out;
+    }
+    const resnet_block *last = &m->blk[7];
+    clrt_profile_layer(m->rt, "avgpool+fc");
+    op_avgpool_forward(m->rt, m->pooled, in, 512, n, last->oh * last->ow);
+    op_linear_forward(m->rt, m->logits, m->pooled, P(m, m->nparams - 2), P(m, m->nparams - 1),
+                      m->num_classes, 512, n);
+}
+
+void resnet_loss(resnet *m, int n) {
+    clrt_profile_layer(m->rt, "loss");
+    op_xent_forward_backward(m->rt, m->loss_mean, m->losses, m->dlogits, m->logits, m->labels,
+                             m->num_classes, n);
+}
+
+// Does anything below block i need its input gradient?
+static int block_needs_din(const resnet *m, int i) {
+    int below = (i % 2 == 0) ? m->blk[i].stage - 1 : m->blk[i].stage;
+    return below > m->freeze;
+}
+
+// Gradient of block i: dout (overwritten) -> din; t1, t2 scratch.
+static void block_backward(resnet *m, int i, dten dout, dten din, dten t1, dten t2, int n) {
+    resnet_block *b = &m->blk[i];
+    resnet_block_act *a = &m->blocks[i];
+    dten in = i == 0 ? m->stem_pool : m->blocks[i - 1].out;
+    int cm = n * b->oh * b->ow, need = block_needs_din(m, i);
+    size_t act = (size_t)b->cout * cm, act_in = (size_t)b->cin * n * b->h * b->w;
+    op_relu_backward(m->rt, dout, dout, a->out, act);              // through the final relu
+    bn_bwd(m, b->bn2, t1, dout, a->c2, a->m2, a->s2, cm);
+    conv_bwd(m, b->conv2, t2, t1, a->r1, n, b->oh, b->ow);
+    op_relu_backward(m->rt, t2, t2, a->r1, act);
+    bn_bwd(m, b->bn1, t1, t2, a->c1, a->m1, a->s1, cm);
+    conv_bwd(m, b->conv1, need ? din : DTEN_NONE, t1, in, n, b->h, b->w);
+    if (b->convd >= 0) {
+        bn_bwd(m, b->bnd, t1, dout, a->cd, a->md, a->sd, cm);
+        conv_bwd(m, b->convd, need ? t2 : DTEN_NONE, t1, in, n, b->h, b->w);
+        if (need) op_add(m->rt, din, din, t2, act_in);
+    } else if (need) {
+        op_add(m->rt, din, din, dout, act_in);
+    }
+}
+
+void resnet_backward(resnet *m, int n) {
+    int K = m->num_classes, fc_w = m->nparams - 2, fc_b = m->nparams - 1;
+    const resnet_block *last = &m->blk[7];
+    int hw = last->oh * last->ow;
+    int need = m->freeze < 4;
+    clrt_profile_layer(m->rt, "avgpool+fc");
+    op_linear_backward(m->rt, need ? m->dpooled : DTEN_NONE, G(m, fc_w), G(m, fc_b), m->dlogits,
+                       m->pooled, P(m, fc_w), K, 512, n);
+    if (!need) return;
+    op_avgpool_backward(m->rt, m->g[0], m->dpooled, 512, n, hw);
+    int cur = 0;
+    for (int i = 7; i >= 0; i--) {
+        if (m->blk[i].stage <= m->freeze) return;
+        block_backward(m, i, m->g[cur], m->g[1 - cur], m->g[2], m->g[3], n);
+        if (!block_needs_din(m, i)) return;
+        cur = 1 - cur;
+    }
+    // Stem: the gradient of the maxpool output is in g[cur].
+    int h = m->stem_h, w = m->stem_w, cm = n * h * w;
+    pool_shape ps;
+    pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
+    op_maxpool_backward(m->rt, m->g[2], m->g[cur], m->stem_argmax, &ps);
+    op_relu_backward(m->rt, m->g[2], m->g[2], m->stem_r, (size_t)64 * cm);
+    bn_bwd(m, 0, m->g[3], m->g[2], m->stem_c, m->stem_m, m->stem_s, cm);
+    conv_bwd(m, 0, DTEN_NONE, m->g[3], m->x, n, m->image_size, m->image_size);  // no input grad
+}
+
+// The trainable parameters form one contiguous suffix of the arena (stages are in order).
+static size_t first_trainable_off(const resnet *m) {
+    for (int i = 0; i < m->nparams; i++)
+        if (resnet_param_trainable(m, i)) return m->params[i].off;
+    return m->n_param_floats;
+}
+
+void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay) {
+    size_t off = first_trainable_off(m);
+    clrt_profile_layer(m->rt, "sgd");
+    dten p = { m->arena_params, off }, g = { m->arena_grads, off }, b = { m->arena_momentum, off };
+    op_sgd_step(m->rt, p, g, b, m->n_param_floats - off, lr, momentum, weight_decay,
+                !m->momentum_ready);
+    m->momentum_ready = 1;
+}
+
+int resnet_grads_finite(resnet *m) {
+    size_t off = first_trainable_off(m);
+    dten g = { m->arena_grads, off };
+    return op_all_finite(m->rt, g, m->n_param_floats - off, m->flag);
+}
+
+int resnet_freeze_from_name(const char *s) {
+    static const char *names[] = { "none", "stem", "layer1", "layer2", "layer3", "layer4",
+                                   "backbone" };
+    static const int value[] = { -1, 0, 1, 2, 3, 4, 4 };
+    for (int i = 0; i < 7; i++)
+        if (s && !strcmp(s, names[i])) return value[i];
+    return -2;
+}

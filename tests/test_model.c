@@ -1,0 +1,336 @@
+// The whole ResNet18 against PyTorch (tests/fixtures/resnet18_32x{2,8}.bin, from
+// tools/make_fixtures.py): torchvision resnet18(num_classes=10), 2 or 8 images at 32x32, weights
+// from the counter-based generator of tests/fixture.h. Eval logits, train-mode logits, loss,
+// parameter gradients, updated running statistics, one SGD step; plus determinism, freezing
+// and the state_dict table.
+#define _POSIX_C_SOURCE 200809L
+#include "model/resnet.h"
+#include "tests/fixture.h"
+#include "tests/testutil.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Tolerances. The fixtures run ~60 float32 layers on CPU PyTorch (another summation order
+// than our GEMMs and reductions). Train-mode checks use the batch-8 fixture: with batch 2,
+// layer4's batch norms normalise 2 values per channel and PyTorch's own float32 run differs
+// from float64 by 3e-4 on logits and 6e-2 on gradients, so batch 2 checks eval mode only.
+// At batch 8 float32 vs float64 differ by ~1e-5: we allow 1e-4 of the largest logit and
+// 2e-4 of the largest gradient of each tensor (10x the measured gap to PyTorch, 1.8e-5).
+static const float logit_tol = 1e-4f, grad_tol = 2e-4f;
+
+static void fill_weights(ckpt *c, int num_classes) {
+    resnet *t = malloc(sizeof *t);
+    cr_assert_not_null(t);
+    clrt *rt = test_rt();
+    char err[512];
+    cr_assert_eq(resnet_init(t, rt, num_classes, err, sizeof err), 0, "%s", err);
+    for (int i = 0; i < t->nparams; i++) {
+        const resnet_param *p = &t->params[i];
+        int64_t shape[4];
+        for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+        fixture_param_kind kind = fixture_resnet_kind(p->name);
+        if (p->kind == RP_BN_COUNT) {
+            int64_t zero = 0;
+            cr_assert_eq(ckpt_add_tensor_i64(c, p->name, 0, shape, &zero), 0);
+            continue;
+        }
+        float *v = malloc(p->numel * sizeof(float));
+        int fan_in = p->ndim == 4 ? p->shape[1] * p->shape[2] * p->shape[3] : 0;
+        fixture_resnet_param(v, p->numel, i, kind, fan_in, 0);
+        cr_assert_eq(ckpt_add_tensor_f32(c, p->name, p->ndim, shape, v), 0);
+        free(v);
+    }
+    resnet_free(t);
+    free(t);
+}
+
+typedef struct setup {
+    int n;                         // images in the fixture's batch
+    resnet m;
+    fixture fx;
+    ckpt weights;
+} setup;
+
+// The fixture with `nimg` images (2 or 8), in a model planned for `batch` >= nimg.
+static void model_setup(setup *s, int nimg, int batch) {
+    char err[1024], name[64];
+    memset(s, 0, sizeof *s);
+    s->n = nimg;
+    snprintf(name, sizeof name, "resnet18_32x%d.bin", nimg);
+    cr_assert_eq(fixture_load_named(&s->fx, name, err, sizeof err), 0, "%s", err);
+    ckpt_init(&s->weights);
+    fill_weights(&s->weights, 10);
+    clrt *rt = test_rt();
+    cr_assert_eq(resnet_init(&s->m, rt, 10, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(resnet_plan(&s->m, batch, 32, err, sizeof err), 0, "%s", err);
+    int replaced = 0;
+    cr_assert_eq(resnet_from_ckpt(&s->m, &s->weights, NULL, 1, 0, &replaced, "generated", err,
+                                  sizeof err), 0, "%s", err);
+    cr_assert_eq(replaced, 0);
+    // Input (2, 3, 32, 32) -> (3, 2, 32, 32); labels.
+    const fixture_tensor *in = fixture_get(&s->fx, "input");
+    const fixture_tensor *lab = fixture_get(&s->fx, "labels");
+    cr_assert(in && lab, "fixture lacks input/labels");
+    float x[3 * 8 * 32 * 32];
+    fixture_nchw_to_cnhw(x, fixture_f32(in), nimg, 3, 32, 32);
+    int32_t y[8];
+    for (int i = 0; i < nimg; i++)
+        y[i] = lab->dtype == FIXTURE_I64 ? (int32_t)fixture_i64(lab)[i] : fixture_i32(lab)[i];
+    clrt_write(rt, s->m.x.mem, 0, x, sizeof(float) * 3 * 32 * 32 * (size_t)nimg);
+    clrt_write(rt, s->m.labels.mem, 0, y, sizeof(int32_t) * (size_t)nimg);
+}
+
+static void model_teardown(setup *s) {
+    resnet_free(&s->m);
+    fixture_free(&s->fx);
+    ckpt_free(&s->weights);
+}
+
+static float max_abs(const float *x, size_t n) {
+    float m = 0;
+    for (size_t i = 0; i < n; i++) m = fmaxf(m, fabsf(x[i]));
+    return m;
+}
+
+static void expect_logits(setup *s, const char *name) {
+    const fixture_tensor *t = fixture_get(&s->fx, name);
+    cr_assert_not_null(t, "fixture lacks %s", name);
+    int nv = 10 * s->n;
+    float got_kn[80], got[80];
+    clrt_read(s->m.rt, s->m.logits.mem, 0, got_kn, sizeof(float) * (size_t)nv);
+    fixture_transpose(got, got_kn, 10, s->n);  // (K, N) -> (N, K)
+    const float *want = fixture_f32(t);
+    test_expect_close(name, got, want, (size_t)nv, logit_tol * max_abs(want, nv), 1e-4f);
+    cr_log_info("%s: max rel err %.3g", name, test_max_rel_err(got, want, nv, max_abs(want, nv)));
+}
+
+static float read_loss(setup *s) {
+    float loss;
+    clrt_read(s->m.rt, s->m.loss_mean.mem, 0, &loss, sizeof loss);
+    return loss;
+}
+
+static int param_index(const resnet *m, const char *name) {
+    for (int i = 0; i < m->nparams; i++)
+        if (!strcmp(m->params[i].name, name)) return i;
+    return -1;
+}
+
+// Every "grad.X" (whole) and "grad.X.head" (leading output channels) tensor of the fixture.
+static void expect_grads(setup *s) {
+    float *all = malloc(s->m.n_param_floats * sizeof(float));
+    clrt_read(s->m.rt, s->m.arena_grads, 0, all, s->m.n_param_floats * sizeof(float));
+    int checked = 0;
+    double worst = 0;
+    for (int k = 0; k < s->fx.count; k++) {
+        const fixture_tensor *t = &s->fx.tensors[k];
+        if (strncmp(t->name, "grad.", 5) != 0) continue;
+        char name[128];
+        snprintf(name, sizeof name, "%s", t->name + 5);
+        char *head = strstr(name, ".head");
+        if (head) *head = 0;
+        int i = param_index(&s->m, name);
+        cr_assert_geq(i, 0, "no parameter %s", name);
+        const float *want = fixture_f32(t);
+        const float *got = all + s->m.params[i].off;
+        float scale = max_abs(want, t->numel);
+        test_expect_close(t->name, got, want, t->numel, grad_tol * scale, 1e-3f);
+        double e = test_max_rel_err(got, want, t->numel, scale);
+        if (e > worst) worst = e;
+        checked++;
+    }
+    cr_log_info("gradients: %d tensors, worst error relative to the tensor's max %.3g", checked,
+                worst);
+    cr_expect_geq(checked, 20, "the fixture should cover most parameters");
+    free(all);
+}
+
+static void expect_running_stats(setup *s) {
+    float *buf = malloc(s->m.n_buffer_floats * sizeof(float));
+    clrt_read(s->m.rt, s->m.arena_buffers, 0, buf, s->m.n_buffer_floats * sizeof(float));
+    int checked = 0;
+    for (int k = 0; k < s->fx.count; k++) {
+        const fixture_tensor *t = &s->fx.tensors[k];
+        if (strncmp(t->name, "after.", 6) != 0) continue;
+        int i = param_index(&s->m, t->name + 6);
+        cr_assert_geq(i, 0, "no parameter %s", t->name + 6);
+        if (s->m.params[i].kind == RP_BN_COUNT) {
+            int b = 0;
+            while (s->m.bns[b].count != i) b++;
+            cr_expect_eq(s->m.bn_count[b], fixture_i64(t)[0], "%s", t->name);
+            continue;
+        }
+        test_expect_close(t->name, buf + s->m.params[i].off, fixture_f32(t), t->numel, 1e-5f,
+                          1e-4f);
+        checked++;
+    }
+    cr_expect_geq(checked, 40);
+    free(buf);
+}
+
+Test(model, state_dict_table) {
+    resnet m;
+    char err[256];
+    cr_assert_eq(resnet_init(&m, test_rt(), 1000, err, sizeof err), 0);
+    cr_expect_eq(m.nparams, 122, "torchvision's state_dict has 122 entries");
+    size_t trainable = 0;
+    for (int i = 0; i < m.nparams; i++)
+        if (m.params[i].kind != RP_BN_MEAN && m.params[i].kind != RP_BN_VAR &&
+            m.params[i].kind != RP_BN_COUNT)
+            trainable += m.params[i].numel;
+    cr_expect_eq(trainable, 11689512u, "11,689,512 parameters for 1000 classes");
+    cr_expect_str_eq(m.params[0].name, "conv1.weight");
+    cr_expect_str_eq(m.params[1].name, "bn1.weight");
+    cr_expect_str_eq(m.params[5].name, "bn1.num_batches_tracked");
+    cr_expect_str_eq(m.params[6].name, "layer1.0.conv1.weight");
+    cr_expect_str_eq(m.params[120].name, "fc.weight");
+    cr_expect_eq(m.params[120].shape[0], 1000);
+    int ds = param_index(&m, "layer2.0.downsample.0.weight");
+    cr_assert_geq(ds, 0);
+    cr_expect_eq(m.params[ds].shape[0], 128);
+    cr_expect_eq(m.params[ds].shape[1], 64);
+    cr_expect_eq(m.params[ds].shape[2], 1);
+    resnet_free(&m);
+}
+
+Test(model, eval_batch2_matches_pytorch) {
+    setup s;
+    model_setup(&s, 2, 2);
+    resnet_forward(&s.m, 2, 0);
+    expect_logits(&s, "eval_logits");
+    model_teardown(&s);
+}
+
+Test(model, forward_backward_matches_pytorch) {
+    setup s;
+    model_setup(&s, 8, 8);
+    resnet_forward(&s.m, 8, 0);  // eval first: running statistics untouched
+    expect_logits(&s, "eval_logits");
+    resnet_forward(&s.m, 8, 1);
+    expect_logits(&s, "logits");
+    resnet_loss(&s.m, 8);
+    float loss = read_loss(&s);
+    float want = fixture_f32(fixture_get(&s.fx, "loss"))[0];
+    cr_expect(fabsf(loss - want) <= 1e-5f * fabsf(want) + 1e-6f, "loss %.9g, PyTorch %.9g",
+              loss, want);
+    cr_log_info("loss %.9g PyTorch %.9g rel %.3g", loss, want, fabs(loss - want) / want);
+    resnet_backward(&s.m, 8);
+    expect_grads(&s);
+    expect_running_stats(&s);
+    // The seed's SGD(lr=0.001, momentum=0.9), then the loss on the same batch again.
+    resnet_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    resnet_forward(&s.m, 8, 1);
+    expect_logits(&s, "step2.logits");
+    resnet_loss(&s.m, 8);
+    float l2 = read_loss(&s), w2 = fixture_f32(fixture_get(&s.fx, "step2.loss"))[0];
+    cr_expect(fabsf(l2 - w2) <= 1e-4f * fabsf(w2), "step-2 loss %.9g, PyTorch %.9g", l2, w2);
+    model_teardown(&s);
+}
+
+Test(model, partial_batch_in_a_larger_plan) {
+    setup s;
+    model_setup(&s, 2, 5);  // planned for 5, run with 2: the last partial batch of an epoch
+    resnet_forward(&s.m, 2, 0);
+    expect_logits(&s, "eval_logits");
+    model_teardown(&s);
+}
+
+static void grads_of_one_step(setup *s, float *out) {
+    resnet_forward(&s->m, 2, 1);
+    resnet_loss(&s->m, 2);
+    resnet_backward(&s->m, 2);
+    clrt_read(s->m.rt, s->m.arena_grads, 0, out, s->m.n_param_floats * sizeof(float));
+}
+
+Test(model, deterministic) {
+    setup s;
+    model_setup(&s, 2, 2);
+    size_t n = s.m.n_param_floats;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    grads_of_one_step(&s, a);
+    grads_of_one_step(&s, b);
+    cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "same inputs, bitwise same gradients");
+    free(a);
+    free(b);
+    model_teardown(&s);
+}
+
+Test(model, freeze_leaves_frozen_tensors_unchanged) {
+    setup s;
+    model_setup(&s, 2, 2);
+    s.m.freeze = 2;  // stem, layer1, layer2
+    size_t n = s.m.n_param_floats, nb = s.m.n_buffer_floats;
+    float *p0 = malloc(n * sizeof(float)), *p1 = malloc(n * sizeof(float));
+    float *b0 = malloc(nb * sizeof(float)), *b1 = malloc(nb * sizeof(float));
+    clrt_read(s.m.rt, s.m.arena_params, 0, p0, n * sizeof(float));
+    clrt_read(s.m.rt, s.m.arena_buffers, 0, b0, nb * sizeof(float));
+    for (int step = 0; step < 2; step++) {
+        resnet_forward(&s.m, 2, 1);
+        resnet_loss(&s.m, 2);
+        resnet_backward(&s.m, 2);
+        resnet_sgd(&s.m, 0.01f, 0.9f, 1e-4f);
+    }
+    clrt_read(s.m.rt, s.m.arena_params, 0, p1, n * sizeof(float));
+    clrt_read(s.m.rt, s.m.arena_buffers, 0, b1, nb * sizeof(float));
+    for (int i = 0; i < s.m.nparams; i++) {
+        const resnet_param *p = &s.m.params[i];
+        if (p->kind == RP_BN_COUNT) continue;
+        int buffer = p->kind == RP_BN_MEAN || p->kind == RP_BN_VAR;
+        const float *before = (buffer ? b0 : p0) + p->off, *after = (buffer ? b1 : p1) + p->off;
+        int same = memcmp(before, after, p->numel * sizeof(float)) == 0;
+        if (p->stage <= 2)
+            cr_expect(same, "%s is frozen but changed", p->name);
+        else if (!buffer)
+            cr_expect(!same, "%s is trainable but did not change", p->name);
+    }
+    cr_expect_eq(s.m.bn_count[0], 0, "frozen batch norms run in eval mode");
+    cr_expect_eq(s.m.bn_count[s.m.nbns - 1], 2);
+    free(p0); free(p1); free(b0); free(b1);
+    model_teardown(&s);
+}
+
+Test(model, checkpoint_round_trip_and_fc_replacement) {
+    setup s;
+    model_setup(&s, 2, 2);
+    ckpt c;
+    ckpt_init(&c);
+    cr_assert_eq(resnet_to_ckpt(&s.m, &c, ""), 0);
+    cr_expect_eq(c.n, 122);
+    // Bitwise back into a fresh model.
+    resnet m2;
+    char err[1024];
+    cr_assert_eq(resnet_init(&m2, test_rt(), 10, err, sizeof err), 0);
+    int replaced = 1;
+    cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 0, &replaced, "x", err, sizeof err), 0, "%s",
+                 err);
+    cr_expect_eq(replaced, 0);
+    size_t n = s.m.n_param_floats;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    clrt_read(s.m.rt, s.m.arena_params, 0, a, n * sizeof(float));
+    clrt_read(m2.rt, m2.arena_params, 0, b, n * sizeof(float));
+    cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0);
+    resnet_free(&m2);
+    // Into a 7-class model: fc is replaced, the rest loads.
+    cr_assert_eq(resnet_init(&m2, test_rt(), 7, err, sizeof err), 0);
+    cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 3, &replaced, "x", err, sizeof err), 0, "%s",
+                 err);
+    cr_expect_eq(replaced, 1);
+    float *c7 = malloc(m2.n_param_floats * sizeof(float));
+    clrt_read(m2.rt, m2.arena_params, 0, c7, m2.n_param_floats * sizeof(float));
+    cr_expect_eq(memcmp(a, c7, s.m.params[120].off * sizeof(float)), 0, "backbone loaded");
+    resnet_free(&m2);
+    // A wrong shape is an error naming the key and both shapes.
+    int k = ckpt_find(&c, "layer1.0.conv1.weight");
+    c.e[k].shape[0] = 32;
+    cr_assert_eq(resnet_init(&m2, test_rt(), 10, err, sizeof err), 0);
+    cr_expect_neq(resnet_from_ckpt(&m2, &c, NULL, 0, 0, &replaced, "w.pth", err, sizeof err), 0);
+    cr_expect(strstr(err, "layer1.0.conv1.weight") && strstr(err, "[32, 64, 3, 3]") &&
+              strstr(err, "[64, 64, 3, 3]"), "%s", err);
+    resnet_free(&m2);
+    free(a); free(b); free(c7);
+    ckpt_free(&c);
+    model_teardown(&s);
+}
