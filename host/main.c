@@ -11,6 +11,9 @@ typedef struct command {
 
 static const command commands[] = {
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
+    { "train", cmd_train, "fine-tune ResNet18 on a data set, then evaluate it" },
+    { "eval", cmd_eval, "evaluate weights on a data set's test split" },
+    { "bench", cmd_bench, "time training and evaluation steps on synthetic data" },
     { "selftest", cmd_selftest, "build the kernels and run a round trip on the device" },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

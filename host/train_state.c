@@ -1,0 +1,208 @@
+// Training state files: see train_state.h.
+#define _POSIX_C_SOURCE 200809L
+#include "host/train_state.h"
+#include "host/cmd_options.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char state_format[] = "cltrain-training-state-1";
+
+void train_state_init(train_state *st) {
+    memset(st, 0, sizeof *st);
+    ckpt_init(&st->file);
+}
+
+void train_state_free(train_state *st) { ckpt_free(&st->file); }
+
+static int get_int(const ckpt *c, const char *name, long long *v) {
+    int i = ckpt_find(c, name);
+    if (i < 0 || c->e[i].kind != CKPT_INT) return -1;
+    *v = c->e[i].ival;
+    return 0;
+}
+
+// Floats are stored as strings ("%.17g" round-trips a double exactly): PyTorch 1.13's
+// weights_only unpickler has no BINFLOAT opcode, and the file must load there.
+static int get_float(const ckpt *c, const char *name, double *v) {
+    int i = ckpt_find(c, name);
+    if (i < 0) return -1;
+    if (c->e[i].kind == CKPT_FLOAT) { *v = c->e[i].fval; return 0; }
+    if (c->e[i].kind != CKPT_STRING) return -1;
+    char *end = NULL;
+    *v = strtod(c->e[i].sval, &end);
+    return (end == c->e[i].sval || *end || !isfinite(*v)) ? -1 : 0;
+}
+
+static int add_float(ckpt *c, const char *name, double v) {
+    char s[64];
+    snprintf(s, sizeof s, "%.17g", v);
+    return ckpt_add_string(c, name, s);
+}
+
+// The run-shaping integer arguments: flag name, state key, field.
+typedef struct int_arg { const char *flag; int *field; } int_arg;
+
+int train_state_read(train_state *st, const char *path, run_options *o,
+                     unsigned long long given, char *err, size_t errlen) {
+    if (ckpt_read(&st->file, path, err, errlen) != 0) return -1;
+    const ckpt *c = &st->file;
+    int f = ckpt_find(c, "cltrain.format");
+    if (f < 0 || c->e[f].kind != CKPT_STRING || strcmp(c->e[f].sval, state_format) != 0) {
+        snprintf(err, errlen, "%s: not a cltrain training state (written by --checkpoint); "
+                              "use --weights for model weights", path);
+        return -1;
+    }
+    int_arg ints[] = {
+        { "batch-size", &o->batch_size }, { "image-size", &o->image_size },
+        { "normalize", &o->normalize }, { "augment", &o->augment },
+        { "train-limit", &o->train_limit }, { "freeze", &o->freeze },
+        { "bn-eval", &o->bn_eval }, { "num-classes", &o->num_classes },
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        long long v;
+        char key[64];
+        snprintf(key, sizeof key, "args.%s", ints[i].flag);
+        if (get_int(c, key, &v) != 0) {
+            snprintf(err, errlen, "%s: training state lacks '%s'", path, key);
+            return -1;
+        }
+        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v) {
+            snprintf(err, errlen, "--%s %d contradicts the saved training state's %lld in %s",
+                     ints[i].flag, *ints[i].field, v, path);
+            st->usage_error = 1;
+            return -1;
+        }
+        *ints[i].field = (int)v;
+    }
+    long long shuffle, seed, epochs, epoch, batch, step, rcount;
+    double lr, mom, wd, rloss;
+    if (get_int(c, "args.shuffle", &shuffle) || get_int(c, "args.seed", &seed) ||
+        get_int(c, "args.epochs", &epochs) || get_int(c, "epoch", &epoch) ||
+        get_int(c, "batch", &batch) || get_int(c, "global_step", &step) ||
+        get_int(c, "running_count", &rcount) || get_float(c, "args.lr", &lr) ||
+        get_float(c, "args.momentum", &mom) || get_float(c, "args.weight-decay", &wd) ||
+        get_float(c, "running_loss", &rloss) || epoch < 0 || batch < 0 || step < 0) {
+        snprintf(err, errlen, "%s: training state is incomplete or damaged", path);
+        return -1;
+    }
+    if ((cmd_flag_given(given, "no-shuffle") && shuffle) ||
+        (cmd_flag_given(given, "seed") && o->seed != seed) ||
+        (cmd_flag_given(given, "lr") && o->lr != lr) ||
+        (cmd_flag_given(given, "momentum") && o->momentum != mom) ||
+        (cmd_flag_given(given, "weight-decay") && o->weight_decay != wd)) {
+        snprintf(err, errlen, "a flag contradicts the saved training state in %s (seed %lld, "
+                              "lr %g, momentum %g, weight decay %g, shuffle %lld)",
+                 path, seed, lr, mom, wd, shuffle);
+        st->usage_error = 1;
+        return -1;
+    }
+    o->shuffle = (int)shuffle;
+    o->seed = seed;
+    o->lr = lr;
+    o->momentum = mom;
+    o->weight_decay = wd;
+    if (!cmd_flag_given(given, "epochs")) o->epochs = (int)epochs;
+    st->epoch = (int)epoch;
+    st->batch = (int)batch;
+    st->global_step = (long)step;
+    st->running_loss = rloss;
+    st->running_count = (int)rcount;
+    return 0;
+}
+
+int train_state_check_data(const train_state *st, int num_classes, int train_images,
+                           const char *path, char *err, size_t errlen) {
+    long long k, n;
+    if (get_int(&st->file, "model.num_classes", &k) || get_int(&st->file, "train_images", &n)) {
+        snprintf(err, errlen, "%s: training state is incomplete", path);
+        return -1;
+    }
+    if (k != num_classes || n != train_images) {
+        snprintf(err, errlen, "%s was saved for %lld classes and %lld training images; this "
+                              "data gives %d and %d", path, k, n, num_classes, train_images);
+        return -1;
+    }
+    return 0;
+}
+
+int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen) {
+    int replaced = 0;
+    if (resnet_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) != 0)
+        return -1;
+    long long ready = 0;
+    get_int(&st->file, "momentum_ready", &ready);
+    m->momentum_ready = ready != 0;
+    if (!ready) return 0;
+    float *host = calloc(m->n_param_floats, sizeof(float));
+    if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
+    for (int i = 0; i < m->nparams; i++) {
+        if (!resnet_param_trainable(m, i)) continue;
+        char key[128];
+        snprintf(key, sizeof key, "optimizer.momentum.%s", m->params[i].name);
+        int k = ckpt_find(&st->file, key);
+        const ckpt_entry *e = k >= 0 ? &st->file.e[k] : NULL;
+        if (!e || e->kind != CKPT_TENSOR || e->dtype != CKPT_F32 ||
+            (size_t)e->numel != m->params[i].numel) {
+            snprintf(err, errlen, "%s: missing or wrong momentum buffer '%s'", path, key);
+            free(host);
+            return -1;
+        }
+        memcpy(host + m->params[i].off, e->data, m->params[i].numel * sizeof(float));
+    }
+    clrt_write(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
+    free(host);
+    return 0;
+}
+
+int train_state_write(const train_state *st, resnet *m, const run_options *o, int train_images,
+                      const char *path) {
+    ckpt c;
+    ckpt_init(&c);
+    int rc = ckpt_add_string(&c, "cltrain.format", state_format);
+    rc |= resnet_to_ckpt(m, &c, "model.");
+    rc |= ckpt_add_int(&c, "model.num_classes", m->num_classes);
+    float *host = NULL;
+    if (m->momentum_ready) {
+        host = malloc(m->n_param_floats * sizeof(float));
+        if (!host) rc = -1;
+        else clrt_read(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
+        for (int i = 0; host && i < m->nparams && rc == 0; i++) {
+            if (!resnet_param_trainable(m, i)) continue;
+            const resnet_param *p = &m->params[i];
+            int64_t shape[4];
+            for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+            char key[128];
+            snprintf(key, sizeof key, "optimizer.momentum.%s", p->name);
+            rc |= ckpt_add_tensor_f32(&c, key, p->ndim, shape, host + p->off);
+        }
+    }
+    rc |= ckpt_add_int(&c, "momentum_ready", m->momentum_ready);
+    rc |= ckpt_add_int(&c, "epoch", st->epoch);
+    rc |= ckpt_add_int(&c, "batch", st->batch);
+    rc |= ckpt_add_int(&c, "global_step", st->global_step);
+    rc |= add_float(&c, "running_loss", st->running_loss);
+    rc |= ckpt_add_int(&c, "running_count", st->running_count);
+    rc |= ckpt_add_int(&c, "train_images", train_images);
+    rc |= ckpt_add_int(&c, "args.batch-size", o->batch_size);
+    rc |= ckpt_add_int(&c, "args.image-size", o->image_size);
+    rc |= ckpt_add_int(&c, "args.normalize", o->normalize);
+    rc |= ckpt_add_int(&c, "args.augment", o->augment);
+    rc |= ckpt_add_int(&c, "args.train-limit", o->train_limit);
+    rc |= ckpt_add_int(&c, "args.freeze", o->freeze);
+    rc |= ckpt_add_int(&c, "args.bn-eval", o->bn_eval);
+    rc |= ckpt_add_int(&c, "args.num-classes", m->num_classes);
+    rc |= ckpt_add_int(&c, "args.shuffle", o->shuffle);
+    rc |= ckpt_add_int(&c, "args.seed", o->seed);
+    rc |= ckpt_add_int(&c, "args.epochs", o->epochs);
+    rc |= add_float(&c, "args.lr", o->lr);
+    rc |= add_float(&c, "args.momentum", o->momentum);
+    rc |= add_float(&c, "args.weight-decay", o->weight_decay);
+    free(host);
+    char err[1024] = "out of host memory";
+    if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "cltrain: error: --checkpoint %s: %s\n", path, err);
+    ckpt_free(&c);
+    return rc ? -1 : 0;
+}

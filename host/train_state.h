@@ -1,0 +1,34 @@
+// The whole training state as one torch-loadable file (a dict of tensors, ints, floats and
+// strings): model, SGD momentum, position in the data (epoch, batch: the loader is stateless,
+// so these and the seed fix the data order and augmentation), and the arguments that shape
+// the run.
+#ifndef CLTRAIN_TRAIN_STATE_H
+#define CLTRAIN_TRAIN_STATE_H
+
+#include "host/session.h"
+
+typedef struct train_state {
+    int epoch, batch;              // the next batch to train: batch `batch` of epoch `epoch`
+    long global_step;              // optimizer steps taken
+    double running_loss;           // the seed's running_loss since the last print
+    int running_count;
+    int usage_error;               // set when a flag contradicts the saved state
+    ckpt file;                     // as read by train_state_read
+} train_state;
+
+void train_state_init(train_state *st);
+void train_state_free(train_state *st);
+// Reads `path`, takes the saved run arguments into o (explicit flags that contradict them are
+// refused). Returns 0 or -1 with a message.
+int train_state_read(train_state *st, const char *path, run_options *o,
+                     unsigned long long given, char *err, size_t errlen);
+// The saved state fits this data set and model?
+int train_state_check_data(const train_state *st, int num_classes, int train_images,
+                           const char *path, char *err, size_t errlen);
+// Loads the model and the momentum buffers into m.
+int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
+// Writes the state atomically; prints a message on failure. Returns 0 or -1.
+int train_state_write(const train_state *st, resnet *m, const run_options *o, int train_images,
+                      const char *path);
+
+#endif
