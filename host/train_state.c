@@ -115,7 +115,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
 int train_state_check_data(const train_state *st, int num_classes, int train_images,
                            const char *path, char *err, size_t errlen) {
     long long k, n;
-    if (get_int(&st->file, "model.num_classes", &k) || get_int(&st->file, "train_images", &n)) {
+    if (get_int(&st->file, "num_classes", &k) || get_int(&st->file, "train_images", &n)) {
         snprintf(err, errlen, "%s: training state is incomplete", path);
         return -1;
     }
@@ -162,7 +162,7 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o, in
     ckpt_init(&c);
     int rc = ckpt_add_string(&c, "cltrain.format", state_format);
     rc |= resnet_to_ckpt(m, &c, "model.");
-    rc |= ckpt_add_int(&c, "model.num_classes", m->num_classes);
+    rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
     float *host = NULL;
     if (m->momentum_ready) {
         host = malloc(m->n_param_floats * sizeof(float));
