@@ -42,9 +42,11 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(BUILD)/libcltrain.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
-# Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise.
+# Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
+# then the PyTorch parity run (python3-torch; files cross both ways).
 test: deps cltrain $(BUILD)/tests/cltrain_tests
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
 
 debug:
 	$(MAKE) BUILD=build-debug CFLAGS="-O0 -g" EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" cltrain
@@ -63,3 +65,57 @@ clean:
 	rm -rf build build-debug cltrain
 
 -include $(DEPS)
+
+# ---- hardening: fuzzing and the sanitizer run ----
+
+# `make fuzz` builds the libFuzzer targets in tests/fuzz/ with clang (Debian's `clang`
+# package) and runs each for FUZZ_SECONDS, starting from the seeds in tests/fuzz/corpus/<t>/;
+# new inputs go to build-fuzz/corpus/<t>/, crashes to build-fuzz/crash-<t>-*. (CFLAGS goes to
+# the sub-make through the environment: on its command line it would replace the -I flags.)
+FUZZ_CC       ?= clang
+FUZZ_SECONDS  ?= 60
+FUZZ_TARGETS  := ckpt safetensors pickle cifar idx args
+FUZZ_SAN      := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                 -fno-sanitize-recover=undefined
+
+.PHONY: fuzz fuzz-build test-asan
+
+fuzz-build:
+	@command -v $(FUZZ_CC) >/dev/null || { echo "fuzz: needs clang (apt-get install clang)" >&2; exit 1; }
+	CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) \
+	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h $(BUILD)/libcltrain.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< tests/fuzz/fuzz_util.c $(BUILD)/libcltrain.a $(LDLIBS)
+
+fuzz: fuzz-build
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build-fuzz/corpus/$$t; \
+	    echo "fuzz_$$t: $(FUZZ_SECONDS) s"; \
+	    if ! build-fuzz/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=3 \
+	        -rss_limit_mb=2048 -malloc_limit_mb=1024 -max_len=65536 -print_final_stats=1 \
+	        -artifact_prefix=build-fuzz/crash-$$t- build-fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+	        > build-fuzz/fuzz_$$t.log 2>&1; then \
+	        tail -n 60 build-fuzz/fuzz_$$t.log; echo "fuzz_$$t: FAILED (log: build-fuzz/fuzz_$$t.log)"; exit 1; \
+	    fi; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE' build-fuzz/fuzz_$$t.log | tail -n 1; \
+	    grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' build-fuzz/fuzz_$$t.log; \
+	done
+
+# `make test-asan`: the library, ./cltrain and the Criterion suite built with ASan + UBSan in
+# build-asan/, the whole suite run on pocl (its kernels are not instrumented). Leaks and UB
+# fail; tests/lsan.supp hides leaks inside pocl, the OpenCL ICD loader, CLBlast and LLVM only.
+ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+$(BUILD)/cltrain: $(BUILD)/host/main.o $(BUILD)/libcltrain.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+test-asan: deps cltrain
+	CFLAGS="-O1 -g" $(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(ASAN_SAN)" \
+	    build-asan/cltrain build-asan/tests/cltrain_tests
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} CLTRAIN_BIN=build-asan/cltrain \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	    build-asan/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)

@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""PyTorch parity: train a few steps in PyTorch and in cltrain from the same weights and the
+same images, then compare per-step losses, the final weights and evaluation logits.
+
+Usage: tools/torch_parity.py [--cltrain ./cltrain] [--device SPEC] [--steps 5]
+                             [--image-size 32] [--eval-size 224] [--batch-size 16] [--keep DIR]
+
+The default recipe is the seed's optimiser (lr 0.001, momentum 0.9) at 32x32, batch 16: a
+well-conditioned case, where PyTorch float32 and float64 agree to 1e-6 in the loss over five
+steps. (Upscaled random images at lr 0.01 are chaotic: there PyTorch's own float32 run leaves
+its float64 run by 1e-2 within five steps, and no float32 implementation can do better.)
+Weights are compared against the same noise floor: PyTorch is also run in float64, and
+cltrain must be within WEIGHT_TOL or 10x PyTorch float32's own distance to float64.
+
+Data: a small CIFAR-10-format folder generated here (deterministic), read by cltrain's
+loader and by this script exactly as torchvision's CIFAR10 + Resize((S,S)) + ToTensor would
+(PIL images, bilinear resize). Both sides: torchvision resnet18(num_classes=10) from the
+same initial state_dict, SGD(lr, momentum 0.9), CrossEntropyLoss, no shuffling.
+Exit status 0 when every check is within its tolerance, 1 otherwise.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms as T
+from PIL import Image
+
+# Tolerances (float32 noise of two different summation orders, grown by training):
+FIRST_LOSS_RTOL = 1e-4     # relative difference of the first step's loss
+LATER_LOSS_RTOL = 1e-3     # every later step
+WEIGHT_TOL = 1e-3          # max |diff| / max |w| per tensor (or 10x float32's own error)
+LOGIT_TOL = 1e-3           # eval logits: max |diff| / max |logit|
+
+
+def write_cifar(path, n, seed):
+    rng = np.random.default_rng(seed)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    pix = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    for i, lab in enumerate(labels):  # some class structure so training moves
+        pix[i, lab % 3, : 8 + 2 * lab] //= 3
+    with open(path, "wb") as f:
+        for i in range(n):
+            f.write(bytes([labels[i]]))
+            f.write(pix[i].tobytes())
+    return pix, labels
+
+
+def batches(pix, labels, size, batch):
+    tf = T.Compose([T.Resize((size, size)), T.ToTensor()])
+    xs = [tf(Image.fromarray(np.ascontiguousarray(p.transpose(1, 2, 0)))) for p in pix]
+    for s in range(0, len(xs), batch):
+        yield torch.stack(xs[s:s + batch]), torch.from_numpy(labels[s:s + batch].astype(np.int64))
+
+
+def run(cmd):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        print("FAILED: %s\n%s" % (" ".join(cmd), r.stdout))
+        sys.exit(1)
+    return r.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cltrain", default="./cltrain")
+    ap.add_argument("--device", default=os.environ.get("CLTRAIN_DEVICE", "cpu"))
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--eval-size", type=int, default=224)
+    ap.add_argument("--eval-images", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--keep", help="keep the work folder here")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    work = a.keep or tempfile.mkdtemp(prefix="cltrain-parity-")
+    os.makedirs(work, exist_ok=True)
+    n = a.steps * a.batch_size
+    pix, labels = write_cifar(os.path.join(work, "data_batch_1.bin"), n, 1)
+    tpix, tlabels = write_cifar(os.path.join(work, "test_batch.bin"), max(a.eval_images, 1), 2)
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=10)
+    init = os.path.join(work, "init.pth")
+    torch.save(model.state_dict(), init)
+
+    # cltrain
+    log, out = os.path.join(work, "log.jsonl"), os.path.join(work, "cltrain.pth")
+    run([a.cltrain, "train", "--data", work, "--weights", init, "--device", a.device,
+         "--image-size", str(a.image_size), "--batch-size", str(a.batch_size), "--no-shuffle",
+         "--epochs", "1", "--max-steps", str(a.steps), "--lr", repr(a.lr), "--momentum", "0.9",
+         "--log", log, "--save", out, "--test-limit", "1"])
+    closs = [json.loads(l)["loss"] for l in open(log) if '"loss"' in l]
+
+    # PyTorch, the seed's loop, in float32 and (for the noise floor) float64
+    def torch_train(dtype):
+        m = torchvision.models.resnet18(num_classes=10)
+        m.load_state_dict(torch.load(init))
+        m = m.to(dtype)
+        opt = torch.optim.SGD(m.parameters(), lr=a.lr, momentum=0.9)
+        m.train()
+        losses = []
+        for x, y in batches(pix, labels, a.image_size, a.batch_size):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(x.to(dtype)), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return m, losses
+    model, tloss = torch_train(torch.float32)
+    model64, _ = torch_train(torch.float64)
+    sd64 = model64.state_dict()
+
+    ok = True
+    print("step  cltrain loss   PyTorch loss   rel diff")
+    for i, (c, t) in enumerate(zip(closs, tloss)):
+        rel = abs(c - t) / abs(t)
+        tol = FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL
+        flag = "" if rel <= tol else "   FAIL (tol %g)" % tol
+        ok &= rel <= tol
+        print("%4d  %12.7f   %12.7f   %.2e%s" % (i + 1, c, t, rel, flag))
+    if len(closs) != len(tloss):
+        print("FAIL: %d cltrain steps, %d PyTorch steps" % (len(closs), len(tloss)))
+        ok = False
+
+    # Final weights: cltrain's file loads in PyTorch (weights_only) and matches tensor by tensor.
+    sd = torch.load(out, weights_only=True)
+    check = torchvision.models.resnet18(num_classes=10)
+    check.load_state_dict(sd, strict=True)
+    worst, worst_name, floor_worst, nfail = 0.0, "", 0.0, 0
+    for k, v in model.state_dict().items():
+        if v.dtype != torch.float32:
+            if not torch.equal(v, sd[k]):
+                print("FAIL: %s %s vs %s" % (k, sd[k].tolist(), v.tolist()))
+                ok = False
+            continue
+        scale = max(v.abs().max().item(), 1e-12)
+        err = (sd[k] - v).abs().max().item() / scale
+        floor = (v.double() - sd64[k]).abs().max().item() / scale
+        floor_worst = max(floor_worst, floor)
+        if err > max(WEIGHT_TOL, 10 * floor):
+            nfail += 1
+            print("FAIL: %s max|diff|/max|w| %.2e (PyTorch float32 vs float64: %.2e)" %
+                  (k, err, floor))
+        if err > worst:
+            worst, worst_name = err, k
+    ok &= nfail == 0
+    print("final weights: worst max|diff|/max|w| %.2e (%s); PyTorch float32 vs float64 worst "
+          "%.2e; %d tensors outside tolerance" % (worst, worst_name, floor_worst, nfail))
+
+    # Eval logits at eval-size, on cltrain's trained weights, in both.
+    pred = os.path.join(work, "pred.csv")
+    run([a.cltrain, "eval", "--data", work, "--weights", out, "--device", a.device,
+         "--image-size", str(a.eval_size), "--batch-size", str(a.eval_images),
+         "--test-limit", str(a.eval_images), "--predictions", pred])
+    rows = [l.strip().split(",") for l in open(pred)][1:]
+    clog = np.array([[float(v) for v in r[3:]] for r in rows], dtype=np.float64)
+    check.eval()
+    with torch.no_grad():
+        x, _ = next(batches(tpix[:a.eval_images], tlabels[:a.eval_images], a.eval_size,
+                            a.eval_images))
+        tlog = check(x).double().numpy()
+    lerr = np.abs(clog - tlog).max() / np.abs(tlog).max()
+    lok = lerr <= LOGIT_TOL
+    ok &= lok
+    print("eval logits at %dx%d: max|diff|/max|logit| %.2e%s" %
+          (a.eval_size, a.eval_size, lerr, "" if lok else "   FAIL (tol %g)" % LOGIT_TOL))
+    print("parity: %s" % ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
