@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/host/main.d
 
-.PHONY: all debug test demo install deps clean check-cl
+.PHONY: all debug test demo install deps clean check-cl bench
 
 all: cltrain
 
@@ -56,6 +56,14 @@ demo: deps cltrain
 
 deps:
 	@sh tools/install-deps.sh
+
+# cltrain bench next to PyTorch on the same shapes, with the machine's SGEMM limit.
+bench: deps cltrain
+	$(PYTHON) tools/bench_torch.py --cltrain ./cltrain $(if $(CLTRAIN_DEVICE),--device $(CLTRAIN_DEVICE)) $(BENCH_ARGS)
+
+# Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
+check-cl:
+	sh tools/check-cl.sh
 
 install: cltrain
 	install -d $(DESTDIR)$(PREFIX)/bin
@@ -119,3 +127,12 @@ test-asan: deps cltrain
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    build-asan/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
+
+# ---- GEMM tuning shipped in tune/*.tune, embedded into the binary (read by host/tune.c) ----
+TUNE_SRC := $(sort $(wildcard tune/*.tune))
+$(BUILD)/tune_files.c: $(TUNE_SRC) tools/embed_cl.sh
+	@mkdir -p $(BUILD)
+	sh tools/embed_cl.sh $@.tmp $(TUNE_SRC) && sed 's/cl_source_/tune_file_/g' $@.tmp > $@ && rm -f $@.tmp
+$(BUILD)/tune_files.o: $(BUILD)/tune_files.c
+	$(CC) $(CFLAGS) -c -o $@ $<
+$(BUILD)/libcltrain.a: $(BUILD)/tune_files.o

@@ -4,7 +4,7 @@
 # `apt-get update` only when something must be installed. Root or sudo.
 set -eu
 
-PACKAGES="build-essential pkg-config ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
+PACKAGES="build-essential pkg-config clang ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
 libclblast-dev libzip-dev zlib1g-dev libcriterion-dev
 python3 python3-numpy python3-torch python3-torchvision python3-pil dataset-fashion-mnist"
 
