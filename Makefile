@@ -45,6 +45,7 @@ $(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(BUILD)/libcltrain.a
 # Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
 # then the PyTorch parity run (python3-torch; files cross both ways).
 test: deps cltrain $(BUILD)/tests/cltrain_tests
+	sh tools/check-cl.sh
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
 
