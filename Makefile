@@ -48,6 +48,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests
 	sh tools/check-cl.sh
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
+	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:
 	$(MAKE) BUILD=build-debug CFLAGS="-O0 -g" EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" cltrain

@@ -119,16 +119,16 @@ def forward_macs(image_size):
 
 # ---------------------------------------------------------------- PyTorch
 
-def bench_torch(image_size, batch, steps, warmup=2, seed=0):
+def bench_torch(image_size, batch, steps, warmup=2, seed=0, device="cpu"):
     import torch
     import torchvision
 
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=10)
+    model = torchvision.models.resnet18(num_classes=10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x = torch.rand(batch, 3, image_size, image_size)
-    y = torch.randint(0, 10, (batch,))
+    x = torch.rand(batch, 3, image_size, image_size, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
 
     model.train()
 
@@ -478,6 +478,8 @@ def main():
     ap.add_argument("--json", action="store_true", help="print one JSON object instead")
     ap.add_argument("--no-sgemm", action="store_true", help="skip the SGEMM limit measurement")
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch (cltrain only)")
+    ap.add_argument("--torch-device", default="cpu",
+                    help="PyTorch device: cpu (default), cuda, cuda:1, ... (item() syncs)")
     ap.add_argument("--openblas", default=None,
                     help="libopenblas.so to measure (also $BENCH_OPENBLAS; found automatically)")
     ap.add_argument("--cltrain-timeout", type=float, default=600,
@@ -536,7 +538,7 @@ def main():
         else:
             log(f"bench_torch: PyTorch {S}x{S} batch {B}, {steps} steps ...")
             try:
-                r["torch"] = bench_torch(S, B, steps)
+                r["torch"] = bench_torch(S, B, steps, device=args.torch_device)
             except Exception as e:  # noqa: BLE001
                 r["torch"] = {"error": f"{type(e).__name__}: {e}"}
             derive(r["torch"], macs, limit)
