@@ -134,6 +134,38 @@ void clrt_fill_zero(clrt *rt, cl_mem m, size_t off, size_t bytes) {
 
 void clrt_finish(clrt *rt) { CL_CHECK(clFinish(rt->queue)); }
 
+void *clrt_host_alloc(clrt *rt, clrt_host_buf *b, size_t bytes) {
+    memset(b, 0, sizeof *b);
+    b->bytes = bytes ? bytes : 4;
+    cl_int e;
+    b->mem = clCreateBuffer(rt->ctx, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, b->bytes, NULL, &e);
+    if (e == CL_SUCCESS) {
+        b->ptr = clEnqueueMapBuffer(rt->queue, b->mem, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0,
+                                    b->bytes, 0, NULL, NULL, &e);
+        if (e == CL_SUCCESS && b->ptr) return b->ptr;
+        clReleaseMemObject(b->mem);
+        b->mem = NULL;
+    }
+    b->ptr = malloc(b->bytes);
+    if (!b->ptr) {
+        fprintf(stderr, "cltrain: error: out of host memory (%.1f MiB)\n", b->bytes / 1048576.0);
+        exit(1);
+    }
+    return b->ptr;
+}
+
+void clrt_host_free(clrt *rt, clrt_host_buf *b) {
+    if (!b || !b->ptr) return;
+    if (b->mem) {
+        clEnqueueUnmapMemObject(rt->queue, b->mem, b->ptr, 0, NULL, NULL);
+        clFinish(rt->queue);
+        clReleaseMemObject(b->mem);
+    } else {
+        free(b->ptr);
+    }
+    memset(b, 0, sizeof *b);
+}
+
 // Local size for a 1-D launch: the kernel's preferred multiple, grown toward 256 while the
 // kernel and device allow it.
 static size_t local_size_1d(clrt *rt, cl_kernel k) {

@@ -87,6 +87,17 @@ void clrt_read(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes);
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes);
 void clrt_finish(clrt *rt);
 
+// Host memory for transfers: a CL_MEM_ALLOC_HOST_PTR buffer mapped once (pinned memory, the
+// fast path for clEnqueueWriteBuffer/ReadBuffer on discrete GPUs); plain malloc when the
+// device cannot map one. Exits with a message when neither works.
+typedef struct clrt_host_buf {
+    cl_mem mem;                    // NULL when ptr came from malloc
+    void *ptr;
+    size_t bytes;
+} clrt_host_buf;
+void *clrt_host_alloc(clrt *rt, clrt_host_buf *b, size_t bytes);
+void clrt_host_free(clrt *rt, clrt_host_buf *b);   // accepts a zeroed struct
+
 // Launch a 1-D kernel over n work items (global size rounded up to the work-group size the
 // kernel prefers; kernels start with a bounds check).
 void clrt_launch1d(clrt *rt, cl_kernel k, size_t n);

@@ -240,3 +240,19 @@ Test(runtime, cli_exits) {
     cr_expect_eq(run_cltrain("selftest --device cpu -n 1000", out, sizeof out), 0, "%s", out);
     cr_expect(strstr(out, "0 mismatches") != NULL, "%s", out);
 }
+
+Test(runtime, pinned_host_buffer_round_trip) {
+    clrt *rt = test_rt();
+    clrt_host_buf hb;
+    float *h = clrt_host_alloc(rt, &hb, 4096 * sizeof(float));
+    for (int i = 0; i < 4096; i++) h[i] = (float)i * 0.5f;
+    dten d = test_upload(rt, NULL, 4096);
+    clrt_write(rt, d.mem, 0, h, 4096 * sizeof(float));
+    memset(h, 0, 4096 * sizeof(float));
+    clrt_read(rt, d.mem, 0, h, 4096 * sizeof(float));
+    for (int i = 0; i < 4096; i++) cr_assert_eq(h[i], (float)i * 0.5f, "index %d", i);
+    clrt_host_free(rt, &hb);
+    cr_expect_null(hb.ptr);
+    clrt_host_free(rt, &hb);  // twice is harmless
+    clReleaseMemObject(d.mem);
+}
