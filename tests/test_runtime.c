@@ -213,7 +213,8 @@ Test(runtime, kernel_dir_override) {
 // Run the cltrain binary; returns its exit status, output in out (stdout+stderr).
 static int run_cltrain(const char *args, char *out, size_t outlen) {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "./cltrain %s 2>&1", args);
+    const char *bin = getenv("CLTRAIN_BIN");  // make test-asan: the sanitized binary
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin && *bin ? bin : "./cltrain", args);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
     size_t n = fread(out, 1, outlen - 1, p);

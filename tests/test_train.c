@@ -56,11 +56,23 @@ static char *make_data(int ntrain, int ntest) {
 
 // Runs a shell command line; returns its exit status and its combined output in out.
 static int run(char *out, size_t outlen, const char *fmt, ...) {
-    char cmd[4096];
+    char cmd[4096], line[4096];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    // make test-asan runs the sanitized binary: ./cltrain -> $CLTRAIN_BIN.
+    const char *bin = getenv("CLTRAIN_BIN");
+    if (!bin || !*bin) bin = "./cltrain";
+    cmd[0] = 0;
+    for (const char *p = line; *p;) {
+        const char *q = strstr(p, "./cltrain");
+        size_t len = q ? (size_t)(q - p) : strlen(p);
+        strncat(cmd, p, len < sizeof cmd - strlen(cmd) - 1 ? len : sizeof cmd - strlen(cmd) - 1);
+        if (!q) break;
+        strncat(cmd, bin, sizeof cmd - strlen(cmd) - 1);
+        p = q + strlen("./cltrain");
+    }
     strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
