@@ -64,15 +64,17 @@ static int run(char *out, size_t outlen, const char *fmt, ...) {
     // make test-asan runs the sanitized binary: ./cltrain -> $CLTRAIN_BIN.
     const char *bin = getenv("CLTRAIN_BIN");
     if (!bin || !*bin) bin = "./cltrain";
-    cmd[0] = 0;
-    for (const char *p = line; *p;) {
-        const char *q = strstr(p, "./cltrain");
-        size_t len = q ? (size_t)(q - p) : strlen(p);
-        strncat(cmd, p, len < sizeof cmd - strlen(cmd) - 1 ? len : sizeof cmd - strlen(cmd) - 1);
-        if (!q) break;
-        strncat(cmd, bin, sizeof cmd - strlen(cmd) - 1);
-        p = q + strlen("./cltrain");
+    size_t k = 0, blen = strlen(bin);
+    for (const char *p = line; *p && k + blen + 1 < sizeof cmd;) {
+        if (!strncmp(p, "./cltrain", 9)) {
+            memcpy(cmd + k, bin, blen);
+            k += blen;
+            p += 9;
+        } else {
+            cmd[k++] = *p++;
+        }
     }
+    cmd[k] = 0;
     strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
     FILE *p = popen(cmd, "r");
     cr_assert_not_null(p);
