@@ -3,47 +3,245 @@
 //
 // col (C*KH*KW, N*OH*OW): row r = (c, ky, kx), column p = (n, oy, ox); the value is the input
 // pixel (c, n, oy*stride - pad + ky, ox*stride - pad + kx), or 0 in the padding.
+//
+// Shape of the work, for CPU devices too: a 2-D range whose dimension 0 walks the contiguous
+// index (the col column p, or the input pixel) and dimension 1 the channel. pocl runs a
+// work-group as a loop over dimension 0 and vectorises that loop only when the kernel body
+// is straight-line code, so each item splits its index once (without an integer division)
+// and then handles its kernel entries written out one by one (the _kK kernels). Consecutive
+// items touch consecutive memory. The generic kernels (plain loops) serve any other shape.
+//
+// Traps found with pocl 3.1 (POCL_VECTORIZER_REMARKS=1 shows them): clang's SLP vectoriser
+// runs when the program is built and packs look-alike row/column arithmetic (clamp(y),
+// clamp(x)) into 2-lane vectors, after which pocl cannot vectorise the work-item loop
+// ("instruction return type cannot be vectorized"): hence the select-based padding tests.
+// Loops over the kernel taps, even with constant counts and `#pragma unroll`, were not
+// always unrolled (a build warning), and a loop left inside the work item stops the
+// vectorisation: hence the taps written out.
+//
+// (No backslash-continued macros in these files: tools/embed_cl.sh does not keep them.)
 
-// One work item per col element; consecutive items walk a row, so the writes are contiguous.
-__kernel void im2col(__global float *col, ulong colo, __global const float *in, ulong ino,
-                     int n, int c, int h, int w, int kh, int kw, int stride, int pad,
-                     int oh, int ow) {
-    int np = n * oh * ow;
-    int gid = get_global_id(0);
-    if (gid >= c * kh * kw * np) return;
-    int p = gid % np, r = gid / np;
-    int ox = p % ow, oy = (p / ow) % oh, ni = p / (ow * oh);
-    int kx = r % kw, ky = (r / kw) % kh, ci = r / (kw * kh);
-    int y = oy * stride - pad + ky, x = ox * stride - pad + kx;
-    float v = 0.0f;
-    if (y >= 0 && y < h && x >= 0 && x < w)
-        v = in[ino + ((size_t)(ci * n + ni) * h + y) * w + x];
-    col[colo + gid] = v;
+// a / b for 0 <= a < 2^30 (the host checks) and b > 0, without an integer division: CPUs
+// have no vector integer divide, so a division in a vectorised work-item loop runs one lane
+// at a time. Two float estimates (the first within a few hundred of the quotient, the second
+// within one), then an exact integer correction. inv_b = 1.0f / b, the same for every item.
+static inline int conv_div(int a, int b, float inv_b) {
+    int q = convert_int_rtz((float)a * inv_b);
+    q += convert_int_rtz((float)(a - q * b) * inv_b);
+    int r = a - q * b;
+    return q + (r >= b) - (r < 0);
 }
 
-// The adjoint of im2col as a gather (no atomics): one work item per input pixel sums every
-// col entry that copied it, in (ky, kx) ascending order, the order in which PyTorch's col2im
-// scatter adds them. Overwrites `in`.
-__kernel void col2im(__global float *in, ulong ino, __global const float *col, ulong colo,
-                     int n, int c, int h, int w, int kh, int kw, int stride, int pad,
-                     int oh, int ow) {
-    int gid = get_global_id(0);
-    if (gid >= c * n * h * w) return;
-    int x = gid % w, y = (gid / w) % h, ni = (gid / (w * h)) % n, ci = gid / (w * h * n);
+// ---- im2col ----
+
+// Where item (p, ci) reads and writes: the input plane of (ci, n) and the col entry of row
+// (ci, ky0, 0) at column p, and the window's corner (y0, x0) for ky0. 0 when out of range.
+static inline int im2col_setup(int p, int ci, int ky0, int n, int c, int h, int w, int stride,
+                               int pad, int oh, int ow, int kh, int kw, size_t *src_off,
+                               size_t *dst_off, int *y0, int *x0) {
     int np = n * oh * ow;
-    __global const float *cc = col + colo;
+    if (p >= np || ci >= c) return 0;
+    int t = conv_div(p, ow, 1.0f / ow), ni = conv_div(t, oh, 1.0f / oh);
+    int ox = p - t * ow, oy = t - ni * oh;
+    *y0 = oy * stride - pad + ky0;
+    *x0 = ox * stride - pad;
+    *src_off = (size_t)(ci * n + ni) * h * w;
+    *dst_off = (size_t)((ci * kh + ky0) * kw) * np + p;
+    return 1;
+}
+
+// One col entry: input pixel (y, x) of the plane src, or 0 in the padding. Padding loads
+// element 0 and discards it, so the load needs no mask.
+static inline void im2col_entry(__global float *restrict dst,
+                                __global const float *restrict src, int y, int x, int h,
+                                int w) {
+    int inside = y >= 0 && y < h && x >= 0 && x < w;
+    float v = src[inside ? y * w + x : 0];
+    *dst = inside ? v : 0.0f;
+}
+
+// Any shape: range (N*OH*OW, C), item (p, ci) writes the KH*KW entries of channel ci.
+__kernel void im2col(__global float *col, ulong colo, __global const float *in, ulong ino,
+                     int n, int c, int h, int w, int kh, int kw, int stride, int pad, int oh,
+                     int ow) {
+    size_t so, dof;
+    int y0, x0, np = n * oh * ow;
+    if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
+                      kh, kw, &so, &dof, &y0, &x0))
+        return;
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            im2col_entry(col + colo + dof + (size_t)(ky * kw + kx) * np, in + ino + so,
+                         y0 + ky, x0 + kx, h, w);
+}
+
+// 3x3 (BasicBlock convs), range (N*OH*OW, C): the 9 entries of channel ci.
+__kernel void im2col_k3(__global float *restrict col, ulong colo,
+                        __global const float *restrict in, ulong ino, int n, int c, int h,
+                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    size_t so, dof;
+    int y0, x0, np = n * oh * ow;
+    if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
+                      3, 3, &so, &dof, &y0, &x0))
+        return;
+    __global float *dst = col + colo + dof;
+    __global const float *src = in + ino + so;
+    size_t r = np;   // one col row
+    im2col_entry(dst, src, y0, x0, h, w);
+    im2col_entry(dst + r, src, y0, x0 + 1, h, w);
+    im2col_entry(dst + 2 * r, src, y0, x0 + 2, h, w);
+    im2col_entry(dst + 3 * r, src, y0 + 1, x0, h, w);
+    im2col_entry(dst + 4 * r, src, y0 + 1, x0 + 1, h, w);
+    im2col_entry(dst + 5 * r, src, y0 + 1, x0 + 2, h, w);
+    im2col_entry(dst + 6 * r, src, y0 + 2, x0, h, w);
+    im2col_entry(dst + 7 * r, src, y0 + 2, x0 + 1, h, w);
+    im2col_entry(dst + 8 * r, src, y0 + 2, x0 + 2, h, w);
+}
+
+// 1x1 with stride or padding (the downsample convs), range (N*OH*OW, C).
+__kernel void im2col_k1(__global float *restrict col, ulong colo,
+                        __global const float *restrict in, ulong ino, int n, int c, int h,
+                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    size_t so, dof;
+    int y0, x0;
+    if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
+                      1, 1, &so, &dof, &y0, &x0))
+        return;
+    im2col_entry(col + colo + dof, in + ino + so, y0, x0, h, w);
+}
+
+// 7x7 (the stem), range (N*OH*OW, C*7): item (p, ci*7 + ky) writes the 7 entries of one
+// kernel row (49 entries per item did not vectorise).
+__kernel void im2col_k7(__global float *restrict col, ulong colo,
+                        __global const float *restrict in, ulong ino, int n, int c, int h,
+                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    int row = get_global_id(1), ci = row / 7;
+    size_t so, dof;
+    int y, x0, np = n * oh * ow;
+    if (!im2col_setup(get_global_id(0), ci, row - ci * 7, n, c, h, w, stride, pad, oh, ow, 7,
+                      7, &so, &dof, &y, &x0))
+        return;
+    __global float *dst = col + colo + dof;
+    __global const float *src = in + ino + so;
+    im2col_entry(dst, src, y, x0, h, w);
+    im2col_entry(dst + np, src, y, x0 + 1, h, w);
+    im2col_entry(dst + 2 * (size_t)np, src, y, x0 + 2, h, w);
+    im2col_entry(dst + 3 * (size_t)np, src, y, x0 + 3, h, w);
+    im2col_entry(dst + 4 * (size_t)np, src, y, x0 + 4, h, w);
+    im2col_entry(dst + 5 * (size_t)np, src, y, x0 + 5, h, w);
+    im2col_entry(dst + 6 * (size_t)np, src, y, x0 + 6, h, w);
+}
+
+// ---- col2im ----
+//
+// The adjoint of im2col as a gather (no atomics): item (pixel, ci) sums every col entry that
+// copied input pixel (ci, pixel), in (ky, kx) ascending order, the order in which PyTorch's
+// col2im scatter adds them. Overwrites `in`. Range (N*H*W, C).
+
+// Item (pix, ci)'s pixel (y, x), its col plane (row (ci, 0, 0), columns of image n) and
+// output offset; 0 when out of range.
+static inline int col2im_setup(int pix, int ci, int n, int c, int h, int w, int oh, int ow,
+                               int kh, int kw, int *y, int *x, size_t *col_off,
+                               size_t *in_off) {
+    if (pix >= n * h * w || ci >= c) return 0;
+    int t = conv_div(pix, w, 1.0f / w), ni = conv_div(t, h, 1.0f / h);
+    *x = pix - t * w;
+    *y = t - ni * h;
+    *col_off = (size_t)ci * kh * kw * n * oh * ow + (size_t)ni * oh * ow;
+    *in_off = (size_t)ci * n * h * w + pix;
+    return 1;
+}
+
+// The col entry (ky, kx) for pixel (y, x), or +0.0f when that entry did not copy it (adding
+// +0.0f leaves a sum that starts at +0 unchanged, so the result equals skipping it). The
+// load of a missing entry reads the row's first element and discards it: no mask.
+static inline float col2im_entry(__global const float *restrict cc, int y, int x, int ky,
+                                 int kx, int kw, int stride, int pad, int oh, int ow, int np) {
+    int ty = y + pad - ky, tx = x + pad - kx;
+    int oy = ty / stride, ox = tx / stride;
+    int ok = ty >= 0 && tx >= 0 && oy * stride == ty && ox * stride == tx && oy < oh && ox < ow;
+    float v = cc[(size_t)(ky * kw + kx) * np + (ok ? oy * ow + ox : 0)];
+    return ok ? v : 0.0f;
+}
+
+__kernel void col2im(__global float *in, ulong ino, __global const float *col, ulong colo,
+                     int n, int c, int h, int w, int kh, int kw, int stride, int pad, int oh,
+                     int ow) {
+    int y, x, np = n * oh * ow;
+    size_t co, io;
+    if (!col2im_setup(get_global_id(0), get_global_id(1), n, c, h, w, oh, ow, kh, kw, &y, &x,
+                      &co, &io))
+        return;
     float s = 0.0f;
-    for (int ky = 0; ky < kh; ky++) {
-        int ty = y + pad - ky;
-        if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
-        int oy = ty / stride;
-        for (int kx = 0; kx < kw; kx++) {
-            int tx = x + pad - kx;
-            if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
-            int ox = tx / stride;
-            size_t r = (size_t)(ci * kh + ky) * kw + kx;
-            s += cc[r * np + (size_t)(ni * oh + oy) * ow + ox];
-        }
-    }
-    in[ino + gid] = s;
+    for (int ky = 0; ky < kh; ky++)
+        for (int kx = 0; kx < kw; kx++)
+            s += col2im_entry(col + colo + co, y, x, ky, kx, kw, stride, pad, oh, ow, np);
+    in[ino + io] = s;
+}
+
+// Where output row (or column) o = (t + pad - k) / stride of kernel tap k reads pixel t,
+// and whether it exists (the division exact and o inside [0, n)).
+static inline int col2im_tap(int t, int k, int stride, int pad, int n, int *ok) {
+    int u = t + pad - k, o = u / stride;
+    *ok = u >= 0 && u % stride == 0 && o < n;
+    return o;
+}
+
+// 3x3 with a compile-time stride (divisions by a constant), the 9 entries written out. Each
+// entry adds +0.0f when it did not copy the pixel, and reads the first element of its col
+// row in that case (no mask).
+static inline void col2im_k3(__global float *restrict in, __global const float *restrict col,
+                             int n, int c, int h, int w, int pad, int oh, int ow,
+                             const int stride) {
+    int y, x, np = n * oh * ow;
+    size_t co, io;
+    if (!col2im_setup(get_global_id(0), get_global_id(1), n, c, h, w, oh, ow, 3, 3, &y, &x,
+                      &co, &io))
+        return;
+    __global const float *cc = col + co;
+    int ry0, ry1, ry2, rx0, rx1, rx2;
+    int oy0 = col2im_tap(y, 0, stride, pad, oh, &ry0) * ow;
+    int oy1 = col2im_tap(y, 1, stride, pad, oh, &ry1) * ow;
+    int oy2 = col2im_tap(y, 2, stride, pad, oh, &ry2) * ow;
+    int ox0 = col2im_tap(x, 0, stride, pad, ow, &rx0);
+    int ox1 = col2im_tap(x, 1, stride, pad, ow, &rx1);
+    int ox2 = col2im_tap(x, 2, stride, pad, ow, &rx2);
+    size_t r = np;   // one col row
+    float s = 0.0f, v;
+    v = cc[ry0 && rx0 ? oy0 + ox0 : 0], s += ry0 && rx0 ? v : 0.0f;
+    v = cc[r + (ry0 && rx1 ? oy0 + ox1 : 0)], s += ry0 && rx1 ? v : 0.0f;
+    v = cc[2 * r + (ry0 && rx2 ? oy0 + ox2 : 0)], s += ry0 && rx2 ? v : 0.0f;
+    v = cc[3 * r + (ry1 && rx0 ? oy1 + ox0 : 0)], s += ry1 && rx0 ? v : 0.0f;
+    v = cc[4 * r + (ry1 && rx1 ? oy1 + ox1 : 0)], s += ry1 && rx1 ? v : 0.0f;
+    v = cc[5 * r + (ry1 && rx2 ? oy1 + ox2 : 0)], s += ry1 && rx2 ? v : 0.0f;
+    v = cc[6 * r + (ry2 && rx0 ? oy2 + ox0 : 0)], s += ry2 && rx0 ? v : 0.0f;
+    v = cc[7 * r + (ry2 && rx1 ? oy2 + ox1 : 0)], s += ry2 && rx1 ? v : 0.0f;
+    v = cc[8 * r + (ry2 && rx2 ? oy2 + ox2 : 0)], s += ry2 && rx2 ? v : 0.0f;
+    in[io] = s;
+}
+
+// ResNet's (kernel, stride) pairs that need a data gradient: 3x3 stride 1 and 2, 1x1 stride 2.
+__kernel void col2im_k3s1(__global float *in, ulong ino, __global const float *col,
+                          ulong colo, int n, int c, int h, int w, int kh, int kw, int stride,
+                          int pad, int oh, int ow) {
+    col2im_k3(in + ino, col + colo, n, c, h, w, pad, oh, ow, 1);
+}
+
+__kernel void col2im_k3s2(__global float *in, ulong ino, __global const float *col,
+                          ulong colo, int n, int c, int h, int w, int kh, int kw, int stride,
+                          int pad, int oh, int ow) {
+    col2im_k3(in + ino, col + colo, n, c, h, w, pad, oh, ow, 2);
+}
+
+__kernel void col2im_k1s2(__global float *restrict in, ulong ino,
+                          __global const float *restrict col, ulong colo, int n, int c, int h,
+                          int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    int y, x;
+    size_t co, io;
+    if (!col2im_setup(get_global_id(0), get_global_id(1), n, c, h, w, oh, ow, 1, 1, &y, &x,
+                      &co, &io))
+        return;
+    // 0 + v as the sum of one term: -0 becomes +0, as in the scatter form.
+    in[ino + io] = 0.0f + col2im_entry(col + colo + co, y, x, 0, 0, 1, 2, pad, oh, ow,
+                                       n * oh * ow);
 }

@@ -63,6 +63,21 @@ void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout
 void op_bn_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
                          dten gamma, dten running_mean, dten running_var, int c, int m,
                          float eps);
+// Batch norm followed by relu, fused (BasicBlock's bn1 + relu, the stem): out = relu(bn(in)),
+// bit for bit what op_bn_forward_* then op_relu_forward give, in one pass.
+void op_bn_relu_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+                              dten running_mean, dten running_var, dten in, dten gamma,
+                              dten beta, int c, int m, float momentum, float eps);
+void op_bn_relu_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
+                             dten running_mean, dten running_var, int c, int m, float eps);
+// Their backward: dout is the gradient of the relu's output `out` (C, M); the same results
+// as op_relu_backward (on out) then op_bn_backward_*, without the intermediate tensor.
+void op_bn_relu_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+                               dten out, dten in, dten gamma, dten save_mean,
+                               dten save_invstd, int c, int m);
+void op_bn_relu_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+                              dten out, dten in, dten gamma, dten running_mean,
+                              dten running_var, int c, int m, float eps);
 
 // ---- element-wise, n floats ----
 void op_relu_forward(clrt *rt, dten out, dten in, size_t n);

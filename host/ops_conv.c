@@ -36,6 +36,10 @@ static void conv_check(const conv_shape *s, const char *op) {
     ops_int(conv_ckk(s) * conv_np(s), op, "C*KH*KW*N*OH*OW");
     ops_int((size_t)s->c * s->n * s->h * s->w, op, "C*N*H*W");
     ops_int((size_t)s->o * conv_np(s), op, "O*N*OH*OW");
+    // The layout kernels split N*OH*OW and N*H*W indices with float arithmetic that is exact
+    // below 2^30 (cl/conv.cl, conv_div).
+    OPS_REQUIRE(conv_np(s) < (1u << 30) && (size_t)s->n * s->h * s->w < (1u << 30), op,
+                "N*H*W or N*OH*OW is 2^30 or more");
 }
 
 static void conv_layout_args(cl_kernel k, cl_uint i, const conv_shape *s) {
@@ -51,24 +55,57 @@ static void conv_layout_args(cl_kernel k, cl_uint i, const conv_shape *s) {
     CLRT_ARG(k, i + 9, s->ow);
 }
 
+// Local size along dimension 0 of the layout kernels: items of one group walk consecutive
+// memory, and pocl vectorises across them; 64 keeps the rounding waste small on ResNet's
+// smallest layers (N*OH*OW = batch at layer4 of a 32x32 image).
+#define CONV_LOCAL0 64
+
+// The 2-D range (n0 rounded up to CONV_LOCAL0, channels) of the layout kernels.
+static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c) {
+    size_t global[2] = {n0, (size_t)c}, local[2] = {CONV_LOCAL0, 1};
+    clrt_launch(rt, k, 2, global, local);
+}
+
+// The kernel-size specialisation of im2col for this shape, else the generic kernel.
+static const char *im2col_kernel_name(const conv_shape *s) {
+    if (s->kh != s->kw) return "im2col";
+    switch (s->kh) {
+    case 1: return "im2col_k1";
+    case 3: return "im2col_k3";
+    case 7: return "im2col_k7";
+    default: return "im2col";
+    }
+}
+
+// The (kernel size, stride) specialisation of col2im, else the generic kernel.
+static const char *col2im_kernel_name(const conv_shape *s) {
+    if (s->kh != s->kw) return "col2im";
+    if (s->kh == 3 && s->stride == 1) return "col2im_k3s1";
+    if (s->kh == 3 && s->stride == 2) return "col2im_k3s2";
+    if (s->kh == 1 && s->stride == 2) return "col2im_k1s2";
+    return "col2im";
+}
+
 void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
     conv_check(s, "op_im2col");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col", "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "im2col");
+    cl_kernel k = clrt_kernel(rt, im2col_kernel_name(s));
     ops_arg_ten(k, 0, col);
     ops_arg_ten(k, 2, in);
     conv_layout_args(k, 4, s);
-    clrt_launch1d(rt, k, conv_ckk(s) * conv_np(s));
+    // im2col_k7 takes one kernel row per item.
+    int rows = s->kh == 7 && s->kw == 7 ? s->c * 7 : s->c;
+    conv_layout_launch(rt, k, conv_np(s), rows);
 }
 
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
     conv_check(s, "op_col2im");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_col2im", "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "col2im");
+    cl_kernel k = clrt_kernel(rt, col2im_kernel_name(s));
     ops_arg_ten(k, 0, in);
     ops_arg_ten(k, 2, col);
     conv_layout_args(k, 4, s);
-    clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+    conv_layout_launch(rt, k, (size_t)s->n * s->h * s->w, s->c);
 }
 
 void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work) {

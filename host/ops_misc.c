@@ -69,6 +69,18 @@ static void pool_check(const pool_shape *s, const char *op) {
     ops_int((size_t)s->c * s->n * s->h * s->w, op, "C*N*H*W");
 }
 
+// ResNet's 3x3 stride-2 pool has its own backward kernel (2-D range, written-out window),
+// which splits plane indices with float arithmetic exact below 2^30 (cl/pool.cl, pool_div).
+static int pool_is_k3s2(const pool_shape *s) {
+    return s->k == 3 && s->stride == 2 && (size_t)s->h * s->w < (1u << 30);
+}
+
+// The 2-D range (plane positions, C*N planes) of the _k3s2 kernel.
+static void pool_launch_planes(clrt *rt, cl_kernel k, size_t positions, const pool_shape *s) {
+    size_t global[2] = {positions, (size_t)s->c * s->n}, local[2] = {64, 1};
+    clrt_launch(rt, k, 2, global, local);
+}
+
 static void pool_layout_args(cl_kernel k, cl_uint i, const pool_shape *s) {
     CLRT_ARG(k, i + 0, s->n);
     CLRT_ARG(k, i + 1, s->c);
@@ -97,12 +109,16 @@ void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_
     const char *op = "op_maxpool_backward";
     pool_check(s, op);
     OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(argmax), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "maxpool_backward");
+    int k3s2 = pool_is_k3s2(s);
+    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_backward_k3s2" : "maxpool_backward");
     ops_arg_ten(k, 0, din);
     ops_arg_ten(k, 2, dout);
     ops_arg_ten(k, 4, argmax);
     pool_layout_args(k, 6, s);
-    clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+    if (k3s2)
+        pool_launch_planes(rt, k, (size_t)s->h * s->w, s);
+    else
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
 }
 
 // ---- global average pool ----

@@ -306,6 +306,49 @@ void ref_bn_backward_eval(float *din, float *dgamma, float *dbeta, const float *
                       eps);
 }
 
+void ref_bn_relu_forward_train(float *out, float *save_mean, float *save_invstd,
+                               float *running_mean, float *running_var, const float *in,
+                               const float *gamma, const float *beta, int c, int m,
+                               float momentum, float eps) {
+    ref_bn_forward_train(out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+                         beta, c, m, momentum, eps);
+    ref_relu_forward(out, out, (size_t)c * m);
+}
+
+void ref_bn_relu_forward_eval(float *out, const float *in, const float *gamma,
+                              const float *beta, const float *running_mean,
+                              const float *running_var, int c, int m, float eps) {
+    ref_bn_forward_eval(out, in, gamma, beta, running_mean, running_var, c, m, eps);
+    ref_relu_forward(out, out, (size_t)c * m);
+}
+
+// The gradient through the relu first (threshold_backward on its output), then batch norm.
+static float *ref_relu_grad(const float *dout, const float *out, size_t n) {
+    float *g = malloc((n ? n : 1) * sizeof *g);
+    if (!g) abort();
+    ref_relu_backward(g, dout, out, n);
+    return g;
+}
+
+void ref_bn_relu_backward_train(float *din, float *dgamma, float *dbeta, const float *dout,
+                                const float *out, const float *in, const float *gamma,
+                                const float *save_mean, const float *save_invstd, int c,
+                                int m) {
+    float *g = ref_relu_grad(dout, out, (size_t)c * m);
+    ref_bn_backward_train(din, dgamma, dbeta, g, in, gamma, save_mean, save_invstd, c, m);
+    free(g);
+}
+
+void ref_bn_relu_backward_eval(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *out, const float *in, const float *gamma,
+                               const float *running_mean, const float *running_var, int c,
+                               int m, float eps) {
+    float *g = ref_relu_grad(dout, out, (size_t)c * m);
+    ref_bn_backward_eval(din, dgamma, dbeta, g, in, gamma, running_mean, running_var, c, m,
+                         eps);
+    free(g);
+}
+
 // ---- element-wise ----
 
 // PyTorch relu: negatives to 0, NaN passes.

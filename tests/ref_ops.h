@@ -46,6 +46,22 @@ void ref_bn_backward_train(float *din, float *dgamma, float *dbeta, const float 
 void ref_bn_backward_eval(float *din, float *dgamma, float *dbeta, const float *dout,
                           const float *in, const float *gamma, const float *running_mean,
                           const float *running_var, int c, int m, float eps);
+// Batch norm then relu (the fused ops): the compositions of the two references above and
+// ref_relu_*, out = relu(bn(in)); backward takes dout of the relu's output `out`.
+void ref_bn_relu_forward_train(float *out, float *save_mean, float *save_invstd,
+                               float *running_mean, float *running_var, const float *in,
+                               const float *gamma, const float *beta, int c, int m,
+                               float momentum, float eps);
+void ref_bn_relu_forward_eval(float *out, const float *in, const float *gamma,
+                              const float *beta, const float *running_mean,
+                              const float *running_var, int c, int m, float eps);
+void ref_bn_relu_backward_train(float *din, float *dgamma, float *dbeta, const float *dout,
+                                const float *out, const float *in, const float *gamma,
+                                const float *save_mean, const float *save_invstd, int c, int m);
+void ref_bn_relu_backward_eval(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *out, const float *in, const float *gamma,
+                               const float *running_mean, const float *running_var, int c,
+                               int m, float eps);
 void ref_bn_forward_train_d(double *out, double *save_mean, double *save_invstd,
                             double *running_mean, double *running_var, const double *in,
                             const double *gamma, const double *beta, int c, int m,

@@ -222,6 +222,41 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
     free(want_col), free(want_in), free(want_out), free(want_dw);
 }
 
+// The kernels the launchers pick: im2col_k1/k3/k7 or the generic im2col; col2im_k3s1,
+// col2im_k3s2, col2im_k1s2 or the generic col2im. Shapes off ResNet's path take the generic
+// kernels.
+Test(ops_conv, k5_s1_p2_generic) { conv_case(2, 3, 9, 8, 4, 5, 1, 2, 70); }
+Test(ops_conv, k3_s3_p0_generic_col2im) { conv_case(2, 2, 10, 11, 3, 3, 3, 0, 80); }
+Test(ops_conv, k1_s1_p1_generic_col2im) { conv_case(2, 3, 4, 5, 3, 1, 1, 1, 90); }
+
+// im2col and col2im alone (exact) on shapes with many work-groups and indices in the
+// millions: the kernels split flat indices with float arithmetic (conv_div in cl/conv.cl).
+static void layout_case(int n, int c, int h, int w, int k, int stride, int pad, uint64_t seed) {
+    clrt *rt = test_rt();
+    conv_shape s;
+    conv_shape_init(&s, n, c, h, w, 1, k, stride, pad);
+    size_t nin = conv_in_n(&s), ncol = conv_col_n(&s);
+    float *in = rnd(nin, seed, -1, 1), *col = rnd(ncol, seed + 1, -1, 1);
+    float *want_col = malloc(ncol * sizeof(float)), *want_in = malloc(nin * sizeof(float));
+    cr_assert(want_col && want_in);
+    dten d_in = dev_tensor(in, nin), d_col = dev_tensor(NULL, ncol);
+    op_im2col(rt, d_col, d_in, &s);
+    ref_im2col(want_col, in, &s);
+    check("im2col col (large)", d_col, want_col, ncol, 0, 0);
+    dten d_colin = dev_tensor(col, ncol), d_back = dev_tensor(NULL, nin);
+    op_col2im(rt, d_back, d_colin, &s);
+    ref_col2im(want_in, col, &s);
+    check("col2im in (large)", d_back, want_in, nin, 0, 0);
+    free(in), free(col), free(want_col), free(want_in);
+}
+
+Test(ops_conv, layout_large_index) {
+    layout_case(8, 2, 517, 509, 1, 2, 0, 95);    // N*H*W = 2.1M, N*OH*OW = 528K
+    layout_case(3, 2, 131, 67, 3, 1, 1, 96);
+    layout_case(2, 1, 200, 190, 7, 2, 3, 97);
+    layout_case(5, 1, 61, 59, 3, 2, 1, 98);
+}
+
 // ResNet18's conv1, on a non-square odd image.
 Test(ops_conv, k7_s2_p3) { conv_case(2, 3, 13, 11, 4, 7, 2, 3, 10); }
 // The 3x3 convs of every BasicBlock; batch 1, non-square.
@@ -320,6 +355,107 @@ Test(ops_bn, train_forward_backward) {
     bn_train_case(1, 2, 1.0f, 110);             // the smallest legal m
     bn_train_case(2, 4 * 17 * 19, 0.5f, 120);   // m much larger than the work-group
     bn_train_case(2, 3 * 11 * 13, 50.0f, 130);  // a large mean: the two-pass variance holds
+    // Several statistics blocks per work item and a tail that is not a whole vector.
+    bn_train_case(3, 40007, -1.5f, 140);
+    bn_train_case(2, 15, 2.0f, 150);            // fewer values than one vector
+}
+
+// Batch norm + relu fused, training mode: against the references, and bit for bit against
+// the unfused device ops (op_bn_* then op_relu_*), forward and backward.
+static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
+    clrt *rt = test_rt();
+    bn_data d = bn_data_make(c, m, center, seed);
+    size_t n = (size_t)c * m;
+    float *rm0 = malloc(c * sizeof(float)), *rv0 = malloc(c * sizeof(float));
+    cr_assert(rm0 && rv0);
+    memcpy(rm0, d.rmean, c * sizeof(float));
+    memcpy(rv0, d.rvar, c * sizeof(float));
+    dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
+    dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
+    dten out = dev_tensor(NULL, n), smean = dev_tensor(NULL, c), sinv = dev_tensor(NULL, c);
+    op_bn_relu_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f,
+                             1e-5f);
+    float *w_out = zeros(n), *w_smean = zeros(c), *w_sinv = zeros(c);
+    ref_bn_relu_forward_train(w_out, w_smean, w_sinv, d.rmean, d.rvar, d.in, d.gamma, d.beta,
+                              c, m, 0.1f, 1e-5f);
+    check("bn+relu train out", out, w_out, n, 2e-5f, 1e-5f);
+    check("bn+relu train save_mean", smean, w_smean, c, 1e-6f + fabsf(center) * 2e-7f, 1e-6f);
+    check("bn+relu train save_invstd", sinv, w_sinv, c, 0, 1e-5f);
+    check("bn+relu train running_var", rvar, d.rvar, c, 0, 1e-5f);
+
+    dten rmean2 = dev_tensor(rm0, c), rvar2 = dev_tensor(rv0, c);
+    dten out2 = dev_tensor(NULL, n), smean2 = dev_tensor(NULL, c), sinv2 = dev_tensor(NULL, c);
+    op_bn_forward_train(rt, out2, smean2, sinv2, rmean2, rvar2, in, gamma, beta, c, m, 0.1f,
+                        1e-5f);
+    op_relu_forward(rt, out2, out2, n);
+    expect_same_bits("bn+relu train out vs unfused", out, out2, n);
+    expect_same_bits("bn+relu train running_mean vs unfused", rmean, rmean2, c);
+
+    // Backward through the relu: dout is the gradient of `out`; a few exact zeros of out too.
+    float *h_out = dev_read(out, n), *h_smean = dev_read(smean, c), *h_sinv = dev_read(sinv, c);
+    dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
+    dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
+    op_bn_relu_backward_train(rt, din, dgamma, dbeta, dout, out, in, gamma, smean, sinv, c, m);
+    float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
+    ref_bn_relu_backward_train(w_din, w_dg, w_db, d.dout, h_out, d.in, d.gamma, h_smean,
+                               h_sinv, c, m);
+    check("bn+relu train dbeta", dbeta, w_db, c, 2e-4f, 1e-5f);
+    check("bn+relu train dgamma", dgamma, w_dg, c, 2e-4f, 1e-5f);
+    check("bn+relu train din", din, w_din, n, 2e-5f, 1e-4f);
+
+    dten g2 = dev_tensor(NULL, n), din2 = dev_tensor(NULL, n);
+    dten dgamma2 = dev_tensor(NULL, c), dbeta2 = dev_tensor(NULL, c);
+    op_relu_backward(rt, g2, dout, out, n);
+    op_bn_backward_train(rt, din2, dgamma2, dbeta2, g2, in, gamma, smean, sinv, c, m);
+    expect_same_bits("bn+relu train din vs unfused", din, din2, n);
+    expect_same_bits("bn+relu train dgamma vs unfused", dgamma, dgamma2, c);
+    expect_same_bits("bn+relu train dbeta vs unfused", dbeta, dbeta2, c);
+
+    free(rm0), free(rv0), free(w_out), free(w_smean), free(w_sinv);
+    free(h_out), free(h_smean), free(h_sinv), free(w_din), free(w_dg), free(w_db);
+    bn_data_free(&d);
+}
+
+Test(ops_bn, relu_fused_train) {
+    bn_relu_train_case(3, 2 * 5 * 7, 0.0f, 160);
+    bn_relu_train_case(2, 40007, 0.5f, 170);
+    bn_relu_train_case(4, 9, -0.3f, 180);
+}
+
+Test(ops_bn, relu_fused_eval) {
+    clrt *rt = test_rt();
+    int c = 3, m = 2 * 7 * 9 + 5;
+    size_t n = (size_t)c * m;
+    bn_data d = bn_data_make(c, m, 0.4f, 190);
+    dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
+    dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
+    dten out = dev_tensor(NULL, n), out2 = dev_tensor(NULL, n);
+    op_bn_relu_forward_eval(rt, out, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
+    float *w_out = zeros(n);
+    ref_bn_relu_forward_eval(w_out, d.in, d.gamma, d.beta, d.rmean, d.rvar, c, m, 1e-5f);
+    check("bn+relu eval out", out, w_out, n, 1e-5f, 1e-5f);
+    op_bn_forward_eval(rt, out2, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
+    op_relu_forward(rt, out2, out2, n);
+    expect_same_bits("bn+relu eval out vs unfused", out, out2, n);
+
+    float *h_out = dev_read(out, n);
+    dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
+    dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
+    op_bn_relu_backward_eval(rt, din, dgamma, dbeta, dout, out, in, gamma, rmean, rvar, c, m,
+                             1e-5f);
+    float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
+    ref_bn_relu_backward_eval(w_din, w_dg, w_db, d.dout, h_out, d.in, d.gamma, d.rmean,
+                              d.rvar, c, m, 1e-5f);
+    check("bn+relu eval din", din, w_din, n, 1e-6f, 1e-5f);
+    check("bn+relu eval dgamma", dgamma, w_dg, c, 2e-5f, 1e-5f);
+    check("bn+relu eval dbeta", dbeta, w_db, c, 2e-5f, 1e-5f);
+    dten g2 = dev_tensor(NULL, n), din2 = dev_tensor(NULL, n);
+    op_relu_backward(rt, g2, dout, out, n);
+    op_bn_backward_eval(rt, din2, DTEN_NONE, DTEN_NONE, g2, in, gamma, rmean, rvar, c, m,
+                        1e-5f);
+    expect_same_bits("bn+relu eval din vs unfused", din, din2, n);
+    free(w_out), free(h_out), free(w_din), free(w_dg), free(w_db);
+    bn_data_free(&d);
 }
 
 // Hand-computed: x = 1 2 3 4, mean 2.5, biased var 1.25, unbiased var 5/3.
@@ -530,6 +666,12 @@ Test(ops_maxpool, resnet_3x3_s2_p1) {
     maxpool_case(x1, 2, 3, 9, 7, 2, 2, 0);      // 2x2/s2, the last row and column dropped
     maxpool_case(x1, 2, 3, 9, 7, 3, 1, 1);      // overlapping windows, stride 1
     free(x1), free(x2);
+    // 3x3/s2 has its own backward kernel: unpadded too, and planes spanning many groups.
+    size_t n3 = 3 * 2 * 37 * 29, n4 = (size_t)4 * 3 * 66 * 70;
+    float *x3 = rnd(n3, 512, -1, 1), *x4 = rnd(n4, 513, -1, 1);
+    maxpool_case(x3, 3, 2, 37, 29, 3, 2, 0);
+    maxpool_case(x4, 4, 3, 66, 70, 3, 2, 1);
+    free(x3), free(x4);
 }
 
 // PyTorch's rules: first maximum on ties, padding never wins, NaN propagates.

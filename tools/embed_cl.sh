@@ -12,7 +12,8 @@ tmp=$out.tmp.$$
     echo "};"
     echo "const char *const cl_source_texts[] = {"
     for f in "$@"; do
-        awk '{ gsub(/\\/, "\\\\"); gsub(/"/, "\\\""); printf "    \"%s\\n\"\n", $0 }' "$f"
+        # Backslashes doubled (awk's gsub turns "\\\\\\\\" into two), quotes escaped.
+        awk '{ gsub(/\\/, "\\\\\\\\"); gsub(/"/, "\\\""); printf "    \"%s\\n\"\n", $0 }' "$f"
         echo "    ,"
     done
     echo "};"
