@@ -287,9 +287,13 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint32_t *dims,
     size_t hlen = 4 + 4 * (size_t)ndims;
     int r = gzread(f, head, (unsigned)hlen);
     if (r != (int)hlen) {
+        int errnum = 0;
+        const char *zmsg = gzerror(f, &errnum);  // a damaged .gz says so rather than "truncated"
+        int rc = errnum ? ds_error(err, errlen, "%s: not valid gzip data (%s)", path, zmsg)
+                        : ds_error(err, errlen, "%s: truncated IDX header (%d of %zu bytes)",
+                                   path, r < 0 ? 0 : r, hlen);
         gzclose(f);
-        return ds_error(err, errlen, "%s: truncated IDX header (%d of %zu bytes)", path,
-                        r < 0 ? 0 : r, hlen);
+        return rc;
     }
     if (idx_be32(head) != magic) {
         gzclose(f);

@@ -10,7 +10,7 @@
 
 #define LOADER_PAD 4               // torchvision RandomCrop(size, padding=4)
 #define LOADER_MAX_SIDE 4096
-#define LOADER_MAX_BATCH 65536
+#define LOADER_MAX_BATCH 1048576  // as --batch-size; the device limit comes first
 #define LOADER_TAG_PERM 0x7065726d5f746167ull
 #define LOADER_TAG_AUG 0x6175675f74616721ull
 

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char eval_usage[] =
@@ -54,10 +55,12 @@ int cmd_eval(int argc, char **argv) {
     FILE *csv = NULL;
     char tmp[4200] = "";
     if (o.predictions) {  // written to a temp file, renamed when complete
+        struct stat sb;
         snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o.predictions, (long)getpid());
-        if (!(csv = fopen(tmp, "w"))) {
+        int is_dir = stat(o.predictions, &sb) == 0 && S_ISDIR(sb.st_mode);
+        if (is_dir || !(csv = fopen(tmp, "w"))) {
             fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions,
-                    strerror(errno));
+                    is_dir ? "is a folder, not a file name" : strerror(errno));
             dataset_free(&ds);
             return CLI_EXIT_DATA;
         }

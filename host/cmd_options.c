@@ -75,13 +75,18 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
     long v;
     double d;
     if (explicit_mask) *explicit_mask = 0;
-    optind = 1;
+    optind = 0;  // 0, not 1: glibc and musl then also forget a half-read "-abc" of an earlier call
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":", all_opts, NULL)) != -1) {
         if (c == '?' || c == ':' || !allowed(ids, c)) {
             const char *arg = argv[optind - 1];
             if (c == ':')
                 return cli_usage_error(usage, "%s needs a value", arg);
+            if (c == '?' && optopt)  // a short option: argv[optind - 1] may be another word
+                return cli_usage_error(usage, "unknown option '-%c'", optopt);
+            for (int i = 0; c != '?' && all_opts[i].name; i++)  // known, not for this command
+                if (all_opts[i].val == c)
+                    return cli_usage_error(usage, "unknown option '--%s'", all_opts[i].name);
             return cli_usage_error(usage, "unknown option '%s'", arg);
         }
         if (explicit_mask && c - O_DEVICE < 64) *explicit_mask |= 1ULL << (c - O_DEVICE);
@@ -97,7 +102,7 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_NUM_CLASSES: bad |= cli_parse_int("--num-classes", optarg, 2, 100000, &o->num_classes) != 0; break;
         case O_EPOCHS: bad |= cli_parse_int("--epochs", optarg, 1, 1000000, &o->epochs) != 0; break;
         case O_MAX_STEPS: bad |= cli_parse_int("--max-steps", optarg, 1, 2000000000, &o->max_steps) != 0; break;
-        case O_BATCH: bad |= cli_parse_int("--batch-size", optarg, 1, 65536, &o->batch_size) != 0; break;
+        case O_BATCH: bad |= cli_parse_int("--batch-size", optarg, 1, 1048576, &o->batch_size) != 0; break;
         case O_LR: bad |= cli_parse_float("--lr", optarg, 0.0, 1e6, &o->lr) != 0; break;
         case O_MOMENTUM: bad |= cli_parse_float("--momentum", optarg, 0.0, 1.0, &o->momentum) != 0; break;
         case O_WD: bad |= cli_parse_float("--weight-decay", optarg, 0.0, 1e6, &o->weight_decay) != 0; break;

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char train_usage[] =
@@ -43,9 +44,15 @@ static void on_signal(int sig) {
     signal(sig, SIG_DFL);  // a second signal ends the process at once (files stay whole)
 }
 
-// Fails before training when `path`'s folder cannot take a new file.
+// Fails before training when `path` is a folder or its folder cannot take a new file.
 static int check_writable(const char *flag, const char *path) {
     if (!path) return 0;
+    struct stat sb;
+    size_t len = strlen(path);
+    if (!len || path[len - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+        fprintf(stderr, "cltrain: error: %s '%s': is a folder, not a file name\n", flag, path);
+        return -1;
+    }
     char dir[4096];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');
@@ -105,6 +112,7 @@ int cmd_train(int argc, char **argv) {
     char err[2048];
     if (o.resume && train_state_read(&st, o.resume, &o, given, err, sizeof err) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
+        train_state_free(&st);
         return st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
     }
     if (check_writable("--save", o.save) || check_writable("--checkpoint", o.checkpoint) ||
@@ -127,48 +135,49 @@ int cmd_train(int argc, char **argv) {
         train_state_free(&st);
         return CLI_EXIT_USAGE;
     }
-    loader_config lc = { .batch_size = o.batch_size, .image_size = o.image_size,
-                         .normalize = o.normalize, .augment = o.augment, .shuffle = o.shuffle,
-                         .seed = (uint64_t)o.seed, .limit = o.train_limit };
-    loader ld;
-    if (loader_init(&ld, &ds.train, &lc, err, sizeof err) != 0) {
-        fprintf(stderr, "cltrain: error: %s\n", err);
-        dataset_free(&ds);
-        train_state_free(&st);
-        return CLI_EXIT_DATA;
-    }
-    if (o.resume && train_state_check_data(&st, K, ld.n, o.resume, err, sizeof err) != 0) {
-        fprintf(stderr, "cltrain: error: %s\n", err);
-        loader_free(&ld);
-        dataset_free(&ds);
-        train_state_free(&st);
-        return CLI_EXIT_DATA;
-    }
-
     clrt rt;
     clrt_options ro = { .device_spec = o.device };
     if ((rc = clrt_init(&rt, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
-        loader_free(&ld);
         dataset_free(&ds);
         train_state_free(&st);
         return rc;
     }
+    // The device limits are checked (resnet_plan) before the loader's host batch buffers.
     resnet m;
+    loader ld;
+    memset(&ld, 0, sizeof ld);
+    loader_config lc = { .batch_size = o.batch_size, .image_size = o.image_size,
+                         .normalize = o.normalize, .augment = o.augment, .shuffle = o.shuffle,
+                         .seed = (uint64_t)o.seed, .limit = o.train_limit };
     rc = resnet_init(&m, &rt, K, err, sizeof err);
     if (rc == 0) rc = resnet_plan(&m, o.batch_size, o.image_size, err, sizeof err);
+    if (rc == 0 && loader_init(&ld, &ds.train, &lc, err, sizeof err) != 0) rc = CLI_EXIT_DATA;
+    if (rc == 0 && o.resume && train_state_check_data(&st, K, ld.n, o.resume, err, sizeof err))
+        rc = CLI_EXIT_DATA;
+    // One image whose layer4 output is 1x1 gives a training batch norm one value per channel,
+    // which PyTorch refuses too ("Expected more than 1 value per channel"): say so now, not
+    // after an epoch of work.
+    int last = ld.n % o.batch_size ? ld.n % o.batch_size : o.batch_size;
+    if (rc == 0 && !o.bn_eval && o.freeze < 4 && last * m.blk[7].oh * m.blk[7].ow < 2) {
+        snprintf(err, sizeof err, "%d training images in batches of %d leave a batch of 1 image, "
+                 "and at --image-size %d batch norm cannot train on it: change --batch-size or "
+                 "--train-limit, or use a larger --image-size", ld.n, o.batch_size, o.image_size);
+        rc = CLI_EXIT_USAGE;
+    }
     if (rc == 0) {
         m.freeze = o.freeze;
         m.bn_eval = o.bn_eval;
         resnet_init_weights(&m, (uint64_t)o.seed);
         if (o.weights) rc = session_load_weights(&m, &o, err, sizeof err);
-        else if (o.resume) rc = train_state_apply(&st, &m, o.resume, err, sizeof err);
+        else if (o.resume && train_state_apply(&st, &m, o.resume, err, sizeof err) != 0)
+            rc = CLI_EXIT_DATA;
     }
     if (rc != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
+        loader_free(&ld);
         resnet_free(&m);
         clrt_free(&rt);
-        loader_free(&ld);
         dataset_free(&ds);
         train_state_free(&st);
         return rc;
@@ -200,15 +209,19 @@ int cmd_train(int argc, char **argv) {
             resnet_backward(&m, n);
             float loss;
             clrt_read(&rt, m.loss_mean.mem, 0, &loss, sizeof loss);
-            if (!isfinite(loss) || !resnet_grads_finite(&m)) {
+            const char *bad = !isfinite(loss) ? "loss" : !resnet_grads_finite(&m) ? "gradient"
+                                                                                  : NULL;
+            if (!bad) {
+                resnet_sgd(&m, (float)o.lr, (float)o.momentum, (float)o.weight_decay);
+                if (!resnet_params_finite(&m)) bad = "weights after the update";
+            }
+            if (bad) {  // earlier checkpoints and --save stay as they are
                 fprintf(stderr, "%scltrain: error: non-finite %s (loss %g) at step %ld "
                                 "(epoch %d, batch %d); nothing saved; try a lower --lr\n",
-                        pg.tty ? "\n" : "", isfinite(loss) ? "gradient" : "loss", loss,
-                        st.global_step + 1, epoch + 1, b + 1);
+                        pg.tty ? "\n" : "", bad, loss, st.global_step + 1, epoch + 1, b + 1);
                 rc = CLI_EXIT_DATA;
                 break;
             }
-            resnet_sgd(&m, (float)o.lr, (float)o.momentum, (float)o.weight_decay);
             st.global_step++;
             st.running_loss += loss;
             st.running_count++;

@@ -41,8 +41,9 @@ static int add_float(ckpt *c, const char *name, double v) {
     return ckpt_add_string(c, name, s);
 }
 
-// The run-shaping integer arguments: flag name, state key, field.
-typedef struct int_arg { const char *flag; int *field; } int_arg;
+// The run-shaping integer arguments: flag name (state key "args.<flag>"), field, and the range
+// the command line allows (a hostile file must not bring a value the flags would refuse).
+typedef struct int_arg { const char *flag; int *field; int lo, hi; } int_arg;
 
 int train_state_read(train_state *st, const char *path, run_options *o,
                      unsigned long long given, char *err, size_t errlen) {
@@ -55,10 +56,10 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         return -1;
     }
     int_arg ints[] = {
-        { "batch-size", &o->batch_size }, { "image-size", &o->image_size },
-        { "normalize", &o->normalize }, { "augment", &o->augment },
-        { "train-limit", &o->train_limit }, { "freeze", &o->freeze },
-        { "bn-eval", &o->bn_eval }, { "num-classes", &o->num_classes },
+        { "batch-size", &o->batch_size, 1, 1048576 }, { "image-size", &o->image_size, 1, 4096 },
+        { "normalize", &o->normalize, 0, 1 }, { "augment", &o->augment, 0, 1 },
+        { "train-limit", &o->train_limit, 0, 2000000000 }, { "freeze", &o->freeze, -1, 4 },
+        { "bn-eval", &o->bn_eval, 0, 1 }, { "num-classes", &o->num_classes, 1, 100000 },
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long long v;
@@ -66,6 +67,11 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         snprintf(key, sizeof key, "args.%s", ints[i].flag);
         if (get_int(c, key, &v) != 0) {
             snprintf(err, errlen, "%s: training state lacks '%s'", path, key);
+            return -1;
+        }
+        if (v < ints[i].lo || v > ints[i].hi) {
+            snprintf(err, errlen, "%s: training state is damaged: '%s' is %lld, outside %d..%d",
+                     path, key, v, ints[i].lo, ints[i].hi);
             return -1;
         }
         if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v) {
@@ -83,7 +89,10 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         get_int(c, "batch", &batch) || get_int(c, "global_step", &step) ||
         get_int(c, "running_count", &rcount) || get_float(c, "args.lr", &lr) ||
         get_float(c, "args.momentum", &mom) || get_float(c, "args.weight-decay", &wd) ||
-        get_float(c, "running_loss", &rloss) || epoch < 0 || batch < 0 || step < 0) {
+        get_float(c, "running_loss", &rloss) || shuffle < 0 || shuffle > 1 || seed < 0 ||
+        epochs < 1 || epochs > 1000000 || epoch < 0 || epoch > epochs || batch < 0 ||
+        batch > 2000000000 || step < 0 || rcount < 0 || rcount > 2000000000 || lr < 0 ||
+        lr > 1e6 || mom < 0 || mom > 1 || wd < 0 || wd > 1e6) {
         snprintf(err, errlen, "%s: training state is incomplete or damaged", path);
         return -1;
     }

@@ -2,8 +2,10 @@
 #define _POSIX_C_SOURCE 200809L
 #include "model/ckpt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +213,11 @@ int ckpt_read(ckpt *c, const char *path, char *err, size_t errlen) {
     unsigned char head[16];
     FILE *f = fopen(path, "rb");
     if (!f) return ckpt_errf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return ckpt_errf(err, errlen, "%s: not a regular file", path);
+    }
     size_t n = fread(head, 1, sizeof(head), f);
     long long fsize = -1;
     if (fseek(f, 0, SEEK_END) == 0) fsize = ftell(f);
@@ -242,6 +249,29 @@ static char *temp_path(const char *path) {
     if (!t) return NULL;
     snprintf(t, n, "%.*s.%s.tmp.%ld", (int)dirlen, path, base, (long)getpid());
     return t;
+}
+
+// A kill -9 during a write leaves "<dir>/.<base>.tmp.<pid>" behind. Remove those whose writer
+// no longer exists, so that repeated crashes never pile temp files up next to the target.
+static void remove_stale_temps(const char *path) {
+    const char *base = base_name(path);
+    size_t dirlen = (size_t)(base - path), plen = strlen(base) + 6;
+    char *dir = malloc(dirlen + 2), *prefix = malloc(plen + 1);
+    if (dir && prefix) {
+        snprintf(dir, dirlen + 2, "%.*s", dirlen ? (int)dirlen : 1, dirlen ? path : ".");
+        snprintf(prefix, plen + 1, ".%s.tmp.", base);
+    }
+    DIR *d = dir && prefix ? opendir(dir) : NULL;
+    for (struct dirent *de; d && (de = readdir(d));) {
+        if (strncmp(de->d_name, prefix, plen) != 0) continue;
+        char *end = NULL;
+        long pid = strtol(de->d_name + plen, &end, 10);
+        if (!end || *end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlinkat(dirfd(d), de->d_name, 0);
+    }
+    if (d) closedir(d);
+    free(dir);
+    free(prefix);
 }
 
 static int fsync_dir(const char *path) {
@@ -309,6 +339,7 @@ int ckpt_write(const ckpt *c, const char *path, char *err, size_t errlen) {
     if (ckpt_check_unique(c, fname, err, errlen)) return -1;
     char *tmp = temp_path(path);
     if (!tmp) return ckpt_errf(err, errlen, "%s: out of memory", fname);
+    remove_stale_temps(path);
     int rc = write_temp(c, path, tmp, err, errlen);
     if (rc == 0 && rename(tmp, path) != 0)
         rc = ckpt_errf(err, errlen, "%s: rename from %s failed: %s", fname, tmp, strerror(errno));

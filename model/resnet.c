@@ -191,7 +191,7 @@ static int out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s +
 typedef struct planner {
     resnet *m;
     int alloc;
-    size_t bytes;
+    size_t bytes, biggest;   // all buffers, the largest one
     size_t max_act, max_work;
 } planner;
 
@@ -199,6 +199,7 @@ static dten plan_buf(planner *pl, size_t floats, const char *what) {
     dten t = { 0, 0 };
     size_t bytes = (floats ? floats : 1) * sizeof(float);
     pl->bytes += bytes;
+    if (bytes > pl->biggest) pl->biggest = bytes;
     if (pl->alloc) t.mem = clrt_alloc(pl->m->rt, bytes, what);
     return t;
 }
@@ -213,9 +214,9 @@ static void plan_conv(planner *pl, const resnet_conv *c, int n, int h, int w) {
     if (in > pl->max_act) pl->max_act = in;
 }
 
-static int plan_walk(resnet *m, int B, int S, int alloc, size_t *bytes_out, char *err,
-                     size_t errlen) {
-    planner pl = { m, alloc, 0, 0, 0 };
+static int plan_walk(resnet *m, int B, int S, int alloc, size_t *bytes_out, size_t *biggest,
+                     char *err, size_t errlen) {
+    planner pl = { m, alloc, 0, 0, 0, 0 };
     int h = out_size(S, 7, 2, 3), w = h;
     int ph = out_size(h, 3, 2, 1), pw = ph;
     if (S < 1 || ph < 1) {
@@ -273,6 +274,7 @@ static int plan_walk(resnet *m, int B, int S, int alloc, size_t *bytes_out, char
     for (int i = 0; i < 4; i++) m->g[i] = plan_buf(&pl, pl.max_act, "gradient scratch");
     m->work = plan_buf(&pl, pl.max_work, "convolution workspace");
     *bytes_out = pl.bytes;
+    if (biggest) *biggest = pl.biggest;
     return 0;
 }
 
@@ -282,7 +284,7 @@ size_t resnet_plan_bytes(int num_classes, int batch, int image_size) {
     size_t bytes = 0;
     if (!m) return 0;
     build_table(m, num_classes);
-    if (plan_walk(m, batch, image_size, 0, &bytes, err, sizeof err) == 0)
+    if (plan_walk(m, batch, image_size, 0, &bytes, NULL, err, sizeof err) == 0)
         bytes += 3 * m->n_param_floats * sizeof(float) + m->n_buffer_floats * sizeof(float);
     else
         bytes = 0;
@@ -290,29 +292,46 @@ size_t resnet_plan_bytes(int num_classes, int batch, int image_size) {
     return bytes;
 }
 
+// Does the plan for batch B fit the device: all buffers in its global memory, the largest
+// within CL_DEVICE_MAX_MEM_ALLOC_SIZE, and under 2^31 floats (the kernels' and CLBlast's
+// 32-bit element counts)? *total gets the bytes needed (0 when S is too small).
+static int plan_fits(resnet *m, int B, int S, size_t *total) {
+    size_t bytes = 0, biggest = 0;
+    char e[128];
+    *total = 0;
+    if (plan_walk(m, B, S, 0, &bytes, &biggest, e, sizeof e) != 0) return 0;
+    *total = bytes + m->device_bytes;
+    return *total <= m->rt->dev.global_mem && biggest <= m->rt->dev.max_alloc &&
+           biggest / sizeof(float) <= 0x7fffffff;
+}
+
 int resnet_plan(resnet *m, int max_batch, int image_size, char *err, size_t errlen) {
-    size_t bytes = 0;
-    int rc = plan_walk(m, max_batch, image_size, 0, &bytes, err, errlen);
+    size_t bytes = 0, total = 0;
+    int rc = plan_walk(m, max_batch, image_size, 0, &bytes, NULL, err, errlen);
     if (rc) return rc;
-    size_t total = bytes + m->device_bytes;
-    if (total > m->rt->dev.global_mem) {
-        int fit = 0;
-        for (int b = max_batch - 1; b >= 1 && !fit; b--) {
-            size_t t = 0;
-            char e2[64];
-            if (plan_walk(m, b, image_size, 0, &t, e2, sizeof e2) == 0 &&
-                t + m->device_bytes <= m->rt->dev.global_mem)
-                fit = b;
+    if (!plan_fits(m, max_batch, image_size, &total)) {
+        // Said before any activation is allocated; memory grows with the batch: bisect.
+        int lo = 0, hi = max_batch;  // lo fits (0: nothing does), hi does not
+        while (hi - lo > 1) {
+            int mid = lo + (hi - lo) / 2;
+            size_t t;
+            if (plan_fits(m, mid, image_size, &t)) lo = mid;
+            else hi = mid;
         }
-        snprintf(err, errlen, "batch size %d at image size %d needs %.0f MiB on %s, which has "
-                              "%.0f MiB; the largest batch size that fits is %d",
-                 max_batch, image_size, total / 1048576.0, m->rt->dev.name,
-                 m->rt->dev.global_mem / 1048576.0, fit);
+        int n = snprintf(err, errlen, "--batch-size %d at --image-size %d needs %.0f MiB on %s, "
+                                      "which has %.0f MiB (at most %.0f MiB in one buffer); ",
+                         max_batch, image_size, total / 1048576.0, m->rt->dev.name,
+                         m->rt->dev.global_mem / 1048576.0, m->rt->dev.max_alloc / 1048576.0);
+        if (n >= 0 && (size_t)n < errlen && lo)
+            snprintf(err + n, errlen - (size_t)n, "the largest batch size that fits is %d", lo);
+        else if (n >= 0 && (size_t)n < errlen)
+            snprintf(err + n, errlen - (size_t)n, "not even batch size 1 fits: use a smaller "
+                                                  "--image-size");
         return 1;
     }
     m->max_batch = max_batch;
     m->image_size = image_size;
-    rc = plan_walk(m, max_batch, image_size, 1, &bytes, err, errlen);
+    rc = plan_walk(m, max_batch, image_size, 1, &bytes, NULL, err, errlen);
     m->device_bytes += bytes;
     return rc;
 }

@@ -127,6 +127,9 @@ void resnet_backward(resnet *m, int n);
 void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay);
 // 1 when every trainable gradient is finite.
 int resnet_grads_finite(resnet *m);
+// 1 when every parameter and batch-norm running statistic is finite (checked after each
+// update: a finite gradient times a large lr can still overflow, and that must not be saved).
+int resnet_params_finite(resnet *m);
 
 // Stage names for --freeze: none stem layer1 layer2 layer3 layer4 backbone -> -1 0 1 2 3 4 4.
 int resnet_freeze_from_name(const char *s);

@@ -55,38 +55,51 @@ static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int
     op_conv2d_backward(m->rt, din, dw, dout, in, P(m, c->w), &s, m->work);
 }
 
+// Batch norm of bns[bi], followed by the relu when `relu` (one fused op).
 static void bn_fwd(resnet *m, int bi, dten out, dten in, dten mean, dten invstd, int cm,
-                   int train) {
+                   int train, int relu) {
     resnet_bn *b = &m->bns[bi];
     layer_label(m, b->w);
     if (bn_uses_batch_stats(m, b, train)) {
-        op_bn_forward_train(m->rt, out, mean, invstd, P(m, b->mean), P(m, b->var), in,
-                            P(m, b->w), P(m, b->b), b->c, cm, RESNET_BN_MOMENTUM, RESNET_BN_EPS);
+        (relu ? op_bn_relu_forward_train : op_bn_forward_train)(
+            m->rt, out, mean, invstd, P(m, b->mean), P(m, b->var), in, P(m, b->w),
+            P(m, b->b), b->c, cm, RESNET_BN_MOMENTUM, RESNET_BN_EPS);
         m->bn_count[bi]++;  // num_batches_tracked
     } else {
-        op_bn_forward_eval(m->rt, out, in, P(m, b->w), P(m, b->b), P(m, b->mean), P(m, b->var),
-                           b->c, cm, RESNET_BN_EPS);
+        (relu ? op_bn_relu_forward_eval : op_bn_forward_eval)(
+            m->rt, out, in, P(m, b->w), P(m, b->b), P(m, b->mean), P(m, b->var), b->c, cm,
+            RESNET_BN_EPS);
     }
 }
 
-static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten in, dten mean, dten invstd,
-                   int cm) {
+// Gradient of bns[bi]; with a relu output `relu_out` (not DTEN_NONE), dout is the gradient
+// of that relu's output and the relu's backward is fused in.
+static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten relu_out, dten in, dten mean,
+                   dten invstd, int cm) {
     resnet_bn *b = &m->bns[bi];
     layer_label(m, b->w);
-    if (bn_uses_batch_stats(m, b, 1))
-        op_bn_backward_train(m->rt, din, G(m, b->w), G(m, b->b), dout, in, P(m, b->w), mean,
-                             invstd, b->c, cm);
-    else
+    int relu = relu_out.mem != NULL;
+    if (bn_uses_batch_stats(m, b, 1)) {
+        if (relu)
+            op_bn_relu_backward_train(m->rt, din, G(m, b->w), G(m, b->b), dout, relu_out, in,
+                                      P(m, b->w), mean, invstd, b->c, cm);
+        else
+            op_bn_backward_train(m->rt, din, G(m, b->w), G(m, b->b), dout, in, P(m, b->w),
+                                 mean, invstd, b->c, cm);
+    } else if (relu) {
+        op_bn_relu_backward_eval(m->rt, din, G(m, b->w), G(m, b->b), dout, relu_out, in,
+                                 P(m, b->w), P(m, b->mean), P(m, b->var), b->c, cm,
+                                 RESNET_BN_EPS);
+    } else {
         op_bn_backward_eval(m->rt, din, G(m, b->w), G(m, b->b), dout, in, P(m, b->w),
                             P(m, b->mean), P(m, b->var), b->c, cm, RESNET_BN_EPS);
+    }
 }
 
 void resnet_forward(resnet *m, int n, int train) {
     int S = m->image_size, h = m->stem_h, w = m->stem_w;
-    size_t stem = (size_t)64 * n * h * w;
     conv_fwd(m, 0, m->stem_c, m->x, n, S, S);
-    bn_fwd(m, 0, m->stem_r, m->stem_c, m->stem_m, m->stem_s, n * h * w, train);
-    op_relu_forward(m->rt, m->stem_r, m->stem_r, stem);
+    bn_fwd(m, 0, m->stem_r, m->stem_c, m->stem_m, m->stem_s, n * h * w, train, 1);
     pool_shape ps;
     pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
     op_maxpool_forward(m->rt, m->stem_pool, m->stem_argmax, m->stem_r, &ps);
@@ -97,14 +110,13 @@ void resnet_forward(resnet *m, int n, int train) {
         int cm = n * b->oh * b->ow;
         size_t act = (size_t)b->cout * cm;
         conv_fwd(m, b->conv1, a->c1, in, n, b->h, b->w);
-        bn_fwd(m, b->bn1, a->r1, a->c1, a->m1, a->s1, cm, train);
-        op_relu_forward(m->rt, a->r1, a->r1, act);
+        bn_fwd(m, b->bn1, a->r1, a->c1, a->m1, a->s1, cm, train, 1);
         conv_fwd(m, b->conv2, a->c2, a->r1, n, b->oh, b->ow);
-        bn_fwd(m, b->bn2, a->out, a->c2, a->m2, a->s2, cm, train);
+        bn_fwd(m, b->bn2, a->out, a->c2, a->m2, a->s2, cm, train, 0);
         dten shortcut = in;
         if (b->convd >= 0) {
             conv_fwd(m, b->convd, a->cd, in, n, b->h, b->w);
-            bn_fwd(m, b->bnd, m->g[0], a->cd, a->md, a->sd, cm, train);
+            bn_fwd(m, b->bnd, m->g[0], a->cd, a->md, a->sd, cm, train, 0);
             shortcut = m->g[0];
         }
         op_add_relu(m->rt, a->out, a->out, shortcut, act);
@@ -137,13 +149,12 @@ static void block_backward(resnet *m, int i, dten dout, dten din, dten t1, dten 
     int cm = n * b->oh * b->ow, need = block_needs_din(m, i);
     size_t act = (size_t)b->cout * cm, act_in = (size_t)b->cin * n * b->h * b->w;
     op_relu_backward(m->rt, dout, dout, a->out, act);              // through the final relu
-    bn_bwd(m, b->bn2, t1, dout, a->c2, a->m2, a->s2, cm);
+    bn_bwd(m, b->bn2, t1, dout, DTEN_NONE, a->c2, a->m2, a->s2, cm);
     conv_bwd(m, b->conv2, t2, t1, a->r1, n, b->oh, b->ow);
-    op_relu_backward(m->rt, t2, t2, a->r1, act);
-    bn_bwd(m, b->bn1, t1, t2, a->c1, a->m1, a->s1, cm);
+    bn_bwd(m, b->bn1, t1, t2, a->r1, a->c1, a->m1, a->s1, cm);   // through relu(bn1)
     conv_bwd(m, b->conv1, need ? din : DTEN_NONE, t1, in, n, b->h, b->w);
     if (b->convd >= 0) {
-        bn_bwd(m, b->bnd, t1, dout, a->cd, a->md, a->sd, cm);
+        bn_bwd(m, b->bnd, t1, dout, DTEN_NONE, a->cd, a->md, a->sd, cm);
         conv_bwd(m, b->convd, need ? t2 : DTEN_NONE, t1, in, n, b->h, b->w);
         if (need) op_add(m->rt, din, din, t2, act_in);
     } else if (need) {
@@ -173,8 +184,7 @@ void resnet_backward(resnet *m, int n) {
     pool_shape ps;
     pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
     op_maxpool_backward(m->rt, m->g[2], m->g[cur], m->stem_argmax, &ps);
-    op_relu_backward(m->rt, m->g[2], m->g[2], m->stem_r, (size_t)64 * cm);
-    bn_bwd(m, 0, m->g[3], m->g[2], m->stem_c, m->stem_m, m->stem_s, cm);
+    bn_bwd(m, 0, m->g[3], m->g[2], m->stem_r, m->stem_c, m->stem_m, m->stem_s, cm);
     conv_bwd(m, 0, DTEN_NONE, m->g[3], m->x, n, m->image_size, m->image_size);  // no input grad
 }
 
@@ -198,6 +208,12 @@ int resnet_grads_finite(resnet *m) {
     size_t off = first_trainable_off(m);
     dten g = { m->arena_grads, off };
     return op_all_finite(m->rt, g, m->n_param_floats - off, m->flag);
+}
+
+int resnet_params_finite(resnet *m) {
+    dten p = { m->arena_params, 0 }, b = { m->arena_buffers, 0 };
+    return op_all_finite(m->rt, p, m->n_param_floats, m->flag) &&
+           (!m->n_buffer_floats || op_all_finite(m->rt, b, m->n_buffer_floats, m->flag));
 }
 
 int resnet_freeze_from_name(const char *s) {
