@@ -49,9 +49,9 @@ int cmd_bench(int argc, char **argv) {
     m.freeze = o.freeze;
     resnet_init_weights(&m, (uint64_t)o.seed);
     size_t nx = 3 * (size_t)B * S * S;
-    float *x = malloc(nx * sizeof(float));
-    int32_t *y = malloc((size_t)B * sizeof(int32_t));
-    if (!x || !y) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
+    clrt_host_buf xb, yb;
+    float *x = clrt_host_alloc(&rt, &xb, nx * sizeof(float));
+    int32_t *y = clrt_host_alloc(&rt, &yb, (size_t)B * sizeof(int32_t));
     uint64_t s = 12345;
     for (size_t i = 0; i < nx; i++) {
         s = s * 6364136223846793005ULL + 1442695040888963407ULL;
@@ -100,8 +100,8 @@ int cmd_bench(int argc, char **argv) {
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",
            S, B, o.steps, (double)B * o.steps / (t1 - t0), (double)B * o.steps / (t2 - t1),
            m.device_bytes, loss);
-    free(x);
-    free(y);
+    clrt_host_free(&rt, &xb);
+    clrt_host_free(&rt, &yb);
     resnet_free(&m);
     clrt_free(&rt);
     return 0;

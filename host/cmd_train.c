@@ -191,9 +191,9 @@ int cmd_train(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     size_t S = (size_t)o.image_size;
-    float *x = malloc(3 * (size_t)o.batch_size * S * S * sizeof(float));
-    int32_t *y = malloc((size_t)o.batch_size * sizeof(int32_t));
-    if (!x || !y) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
+    clrt_host_buf xb, yb;  // pinned: the fast path for uploads on discrete GPUs
+    float *x = clrt_host_alloc(&rt, &xb, 3 * (size_t)o.batch_size * S * S * sizeof(float));
+    int32_t *y = clrt_host_alloc(&rt, &yb, (size_t)o.batch_size * sizeof(int32_t));
     int batches = loader_batches_per_epoch(&ld);
     progress pg = { isatty(2), 0, 0 };
     int stopped = 0;
@@ -283,8 +283,8 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (logf) fclose(logf);
-    free(x);
-    free(y);
+    clrt_host_free(&rt, &xb);
+    clrt_host_free(&rt, &yb);
     resnet_free(&m);
     clrt_free(&rt);
     loader_free(&ld);

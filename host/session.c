@@ -58,13 +58,10 @@ long session_evaluate(resnet *m, const dataset_split *split, const run_options *
     if (loader_init(&ld, split, &lc, err, errlen) != 0) return -1;
     int K = m->num_classes, B = o->batch_size;
     size_t S = (size_t)o->image_size;
-    float *x = malloc(3 * (size_t)B * S * S * sizeof(float));
-    int32_t *y = malloc((size_t)B * sizeof(int32_t));
-    float *logits = malloc((size_t)K * B * sizeof(float));
-    if (!x || !y || !logits) {
-        fprintf(stderr, "cltrain: error: out of host memory\n");
-        exit(1);
-    }
+    clrt_host_buf xb, yb, lb;  // pinned host memory for the transfers
+    float *x = clrt_host_alloc(m->rt, &xb, 3 * (size_t)B * S * S * sizeof(float));
+    int32_t *y = clrt_host_alloc(m->rt, &yb, (size_t)B * sizeof(int32_t));
+    float *logits = clrt_host_alloc(m->rt, &lb, (size_t)K * B * sizeof(float));
     long correct = 0, index = 0;
     loader_start_epoch(&ld, 0, 0);
     int n;
@@ -91,8 +88,8 @@ long session_evaluate(resnet *m, const dataset_split *split, const run_options *
         *total += n;
     }
     loader_free(&ld);
-    free(x);
-    free(y);
-    free(logits);
+    clrt_host_free(m->rt, &xb);
+    clrt_host_free(m->rt, &yb);
+    clrt_host_free(m->rt, &lb);
     return correct;
 }
