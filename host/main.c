@@ -15,6 +15,7 @@ static const command commands[] = {
     { "eval", cmd_eval, "evaluate weights on a data set's test split" },
     { "bench", cmd_bench, "time training and evaluation steps on synthetic data" },
     { "selftest", cmd_selftest, "build the kernels and run a round trip on the device" },
+    { "tune", cmd_tune, "tune the GEMMs (CLBlast parameters) for a device; stored per device" },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

@@ -1,0 +1,204 @@
+// `cltrain tune`: search the GEMM configuration for a device on ResNet18's own GEMMs, store it
+// in the cache folder, print GFLOPS per shape before and after.
+#define _POSIX_C_SOURCE 200809L
+#include "host/cli.h"
+#include "host/session.h"
+#include "host/tune.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char tune_usage[] =
+    "usage: cltrain tune [--device SPEC] [--image-size S] [--batch-size B] [--budget SECONDS]\n"
+    "                    [--reps N] [--seed N] [--clock wall|cpu] [--out PATH] [--show]\n"
+    "  Records the GEMMs of one ResNet18 training step at that size (forward, weight and\n"
+    "  data gradients), then searches CLBlast parameters (Xgemm, XgemmDirect, the copy/pad/\n"
+    "  transpose helpers) and op_gemm's routes (direct or indirect kernel, layout) on exactly\n"
+    "  those shapes; every candidate is checked against a host reference. The fastest is\n"
+    "  written to the cache folder, keyed by device name, vendor, driver and platform, and\n"
+    "  every later cltrain run on this device applies it. Prints time and GFLOPS per shape\n"
+    "  before and after. Defaults: --image-size 32 --batch-size 64 --budget 600 --reps 2.\n"
+    "  --budget   seconds for the search (compiling a candidate takes seconds on pocl; the\n"
+    "             final check comes on top)\n"
+    "  --clock    wall (default) or cpu: score by the process's CPU time, steadier when\n"
+    "             other jobs share the cores but blind to how well work spreads over them\n"
+    "  --out PATH write the result there instead (e.g. to ship it in tune/)\n"
+    "  --show     print the configuration that applies to the device, and where it comes\n"
+    "             from, then exit\n";
+
+typedef struct tune_options {
+    const char *device, *out;
+    const char *worker, *config;   // internal: `--worker JOB [--config FILE] [--cap MS]`
+    double cap;
+    int image_size, batch_size, reps, show, cpu_clock;
+    double budget;
+    long seed;
+} tune_options;
+
+static int parse(int argc, char **argv, tune_options *o) {
+    static const struct option opts[] = {
+        { "device", required_argument, 0, 'd' }, { "image-size", required_argument, 0, 's' },
+        { "batch-size", required_argument, 0, 'b' }, { "budget", required_argument, 0, 'g' },
+        { "reps", required_argument, 0, 'r' }, { "seed", required_argument, 0, 'e' },
+        { "out", required_argument, 0, 'o' }, { "show", no_argument, 0, 'w' },
+        { "clock", required_argument, 0, 'c' }, { "worker", required_argument, 0, 'W' },
+        { "config", required_argument, 0, 'C' }, { "cap", required_argument, 0, 'P' },
+        { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
+    *o = (tune_options){ .image_size = 32, .batch_size = 64, .reps = 2, .budget = 600,
+                         .seed = 1, .cap = 1e300 };
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int bad = 0;
+        switch (c) {
+        case 'd': o->device = optarg; break;
+        case 's': bad = cli_parse_int("--image-size", optarg, 32, 1024, &o->image_size); break;
+        case 'b': bad = cli_parse_int("--batch-size", optarg, 2, 4096, &o->batch_size); break;
+        case 'g': bad = cli_parse_float("--budget", optarg, 0, 1e6, &o->budget); break;
+        case 'r': bad = cli_parse_int("--reps", optarg, 1, 100, &o->reps); break;
+        case 'e': bad = cli_parse_long("--seed", optarg, 0, 1L << 62, &o->seed); break;
+        case 'o': o->out = optarg; break;
+        case 'c': {
+            static const char *const clocks[] = { "wall", "cpu", NULL };
+            int i = cli_parse_choice("--clock", optarg, clocks);
+            bad = i < 0;
+            o->cpu_clock = i == 1;
+            break;
+        }
+        case 'w': o->show = 1; break;
+        case 'W': o->worker = optarg; break;
+        case 'C': o->config = optarg; break;
+        case 'P': bad = cli_parse_float("--cap", optarg, 0, 1e300, &o->cap); break;
+        case 'h': fputs(tune_usage, stdout); return -1;
+        default: return cli_show_usage(tune_usage);
+        }
+        if (bad) return cli_show_usage(tune_usage);
+    }
+    if (optind < argc) return cli_usage_error(tune_usage, "unexpected argument '%s'", argv[optind]);
+    return 0;
+}
+
+// The GEMMs of one training step (all stages trained) at batch B, image size S.
+static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
+    resnet m;
+    int rc = resnet_init(&m, rt, 10, err, errlen);
+    if (rc == 0) rc = resnet_plan(&m, B, S, err, errlen);
+    if (rc == 0) {
+        resnet_init_weights(&m, 1);
+        size_t nx = 3 * (size_t)B * S * S;
+        float *x = calloc(nx, sizeof *x);
+        int32_t *y = calloc((size_t)B, sizeof *y);
+        if (!x || !y) {
+            snprintf(err, errlen, "out of host memory");
+            rc = 1;
+        } else {
+            for (size_t i = 0; i < nx; i++) x[i] = (float)(i % 97) / 97.0f;
+            session_upload_batch(&m, x, y, B);
+            op_gemm_record(rt, sh);
+            resnet_forward(&m, B, 1);
+            resnet_loss(&m, B);
+            resnet_backward(&m, B);
+            op_gemm_record(rt, NULL);
+            clrt_finish(rt);
+        }
+        free(x);
+        free(y);
+    }
+    resnet_free(&m);
+    return rc;
+}
+
+static double gflops(const tune_shape *s, double ms) {
+    return ms > 0 ? 2.0 * s->m * s->n * s->k / (ms * 1e6) : 0.0;
+}
+
+static void print_table(FILE *f, const tune_shapes *sh, const tune_result *r) {
+    fprintf(f, "%-4s %6s %7s %6s %5s %10s %7s %10s %7s\n", "case", "m", "n", "k", "calls",
+            "before ms", "GFLOPS", "after ms", "GFLOPS");
+    double flop = 0;
+    for (int i = 0; i < sh->n; i++) {
+        const tune_shape *s = &sh->v[i];
+        flop += 2.0 * s->m * s->n * s->k * s->calls;
+        fprintf(f, "%-4s %6d %7d %6d %5d %10.3f %7.1f %10.3f %7.1f\n",
+                tune_case_name(s->ta * 2 + s->tb), s->m, s->n, s->k, s->calls, r->before_ms[i],
+                gflops(s, r->before_ms[i]), r->after_ms[i], gflops(s, r->after_ms[i]));
+    }
+    fprintf(f, "per step: %.1f ms (%.1f GFLOPS) before, %.1f ms (%.1f GFLOPS) after\n",
+            r->before_total_ms, flop / (r->before_total_ms * 1e6), r->after_total_ms,
+            flop / (r->after_total_ms * 1e6));
+}
+
+int cmd_tune(int argc, char **argv) {
+    const char *argv0 = "cltrain";   // where /proc/self/exe is missing: found on PATH
+    tune_options o;
+    int rc = parse(argc, argv, &o);
+    if (rc) return rc < 0 ? CLI_EXIT_OK : rc;
+    char err[2048];
+    clrt rt;
+    clrt_options ro = { .device_spec = o.device, .quiet = o.worker != NULL };
+    if ((rc = clrt_init(&rt, &ro, err, sizeof err)) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        return rc;
+    }
+    if (o.worker) {   // one candidate, in its own process (host/tune_job.h says why)
+        rc = tune_worker_main(&rt, o.worker, o.config, o.cap, stdout);
+        clrt_free(&rt);
+        return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;
+    }
+    if (o.show) {
+        printf("# in force: %s\n", op_gemm_source(&rt));
+        tune_write(stdout, op_gemm_config(&rt));
+        clrt_free(&rt);
+        return CLI_EXIT_OK;
+    }
+    char path[1100];
+    if (o.out) snprintf(path, sizeof path, "%s", o.out);
+    else tune_cache_path(&rt.dev, path, sizeof path);
+    if (!path[0]) {
+        fprintf(stderr, "cltrain: error: the cache folder is disabled (CLTRAIN_NO_CACHE); "
+                        "give --out PATH\n");
+        clrt_free(&rt);
+        return CLI_EXIT_USAGE;
+    }
+    fprintf(stderr, "cltrain: tuning GEMMs for %s at image size %d, batch %d, budget %.0f s "
+                    "(starting from: %s)\n", rt.dev.name, o.image_size, o.batch_size, o.budget,
+            op_gemm_source(&rt));
+    tune_shapes sh = { 0 };
+    tune_config best;
+    tune_result res = { 0 };
+    rc = record_shapes(&rt, o.batch_size, o.image_size, &sh, err, sizeof err);
+    if (rc == 0) {
+        fprintf(stderr, "cltrain: %d distinct GEMMs per training step\n", sh.n);
+        char exe[1024], dev[32];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) exe[n] = 0;
+        else snprintf(exe, sizeof exe, "%s", argv0);
+        snprintf(dev, sizeof dev, "%d:%d", rt.dev.platform, rt.dev.device);
+        tune_search_opts so = { .exe = exe, .device = dev, .budget_s = o.budget,
+                                .reps = o.reps, .seed = (uint64_t)o.seed,
+                                .cpu_clock = o.cpu_clock, .log = stderr };
+        rc = tune_search(&rt, &sh, &so, &best, &res, err, sizeof err);
+    }
+    if (rc == 0) {
+        print_table(stdout, &sh, &res);
+        tune_config out = best;
+        memset(out.match_device, 0, sizeof out.match_device);
+        memset(out.match_vendor, 0, sizeof out.match_vendor);
+        memset(out.match_driver, 0, sizeof out.match_driver);
+        memset(out.match_platform, 0, sizeof out.match_platform);
+        tune_set_identity(&out, &rt.dev);
+        snprintf(out.note, sizeof out.note, "cltrain tune --image-size %d --batch-size %d "
+                 "--budget %.0f: GEMMs %.1f -> %.1f ms per step, %d candidates", o.image_size,
+                 o.batch_size, o.budget, res.before_total_ms, res.after_total_ms,
+                 res.candidates);
+        rc = tune_write_file(path, &out, err, sizeof err);
+        if (rc == 0) printf("written: %s\n", path);
+    }
+    if (rc) fprintf(stderr, "cltrain: error: %s\n", err);
+    tune_result_free(&res);
+    tune_shapes_free(&sh);
+    clrt_free(&rt);
+    return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;
+}

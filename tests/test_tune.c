@@ -1,0 +1,420 @@
+// GEMM tuning: the file format (round trip, damaged files), which file applies to a device
+// (foreign and damaged ones ignored with a warning), op_gemm under every route and layout
+// against the plain-C reference, and `cltrain tune` end to end with a tiny budget.
+#define _POSIX_C_SOURCE 200809L
+#include "host/tune.h"
+#include "tests/ref_ops.h"
+#include "tests/testutil.h"
+
+#include <criterion/criterion.h>
+#include <criterion/redirect.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static clrt_devinfo fake_device(const char *name, const char *vendor, const char *driver,
+                                const char *platform) {
+    clrt_devinfo d;
+    memset(&d, 0, sizeof d);
+    snprintf(d.name, sizeof d.name, "%s", name);
+    snprintf(d.vendor, sizeof d.vendor, "%s", vendor);
+    snprintf(d.driver, sizeof d.driver, "%s", driver);
+    snprintf(d.platform_name, sizeof d.platform_name, "%s", platform);
+    d.max_work_group = 1024;
+    d.local_mem = 65536;
+    return d;
+}
+
+// A complete configuration: every kernel family at CLBlast's generic defaults, mixed routes.
+static tune_config full_config(const clrt_devinfo *d) {
+    tune_config c;
+    tune_config_init(&c);
+    tune_set_identity(&c, d);
+    snprintf(c.note, sizeof c.note, "made by test_tune");
+    for (int k = 0; k < TK_COUNT; k++) {
+        c.has_kernel[k] = 1;
+        tune_default_params(k, c.kernel[k]);
+    }
+    c.has_routes = 1;
+    for (int i = 0; i < TUNE_CASES; i++)
+        c.route[i] = (tune_route){ (uint64_t)1000 * (i + 1), i & 1, !(i & 1) };
+    c.route[TUNE_TT].indirect_mnk = UINT64_MAX;
+    return c;
+}
+
+static char *to_text(const tune_config *c) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_not_null(f);
+    tune_write(f, c);
+    fclose(f);
+    return buf;
+}
+
+static char *make_tmpdir(void) {
+    char tmpl[] = "/tmp/cltrain-tune-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    cr_assert_not_null(d);
+    return strdup(d);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "cannot write %s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
+// ============================== the file ==============================
+
+Test(tune, file_round_trip) {
+    clrt_devinfo d = fake_device("NVIDIA H200", "NVIDIA Corporation", "550.54.15", "NVIDIA CUDA");
+    tune_config c = full_config(&d), back;
+    c.kernel[TK_XGEMM][6] = 64;   // MWG 64 still satisfies every constraint with the defaults
+    c.kernel[TK_XGEMM][9] = 64;   // NWG
+    char *text = to_text(&c);
+    char err[512] = "";
+    cr_assert_eq(tune_parse(&back, text, err, sizeof err), 0, "parse: %s\n%s", err, text);
+    cr_expect_str_eq(back.device, "NVIDIA H200");
+    cr_expect_str_eq(back.vendor, "NVIDIA Corporation");
+    cr_expect_str_eq(back.driver, "550.54.15");
+    cr_expect_str_eq(back.platform, "NVIDIA CUDA");
+    cr_expect_str_eq(back.note, "made by test_tune");
+    for (int k = 0; k < TK_COUNT; k++) {
+        cr_expect(back.has_kernel[k], "%s kept", tune_kernel_name(k));
+        for (int i = 0; i < tune_kernel_nparams(k); i++)
+            cr_expect_eq(back.kernel[k][i], c.kernel[k][i], "%s %s", tune_kernel_name(k),
+                         tune_param_name(k, i));
+    }
+    cr_expect(back.has_routes);
+    for (int i = 0; i < TUNE_CASES; i++) {
+        cr_expect_eq(back.route[i].indirect_mnk, c.route[i].indirect_mnk, "%s", tune_case_name(i));
+        cr_expect_eq(back.route[i].direct_colmajor, c.route[i].direct_colmajor);
+        cr_expect_eq(back.route[i].indirect_colmajor, c.route[i].indirect_colmajor);
+    }
+    // The text of the parsed copy is the same text: nothing lost, nothing added.
+    char *again = to_text(&back);
+    cr_expect_str_eq(again, text);
+    free(again);
+    free(text);
+
+    // A file of identity only is valid: CLBlast as it comes on that device.
+    tune_config bare;
+    tune_config_init(&bare);
+    tune_set_identity(&bare, &d);
+    text = to_text(&bare);
+    cr_expect_eq(tune_parse(&back, text, err, sizeof err), 0, "%s", err);
+    cr_expect(!back.has_routes && !back.has_kernel[TK_XGEMM]);
+    free(text);
+}
+
+// Each damaged variant of a good file must fail with a message naming the problem.
+Test(tune, damaged_files_rejected) {
+    clrt_devinfo d = fake_device("dev", "vendor", "1.0", "plat");
+    tune_config c = full_config(&d), back;
+    char *good = to_text(&c);
+    char err[512];
+    cr_assert_eq(tune_parse(&back, good, err, sizeof err), 0, "%s", err);
+    struct { const char *from, *to, *why; } cases[] = {
+        { "end\n", "", "truncated" },
+        { "cltrain-gemm-tune 1", "cltrain-gemm-tune 9", "version" },
+        { "cltrain-gemm-tune 1", "something-else 1", "not a cltrain" },
+        { " MWG=32", "", "misses MWG" },
+        { " MWG=32", " MWG=48", "MWG must be a multiple" },
+        { " MWG=32", " MWG=32 MWG=32", "twice" },
+        { " MWG=32", " MWG=x", "bad value" },
+        { " MWG=32", " FOO=3", "no parameter FOO" },
+        { "kernel Xgemm ", "kernel Xgemmm ", "unknown kernel" },
+        { "route NN", "# route NN", "routes must cover" },
+        { "direct=row", "direct=diagonal", "row or col" },
+        { "device dev", "colour blue", "unknown setting" },
+        { "device dev\n", "", "no device" },
+        { " WGD=16", " WGD=8192", "out of range" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *at = strstr(good, cases[i].from);
+        cr_assert_not_null(at, "case %zu: '%s' not in the good file", i, cases[i].from);
+        size_t pre = (size_t)(at - good);
+        char bad[8192];
+        snprintf(bad, sizeof bad, "%.*s%s%s", (int)pre, good, cases[i].to,
+                 at + strlen(cases[i].from));
+        err[0] = 0;
+        cr_expect_neq(tune_parse(&back, bad, err, sizeof err), 0, "case %zu accepted:\n%s", i,
+                      bad);
+        cr_expect(strstr(err, cases[i].why) != NULL, "case %zu: message '%s' lacks '%s'", i,
+                  err, cases[i].why);
+    }
+    cr_expect_neq(tune_parse(&back, "", err, sizeof err), 0);
+    free(good);
+}
+
+Test(tune, kernel_constraints) {
+    size_t v[TUNE_MAX_PARAMS];
+    char err[256];
+    clrt_devinfo d = fake_device("d", "v", "1", "p");
+    for (int k = 0; k < TK_COUNT; k++) {
+        tune_default_params(k, v);
+        cr_expect_eq(tune_kernel_check(k, v, &d, err, sizeof err), 0, "%s defaults: %s",
+                     tune_kernel_name(k), err);
+    }
+    // GEMMK 1 with its ties (an Intel CPU entry of CLBlast's database).
+    size_t k1[16] = { 1, 16, 1, 1, 2, 2, 64, 2, 2, 128, 0, 0, 0, 0, 8, 2 };
+    cr_expect_eq(tune_kernel_check(TK_XGEMM, k1, &d, err, sizeof err), 0, "%s", err);
+    k1[4] = 4;   // MDIMA != MDIMC
+    cr_expect_neq(tune_kernel_check(TK_XGEMM, k1, &d, err, sizeof err), 0);
+    // The device's limits: a 32x32 work-group on a device allowing 256.
+    tune_default_params(TK_XGEMM, v);
+    v[5] = v[8] = v[4] = v[7] = 32;          // MDIMC NDIMC MDIMA NDIMB
+    v[6] = v[9] = 128;                       // MWG NWG
+    v[14] = v[15] = 4;
+    d.max_work_group = 256;
+    cr_expect_neq(tune_kernel_check(TK_XGEMM, v, &d, err, sizeof err), 0);
+    cr_expect(strstr(err, "work-group") != NULL, "%s", err);
+    // Local memory: WGD 128 with padding needs 132 KB.
+    size_t dv[10] = { 8, 8, 8, 8, 8, 1, 1, 1, 1, 128 };
+    cr_expect_neq(tune_kernel_check(TK_XGEMM_DIRECT, dv, &d, err, sizeof err), 0);
+    cr_expect(strstr(err, "local memory") != NULL, "%s", err);
+}
+
+// ============================== which file applies ==============================
+
+Test(tune, identity_and_patterns) {
+    clrt_devinfo pocl = fake_device("pthread-skylake-avx512-AMD EPYC 7B13", "AuthenticAMD",
+                                    "3.1+debian", "Portable Computing Language");
+    clrt_devinfo gpu = fake_device("NVIDIA H200", "NVIDIA Corporation", "550.54.15",
+                                   "NVIDIA CUDA");
+    tune_config c = full_config(&pocl);
+    cr_expect(tune_matches(&c, &pocl));
+    cr_expect(!tune_matches(&c, &gpu), "a file for one vendor never applies to another");
+    clrt_devinfo newer = pocl;
+    snprintf(newer.driver, sizeof newer.driver, "5.0");
+    cr_expect(!tune_matches(&c, &newer), "exact identity includes the driver");
+    // Shipped-style patterns.
+    tune_config_init(&c);
+    snprintf(c.match_device, sizeof c.match_device, "pthread-*|cpu-*");
+    snprintf(c.match_platform, sizeof c.match_platform, "Portable Computing Language");
+    cr_expect(tune_matches(&c, &pocl));
+    cr_expect(tune_matches(&c, &newer), "any pocl driver");
+    clrt_devinfo pocl5 = fake_device("cpu-haswell-Intel(R) Xeon(R)", "GenuineIntel", "5.0",
+                                     "Portable Computing Language");
+    cr_expect(tune_matches(&c, &pocl5), "second alternative");
+    cr_expect(!tune_matches(&c, &gpu));
+    clrt_devinfo pocl_cuda = fake_device("NVIDIA H200", "NVIDIA Corporation", "5.0",
+                                         "Portable Computing Language");
+    cr_expect(!tune_matches(&c, &pocl_cuda), "pocl's CUDA device is not a CPU");
+    tune_config_init(&c);
+    cr_expect(!tune_matches(&c, &pocl), "a file naming no device matches none");
+}
+
+// The order: CLTRAIN_TUNE_FILE, the cache file, a shipped file. Foreign and damaged files are
+// skipped with a warning on stderr.
+Test(tune, find_skips_foreign_and_damaged, .init = cr_redirect_stderr) {
+    char *dir = make_tmpdir();
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("CLTRAIN_NO_CACHE");
+    unsetenv("CLTRAIN_NO_TUNE");
+    unsetenv("CLTRAIN_TUNE_FILE");
+    clrt_devinfo me = fake_device("pthread-testcpu", "AuthenticAMD", "3.1+debian",
+                                  "Portable Computing Language");
+    clrt_devinfo gpu = fake_device("NVIDIA H200", "NVIDIA Corporation", "550.54.15",
+                                   "NVIDIA CUDA");
+    tune_config c;
+    char src[1200], err[512];
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1, "the shipped pocl file");
+    cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
+    cr_expect_eq(tune_find(&gpu, &c, src, sizeof src), 0, "nothing ships for this GPU");
+
+    // A file made for the GPU, offered to the CPU through CLTRAIN_TUNE_FILE and the cache.
+    char foreign[1200], cache[1200];
+    snprintf(foreign, sizeof foreign, "%s/gpu.tune", dir);
+    tune_config g = full_config(&gpu);
+    cr_assert_eq(tune_write_file(foreign, &g, err, sizeof err), 0, "%s", err);
+    setenv("CLTRAIN_TUNE_FILE", foreign, 1);
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "shipped tune/") == src, "foreign file skipped: %s", src);
+    tune_cache_path(&me, cache, sizeof cache);
+    cr_assert(strstr(cache, dir) == cache, "cache under XDG_CACHE_HOME: %s", cache);
+    cr_assert_eq(tune_write_file(cache, &g, err, sizeof err), 0, "%s", err);  // copied in
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "shipped tune/") == src, "foreign cache file skipped: %s", src);
+
+    // The GPU's own file applies to the GPU, through either route.
+    cr_expect_eq(tune_find(&gpu, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "CLTRAIN_TUNE_FILE") == src, "%s", src);
+    cr_expect_str_eq(c.device, "NVIDIA H200");
+
+    // The CPU's own cache file wins over the shipped one; damaged, it is skipped.
+    unsetenv("CLTRAIN_TUNE_FILE");
+    tune_config mine = full_config(&me);
+    cr_assert_eq(tune_write_file(cache, &mine, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "cache ") == src, "%s", src);
+    cr_assert_eq(truncate(cache, 100), 0);
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "shipped tune/") == src, "damaged cache file skipped: %s", src);
+    write_text(cache, "\x7f" "ELF\x01\x01 garbage");
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
+
+    setenv("CLTRAIN_NO_TUNE", "1", 1);
+    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 0, "CLTRAIN_NO_TUNE=1: none");
+    unsetenv("CLTRAIN_NO_TUNE");
+
+    fflush(stderr);
+    FILE *f = cr_get_redirected_stderr();
+    char log[8192];
+    size_t n = fread(log, 1, sizeof log - 1, f);
+    log[n] = 0;
+    cr_expect(strstr(log, "made for 'NVIDIA H200'") != NULL, "warning names the device: %s", log);
+    cr_expect(strstr(log, "truncated") != NULL, "warning says what is wrong: %s", log);
+    free(dir);
+}
+
+// ============================== op_gemm under every route ==============================
+
+static float *rnd(size_t n, uint64_t seed) {
+    float *x = malloc((n ? n : 1) * sizeof *x);
+    cr_assert_not_null(x);
+    test_fill_uniform(x, n, seed, -1.0f, 1.0f);
+    return x;
+}
+
+// One GEMM per transpose case and shape with operands at offset `off` (64: sub-buffer views;
+// 3: plain offsets) against ref_gemm, beta 0 (C starts as NaN) and beta 1.5.
+static void gemm_vs_reference(const char *what, int m, int n, int k, size_t off) {
+    clrt *rt = test_rt();
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int bi = 0; bi < 2; bi++) {
+                float beta = bi ? 1.5f : 0.0f;
+                int lda = (ta ? m : k) + (bi ? 3 : 0), ldb = (tb ? k : n) + (bi ? 1 : 0);
+                int ldc = n + (bi ? 2 : 0);
+                size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
+                size_t nc = (size_t)m * ldc;
+                float *a = rnd(off + na, 1), *b = rnd(off + nb, 2), *c = rnd(off + nc, 3);
+                if (!bi)
+                    for (size_t i = 0; i < nc; i++) c[off + i] = NAN;
+                float *want = malloc(nc * sizeof *want);
+                memcpy(want, c + off, nc * sizeof *want);
+                ref_gemm(ta, tb, m, n, k, 0.75f, a + off, lda, b + off, ldb, beta, want, ldc);
+                dten da = dten_at(test_upload(rt, a, off + na), off);
+                dten db = dten_at(test_upload(rt, b, off + nb), off);
+                dten dc = dten_at(test_upload(rt, c, off + nc), off);
+                op_gemm(rt, ta, tb, m, n, k, 0.75f, da, lda, db, ldb, beta, dc, ldc);
+                float *got = test_download(rt, dc, nc);
+                char name[160];
+                snprintf(name, sizeof name, "%s %s%s %dx%dx%d off %zu beta %g", what,
+                         ta ? "T" : "N", tb ? "T" : "N", m, n, k, off, beta);
+                // k products of [-1, 1] values summed in another order: k float ulps.
+                test_expect_close(name, got, want, nc, 2e-6f * k, 1e-5f);
+                free(got), free(a), free(b), free(c), free(want);
+                clReleaseMemObject(da.mem);
+                clReleaseMemObject(db.mem);
+                clReleaseMemObject(dc.mem);
+            }
+}
+
+static void every_shape(const char *what) {
+    gemm_vs_reference(what, 64, 128, 96, 64);     // tile multiples, aligned views
+    gemm_vs_reference(what, 37, 53, 29, 64);      // odd sizes: padding
+    gemm_vs_reference(what, 64, 128, 96, 3);      // unaligned offset: CLBlast copies
+    gemm_vs_reference(what, 10, 64, 512, 0);      // the fc layer's forward GEMM
+}
+
+// The configuration the pocl device runs (the shipped file's kernels) with forced routes.
+static tune_config config_with_routes(uint64_t indirect_mnk, int direct_col, int indirect_col) {
+    tune_config c = *op_gemm_config(test_rt());
+    for (int k = 0; k < TK_COUNT; k++)
+        if (!c.has_kernel[k]) {
+            c.has_kernel[k] = 1;
+            tune_default_params(k, c.kernel[k]);
+        }
+    c.has_routes = 1;
+    for (int i = 0; i < TUNE_CASES; i++)
+        c.route[i] = (tune_route){ indirect_mnk, direct_col, indirect_col };
+    return c;
+}
+
+static void run_config(const tune_config *c, const char *what) {
+    char err[512];
+    cr_assert_eq(op_gemm_configure(test_rt(), c, what, err, sizeof err), 0, "%s", err);
+    every_shape(what);
+}
+
+Test(tune_gemm, indirect_both_layouts) {
+    tune_config c = config_with_routes(0, 0, 1);
+    run_config(&c, "indirect col");
+    c = config_with_routes(0, 0, 0);
+    run_config(&c, "indirect row");
+}
+
+Test(tune_gemm, direct_both_layouts) {
+    tune_config c = config_with_routes(UINT64_MAX, 0, 0);
+    run_config(&c, "direct row");
+    c = config_with_routes(UINT64_MAX, 1, 0);
+    run_config(&c, "direct col");
+}
+
+Test(tune_gemm, mixed_routes) {
+    // Below 64*128*96 direct, from there indirect: both kernels in one run, switching.
+    tune_config c = config_with_routes((uint64_t)64 * 128 * 96, 1, 1);
+    c.route[TUNE_NT].indirect_colmajor = 0;
+    run_config(&c, "mixed");
+}
+
+// ============================== `cltrain tune` ==============================
+
+static int run_cltrain(const char *args, char *out, size_t outlen) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "./cltrain %s 2>&1", args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out, 1, outlen - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(tune_cli, tiny_budget_writes_the_file, .timeout = 600) {
+    char *dir = make_tmpdir();
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("CLTRAIN_NO_CACHE");
+    unsetenv("CLTRAIN_TUNE_FILE");
+    unsetenv("CLTRAIN_NO_TUNE");
+    const char *dev = getenv("CLTRAIN_DEVICE") ? getenv("CLTRAIN_DEVICE") : "cpu";
+    static char out[1 << 16];
+    char args[512];
+    snprintf(args, sizeof args, "tune --device '%s' --image-size 32 --batch-size 2 --budget 1 "
+             "--reps 1", dev);
+    int rc = run_cltrain(args, out, sizeof out);
+    cr_assert_eq(rc, 0, "cltrain tune failed:\n%s", out);
+    cr_expect(strstr(out, "per step:") != NULL, "prints the summary:\n%s", out);
+    const char *w = strstr(out, "written: ");
+    cr_assert_not_null(w, "%s", out);
+    char path[1024];
+    cr_assert_eq(sscanf(w, "written: %1023s", path), 1);
+    cr_expect(strstr(path, dir) == path, "into the cache folder: %s", path);
+    tune_config c;
+    char err[512];
+    cr_assert_eq(tune_read_file(path, &c, err, sizeof err), 0, "%s", err);
+    cr_expect(tune_matches(&c, &test_rt()->dev), "keyed to this device");
+    char want[1200];
+    tune_cache_path(&test_rt()->dev, want, sizeof want);
+    cr_expect_str_eq(path, want);
+    // The next run applies it.
+    snprintf(args, sizeof args, "tune --device '%s' --show", dev);
+    cr_assert_eq(run_cltrain(args, out, sizeof out), 0, "%s", out);
+    cr_expect(strstr(out, "# in force: cache ") != NULL, "%s", out);
+    // Bad flags.
+    cr_expect_eq(run_cltrain("tune --budget -1", out, sizeof out), 2);
+    cr_expect_eq(run_cltrain("tune --clock sundial", out, sizeof out), 2);
+    cr_expect_eq(run_cltrain("tune extra", out, sizeof out), 2);
+    unlink(path);
+    rmdir(dir);
+    free(dir);
+}
