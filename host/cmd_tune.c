@@ -13,6 +13,7 @@
 static const char tune_usage[] =
     "usage: cltrain tune [--device SPEC] [--image-size S] [--batch-size B] [--budget SECONDS]\n"
     "                    [--reps N] [--seed N] [--clock wall|cpu] [--out PATH] [--show]\n"
+    "                    [--measure]\n"
     "  Records the GEMMs of one ResNet18 training step at that size (forward, weight and\n"
     "  data gradients), then searches CLBlast parameters (Xgemm, XgemmDirect, the copy/pad/\n"
     "  transpose helpers) and op_gemm's routes (direct or indirect kernel, layout) on exactly\n"
@@ -20,19 +21,20 @@ static const char tune_usage[] =
     "  written to the cache folder, keyed by device name, vendor, driver and platform, and\n"
     "  every later cltrain run on this device applies it. Prints time and GFLOPS per shape\n"
     "  before and after. Defaults: --image-size 32 --batch-size 64 --budget 600 --reps 2.\n"
-    "  --budget   seconds for the search (compiling a candidate takes seconds on pocl; the\n"
-    "             final check comes on top)\n"
+    "  --budget   seconds for the search, compiles included (one candidate takes seconds\n"
+    "             on a GPU, 10-20 s on pocl; one already compiling still finishes)\n"
     "  --clock    wall (default) or cpu: score by the process's CPU time, steadier when\n"
     "             other jobs share the cores but blind to how well work spreads over them\n"
     "  --out PATH write the result there instead (e.g. to ship it in tune/)\n"
     "  --show     print the configuration that applies to the device, and where it comes\n"
-    "             from, then exit\n";
+    "             from, then exit\n"
+    "  --measure  only time the GEMMs as they run now (per shape), write nothing\n";
 
 typedef struct tune_options {
     const char *device, *out;
     const char *worker, *config;   // internal: `--worker JOB [--config FILE] [--cap MS]`
     double cap;
-    int image_size, batch_size, reps, show, cpu_clock;
+    int image_size, batch_size, reps, show, cpu_clock, measure;
     double budget;
     long seed;
 } tune_options;
@@ -45,6 +47,7 @@ static int parse(int argc, char **argv, tune_options *o) {
         { "out", required_argument, 0, 'o' }, { "show", no_argument, 0, 'w' },
         { "clock", required_argument, 0, 'c' }, { "worker", required_argument, 0, 'W' },
         { "config", required_argument, 0, 'C' }, { "cap", required_argument, 0, 'P' },
+        { "measure", no_argument, 0, 'm' },
         { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     *o = (tune_options){ .image_size = 32, .batch_size = 64, .reps = 2, .budget = 600,
                          .seed = 1, .cap = 1e300 };
@@ -68,6 +71,7 @@ static int parse(int argc, char **argv, tune_options *o) {
             break;
         }
         case 'w': o->show = 1; break;
+        case 'm': o->measure = 1; break;
         case 'W': o->worker = optarg; break;
         case 'C': o->config = optarg; break;
         case 'P': bad = cli_parse_float("--cap", optarg, 0, 1e300, &o->cap); break;
@@ -130,8 +134,65 @@ static void print_table(FILE *f, const tune_shapes *sh, const tune_result *r) {
             flop / (r->after_total_ms * 1e6));
 }
 
+static void search_opts(const clrt *rt, const tune_options *o, char *exe, size_t exelen,
+                        char *dev, size_t devlen, tune_search_opts *so) {
+    ssize_t n = readlink("/proc/self/exe", exe, exelen - 1);   // the workers run this binary
+    if (n > 0) exe[n] = 0;
+    else snprintf(exe, exelen, "cltrain");                     // else: the one on PATH
+    snprintf(dev, devlen, "%d:%d", rt->dev.platform, rt->dev.device);
+    *so = (tune_search_opts){ .exe = exe, .device = dev, .budget_s = o->budget,
+                              .reps = o->reps, .seed = (uint64_t)o->seed,
+                              .cpu_clock = o->cpu_clock, .log = stderr };
+}
+
+// --measure: the GEMMs as they run now.
+static int measure_now(clrt *rt, const tune_options *o, const tune_shapes *sh, char *err,
+                       size_t errlen) {
+    char exe[1024], dev[32];
+    tune_search_opts so;
+    search_opts(rt, o, exe, sizeof exe, dev, sizeof dev, &so);
+    tune_result r = { calloc((size_t)sh->n, sizeof(double)), NULL, 0, 0, 0 };
+    if (!r.before_ms) {
+        snprintf(err, errlen, "out of host memory");
+        return 1;
+    }
+    int rc = tune_measure(rt, sh, &so, r.before_ms, &r.before_total_ms, err, errlen);
+    if (rc == 0) {
+        r.after_ms = r.before_ms;
+        r.after_total_ms = r.before_total_ms;
+        print_table(stdout, sh, &r);
+    }
+    free(r.before_ms);
+    return rc;
+}
+
+// The search, then the file: exact identity of this device (never a shipped file's patterns).
+static int tune_and_write(clrt *rt, const tune_options *o, const tune_shapes *sh,
+                          const char *path, char *err, size_t errlen) {
+    char exe[1024], dev[32];
+    tune_search_opts so;
+    search_opts(rt, o, exe, sizeof exe, dev, sizeof dev, &so);
+    tune_config best;
+    tune_result res = { 0 };
+    int rc = tune_search(rt, sh, &so, &best, &res, err, errlen);
+    if (rc) return rc;
+    print_table(stdout, sh, &res);
+    tune_config out = best;
+    memset(out.match_device, 0, sizeof out.match_device);
+    memset(out.match_vendor, 0, sizeof out.match_vendor);
+    memset(out.match_driver, 0, sizeof out.match_driver);
+    memset(out.match_platform, 0, sizeof out.match_platform);
+    tune_set_identity(&out, &rt->dev);
+    snprintf(out.note, sizeof out.note, "cltrain tune --image-size %d --batch-size %d "
+             "--budget %.0f: GEMMs %.1f -> %.1f ms per step, %d candidates", o->image_size,
+             o->batch_size, o->budget, res.before_total_ms, res.after_total_ms, res.candidates);
+    rc = tune_write_file(path, &out, err, errlen);
+    if (rc == 0) printf("written: %s\n", path);
+    tune_result_free(&res);
+    return rc;
+}
+
 int cmd_tune(int argc, char **argv) {
-    const char *argv0 = "cltrain";   // where /proc/self/exe is missing: found on PATH
     tune_options o;
     int rc = parse(argc, argv, &o);
     if (rc) return rc < 0 ? CLI_EXIT_OK : rc;
@@ -156,48 +217,23 @@ int cmd_tune(int argc, char **argv) {
     char path[1100];
     if (o.out) snprintf(path, sizeof path, "%s", o.out);
     else tune_cache_path(&rt.dev, path, sizeof path);
-    if (!path[0]) {
+    if (!path[0] && !o.measure) {
         fprintf(stderr, "cltrain: error: the cache folder is disabled (CLTRAIN_NO_CACHE); "
                         "give --out PATH\n");
         clrt_free(&rt);
         return CLI_EXIT_USAGE;
     }
-    fprintf(stderr, "cltrain: tuning GEMMs for %s at image size %d, batch %d, budget %.0f s "
-                    "(starting from: %s)\n", rt.dev.name, o.image_size, o.batch_size, o.budget,
-            op_gemm_source(&rt));
+    fprintf(stderr, "cltrain: %s GEMMs for %s at image size %d, batch %d (%s: %s)\n",
+            o.measure ? "timing" : "tuning", rt.dev.name, o.image_size, o.batch_size,
+            o.measure ? "as they run now" : "starting from", op_gemm_source(&rt));
     tune_shapes sh = { 0 };
-    tune_config best;
-    tune_result res = { 0 };
     rc = record_shapes(&rt, o.batch_size, o.image_size, &sh, err, sizeof err);
     if (rc == 0) {
         fprintf(stderr, "cltrain: %d distinct GEMMs per training step\n", sh.n);
-        char exe[1024], dev[32];
-        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-        if (n > 0) exe[n] = 0;
-        else snprintf(exe, sizeof exe, "%s", argv0);
-        snprintf(dev, sizeof dev, "%d:%d", rt.dev.platform, rt.dev.device);
-        tune_search_opts so = { .exe = exe, .device = dev, .budget_s = o.budget,
-                                .reps = o.reps, .seed = (uint64_t)o.seed,
-                                .cpu_clock = o.cpu_clock, .log = stderr };
-        rc = tune_search(&rt, &sh, &so, &best, &res, err, sizeof err);
-    }
-    if (rc == 0) {
-        print_table(stdout, &sh, &res);
-        tune_config out = best;
-        memset(out.match_device, 0, sizeof out.match_device);
-        memset(out.match_vendor, 0, sizeof out.match_vendor);
-        memset(out.match_driver, 0, sizeof out.match_driver);
-        memset(out.match_platform, 0, sizeof out.match_platform);
-        tune_set_identity(&out, &rt.dev);
-        snprintf(out.note, sizeof out.note, "cltrain tune --image-size %d --batch-size %d "
-                 "--budget %.0f: GEMMs %.1f -> %.1f ms per step, %d candidates", o.image_size,
-                 o.batch_size, o.budget, res.before_total_ms, res.after_total_ms,
-                 res.candidates);
-        rc = tune_write_file(path, &out, err, sizeof err);
-        if (rc == 0) printf("written: %s\n", path);
+        rc = o.measure ? measure_now(&rt, &o, &sh, err, sizeof err)
+                       : tune_and_write(&rt, &o, &sh, path, err, sizeof err);
     }
     if (rc) fprintf(stderr, "cltrain: error: %s\n", err);
-    tune_result_free(&res);
     tune_shapes_free(&sh);
     clrt_free(&rt);
     return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;

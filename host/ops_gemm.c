@@ -12,7 +12,8 @@
 //   transposed copy of C, and of A or B in the forward and data-gradient GEMMs.
 // - Copies: the indirect path also copies (and pads) every operand that does not start its
 //   buffer or whose sizes are not multiples of the kernel's tiles; activations start their
-//   buffers today, weights and their gradients sit inside arenas (small copies).
+//   buffers today, weights and their gradients sit inside arenas (small copies). The scratch
+//   for those copies is kept from call to call (temp_for).
 // Without routes (no tuning file) op_gemm hands every call over row-major, as called.
 #define _POSIX_C_SOURCE 200809L
 #include "host/ops_internal.h"
@@ -32,6 +33,9 @@ typedef struct gemm_state {
     int tuned;                     // cfg came from a file or the search (not "none")
     int fell_back;                 // a tuned call failed once; running on CLBlast's defaults
     tune_shapes *rec;              // recording the calls (cltrain tune)
+    cl_mem temp;                   // CLBlast's scratch for the indirect path, kept (see temp_for)
+    cl_context temp_ctx;
+    size_t temp_bytes;
 } gemm_state;
 
 // CLBlast's overrides are per device and process-wide; this table mirrors that scope (see
@@ -121,6 +125,8 @@ const tune_config *op_gemm_config(clrt *rt) {
     return &gemm_state_of(rt)->cfg;
 }
 
+size_t op_gemm_scratch_bytes(clrt *rt) { return gemm_state_of(rt)->temp_bytes; }
+
 void op_gemm_record(clrt *rt, tune_shapes *rec) { gemm_state_of(rt)->rec = rec; }
 
 void tune_shapes_free(tune_shapes *s) {
@@ -152,20 +158,51 @@ static void record(tune_shapes *r, const tune_shape *s) {
 
 // ---- the call ----
 
-static CLBlastStatusCode sgemm(clrt *rt, int colmajor, int ta, int tb, int m, int n, int k,
-                               float alpha, dten a, int lda, dten b, int ldb, float beta,
-                               dten c, int ldc) {
+// The scratch CLBlast's indirect path copies operands into. Left to itself CLBlast allocates
+// a fresh buffer on every call (at 224x224 up to ~100 MB, whose pages are then faulted in
+// anew each time); kept and grown here instead, per device, released when a runtime with
+// another context needs it (a buffer lives until the commands using it are done). NULL when
+// the allocation fails: CLBlast then allocates as it would.
+static cl_mem temp_for(clrt *rt, gemm_state *g, size_t bytes) {
+    if (g->temp && (g->temp_ctx != rt->ctx || g->temp_bytes < bytes)) {
+        clReleaseMemObject(g->temp);
+        g->temp = NULL;
+    }
+    if (!g->temp) {   // grows only in the first step: the same GEMMs come every step
+        cl_int e;
+        g->temp = clCreateBuffer(rt->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+        if (e != CL_SUCCESS) g->temp = NULL;
+        g->temp_ctx = rt->ctx;
+        g->temp_bytes = g->temp ? bytes : 0;
+    }
+    return g->temp;
+}
+
+// One CLBlast call; operands as op_gemm's row-major view (the mirror swaps them here).
+static CLBlastStatusCode sgemm(clrt *rt, gemm_state *g, int colmajor, int ta, int tb, int m,
+                               int n, int k, float alpha, dten a, int lda, dten b, int ldb,
+                               float beta, dten c, int ldc) {
+    CLBlastLayout layout = CLBlastLayoutRowMajor;
+    if (colmajor) {   // C^T (n, m) = op(B)^T (n, k) x op(A)^T (k, m), column-major: same memory
+        layout = CLBlastLayoutColMajor;
+        dten t = a; a = b; b = t;
+        int x = lda; lda = ldb; ldb = x;
+        x = ta; ta = tb; tb = x;
+        x = m; m = n; n = x;
+    }
     CLBlastTranspose tra = ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose trb = tb ? CLBlastTransposeYes : CLBlastTransposeNo;
-    cl_event *ev = clrt_profile_event(rt, "gemm");
-    if (!colmajor)
-        return CLBlastSgemm(CLBlastLayoutRowMajor, tra, trb, (size_t)m, (size_t)n, (size_t)k,
-                            alpha, a.mem, a.off, (size_t)lda, b.mem, b.off, (size_t)ldb, beta,
-                            c.mem, c.off, (size_t)ldc, &rt->queue, ev);
-    // C^T (n, m) = op(B)^T (n, k) x op(A)^T (k, m), column-major: the same memory.
-    return CLBlastSgemm(CLBlastLayoutColMajor, trb, tra, (size_t)n, (size_t)m, (size_t)k, alpha,
-                        b.mem, b.off, (size_t)ldb, a.mem, a.off, (size_t)lda, beta, c.mem, c.off,
-                        (size_t)ldc, &rt->queue, ev);
+    size_t bytes = 0;
+    CLBlastStatusCode s = CLBlastSGemmTempBufferSize(layout, tra, trb, (size_t)m, (size_t)n,
+                                                     (size_t)k, a.off, (size_t)lda, b.off,
+                                                     (size_t)ldb, c.off, (size_t)ldc,
+                                                     &rt->queue, &bytes);
+    if (s != CLBlastSuccess) return s;
+    cl_mem temp = bytes ? temp_for(rt, g, bytes) : NULL;
+    return CLBlastSgemmWithTempBuffer(layout, tra, trb, (size_t)m, (size_t)n, (size_t)k, alpha,
+                                      a.mem, a.off, (size_t)lda, b.mem, b.off, (size_t)ldb,
+                                      beta, c.mem, c.off, (size_t)ldc, &rt->queue,
+                                      clrt_profile_event(rt, "gemm"), temp);
 }
 
 // Failures a parameter set can cause (a kernel that does not build or launch); others are the
@@ -217,7 +254,7 @@ static CLBlastStatusCode gemm_run(clrt *rt, gemm_state *g, int ta, int tb, int m
         set_routine(g, indirect ? 0 : 1);
         colmajor = indirect ? r->indirect_colmajor : r->direct_colmajor;
     }
-    return sgemm(rt, colmajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    return sgemm(rt, g, colmajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 static void gemm_check(int ta, int tb, int m, int n, int k, dten a, int lda, dten b, int ldb,

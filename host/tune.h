@@ -105,6 +105,9 @@ int op_gemm_try(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float a
 // Where the configuration in force came from ("none" when CLBlast runs as it comes), and it.
 const char *op_gemm_source(clrt *rt);
 const tune_config *op_gemm_config(clrt *rt);
+// Bytes of the scratch buffer op_gemm keeps for CLBlast's copies on rt's device (0 before the
+// first indirect GEMM); not part of the model's own arenas.
+size_t op_gemm_scratch_bytes(clrt *rt);
 
 // One distinct GEMM of a workload and how often it runs per step.
 typedef struct tune_shape {
@@ -147,6 +150,10 @@ typedef struct tune_result {
 int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
                 tune_config *best, tune_result *res, char *err, size_t errlen);
 void tune_result_free(tune_result *r);
+// Measure what op_gemm runs now on the shapes (in a worker; the fastest of three runs per
+// shape): ms per shape, the step total.
+int tune_measure(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
+                 double *total, char *err, size_t errlen);
 
 // The worker (`cltrain tune --worker JOB [--config FILE] [--cap MS]`): measures one
 // configuration (none: CLBlast as it comes) on rt's device and prints the result on out for

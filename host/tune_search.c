@@ -146,7 +146,7 @@ static double elapsed(const bench *b) { return now_s() - b->t0; }
 
 static int bench_init(bench *b, const tune_shapes *sh, const tune_search_opts *o, char *err,
                       size_t errlen) {
-    memset(b, 0, sizeof *b);
+    memset(b, 0, sizeof *b);   // bench_free is safe on what this leaves, whatever fails
     b->sh = sh;
     b->log = o->log;
     b->t0 = now_s();
@@ -300,10 +300,21 @@ static void try_candidate(bench *b, family *f, const tune_config *base, const si
     f->n++;
 }
 
+// Does some candidate of f beat `ref` (per-shape times) on at least one shape?
+static int wins_somewhere(const family *f, const double *ref, int nsh) {
+    if (!ref) return 1;
+    for (int c = 0; c < f->n; c++)
+        for (int i = 0; i < nsh; i++)
+            if (f->ms[c][i] < ref[i] || f->ms[c][nsh + i] < ref[i]) return 1;
+    return 0;
+}
+
 // Seeds, then random samples and mutations of the best, until `until` seconds have passed.
+// With `rival` (the direct family against the best indirect times), the search stops after the
+// seeds when no candidate beats the rival on any shape: the budget goes to the next phase.
 static void search_family(bench *b, family *f, const tune_config *base, const size_t *start,
                           const size_t (*seeds)[TUNE_MAX_PARAMS], int nseeds, double until,
-                          uint64_t *rng) {
+                          const double *rival, uint64_t *rng) {
     size_t v[TUNE_MAX_PARAMS] = { 0 };
     if (start) try_candidate(b, f, base, start, "now");
     tune_default_params(f->k, v);
@@ -312,6 +323,11 @@ static void search_family(bench *b, family *f, const tune_config *base, const si
         char err[200];
         if (tune_kernel_check(f->k, seeds[i], b->dev, err, sizeof err) == 0)
             try_candidate(b, f, base, seeds[i], "seed");
+    }
+    if (!wins_somewhere(f, rival, b->sh->n)) {
+        if (b->log) fprintf(b->log, "          %s loses on every shape: next phase\n",
+                            tune_kernel_name(f->k));
+        return;
     }
     for (int it = 0; elapsed(b) < until && f->ntried < MAX_CAND * 2 && it < 100000; it++) {
         int mutate = f->n > 0 && (it % 3 != 0);   // two mutations of the best per sample
@@ -400,10 +416,142 @@ static void runoff(bench *b, contender *ct, int n, double until) {
 
 // ---- the search ----
 
+typedef struct search {
+    bench b;
+    family *fx, *fd;         // the indirect and the direct kernel's candidates
+    tune_config now;         // what ran when the search started
+    tune_config base;        // what every candidate builds on (complete: one CLBlast program)
+    tune_config cand;        // the best combination so far
+    int have;                // cand is set
+    double budget;
+    uint64_t rng;
+} search;
+
 static int from_now(const tune_config *now, int k, size_t *v) {
     if (!now->has_kernel[k]) return 0;
     memcpy(v, now->kernel[k], sizeof now->kernel[k]);
     return 1;
+}
+
+static int find(const family *f, const size_t *v) {
+    for (int i = 0; i < f->n; i++)
+        if (!memcmp(f->v[i], v, sizeof f->v[i])) return i;
+    return -1;
+}
+
+// 1 and 2: the indirect kernel, then the direct one; then the best pair and its routes.
+static void phase_kernels(search *s) {
+    size_t v[TUNE_MAX_PARAMS], seeds[4][TUNE_MAX_PARAMS];
+    const size_t (*sd)[TUNE_MAX_PARAMS] = (const size_t (*)[TUNE_MAX_PARAMS])seeds;
+    family *fx = s->fx, *fd = s->fd;
+    fx->k = TK_XGEMM;
+    memset(seeds, 0, sizeof seeds);
+    for (int i = 0; i < 3; i++) memcpy(seeds[i], seed_xgemm[i], sizeof seed_xgemm[i]);
+    search_family(&s->b, fx, &s->base, from_now(&s->now, TK_XGEMM, v) ? v : NULL, sd, 3,
+                  0.45 * s->budget, NULL, &s->rng);
+    if (fx->n) memcpy(s->base.kernel[TK_XGEMM], fx->v[fx->best], sizeof v);
+
+    fd->k = TK_XGEMM_DIRECT;
+    memset(seeds, 0, sizeof seeds);
+    for (int i = 0; i < 3; i++) memcpy(seeds[i], seed_direct[i], sizeof seed_direct[i]);
+    search_family(&s->b, fd, &s->base, from_now(&s->now, TK_XGEMM_DIRECT, v) ? v : NULL, sd,
+                  3, 0.7 * s->budget, fx->n ? fx->ms[fx->best] : NULL, &s->rng);
+    if (fd->n) memcpy(s->base.kernel[TK_XGEMM_DIRECT], fd->v[fd->best], sizeof v);
+    // Time the direct kernel did not need goes back to the indirect one (candidates already
+    // seen are not measured again).
+    if (fx->n && elapsed(&s->b) < 0.7 * s->budget)
+        search_family(&s->b, fx, &s->base, NULL, sd, 0, 0.7 * s->budget, NULL, &s->rng);
+    if (fx->n) memcpy(s->base.kernel[TK_XGEMM], fx->v[fx->best], sizeof v);
+
+    double best = INFINITY;
+    for (int i = 0; i < fx->n; i++)
+        for (int j = 0; j < fd->n; j++) {
+            tune_config c = s->base;
+            memcpy(c.kernel[TK_XGEMM], fx->v[i], sizeof v);
+            memcpy(c.kernel[TK_XGEMM_DIRECT], fd->v[j], sizeof v);
+            double t = best_routes(s->b.sh, fx->ms[i], fd->ms[j], xgemm_colmajor(fx->v[i]), &c);
+            if (t < best) { best = t; s->cand = c; s->have = 1; }
+        }
+    if (!s->have && fx->n) {   // no direct candidate ran: all indirect
+        s->cand = s->base;
+        routes_all(&s->cand, 1, xgemm_colmajor(fx->v[fx->best]));
+        s->have = 1;
+    }
+}
+
+// 3: the indirect path's helpers, all four families at once, on the chosen Xgemm.
+static void phase_helpers(search *s) {
+    int nsh = s->b.sh->n, idx = s->have ? find(s->fx, s->cand.kernel[TK_XGEMM]) : -1;
+    if (idx < 0) return;
+    double total = s->fx->total[idx];
+    for (int it = 0; elapsed(&s->b) < 0.8 * s->budget && it < 200; it++) {
+        tune_config c = s->cand;
+        int ok = 1;
+        for (int k = TK_COPY; k <= TK_PADTRANSPOSE && ok; k++)   // random, or one step away
+            ok = sample(k, it % 2 ? s->cand.kernel[k] : NULL, s->b.dev, &s->rng, c.kernel[k]);
+        if (!ok) break;
+        routes_all(&c, 1, xgemm_colmajor(c.kernel[TK_XGEMM]));
+        double *ms = malloc((size_t)nsh * sizeof *ms), t;
+        if (!ms) break;
+        if (measure(&s->b, &c, "helpers", ms, &t, 1.5 * total) == 0 && t < total) {
+            total = t;
+            for (int k = TK_COPY; k <= TK_PADTRANSPOSE; k++)
+                memcpy(s->cand.kernel[k], c.kernel[k], sizeof c.kernel[k]);
+            memcpy(s->fx->ms[idx], ms, (size_t)nsh * sizeof *ms);
+        }
+        free(ms);
+    }
+    int j = find(s->fd, s->cand.kernel[TK_XGEMM_DIRECT]);
+    if (j >= 0)   // routes again with the helpers' gain
+        best_routes(s->b.sh, s->fx->ms[idx], s->fd->ms[j], xgemm_colmajor(s->fx->v[idx]),
+                    &s->cand);
+}
+
+static int all_indirect(const tune_config *c) {
+    for (int i = 0; i < TUNE_CASES; i++)
+        if (c->route[i].indirect_mnk != 0) return 0;
+    return c->has_routes;
+}
+
+// 4: the chosen configuration, what ran before and runners-up, in turns; the winner.
+static void phase_runoff(search *s, tune_config *best, tune_result *res) {
+    int nsh = s->b.sh->n, nct = 0;
+    contender ct[4];
+    ct[nct++] = (contender){ s->now, res->before_ms, res->before_total_ms, "runoff: now", 1 };
+    if (s->have) {
+        ct[nct++] = (contender){ s->cand, res->after_ms, 0, "runoff: chosen", 1 };
+        if (!all_indirect(&s->cand)) {
+            tune_config alt = s->cand;
+            routes_all(&alt, 1, xgemm_colmajor(alt.kernel[TK_XGEMM]));
+            ct[nct++] = (contender){ alt, NULL, 0, "runoff: all indirect", 1 };
+        }
+        int second = -1;   // the next-best indirect kernel, with the chosen direct one
+        for (int i = 0; i < s->fx->n; i++)
+            if (memcmp(s->fx->v[i], s->cand.kernel[TK_XGEMM], sizeof s->fx->v[i]) &&
+                (second < 0 || s->fx->total[i] < s->fx->total[second]))
+                second = i;
+        int dj = find(s->fd, s->cand.kernel[TK_XGEMM_DIRECT]);
+        if (second >= 0 && dj >= 0) {
+            tune_config c2 = s->cand;
+            memcpy(c2.kernel[TK_XGEMM], s->fx->v[second], sizeof s->fx->v[second]);
+            best_routes(s->b.sh, s->fx->ms[second], s->fd->ms[dj],
+                        xgemm_colmajor(s->fx->v[second]), &c2);
+            ct[nct++] = (contender){ c2, NULL, 0, "runoff: runner-up", 1 };
+        }
+    }
+    runoff(&s->b, ct, nct, s->budget);
+    int win = 0;   // "now" passed its check at the start: it stays a valid fallback
+    for (int i = 1; i < nct; i++)
+        if (ct[i].ok && (!ct[win].ok || ct[i].total < ct[win].total)) win = i;
+    *best = win ? ct[win].c : s->now;
+    if (ct[win].ms != res->after_ms)
+        memcpy(res->after_ms, ct[win].ms, (size_t)nsh * sizeof(double));
+    res->after_total_ms = ct[win].total;
+    res->before_total_ms = ct[0].total;   // the fastest of its rounds, like the others
+    for (int i = 2; i < nct; i++) free(ct[i].ms);
+    if (s->b.log)
+        fprintf(s->b.log, "%s\n", win ? "chosen: the tuned configuration"
+                                      : "nothing beat the configuration in force; keeping it");
 }
 
 int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
@@ -413,156 +561,75 @@ int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
         snprintf(err, errlen, "no GEMM shapes to tune on");
         return 1;
     }
-    op_gemm_init(rt);
-    bench b;
-    memset(&b, 0, sizeof b);
-    family *fx = calloc(1, sizeof *fx), *fd = calloc(1, sizeof *fd);
+    search *s = calloc(1, sizeof *s);
     int nsh = shapes->n, rc = 1;
     res->before_ms = calloc((size_t)nsh, sizeof(double));
     res->after_ms = calloc((size_t)nsh, sizeof(double));
-    if (!fx || !fd || !res->before_ms || !res->after_ms) {
+    if (s) {
+        s->fx = calloc(1, sizeof *s->fx);
+        s->fd = calloc(1, sizeof *s->fd);
+    }
+    if (!s || !s->fx || !s->fd || !res->before_ms || !res->after_ms) {
         snprintf(err, errlen, "out of host memory");
         goto done;
     }
-    if (bench_init(&b, shapes, o, err, errlen)) goto done;
-    b.dev = &rt->dev;
-    uint64_t rng = o->seed ? o->seed : 0x7u;
-
-    // What runs now: the baseline, and the starting point.
-    tune_config now = *op_gemm_config(rt);
-    if (measure(&b, is_none(&now) ? NULL : &now, "now", res->before_ms, &res->before_total_ms,
-                INFINITY) != 0) {
+    if (bench_init(&s->b, shapes, o, err, errlen)) goto done;
+    s->b.dev = &rt->dev;
+    s->budget = o->budget_s;
+    s->rng = o->seed ? o->seed : 0x7u;
+    s->now = *op_gemm_config(rt);
+    if (measure(&s->b, is_none(&s->now) ? NULL : &s->now, "now", res->before_ms,
+                &res->before_total_ms, INFINITY) != 0) {
         snprintf(err, errlen, "the GEMM configuration in force gives wrong results or fails; "
                               "run with CLTRAIN_NO_TUNE=1");
         goto done;
     }
-    // The base every candidate builds on: what runs now, else CLBlast's generic defaults
-    // for the families not being searched (each candidate must be one complete program).
-    tune_config base = now;
+    // Families not being searched keep what runs now, else CLBlast's generic defaults.
+    s->base = s->now;
     for (int k = 0; k < TK_COUNT; k++)
-        if (!base.has_kernel[k]) {
-            base.has_kernel[k] = 1;
-            tune_default_params(k, base.kernel[k]);
+        if (!s->base.has_kernel[k]) {
+            s->base.has_kernel[k] = 1;
+            tune_default_params(k, s->base.kernel[k]);
         }
-    size_t v[TUNE_MAX_PARAMS];
-    size_t seeds[8][TUNE_MAX_PARAMS];
-    double budget = o->budget_s;
-
-    // 1. indirect kernel
-    fx->k = TK_XGEMM;
-    memset(seeds, 0, sizeof seeds);
-    for (int i = 0; i < 3; i++) memcpy(seeds[i], seed_xgemm[i], sizeof seed_xgemm[i]);
-    search_family(&b, fx, &base, from_now(&now, TK_XGEMM, v) ? v : NULL,
-                  (const size_t (*)[TUNE_MAX_PARAMS])seeds, 3, 0.45 * budget, &rng);
-    if (fx->n) memcpy(base.kernel[TK_XGEMM], fx->v[fx->best], sizeof v);
-
-    // 2. direct kernel
-    fd->k = TK_XGEMM_DIRECT;
-    memset(seeds, 0, sizeof seeds);
-    for (int i = 0; i < 3; i++) memcpy(seeds[i], seed_direct[i], sizeof seed_direct[i]);
-    search_family(&b, fd, &base, from_now(&now, TK_XGEMM_DIRECT, v) ? v : NULL,
-                  (const size_t (*)[TUNE_MAX_PARAMS])seeds, 3, 0.7 * budget, &rng);
-    if (fd->n) memcpy(base.kernel[TK_XGEMM_DIRECT], fd->v[fd->best], sizeof v);
-
-    // The best pair and its routes.
-    tune_config cand = base;
-    int have = 0;
-    double cand_total = INFINITY;
-    for (int i = 0; i < fx->n; i++)
-        for (int j = 0; j < fd->n; j++) {
-            tune_config c = base;
-            memcpy(c.kernel[TK_XGEMM], fx->v[i], sizeof v);
-            memcpy(c.kernel[TK_XGEMM_DIRECT], fd->v[j], sizeof v);
-            double t = best_routes(shapes, fx->ms[i], fd->ms[j], xgemm_colmajor(fx->v[i]), &c);
-            if (t < cand_total) { cand_total = t; cand = c; have = 1; }
-        }
-    if (!have && fx->n) {   // no direct candidate ran: all indirect
-        cand = base;
-        memcpy(cand.kernel[TK_XGEMM], fx->v[fx->best], sizeof v);
-        routes_all(&cand, 1, xgemm_colmajor(fx->v[fx->best]));
-        cand_total = fx->total[fx->best];
-        have = 1;
-    }
-
-    // 3. helpers of the indirect path, all four families at once, on the chosen Xgemm.
-    if (have && elapsed(&b) < 0.8 * budget) {
-        int idx = -1;
-        for (int i = 0; i < fx->n; i++)
-            if (!memcmp(fx->v[i], cand.kernel[TK_XGEMM], sizeof v)) idx = i;
-        double ind_total = idx >= 0 ? fx->total[idx] : INFINITY;
-        for (int it = 0; elapsed(&b) < 0.8 * budget && it < 200; it++) {
-            tune_config c = cand;
-            int ok = 1;
-            for (int k = TK_COPY; k <= TK_PADTRANSPOSE && ok; k++)
-                ok = sample(k, (it % 2 && idx >= 0) ? cand.kernel[k] : NULL, &rt->dev, &rng,
-                            c.kernel[k]);
-            if (!ok) break;
-            routes_all(&c, 1, xgemm_colmajor(c.kernel[TK_XGEMM]));
-            double *ms = malloc((size_t)nsh * sizeof *ms), t;
-            if (!ms) break;
-            if (measure(&b, &c, "helpers", ms, &t, 1.5 * ind_total) == 0 && t < ind_total) {
-                ind_total = t;
-                for (int k = TK_COPY; k <= TK_PADTRANSPOSE; k++)
-                    memcpy(cand.kernel[k], c.kernel[k], sizeof v);
-                if (idx >= 0) memcpy(fx->ms[idx], ms, (size_t)nsh * sizeof *ms);
-            }
-            free(ms);
-        }
-        if (idx >= 0) {   // routes again with the helpers' gain
-            int j = -1;
-            for (int i = 0; i < fd->n; i++)
-                if (!memcmp(fd->v[i], cand.kernel[TK_XGEMM_DIRECT], sizeof v)) j = i;
-            if (j >= 0)
-                best_routes(shapes, fx->ms[idx], fd->ms[j], xgemm_colmajor(fx->v[idx]), &cand);
-        }
-    }
-
-    // 4. runoff: the chosen configuration, what ran before and runners-up, in turns.
-    contender ct[4];
-    int nct = 0;
-    ct[nct++] = (contender){ now, res->before_ms, res->before_total_ms, "runoff: now", 1 };
-    if (have) {
-        ct[nct++] = (contender){ cand, res->after_ms, 0, "runoff: chosen", 1 };
-        tune_config alt = cand;   // everything indirect
-        routes_all(&alt, 1, xgemm_colmajor(alt.kernel[TK_XGEMM]));
-        ct[nct++] = (contender){ alt, NULL, 0, "runoff: all indirect", 1 };
-        int second = -1;          // the next-best indirect kernel with the chosen direct one
-        for (int i = 0; i < fx->n; i++)
-            if (memcmp(fx->v[i], cand.kernel[TK_XGEMM], sizeof v) &&
-                (second < 0 || fx->total[i] < fx->total[second]))
-                second = i;
-        int dj = -1;
-        for (int i = 0; i < fd->n; i++)
-            if (!memcmp(fd->v[i], cand.kernel[TK_XGEMM_DIRECT], sizeof v)) dj = i;
-        if (second >= 0 && dj >= 0) {
-            tune_config c2 = cand;
-            memcpy(c2.kernel[TK_XGEMM], fx->v[second], sizeof v);
-            best_routes(shapes, fx->ms[second], fd->ms[dj], xgemm_colmajor(fx->v[second]), &c2);
-            ct[nct++] = (contender){ c2, NULL, 0, "runoff: runner-up", 1 };
-        }
-    }
-    runoff(&b, ct, nct, budget);
-    int win = 0;   // "now" passed its check at the start: it stays a valid fallback
-    for (int i = 1; i < nct; i++)
-        if (ct[i].ok && (!ct[win].ok || ct[i].total < ct[win].total)) win = i;
-    *best = win ? ct[win].c : now;
-    if (ct[win].ms != res->after_ms)
-        memcpy(res->after_ms, ct[win].ms, (size_t)nsh * sizeof(double));
-    res->after_total_ms = ct[win].total;
-    res->before_total_ms = ct[0].total;   // the fastest of its rounds too, when re-measured
-    for (int i = 2; i < nct; i++) free(ct[i].ms);
-    if (b.log)
-        fprintf(b.log, "%s\n", win ? "chosen: the tuned configuration" :
-                                    "nothing beat the configuration in force; keeping it");
-    res->candidates = b.measured;
+    phase_kernels(s);
+    if (elapsed(&s->b) < 0.8 * s->budget) phase_helpers(s);
+    phase_runoff(s, best, res);
+    res->candidates = s->b.measured;
     rc = 0;
 done:
-    bench_free(&b);
-    for (int i = 0; fx && i < fx->n; i++) free(fx->ms[i]);
-    for (int i = 0; fd && i < fd->n; i++) free(fd->ms[i]);
-    free(fx);
-    free(fd);
+    if (s) {
+        bench_free(&s->b);
+        for (int i = 0; s->fx && i < s->fx->n; i++) free(s->fx->ms[i]);
+        for (int i = 0; s->fd && i < s->fd->n; i++) free(s->fd->ms[i]);
+        free(s->fx);
+        free(s->fd);
+        free(s);
+    }
     if (rc) tune_result_free(res);
+    return rc;
+}
+
+int tune_measure(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
+                 double *total, char *err, size_t errlen) {
+    bench b;
+    if (bench_init(&b, shapes, o, err, errlen)) {
+        bench_free(&b);
+        return 1;
+    }
+    b.dev = &rt->dev;
+    tune_config now = *op_gemm_config(rt);
+    int rc = 0;
+    for (int r = 0; r < 3 && rc == 0; r++) {   // the fastest of three, per shape
+        double *one = malloc((size_t)shapes->n * sizeof *one), t;
+        if (!one) { rc = 1; break; }
+        rc = measure(&b, is_none(&now) ? NULL : &now, op_gemm_source(rt), one, &t, INFINITY);
+        for (int i = 0; rc == 0 && i < shapes->n; i++) ms[i] = r ? fmin(ms[i], one[i]) : one[i];
+        free(one);
+    }
+    *total = 0;
+    for (int i = 0; i < shapes->n; i++) *total += shapes->v[i].calls * ms[i];
+    if (rc) snprintf(err, errlen, "the GEMM configuration in force fails or gives wrong results");
+    bench_free(&b);
     return rc;
 }
 

@@ -3,6 +3,7 @@
 // against the plain-C reference, and `cltrain tune` end to end with a tiny budget.
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune.h"
+#include "tests/cli_run.h"
 #include "tests/ref_ops.h"
 #include "tests/testutil.h"
 
@@ -13,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 static clrt_devinfo fake_device(const char *name, const char *vendor, const char *driver,
@@ -369,52 +369,57 @@ Test(tune_gemm, mixed_routes) {
 
 // ============================== `cltrain tune` ==============================
 
-static int run_cltrain(const char *args, char *out, size_t outlen) {
-    char cmd[4096];
-    snprintf(cmd, sizeof cmd, "./cltrain %s 2>&1", args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out, 1, outlen - 1, p);
-    out[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-Test(tune_cli, tiny_budget_writes_the_file, .timeout = 600) {
-    char *dir = make_tmpdir();
-    setenv("XDG_CACHE_HOME", dir, 1);
-    unsetenv("CLTRAIN_NO_CACHE");
-    unsetenv("CLTRAIN_TUNE_FILE");
-    unsetenv("CLTRAIN_NO_TUNE");
+Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
+    char *dir = cli_tmpdir();
+    char env[1200];
+    snprintf(env, sizeof env, "XDG_CACHE_HOME=%s CLTRAIN_TUNE_FILE= CLTRAIN_NO_TUNE= "
+             "CLTRAIN_NO_CACHE=", dir);
     const char *dev = getenv("CLTRAIN_DEVICE") ? getenv("CLTRAIN_DEVICE") : "cpu";
-    static char out[1 << 16];
-    char args[512];
-    snprintf(args, sizeof args, "tune --device '%s' --image-size 32 --batch-size 2 --budget 1 "
-             "--reps 1", dev);
-    int rc = run_cltrain(args, out, sizeof out);
-    cr_assert_eq(rc, 0, "cltrain tune failed:\n%s", out);
-    cr_expect(strstr(out, "per step:") != NULL, "prints the summary:\n%s", out);
-    const char *w = strstr(out, "written: ");
-    cr_assert_not_null(w, "%s", out);
+    cli_result r = cli_run(600, env, "tune --device '%s' --image-size 32 --batch-size 2 "
+                           "--budget 1 --reps 1", dev);
+    cr_assert_eq(r.status, 0, "cltrain tune failed:\n%s%s", r.out, r.err);
+    cr_expect(strstr(r.out, "per step:") != NULL, "prints the summary:\n%s", r.out);
+    const char *w = strstr(r.out, "written: ");
+    cr_assert_not_null(w, "%s", r.out);
     char path[1024];
     cr_assert_eq(sscanf(w, "written: %1023s", path), 1);
     cr_expect(strstr(path, dir) == path, "into the cache folder: %s", path);
     tune_config c;
-    char err[512];
+    char err[512], want[1200];
     cr_assert_eq(tune_read_file(path, &c, err, sizeof err), 0, "%s", err);
     cr_expect(tune_matches(&c, &test_rt()->dev), "keyed to this device");
-    char want[1200];
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("CLTRAIN_NO_CACHE");
     tune_cache_path(&test_rt()->dev, want, sizeof want);
     cr_expect_str_eq(path, want);
+    cli_result_free(&r);
+
     // The next run applies it.
-    snprintf(args, sizeof args, "tune --device '%s' --show", dev);
-    cr_assert_eq(run_cltrain(args, out, sizeof out), 0, "%s", out);
-    cr_expect(strstr(out, "# in force: cache ") != NULL, "%s", out);
-    // Bad flags.
-    cr_expect_eq(run_cltrain("tune --budget -1", out, sizeof out), 2);
-    cr_expect_eq(run_cltrain("tune --clock sundial", out, sizeof out), 2);
-    cr_expect_eq(run_cltrain("tune extra", out, sizeof out), 2);
-    unlink(path);
-    rmdir(dir);
-    free(dir);
+    r = cli_run(120, env, "tune --device '%s' --show", dev);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "# in force: cache ") != NULL, "%s", r.out);
+    cli_result_free(&r);
+
+    // Timing only: the table, nothing written.
+    r = cli_run(600, env, "tune --device '%s' --image-size 32 --batch-size 2 --measure", dev);
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect(strstr(r.out, "per step:") != NULL && strstr(r.out, "written:") == NULL, "%s",
+              r.out);
+    cli_result_free(&r);
+    cli_rmtree(dir);
+}
+
+Test(tune_cli, bad_flags) {
+    cli_result r = cli_run(60, "", "tune --budget -1");
+    cli_expect_error(&r, 2, "--budget", NULL);
+    cli_result_free(&r);
+    r = cli_run(60, "", "tune --clock sundial");
+    cli_expect_error(&r, 2, "--clock", "sundial", NULL);
+    cli_result_free(&r);
+    r = cli_run(60, "", "tune extra");
+    cli_expect_error(&r, 2, "extra", NULL);
+    cli_result_free(&r);
+    r = cli_run(60, "CLTRAIN_NO_CACHE=1", "tune --budget 1");
+    cli_expect_error(&r, 2, "CLTRAIN_NO_CACHE", "--out", NULL);
+    cli_result_free(&r);
 }
