@@ -94,3 +94,16 @@ __kernel void linear_bias_grad(__global float *db, ulong dbo, __global const flo
     for (int j = 0; j < n; j++) s += row[j];
     db[dbo + r] = s;
 }
+
+// Split-K GEMM, the reduction: c (M, N; row stride ldc) = sum over s = 0..S-1, in that order,
+// of part[s] (M, N contiguous), plus beta * c (c is not read when beta is 0, as in BLAS).
+__kernel void gemm_splitk_reduce(__global float *c, ulong co, __global const float *part,
+                                 ulong po, int m, int n, int ldc, int s, float beta) {
+    int i = get_global_id(0);
+    if (i >= m * n) return;
+    ulong mn = (ulong)m * (ulong)n;
+    float acc = 0.0f;
+    for (int j = 0; j < s; j++) acc += part[po + (ulong)j * mn + (ulong)i];
+    ulong at = co + (ulong)(i / n) * (ulong)ldc + (ulong)(i % n);
+    c[at] = beta == 0.0f ? acc : acc + beta * c[at];
+}

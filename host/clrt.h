@@ -41,10 +41,11 @@ typedef struct clrt_kernel_entry {
 } clrt_kernel_entry;
 
 // One profiled command (bench --profile): the op (kernel or CLBlast routine), the model layer
-// it belonged to, and its event.
+// it belonged to, and its event; for a call that enqueues several kernels (CLBlast's indirect
+// GEMM: copies, the kernel, the copy back) also a marker enqueued before it (begin).
 typedef struct clrt_prof_rec {
     char op[40], layer[40];
-    cl_event ev;
+    cl_event ev, begin;
 } clrt_prof_rec;
 
 typedef struct clrt {
@@ -107,6 +108,10 @@ void clrt_launch(clrt *rt, cl_kernel k, int dims, const size_t *global, const si
 // Profiling (queue created with opt->profiling): an event slot to pass to an enqueue
 // (kernel launch or CLBlast call) for `op`, or NULL when not recording.
 cl_event *clrt_profile_event(clrt *rt, const char *op);
+// The same for a call that may enqueue several commands and sets its event on the last one:
+// the time runs from the end of a marker enqueued now (the previous command's end on the
+// in-order queue) to the end of that event.
+cl_event *clrt_profile_span(clrt *rt, const char *op);
 void clrt_profile_layer(clrt *rt, const char *layer);   // label for the following commands
 void clrt_profile_start(clrt *rt);                      // start recording (clears)
 // Waits, then prints time per op type and per layer (ms per call of the measured region,

@@ -18,7 +18,16 @@ cl_event *clrt_profile_event(clrt *rt, const char *op) {
     snprintf(r->op, sizeof r->op, "%s", op);
     snprintf(r->layer, sizeof r->layer, "%s", rt->prof_layer[0] ? rt->prof_layer : "-");
     r->ev = NULL;
+    r->begin = NULL;
     return &r->ev;
+}
+
+cl_event *clrt_profile_span(clrt *rt, const char *op) {
+    cl_event *ev = clrt_profile_event(rt, op);
+    if (ev && clEnqueueMarkerWithWaitList(rt->queue, 0, NULL, &rt->prof[rt->nprof - 1].begin)
+                  != CL_SUCCESS)
+        rt->prof[rt->nprof - 1].begin = NULL;   // then: the last command's own time
+    return ev;
 }
 
 void clrt_profile_layer(clrt *rt, const char *layer) {
@@ -26,8 +35,10 @@ void clrt_profile_layer(clrt *rt, const char *layer) {
 }
 
 static void release_all(clrt *rt) {
-    for (int i = 0; i < rt->nprof; i++)
+    for (int i = 0; i < rt->nprof; i++) {
         if (rt->prof[i].ev) clReleaseEvent(rt->prof[i].ev);
+        if (rt->prof[i].begin) clReleaseEvent(rt->prof[i].begin);
+    }
     rt->nprof = 0;
 }
 
@@ -71,7 +82,12 @@ void clrt_profile_report(clrt *rt, FILE *f, int steps) {
     for (int i = 0; ops && layers && i < rt->nprof; i++) {
         cl_ulong t0 = 0, t1 = 0;
         if (!rt->prof[i].ev) continue;
-        clGetEventProfilingInfo(rt->prof[i].ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0, NULL);
+        if (rt->prof[i].begin)
+            clGetEventProfilingInfo(rt->prof[i].begin, CL_PROFILING_COMMAND_END, sizeof t0, &t0,
+                                    NULL);
+        else
+            clGetEventProfilingInfo(rt->prof[i].ev, CL_PROFILING_COMMAND_START, sizeof t0, &t0,
+                                    NULL);
         clGetEventProfilingInfo(rt->prof[i].ev, CL_PROFILING_COMMAND_END, sizeof t1, &t1, NULL);
         double ms = t1 > t0 ? (double)(t1 - t0) * 1e-6 : 0.0;
         total += ms;

@@ -1,6 +1,7 @@
 // `cltrain bench`: training and evaluation throughput on synthetic data, one JSON line.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cmd_options.h"
+#include "host/tune.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -99,7 +100,7 @@ int cmd_bench(int argc, char **argv) {
     printf(",\"image_size\":%d,\"batch_size\":%d,\"steps\":%d,\"train_images_per_s\":%.2f,"
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",
            S, B, o.steps, (double)B * o.steps / (t1 - t0), (double)B * o.steps / (t2 - t1),
-           m.device_bytes, loss);
+           m.device_bytes + op_gemm_scratch_bytes(&rt), loss);
     clrt_host_free(&rt, &xb);
     clrt_host_free(&rt, &yb);
     resnet_free(&m);

@@ -13,16 +13,28 @@
 // - Copies: the indirect path also copies (and pads) every operand that does not start its
 //   buffer or whose sizes are not multiples of the kernel's tiles; activations start their
 //   buffers today, weights and their gradients sit inside arenas (small copies). The scratch
-//   for those copies is kept from call to call (temp_for).
+//   for those copies is kept from call to call (scratch_for).
+// - Split-K: a product with a small output and a long k runs as chunks of k in one batched
+//   call plus a fixed-order sum (splitk_plan); on and off per shape and device, never by timing.
 // Without routes (no tuning file) op_gemm hands every call over row-major, as called.
 #define _POSIX_C_SOURCE 200809L
 #include "host/ops_internal.h"
 #include "host/tune.h"
 
 #include <clblast_c.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- the per-device configuration ----
+
+// A device buffer kept from call to call and grown as needed (the same GEMMs come every step,
+// so it grows in the first step only); released when a runtime with another context needs it
+// (a buffer lives on until the commands using it are done).
+typedef struct gemm_scratch {
+    cl_mem mem;
+    cl_context ctx;
+    size_t bytes;
+} gemm_scratch;
 
 typedef struct gemm_state {
     cl_device_id dev;
@@ -33,9 +45,8 @@ typedef struct gemm_state {
     int tuned;                     // cfg came from a file or the search (not "none")
     int fell_back;                 // a tuned call failed once; running on CLBlast's defaults
     tune_shapes *rec;              // recording the calls (cltrain tune)
-    cl_mem temp;                   // CLBlast's scratch for the indirect path, kept (see temp_for)
-    cl_context temp_ctx;
-    size_t temp_bytes;
+    gemm_scratch temp;             // CLBlast's scratch for the indirect path (see sgemm)
+    gemm_scratch part;             // split-K's partial products (see splitk)
 } gemm_state;
 
 // CLBlast's overrides are per device and process-wide; this table mirrors that scope (see
@@ -125,7 +136,10 @@ const tune_config *op_gemm_config(clrt *rt) {
     return &gemm_state_of(rt)->cfg;
 }
 
-size_t op_gemm_scratch_bytes(clrt *rt) { return gemm_state_of(rt)->temp_bytes; }
+size_t op_gemm_scratch_bytes(clrt *rt) {
+    gemm_state *g = gemm_state_of(rt);
+    return g->temp.bytes + g->part.bytes;
+}
 
 void op_gemm_record(clrt *rt, tune_shapes *rec) { gemm_state_of(rt)->rec = rec; }
 
@@ -158,24 +172,21 @@ static void record(tune_shapes *r, const tune_shape *s) {
 
 // ---- the call ----
 
-// The scratch CLBlast's indirect path copies operands into. Left to itself CLBlast allocates
-// a fresh buffer on every call (at 224x224 up to ~100 MB, whose pages are then faulted in
-// anew each time); kept and grown here instead, per device, released when a runtime with
-// another context needs it (a buffer lives until the commands using it are done). NULL when
-// the allocation fails: CLBlast then allocates as it would.
-static cl_mem temp_for(clrt *rt, gemm_state *g, size_t bytes) {
-    if (g->temp && (g->temp_ctx != rt->ctx || g->temp_bytes < bytes)) {
-        clReleaseMemObject(g->temp);
-        g->temp = NULL;
+// The scratch buffer for `bytes`, or NULL when it cannot be allocated.
+static cl_mem scratch_for(clrt *rt, gemm_scratch *sc, size_t bytes) {
+    if (sc->mem && (sc->ctx != rt->ctx || sc->bytes < bytes)) {
+        clReleaseMemObject(sc->mem);
+        sc->mem = NULL;
+        sc->bytes = 0;
     }
-    if (!g->temp) {   // grows only in the first step: the same GEMMs come every step
+    if (!sc->mem) {
         cl_int e;
-        g->temp = clCreateBuffer(rt->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
-        if (e != CL_SUCCESS) g->temp = NULL;
-        g->temp_ctx = rt->ctx;
-        g->temp_bytes = g->temp ? bytes : 0;
+        sc->mem = clCreateBuffer(rt->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
+        if (e != CL_SUCCESS) sc->mem = NULL;
+        sc->ctx = rt->ctx;
+        sc->bytes = sc->mem ? bytes : 0;
     }
-    return g->temp;
+    return sc->mem;
 }
 
 // One CLBlast call; operands as op_gemm's row-major view (the mirror swaps them here).
@@ -198,12 +209,55 @@ static CLBlastStatusCode sgemm(clrt *rt, gemm_state *g, int colmajor, int ta, in
                                                      (size_t)ldb, c.off, (size_t)ldc,
                                                      &rt->queue, &bytes);
     if (s != CLBlastSuccess) return s;
-    cl_mem temp = bytes ? temp_for(rt, g, bytes) : NULL;
+    // Left to itself CLBlast allocates this scratch afresh on every call (at 224x224 up to
+    // ~100 MB, whose pages are then faulted in anew each time); NULL: it allocates as before.
+    cl_mem temp = bytes ? scratch_for(rt, &g->temp, bytes) : NULL;
     return CLBlastSgemmWithTempBuffer(layout, tra, trb, (size_t)m, (size_t)n, (size_t)k, alpha,
                                       a.mem, a.off, (size_t)lda, b.mem, b.off, (size_t)ldb,
                                       beta, c.mem, c.off, (size_t)ldc, &rt->queue,
-                                      clrt_profile_event(rt, "gemm"), temp);
+                                      clrt_profile_span(rt, "gemm"), temp);
 }
+
+// ---- split-K ----
+// A GEMM whose output is small next to its depth (a weight gradient: m*n of a few thousand, k
+// = N*H*W up to ~800k) gives CLBlast a few output tiles, each computed by one work-group
+// walking all of k: most of a GPU idles. Split-K cuts k into chunks of `len`, computes their
+// products with one strided-batched CLBlast call into a scratch buffer (the remainder, if
+// any, by one more call), then sums the partial products in a fixed order
+// (gemm_splitk_reduce): deterministic, the same arithmetic on every run of a device.
+enum {
+    SPLITK_TILE = 64,              // output tile assumed per work-group when counting them
+    SPLITK_GROUPS_PER_CU = 4,      // work-groups wanted per compute unit
+    SPLITK_MIN_CHUNK = 2048,       // shortest chunk of k worth a call
+    SPLITK_MAX_PARTS = 256,
+};
+#define SPLITK_MAX_BYTES ((size_t)64 << 20)
+
+// Chunks of k for this GEMM on this device: 0 = do not split, else the number of partial
+// products; *len the chunk length (the last partial, k % len, when not 0, comes on top).
+static int splitk_plan(const clrt *rt, int m, int n, int k, int *len) {
+    static int disabled = -1;      // CLTRAIN_SPLITK=0: never (to compare)
+    if (disabled < 0) {
+        const char *e = getenv("CLTRAIN_SPLITK");
+        disabled = e && !strcmp(e, "0");
+    }
+    if (disabled) return 0;
+    size_t tiles = (size_t)((m + SPLITK_TILE - 1) / SPLITK_TILE) *
+                   (size_t)((n + SPLITK_TILE - 1) / SPLITK_TILE);
+    size_t want = (size_t)SPLITK_GROUPS_PER_CU * (rt->dev.compute_units ? rt->dev.compute_units : 1);
+    if (tiles >= want) return 0;
+    size_t parts = (want + tiles - 1) / tiles;
+    size_t by_k = (size_t)k / SPLITK_MIN_CHUNK;
+    size_t by_mem = SPLITK_MAX_BYTES / ((size_t)m * (size_t)n * sizeof(float));
+    if (parts > by_k) parts = by_k;
+    if (parts > by_mem) parts = by_mem;
+    if (parts > SPLITK_MAX_PARTS) parts = SPLITK_MAX_PARTS;
+    if (parts < 2) return 0;
+    int l = (int)((size_t)k / parts) / 128 * 128;   // whole tiles of k for the kernels
+    *len = l;
+    return k / l + (k % l != 0);
+}
+
 
 // Failures a parameter set can cause (a kernel that does not build or launch); others are the
 // caller's (sizes, buffers) or the device's (memory), and parameters would not fix them.
@@ -243,18 +297,83 @@ static void fall_back(gemm_state *g, CLBlastStatusCode s) {
     g->fell_back = 1;
 }
 
+// The route for one product of these sizes: CLBlast's kernel (set_routine) and whether to
+// hand it over as the column-major mirror.
+static int route(gemm_state *g, int ta, int tb, int m, int n, int k) {
+    if (!g->cfg.has_routes) return 0;
+    const tune_route *r = &g->cfg.route[(ta != 0) * 2 + (tb != 0)];
+    int indirect = (uint64_t)m * (uint64_t)n * (uint64_t)k >= r->indirect_mnk;
+    set_routine(g, indirect ? 0 : 1);
+    return indirect ? r->indirect_colmajor : r->direct_colmajor;
+}
+
+// CLBlast's strided-batched call: `count` products, the j-th on a + j*sa, b + j*sb into
+// c + j*sc, beta 0; operands as op_gemm's row-major view (the mirror swaps them here).
+static CLBlastStatusCode sgemm_batched(clrt *rt, int colmajor, int ta, int tb, int m, int n,
+                                       int k, float alpha, dten a, int lda, size_t sa, dten b,
+                                       int ldb, size_t sb, dten c, int ldc, size_t sc,
+                                       int count) {
+    CLBlastLayout layout = CLBlastLayoutRowMajor;
+    if (colmajor) {
+        layout = CLBlastLayoutColMajor;
+        dten t = a; a = b; b = t;
+        size_t z = sa; sa = sb; sb = z;
+        int x = lda; lda = ldb; ldb = x;
+        x = ta; ta = tb; tb = x;
+        x = m; m = n; n = x;
+    }
+    return CLBlastSgemmStridedBatched(layout, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
+                                      tb ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)m,
+                                      (size_t)n, (size_t)k, alpha, a.mem, a.off, (size_t)lda, sa,
+                                      b.mem, b.off, (size_t)ldb, sb, 0.0f, c.mem, c.off,
+                                      (size_t)ldc, sc, (size_t)count, &rt->queue,
+                                      clrt_profile_span(rt, "gemm"));
+}
+
+int op_gemm_splitk_parts(clrt *rt, int m, int n, int k) {
+    int len;
+    return m > 0 && n > 0 && k > 0 ? splitk_plan(rt, m, n, k, &len) : 0;
+}
+
+static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts, int len,
+                                int ta, int tb, int m, int n, int k, float alpha, dten a,
+                                int lda, dten b, int ldb, float beta, dten c, int ldc) {
+    int full = k / len, rem = k % len;
+    size_t mn = (size_t)m * (size_t)n;
+    size_t sa = ta ? (size_t)len * (size_t)lda : (size_t)len;   // where chunk j of k starts
+    size_t sb = tb ? (size_t)len : (size_t)len * (size_t)ldb;
+    dten p = { part, 0 };
+    CLBlastStatusCode s = sgemm_batched(rt, route(g, ta, tb, m, n, len), ta, tb, m, n, len,
+                                        alpha, a, lda, sa, b, ldb, sb, p, n, mn, full);
+    if (s == CLBlastSuccess && rem)
+        s = sgemm(rt, g, route(g, ta, tb, m, n, rem), ta, tb, m, n, rem, alpha,
+                  dten_at(a, (size_t)full * sa), lda, dten_at(b, (size_t)full * sb), ldb, 0.0f,
+                  dten_at(p, (size_t)full * mn), n);
+    if (s != CLBlastSuccess) return s;
+    cl_kernel kr = clrt_kernel(rt, "gemm_splitk_reduce");
+    ops_arg_ten(kr, 0, c);
+    ops_arg_ten(kr, 2, p);
+    CLRT_ARG(kr, 4, m);
+    CLRT_ARG(kr, 5, n);
+    CLRT_ARG(kr, 6, ldc);
+    CLRT_ARG(kr, 7, parts);
+    CLRT_ARG(kr, 8, beta);
+    clrt_launch1d(rt, kr, mn);
+    return CLBlastSuccess;
+}
+
 // One attempt with the configuration in force.
 static CLBlastStatusCode gemm_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
                                   float alpha, dten a, int lda, dten b, int ldb, float beta,
                                   dten c, int ldc) {
-    int colmajor = 0;
-    if (g->cfg.has_routes) {
-        const tune_route *r = &g->cfg.route[(ta != 0) * 2 + (tb != 0)];
-        int indirect = (uint64_t)m * (uint64_t)n * (uint64_t)k >= r->indirect_mnk;
-        set_routine(g, indirect ? 0 : 1);
-        colmajor = indirect ? r->indirect_colmajor : r->direct_colmajor;
-    }
-    return sgemm(rt, g, colmajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    int len = 0, parts = splitk_plan(rt, m, n, k, &len);
+    cl_mem part = parts ? scratch_for(rt, &g->part, (size_t)parts * m * n * sizeof(float))
+                        : NULL;
+    if (part)   // else (no memory for the partial products): in one piece
+        return splitk(rt, g, part, parts, len, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                      ldc);
+    return sgemm(rt, g, route(g, ta, tb, m, n, k), ta, tb, m, n, k, alpha, a, lda, b, ldb,
+                 beta, c, ldc);
 }
 
 static void gemm_check(int ta, int tb, int m, int n, int k, dten a, int lda, dten b, int ldb,

@@ -108,6 +108,9 @@ const tune_config *op_gemm_config(clrt *rt);
 // Bytes of the scratch buffer op_gemm keeps for CLBlast's copies on rt's device (0 before the
 // first indirect GEMM); not part of the model's own arenas.
 size_t op_gemm_scratch_bytes(clrt *rt);
+// Partial products op_gemm computes an m x n x k product as on rt's device (split-K: chunks
+// of k, summed in a fixed order); 0 when it runs in one piece. CLTRAIN_SPLITK=0: always 0.
+int op_gemm_splitk_parts(clrt *rt, int m, int n, int k);
 
 // One distinct GEMM of a workload and how often it runs per step.
 typedef struct tune_shape {

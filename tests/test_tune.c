@@ -324,6 +324,34 @@ static void every_shape(const char *what) {
     gemm_vs_reference(what, 37, 53, 29, 64);      // odd sizes: padding
     gemm_vs_reference(what, 64, 128, 96, 3);      // unaligned offset: CLBlast copies
     gemm_vs_reference(what, 10, 64, 512, 0);      // the fc layer's forward GEMM
+    gemm_vs_reference(what, 24, 40, 5000, 3);     // split-K (chunks and a remainder)
+}
+
+// A small output and a long k splits (on any device: 1 output tile), into chunks and a
+// remainder; the result is bitwise the same every time, and matches the reference (above).
+Test(tune_gemm, splitk_deterministic) {
+    clrt *rt = test_rt();
+    int m = 24, n = 40, k = 5000;
+    cr_assert_geq(op_gemm_splitk_parts(rt, m, n, k), 2, "5000 deep, 1 tile: split");
+    cr_expect_eq(op_gemm_splitk_parts(rt, m, n, 2047), 0, "too short to split");
+    cr_expect_eq(op_gemm_splitk_parts(rt, 4096, 4096, 1 << 20), 0, "enough tiles already");
+    float *a = rnd((size_t)m * k, 4), *b = rnd((size_t)k * n, 5);
+    dten da = test_upload(rt, a, (size_t)m * k), db = test_upload(rt, b, (size_t)k * n);
+    dten dc = test_upload(rt, a, (size_t)m * n);
+    float *first = NULL;
+    for (int r = 0; r < 3; r++) {
+        op_gemm(rt, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.0f, dc, n);
+        float *got = test_download(rt, dc, (size_t)m * n);
+        if (!first) first = got;
+        else {
+            cr_expect(!memcmp(first, got, (size_t)m * n * sizeof *got), "run %d differs", r);
+            free(got);
+        }
+    }
+    free(first), free(a), free(b);
+    clReleaseMemObject(da.mem);
+    clReleaseMemObject(db.mem);
+    clReleaseMemObject(dc.mem);
 }
 
 // The configuration the pocl device runs (the shipped file's kernels) with forced routes.
