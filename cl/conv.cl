@@ -245,3 +245,36 @@ __kernel void col2im_k1s2(__global float *restrict in, ulong ino,
     in[ino + io] = 0.0f + col2im_entry(col + colo + co, y, x, 0, 0, 1, 2, pad, oh, ow,
                                        n * oh * ow);
 }
+
+// ---- the live window of a kernel (host/ops_conv.c, conv_plan) ----
+// One work item per (output, input) channel pair and its whole kernel: no index division,
+// and the CPU device vectorises across items.
+
+// Weights (O*C, KH, KW) -> their window [kh0, kh0 + kh2) x [kw0, kw0 + kw2), (O*C, KH2, KW2).
+__kernel void conv_weight_window(__global float *dst, ulong dsto, __global const float *w,
+                                 ulong wo, int oc, int kh, int kw, int kh0, int kw0, int kh2,
+                                 int kw2) {
+    int p = get_global_id(0);
+    if (p >= oc) return;
+    __global float *d = dst + dsto + (size_t)p * kh2 * kw2;
+    __global const float *s = w + wo + (size_t)p * kh * kw + kh0 * kw + kw0;
+    for (int y = 0; y < kh2; y++)
+        for (int x = 0; x < kw2; x++) d[y * kw2 + x] = s[y * kw + x];
+}
+
+// The way back, for the weight gradient: dw (O*C, KH, KW) = the window's gradient inside the
+// window, 0 outside (taps that only ever read padding).
+__kernel void conv_weight_unwindow(__global float *dw, ulong dwo, __global const float *src,
+                                   ulong srco, int oc, int kh, int kw, int kh0, int kw0,
+                                   int kh2, int kw2) {
+    int p = get_global_id(0);
+    if (p >= oc) return;
+    __global float *d = dw + dwo + (size_t)p * kh * kw;
+    __global const float *s = src + srco + (size_t)p * kh2 * kw2;
+    for (int y = 0; y < kh; y++)
+        for (int x = 0; x < kw; x++) {
+            int wy = y - kh0, wx = x - kw0;
+            int inside = wy >= 0 && wy < kh2 && wx >= 0 && wx < kw2;
+            d[y * kw + x] = inside ? s[wy * kw2 + wx] : 0.0f;
+        }
+}

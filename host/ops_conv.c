@@ -25,8 +25,96 @@ static int conv_is_pointwise(const conv_shape *s) {
     return s->kh == 1 && s->kw == 1 && s->stride == 1 && s->pad == 0;
 }
 
+// ---- the live window ----
+// A tap that only ever reads padding adds exact zeros to every output, and its weight
+// gradient is exactly 0. When the kernel overhangs a small input (ResNet18's layer4 at 32x32:
+// 3x3 kernels on 1x1 and 2x2 maps), the conv is the conv with the kernel's live window
+// [kh0, kh0 + KH') x [kw0, kw0 + KW') and padding pad - kh0: the same sums without the zero
+// terms (a 3x3 on a 1x1 map becomes a pointwise conv), on a copy of the window's weights.
+typedef struct conv_plan {
+    conv_shape e;                  // what runs: the live window's conv, or the conv itself
+    int kh0, kw0, windowed;
+} conv_plan;
+
+// The live taps [*k0, *k0 + return) along one dimension: tap t reads o*stride - pad + t.
+static int live_taps(int k, int stride, int pad, int in, int out, int *k0) {
+    int first = -1, last = -1;
+    for (int t = 0; t < k; t++)
+        for (int o = 0; o < out; o++) {
+            int r = o * stride - pad + t;
+            if (r >= in) break;
+            if (r >= 0) {
+                if (first < 0) first = t;
+                last = t;
+                break;
+            }
+        }
+    *k0 = first;
+    return last - first + 1;
+}
+
+static void conv_plan_init(const conv_shape *s, conv_plan *p) {
+    p->e = *s;
+    p->windowed = 0;
+    p->kh0 = p->kw0 = 0;
+    int kh0, kw0;
+    int kh = live_taps(s->kh, s->stride, s->pad, s->h, s->oh, &kh0);
+    int kw = live_taps(s->kw, s->stride, s->pad, s->w, s->ow, &kw0);
+    // One padding for both dimensions (conv_shape's): the window must start alike in both.
+    if ((kh == s->kh && kw == s->kw) || kh0 != kw0 || kh0 < 0 || kh0 > s->pad) return;
+    conv_shape e = *s;
+    e.kh = kh;
+    e.kw = kw;
+    e.pad = s->pad - kh0;
+    if ((e.h + 2 * e.pad - e.kh) / e.stride + 1 != s->oh ||
+        (e.w + 2 * e.pad - e.kw) / e.stride + 1 != s->ow)
+        return;                    // not the same outputs (cannot happen; never guess)
+    p->e = e;
+    p->kh0 = kh0;
+    p->kw0 = kw0;
+    p->windowed = 1;
+}
+
+// The workspace: the col matrix of what runs (none for a pointwise conv), then the window's
+// weights (or their gradient) when windowed.
+static size_t plan_col_floats(const conv_plan *p) {
+    return conv_is_pointwise(&p->e) ? 0 : conv_ckk(&p->e) * conv_np(&p->e);
+}
+
 size_t conv_workspace_floats(const conv_shape *s) {
-    return conv_is_pointwise(s) ? 0 : conv_ckk(s) * conv_np(s);
+    conv_plan p;
+    conv_plan_init(s, &p);
+    return plan_col_floats(&p) + (p.windowed ? (size_t)s->o * conv_ckk(&p.e) : 0);
+}
+
+static void weight_window_args(cl_kernel k, const conv_shape *s, const conv_plan *p) {
+    int oc = s->o * s->c;
+    CLRT_ARG(k, 4, oc);
+    CLRT_ARG(k, 5, s->kh);
+    CLRT_ARG(k, 6, s->kw);
+    CLRT_ARG(k, 7, p->kh0);
+    CLRT_ARG(k, 8, p->kw0);
+    CLRT_ARG(k, 9, p->e.kh);
+    CLRT_ARG(k, 10, p->e.kw);
+}
+
+// dst (O, C, KH', KW') = the window of w (O, C, KH, KW).
+static void weight_window(clrt *rt, dten dst, dten w, const conv_shape *s, const conv_plan *p) {
+    cl_kernel k = clrt_kernel(rt, "conv_weight_window");
+    ops_arg_ten(k, 0, dst);
+    ops_arg_ten(k, 2, w);
+    weight_window_args(k, s, p);
+    clrt_launch1d(rt, k, (size_t)s->o * s->c);
+}
+
+// dw (O, C, KH, KW) = src (O, C, KH', KW') in the window, 0 elsewhere.
+static void weight_unwindow(clrt *rt, dten dw, dten src, const conv_shape *s,
+                            const conv_plan *p) {
+    cl_kernel k = clrt_kernel(rt, "conv_weight_unwindow");
+    ops_arg_ten(k, 0, dw);
+    ops_arg_ten(k, 2, src);
+    weight_window_args(k, s, p);
+    clrt_launch1d(rt, k, (size_t)s->o * s->c);
 }
 
 // Every index the kernels and CLBlast compute must fit in an int.
@@ -112,16 +200,24 @@ void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
     const char *op = "op_conv2d_forward";
     conv_check(s, op);
     OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(w), op, "missing buffer");
-    int ckk = (int)conv_ckk(s), np = (int)conv_np(s);
-    dten col = in;
-    if (!conv_is_pointwise(s)) {
-        OPS_REQUIRE(ops_has(work), op, "needs a workspace of %zu floats",
-                    conv_workspace_floats(s));
-        op_im2col(rt, work, in, s);
+    conv_plan p;
+    conv_plan_init(s, &p);
+    const conv_shape *e = &p.e;
+    int ckk = (int)conv_ckk(e), np = (int)conv_np(e);
+    size_t ncol = plan_col_floats(&p);
+    OPS_REQUIRE(ops_has(work) || conv_workspace_floats(s) == 0, op,
+                "needs a workspace of %zu floats", conv_workspace_floats(s));
+    dten col = in, wt = w;
+    if (p.windowed) {
+        wt = dten_at(work, ncol);
+        weight_window(rt, wt, w, s, &p);
+    }
+    if (ncol) {
+        op_im2col(rt, work, in, e);
         col = work;
     }
     // out (O, NP) = w (O, CKK) x col (CKK, NP)
-    op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, w, ckk, col, np, 0.0f, out, np);
+    op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, wt, ckk, col, np, 0.0f, out, np);
 }
 
 void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
@@ -129,28 +225,36 @@ void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
     const char *op = "op_conv2d_backward";
     conv_check(s, op);
     OPS_REQUIRE(ops_has(dout), op, "missing dout");
-    int ckk = (int)conv_ckk(s), np = (int)conv_np(s);
-    int pointwise = conv_is_pointwise(s);
-    OPS_REQUIRE(pointwise || ops_has(work) || (!ops_has(dw) && !ops_has(din)), op,
-                "needs a workspace of %zu floats", conv_workspace_floats(s));
-    // The workspace holds one col matrix: the weight gradient uses it first, then the data
-    // gradient overwrites it.
+    conv_plan p;
+    conv_plan_init(s, &p);
+    const conv_shape *e = &p.e;
+    int ckk = (int)conv_ckk(e), np = (int)conv_np(e);
+    size_t ncol = plan_col_floats(&p);
+    OPS_REQUIRE(ops_has(work) || conv_workspace_floats(s) == 0 ||
+                    (!ops_has(dw) && !ops_has(din)),
+                op, "needs a workspace of %zu floats", conv_workspace_floats(s));
+    // The workspace holds one col matrix (and the window's weights): the weight gradient
+    // uses it first, then the data gradient overwrites it.
+    dten wt = p.windowed ? dten_at(work, ncol) : w;
     if (ops_has(dw)) {
         OPS_REQUIRE(ops_has(in), op, "dw needs the forward input");
         dten col = in;
-        if (!pointwise) {
-            op_im2col(rt, work, in, s);
+        if (ncol) {
+            op_im2col(rt, work, in, e);
             col = work;
         }
         // dw (O, CKK) = dout (O, NP) x col^T
-        op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, dw, ckk);
+        op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, p.windowed ? wt : dw,
+                ckk);
+        if (p.windowed) weight_unwindow(rt, dw, wt, s, &p);
     }
     if (ops_has(din)) {
         OPS_REQUIRE(ops_has(w), op, "din needs the weights");
+        if (p.windowed) weight_window(rt, wt, w, s, &p);
         // dcol (CKK, NP) = w^T (CKK, O) x dout (O, NP), then gathered back into din.
-        dten dcol = pointwise ? din : work;
-        op_gemm(rt, 1, 0, ckk, np, s->o, 1.0f, w, ckk, dout, np, 0.0f, dcol, np);
-        if (!pointwise) op_col2im(rt, din, work, s);
+        dten dcol = ncol ? work : din;
+        op_gemm(rt, 1, 0, ckk, np, s->o, 1.0f, wt, ckk, dout, np, 0.0f, dcol, np);
+        if (ncol) op_col2im(rt, din, work, e);
     }
 }
 

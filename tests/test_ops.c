@@ -257,6 +257,30 @@ Test(ops_conv, layout_large_index) {
     layout_case(5, 1, 61, 59, 3, 2, 1, 98);
 }
 
+// Kernels that overhang a small map: the live window runs (less workspace than the whole
+// kernel's col matrix), with the same results, and exact zeros in the dead taps' gradient.
+static void conv_window_case(int n, int c, int h, int w, int o, int k, int stride, int pad,
+                             uint64_t seed) {
+    conv_shape s;
+    conv_shape_init(&s, n, c, h, w, o, k, stride, pad);
+    cr_expect_lt(conv_workspace_floats(&s), conv_col_n(&s), "%dx%d map, k%d s%d p%d: windowed",
+                 h, w, k, stride, pad);
+    conv_case(n, c, h, w, o, k, stride, pad, seed);
+}
+// layer4's 3x3 convs at 32x32 (1x1 maps): a pointwise conv on the centre taps.
+Test(ops_conv, k3_s1_p1_on_1x1_window) { conv_window_case(5, 6, 1, 1, 4, 3, 1, 1, 110); }
+// layer4.0.conv1 at 32x32 (2x2 -> 1x1, stride 2): the lower-right 2x2 taps.
+Test(ops_conv, k3_s2_p1_on_2x2_window) { conv_window_case(16, 5, 2, 2, 4, 3, 2, 1, 120); }
+// conv1 on a 2x2 image: taps 3..4 of the 7x7.
+Test(ops_conv, k7_s2_p3_on_2x2_window) { conv_window_case(2, 3, 2, 2, 4, 7, 2, 3, 130); }
+// A 1x3 map: the rows' window starts at 1, the columns' at 0: no window (one padding).
+Test(ops_conv, k3_s1_p1_on_1x3_no_window) {
+    conv_shape s;
+    conv_shape_init(&s, 2, 3, 1, 3, 4, 3, 1, 1);
+    cr_expect_eq(conv_workspace_floats(&s), conv_col_n(&s));
+    conv_case(2, 3, 1, 3, 4, 3, 1, 1, 140);
+}
+
 // ResNet18's conv1, on a non-square odd image.
 Test(ops_conv, k7_s2_p3) { conv_case(2, 3, 13, 11, 4, 7, 2, 3, 10); }
 // The 3x3 convs of every BasicBlock; batch 1, non-square.
