@@ -108,3 +108,43 @@ __kernel void maxpool_backward_k3s2(__global float *din, ulong dio, __global con
     s += pool_grad(g, a, ry1 && rx1, oy1 * ow + ox1, p);
     din[dio + (size_t)plane * h * w + p] = s;
 }
+
+// ---- ResNet's 3x3 stride-2 pool forward ----
+// maxpool_forward's scan as straight-line code over a 2-D range (position in the output
+// plane, plane): no division per item but one by ow, and every candidate read unconditionally
+// (clamped to the plane) then kept or not with selects, so the CPU device vectorises across
+// items. Same rules: padding never wins, row-major scan, strict `>` (first maximum), NaN takes
+// over; argmax starts at the window's first in-image pixel.
+static inline void pool_take(__global const float *x, int y, int xx, int h, int w,
+                             float *best, int *best_i) {
+    int ok = y >= 0 && y < h && xx >= 0 && xx < w;
+    int i = ok ? y * w + xx : 0;
+    float v = x[i];
+    int take = ok && (v > *best || pool_is_nan(v));
+    *best = take ? v : *best;
+    *best_i = take ? i : *best_i;
+}
+
+__kernel void maxpool_forward_k3s2(__global float *out, ulong outo, __global int *argmax,
+                                   ulong ao, __global const float *in, ulong ino, int n, int c,
+                                   int h, int w, int k, int stride, int pad, int oh, int ow) {
+    int p = get_global_id(0), plane = get_global_id(1);
+    if (p >= oh * ow || plane >= c * n) return;
+    int oy = pool_div(p, ow, 1.0f / ow), ox = p - oy * ow;
+    int y0 = oy * 2 - pad, x0 = ox * 2 - pad;
+    __global const float *x = in + ino + (size_t)plane * h * w;
+    float best = -INFINITY;
+    int best_i = max(y0, 0) * w + max(x0, 0);
+    pool_take(x, y0, x0, h, w, &best, &best_i);
+    pool_take(x, y0, x0 + 1, h, w, &best, &best_i);
+    pool_take(x, y0, x0 + 2, h, w, &best, &best_i);
+    pool_take(x, y0 + 1, x0, h, w, &best, &best_i);
+    pool_take(x, y0 + 1, x0 + 1, h, w, &best, &best_i);
+    pool_take(x, y0 + 1, x0 + 2, h, w, &best, &best_i);
+    pool_take(x, y0 + 2, x0, h, w, &best, &best_i);
+    pool_take(x, y0 + 2, x0 + 1, h, w, &best, &best_i);
+    pool_take(x, y0 + 2, x0 + 2, h, w, &best, &best_i);
+    size_t o = (size_t)plane * oh * ow + p;
+    out[outo + o] = best;
+    argmax[ao + o] = best_i;
+}

@@ -97,12 +97,16 @@ void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_sha
     const char *op = "op_maxpool_forward";
     pool_check(s, op);
     OPS_REQUIRE(ops_has(out) && ops_has(argmax) && ops_has(in), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "maxpool_forward");
+    int k3s2 = pool_is_k3s2(s);
+    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_forward_k3s2" : "maxpool_forward");
     ops_arg_ten(k, 0, out);
     ops_arg_ten(k, 2, argmax);
     ops_arg_ten(k, 4, in);
     pool_layout_args(k, 6, s);
-    clrt_launch1d(rt, k, (size_t)s->c * s->n * s->oh * s->ow);
+    if (k3s2)
+        pool_launch_planes(rt, k, (size_t)s->oh * s->ow, s);
+    else
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->oh * s->ow);
 }
 
 void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s) {
