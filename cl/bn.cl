@@ -2,11 +2,13 @@
 // in[ch*m .. ch*m + m) with m = N*H*W.
 //
 // The reducing kernels (training forward, backward) run one work-group per channel (local
-// size chosen by the host). Work item j owns a fixed contiguous run of the channel,
-// [j*per, j*per + per) in 16-float vectors (the last item also takes the m % 16 tail), and
-// reads it with explicit float16 loads: a CPU device does not vectorise a loop that runs
-// inside one work item, and contiguous runs keep each item's reads in one stream. Partial
-// results meet in a fixed order, so results are identical run after run.
+// size chosen by the host). Work item j owns a fixed set of the channel's 16-float vectors
+// (the last item also takes the m % 16 tail) and reads them with explicit float16 loads: a
+// CPU device does not vectorise a loop that runs inside one work item. On a CPU
+// (interleave 0) the set is a contiguous run, [j*per, j*per + per), so each item reads one
+// stream; on a GPU (interleave 1) it is j, j + l, j + 2l, ..., so at each step the group's
+// items read neighbouring vectors (coalesced). Partial results meet in a fixed order, so
+// results are identical run after run on a device.
 //
 // The bounds check of these kernels never returns before a barrier: every work item must
 // reach every barrier, and pocl miscompiles a kernel that returns early (even uniformly, for
@@ -26,21 +28,29 @@ static float bn_hsum16(float16 v) {
     return c.x + c.y;
 }
 
-// Item j's vectors [*v0, *v1) of a channel of nvec whole vectors, and whether it also owns
-// the scalar tail (the last item does).
-static int bn_item_range(int j, int nvec, int *v0, int *v1) {
+// Item j's vectors of a channel of nvec whole vectors: *v0 + i * *step for i < *cnt; and
+// whether it also owns the scalar tail (the last item does).
+static int bn_item_vectors(int j, int nvec, int interleave, int *v0, int *step, int *cnt) {
     int l = get_local_size(0);
-    int per = (nvec + l - 1) / l;
-    *v0 = min(j * per, nvec);
-    *v1 = min(*v0 + per, nvec);
+    if (interleave) {
+        *v0 = j;
+        *step = l;
+        *cnt = j < nvec ? (nvec - j + l - 1) / l : 0;
+    } else {
+        int per = (nvec + l - 1) / l;
+        int a = min(j * per, nvec);
+        *v0 = a;
+        *step = 1;
+        *cnt = min(a + per, nvec) - a;
+    }
     return j == l - 1;
 }
 
 // How many of the channel's len values item j owns.
-static int bn_item_count(int j, int len) {
-    int nvec = len / BN_V, v0, v1;
-    int tail = bn_item_range(j, nvec, &v0, &v1);
-    return (v1 - v0) * BN_V + (tail ? len - nvec * BN_V : 0);
+static int bn_item_count(int j, int len, int interleave) {
+    int nvec = len / BN_V, v0, step, cnt;
+    int tail = bn_item_vectors(j, nvec, interleave, &v0, &step, &cnt);
+    return cnt * BN_V + (tail ? len - nvec * BN_V : 0);
 }
 
 // Chan et al.'s merge of the statistics (count nb, mean mb, sum of squared deviations m2b)
@@ -74,26 +84,26 @@ __kernel void bn_forward_train(__global float *out, ulong outo,
                                __global const float *gamma, ulong go,
                                __global const float *beta, ulong bo, int c, int m,
                                float momentum, float eps, int update_running, int relu,
-                               __local float *scratch) {
+                               int interleave, __local float *scratch) {
     int ch = get_group_id(0);
     int valid = ch < c, len = valid ? m : 0;    // bounds check (see above)
     int lid = get_local_id(0), l = get_local_size(0);
     size_t base = (size_t)(valid ? ch : 0) * m;
     __global const float *x = in + ino + base;
-    int nvec = len / BN_V, v0, v1;
-    int tail = bn_item_range(lid, nvec, &v0, &v1);
+    int nvec = len / BN_V, v0, step, cnt;
+    int tail = bn_item_vectors(lid, nvec, interleave, &v0, &step, &cnt);
 
-    // This item's run, block by block: block mean, then squared deviations from it.
+    // This item's vectors, block by block: block mean, then squared deviations from it.
     int n = 0;
     float mean = 0.0f, m2 = 0.0f;
-    for (int b0 = v0; b0 < v1; b0 += BN_BLOCK) {
-        int b1 = min(b0 + BN_BLOCK, v1), nb = (b1 - b0) * BN_V;
+    for (int b0 = 0; b0 < cnt; b0 += BN_BLOCK) {
+        int b1 = min(b0 + BN_BLOCK, cnt), nb = (b1 - b0) * BN_V;
         float16 s = 0.0f;
-        for (int v = b0; v < b1; v++) s += vload16(v, x);
+        for (int i = b0; i < b1; i++) s += vload16(v0 + i * step, x);
         float mb = bn_hsum16(s) / nb;
         float16 q = 0.0f;
-        for (int v = b0; v < b1; v++) {
-            float16 d = vload16(v, x) - mb;
+        for (int i = b0; i < b1; i++) {
+            float16 d = vload16(v0 + i * step, x) - mb;
             q += d * d;
         }
         bn_merge(&n, &mean, &m2, nb, mb, bn_hsum16(q));
@@ -113,7 +123,7 @@ __kernel void bn_forward_train(__global float *out, ulong outo,
         int tn = 0;
         float tmean = 0.0f, tm2 = 0.0f;
         for (int j = 0; j < l; j++)
-            bn_merge(&tn, &tmean, &tm2, bn_item_count(j, len), scratch[2 * j],
+            bn_merge(&tn, &tmean, &tm2, bn_item_count(j, len, interleave), scratch[2 * j],
                      scratch[2 * j + 1]);
         // PyTorch normalises with the biased variance: invstd = 1 / sqrt(var_sum / m + eps).
         float invstd = 1.0f / sqrt(tm2 / m + eps);
@@ -138,7 +148,8 @@ __kernel void bn_forward_train(__global float *out, ulong outo,
     float alpha = invstd * gamma[go + ch];
     float shift = beta[bo + ch] - bmean * alpha;
     __global float *y = out + outo + base;
-    for (int v = v0; v < v1; v++) {
+    for (int i = 0; i < cnt; i++) {
+        int v = v0 + i * step;
         float16 r = vload16(v, x) * alpha + shift;
         vstore16(relu ? bn_relu16(r) : r, v, y);
     }
@@ -187,7 +198,8 @@ __kernel void bn_backward(__global float *din, ulong dio, __global float *dgamma
                           __global const float *yrelu, ulong yo,
                           __global const float *gamma, ulong go, __global const float *mean,
                           ulong mo, __global const float *stat, ulong so, int c, int m,
-                          int train, float eps, int want, int relu, __local float *scratch) {
+                          int train, float eps, int want, int relu, int interleave,
+                          __local float *scratch) {
     int ch = get_group_id(0);
     int valid = ch < c, len = valid ? m : 0;    // bounds check (see above)
     int lid = get_local_id(0), l = get_local_size(0);
@@ -198,11 +210,12 @@ __kernel void bn_backward(__global float *din, ulong dio, __global float *dgamma
     float mu = mean[mo + (valid ? ch : 0)];
     float st = stat[so + (valid ? ch : 0)];
     float invstd = train ? st : 1.0f / sqrt(st + eps);
-    int nvec = len / BN_V, v0, v1;
-    int tail = bn_item_range(lid, nvec, &v0, &v1);
+    int nvec = len / BN_V, v0, step, cnt;
+    int tail = bn_item_vectors(lid, nvec, interleave, &v0, &step, &cnt);
     // The sums, even when only an eval-mode din is wanted: no barrier under a condition.
     float16 s16 = 0.0f, d16 = 0.0f;
-    for (int v = v0; v < v1; v++) {
+    for (int i = 0; i < cnt; i++) {
+        int v = v0 + i * step;
         float16 g = vload16(v, dy);
         if (relu) g = select(g, (float16)0.0f, vload16(v, yr) <= 0.0f);
         s16 += g;
@@ -239,7 +252,8 @@ __kernel void bn_backward(__global float *din, ulong dio, __global float *dgamma
     // The products in PyTorch's order: (...) * invstd * w.
     float k = dotp * invstd * invstd / m;
     float grad_mean = sum / m;
-    for (int v = v0; v < v1; v++) {
+    for (int i = 0; i < cnt; i++) {
+        int v = v0 + i * step;
         float16 g = vload16(v, dy);
         if (relu) g = select(g, (float16)0.0f, vload16(v, yr) <= 0.0f);
         if (train) g = g - grad_mean - (vload16(v, x) - mu) * k;

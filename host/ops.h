@@ -43,6 +43,10 @@ void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
 // din (C, N, H, W) and dw (O, C, KH, KW) from dout (O, N, OH, OW); either may be DTEN_NONE.
 void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
                         const conv_shape *s, dten work);
+// The same when `work` still holds what op_conv2d_forward of `in` left in it (the col
+// matrix): the weight gradient skips the im2col. The caller keeps one workspace per conv.
+void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                            const conv_shape *s, dten work);
 // The layout kernels on their own (tested against the C reference).
 void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s);   // col (C*KH*KW, N*OH*OW)
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s);   // gather-sum, overwrite

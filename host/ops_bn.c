@@ -1,6 +1,8 @@
 // Batch norm over (C, M), M = N*H*W, in training and eval mode (PyTorch's BatchNorm2d).
 #include "host/ops_internal.h"
 
+#include <string.h>
+
 static void bn_check(int c, int m, const char *op) {
     OPS_REQUIRE(c > 0 && m > 0, op, "bad sizes c=%d m=%d", c, m);
     ops_int((size_t)c * m, op, "C*M");
@@ -13,6 +15,15 @@ static void bn_check(int c, int m, const char *op) {
 static size_t bn_group_size(clrt *rt, cl_kernel k, size_t local_bytes_per_item) {
     size_t cap = (rt->dev.type & CL_DEVICE_TYPE_CPU) ? 8 : OPS_REDUCE_CAP;
     return ops_group_size(rt, k, cap, local_bytes_per_item);
+}
+
+// How the reducing kernels split a channel among a group's items (cl/bn.cl): contiguous runs
+// on a CPU, interleaved vectors elsewhere (coalesced loads on a GPU). CLTRAIN_BN_INTERLEAVE
+// (0 or 1) overrides it, for tests and comparisons.
+static int bn_interleave(const clrt *rt) {
+    const char *e = getenv("CLTRAIN_BN_INTERLEAVE");
+    if (e && (!strcmp(e, "0") || !strcmp(e, "1"))) return e[0] == '1';
+    return !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
 // Launch a one-work-group-per-channel kernel whose last argument `arg` is a float scratch of
@@ -54,7 +65,9 @@ static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invst
     CLRT_ARG(k, 19, eps);
     CLRT_ARG(k, 20, update);
     CLRT_ARG(k, 21, relu);
-    bn_launch_channels(rt, k, 22, c, 2, op);
+    int il = bn_interleave(rt);
+    CLRT_ARG(k, 22, il);
+    bn_launch_channels(rt, k, 23, c, 2, op);
 }
 
 // Eval-mode forward: normalise with the running statistics, the relu when `relu`.
@@ -135,7 +148,9 @@ static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, 
     CLRT_ARG(k, 21, eps);
     CLRT_ARG(k, 22, want);
     CLRT_ARG(k, 23, relu);
-    bn_launch_channels(rt, k, 24, c, 2, op);
+    int il = bn_interleave(rt);
+    CLRT_ARG(k, 24, il);
+    bn_launch_channels(rt, k, 25, c, 2, op);
 }
 
 void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,

@@ -220,9 +220,8 @@ void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
     op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, wt, ckk, col, np, 0.0f, out, np);
 }
 
-void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
-                        const conv_shape *s, dten work) {
-    const char *op = "op_conv2d_backward";
+static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                          const conv_shape *s, dten work, int col_ready, const char *op) {
     conv_check(s, op);
     OPS_REQUIRE(ops_has(dout), op, "missing dout");
     conv_plan p;
@@ -240,7 +239,7 @@ void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
         OPS_REQUIRE(ops_has(in), op, "dw needs the forward input");
         dten col = in;
         if (ncol) {
-            op_im2col(rt, work, in, e);
+            if (!col_ready) op_im2col(rt, work, in, e);
             col = work;
         }
         // dw (O, CKK) = dout (O, NP) x col^T
@@ -256,6 +255,16 @@ void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
         op_gemm(rt, 1, 0, ckk, np, s->o, 1.0f, wt, ckk, dout, np, 0.0f, dcol, np);
         if (ncol) op_col2im(rt, din, work, e);
     }
+}
+
+void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                        const conv_shape *s, dten work) {
+    conv_backward(rt, din, dw, dout, in, w, s, work, 0, "op_conv2d_backward");
+}
+
+void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                            const conv_shape *s, dten work) {
+    conv_backward(rt, din, dw, dout, in, w, s, work, 1, "op_conv2d_backward_col");
 }
 
 // ---- linear ----

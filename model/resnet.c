@@ -190,7 +190,7 @@ static int out_size(int in, int k, int s, int p) { return (in + 2 * p - k) / s +
 
 typedef struct planner {
     resnet *m;
-    int alloc;
+    int alloc, keep;         // keep: a workspace per conv (resnet.h, keep_cols)
     size_t bytes, biggest;   // all buffers, the largest one
     size_t max_act, max_work;
 } planner;
@@ -208,15 +208,16 @@ static void plan_conv(planner *pl, const resnet_conv *c, int n, int h, int w) {
     conv_shape s;
     conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
     size_t ws = conv_workspace_floats(&s);
-    if (ws > pl->max_work) pl->max_work = ws;
+    if (pl->keep) pl->m->conv_work[c - pl->m->convs] = plan_buf(pl, ws, "convolution workspace");
+    else if (ws > pl->max_work) pl->max_work = ws;
     size_t a = (size_t)c->cout * n * s.oh * s.ow, in = (size_t)c->cin * n * h * w;
     if (a > pl->max_act) pl->max_act = a;
     if (in > pl->max_act) pl->max_act = in;
 }
 
-static int plan_walk(resnet *m, int B, int S, int alloc, size_t *bytes_out, size_t *biggest,
-                     char *err, size_t errlen) {
-    planner pl = { m, alloc, 0, 0, 0, 0 };
+static int plan_walk(resnet *m, int B, int S, int alloc, int keep, size_t *bytes_out,
+                     size_t *biggest, char *err, size_t errlen) {
+    planner pl = { m, alloc, keep, 0, 0, 0, 0 };
     int h = out_size(S, 7, 2, 3), w = h;
     int ph = out_size(h, 3, 2, 1), pw = ph;
     if (S < 1 || ph < 1) {
@@ -272,7 +273,7 @@ static int plan_walk(resnet *m, int B, int S, int alloc, size_t *bytes_out, size
     m->loss_mean = plan_buf(&pl, 1, "loss");
     m->flag = plan_buf(&pl, 1, "finite flag");
     for (int i = 0; i < 4; i++) m->g[i] = plan_buf(&pl, pl.max_act, "gradient scratch");
-    m->work = plan_buf(&pl, pl.max_work, "convolution workspace");
+    if (!keep) m->work = plan_buf(&pl, pl.max_work, "convolution workspace");
     *bytes_out = pl.bytes;
     if (biggest) *biggest = pl.biggest;
     return 0;
@@ -284,7 +285,7 @@ size_t resnet_plan_bytes(int num_classes, int batch, int image_size) {
     size_t bytes = 0;
     if (!m) return 0;
     build_table(m, num_classes);
-    if (plan_walk(m, batch, image_size, 0, &bytes, NULL, err, sizeof err) == 0)
+    if (plan_walk(m, batch, image_size, 0, 0, &bytes, NULL, err, sizeof err) == 0)
         bytes += 3 * m->n_param_floats * sizeof(float) + m->n_buffer_floats * sizeof(float);
     else
         bytes = 0;
@@ -299,7 +300,7 @@ static int plan_fits(resnet *m, int B, int S, size_t *total) {
     size_t bytes = 0, biggest = 0;
     char e[128];
     *total = 0;
-    if (plan_walk(m, B, S, 0, &bytes, &biggest, e, sizeof e) != 0) return 0;
+    if (plan_walk(m, B, S, 0, 0, &bytes, &biggest, e, sizeof e) != 0) return 0;
     *total = bytes + m->device_bytes;
     return *total <= m->rt->dev.global_mem && biggest <= m->rt->dev.max_alloc &&
            biggest / sizeof(float) <= 0x7fffffff;
@@ -307,7 +308,7 @@ static int plan_fits(resnet *m, int B, int S, size_t *total) {
 
 int resnet_plan(resnet *m, int max_batch, int image_size, char *err, size_t errlen) {
     size_t bytes = 0, total = 0;
-    int rc = plan_walk(m, max_batch, image_size, 0, &bytes, NULL, err, errlen);
+    int rc = plan_walk(m, max_batch, image_size, 0, 0, &bytes, NULL, err, errlen);
     if (rc) return rc;
     if (!plan_fits(m, max_batch, image_size, &total)) {
         // Said before any activation is allocated; memory grows with the batch: bisect.
@@ -331,7 +332,18 @@ int resnet_plan(resnet *m, int max_batch, int image_size, char *err, size_t errl
     }
     m->max_batch = max_batch;
     m->image_size = image_size;
-    rc = plan_walk(m, max_batch, image_size, 1, &bytes, NULL, err, errlen);
+    // A workspace per conv (the forward's im2col kept for the weight gradient) when the whole
+    // plan then takes at most half the device's memory (room for CLBlast's scratch and other
+    // programs) and every buffer fits one allocation. CLTRAIN_KEEP_COLS=0: never (to compare).
+    size_t kbytes = 0, kbiggest = 0;
+    const char *kc = getenv("CLTRAIN_KEEP_COLS");
+    m->keep_cols = !(kc && !strcmp(kc, "0")) &&
+                   plan_walk(m, max_batch, image_size, 0, 1, &kbytes, &kbiggest, err,
+                             errlen) == 0 &&
+                   kbytes + m->device_bytes <= m->rt->dev.global_mem / 2 &&
+                   kbiggest <= m->rt->dev.max_alloc && kbiggest / sizeof(float) <= 0x7fffffff;
+    memset(m->col_ready, 0, sizeof m->col_ready);
+    rc = plan_walk(m, max_batch, image_size, 1, m->keep_cols, &bytes, NULL, err, errlen);
     m->device_bytes += bytes;
     return rc;
 }
@@ -348,6 +360,7 @@ void resnet_free(resnet *m) {
                     &m->losses, &m->loss_mean, &m->flag, &m->g[0], &m->g[1], &m->g[2],
                     &m->g[3], &m->work };
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) release(all[i]);
+    for (int i = 0; i < 20; i++) release(&m->conv_work[i]);
     for (int i = 0; i < 8; i++) {
         resnet_block_act *a = &m->blocks[i];
         dten *ba[] = { &a->c1, &a->r1, &a->c2, &a->cd, &a->out, &a->m1, &a->s1,

@@ -94,7 +94,13 @@ typedef struct resnet {
     dten losses, loss_mean;        // (B), (1)
     dten dpooled;                  // (512, B)
     dten g[4];                     // gradient scratch, each the largest activation
-    dten work;                     // conv workspace (largest im2col)
+    dten work;                     // conv workspace (largest im2col), shared by all convs
+    // Or, where memory allows (resnet_plan), one workspace per conv that keeps the forward's
+    // col matrix for the weight gradient (no second im2col); col_ready: it holds it now.
+    int keep_cols;
+    dten conv_work[20];
+    int col_ready[20];
+    int fwd_train;                 // the last resnet_forward was in training mode
     dten flag;                     // (1) int32 for op_all_finite
     size_t device_bytes;           // everything allocated on the device
 } resnet;

@@ -42,7 +42,9 @@ static void conv_fwd(resnet *m, int ci, dten out, dten in, int n, int h, int w) 
     conv_shape s;
     layer_label(m, c->w);
     conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
-    op_conv2d_forward(m->rt, out, in, P(m, c->w), &s, m->work);
+    op_conv2d_forward(m->rt, out, in, P(m, c->w), &s,
+                      m->keep_cols ? m->conv_work[ci] : m->work);
+    m->col_ready[ci] = m->keep_cols && m->fwd_train;
 }
 
 static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int h, int w) {
@@ -52,7 +54,12 @@ static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int
     dten dw = G(m, c->w);
     if (!din.mem && !dw.mem) return;
     layer_label(m, c->w);
-    op_conv2d_backward(m->rt, din, dw, dout, in, P(m, c->w), &s, m->work);
+    if (m->col_ready[ci])   // this step's forward left the col matrix of `in` there
+        op_conv2d_backward_col(m->rt, din, dw, dout, in, P(m, c->w), &s, m->conv_work[ci]);
+    else
+        op_conv2d_backward(m->rt, din, dw, dout, in, P(m, c->w), &s,
+                           m->keep_cols ? m->conv_work[ci] : m->work);
+    m->col_ready[ci] = 0;   // the data gradient overwrote it
 }
 
 // Batch norm of bns[bi], followed by the relu when `relu` (one fused op).
@@ -97,6 +104,7 @@ static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten relu_out, dten i
 }
 
 void resnet_forward(resnet *m, int n, int train) {
+    m->fwd_train = train;
     int S = m->image_size, h = m->stem_h, w = m->stem_w;
     conv_fwd(m, 0, m->stem_c, m->x, n, S, S);
     bn_fwd(m, 0, m->stem_r, m->stem_c, m->stem_m, m->stem_s, n * h * w, train, 1);

@@ -258,6 +258,28 @@ Test(model, deterministic) {
     model_teardown(&s);
 }
 
+// The forward's col matrices kept for the weight gradients (a workspace per conv, where
+// memory allows) or im2col again in backward (one shared workspace): bitwise the same.
+Test(model, kept_cols_same_gradients) {
+    setup s;
+    unsetenv("CLTRAIN_KEEP_COLS");
+    model_setup(&s, 2, 2);
+    cr_assert(s.m.keep_cols, "the test device has room to keep the col matrices");
+    size_t n = s.m.n_param_floats;
+    float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+    grads_of_one_step(&s, a);
+    model_teardown(&s);
+    setenv("CLTRAIN_KEEP_COLS", "0", 1);
+    model_setup(&s, 2, 2);
+    unsetenv("CLTRAIN_KEEP_COLS");
+    cr_assert(!s.m.keep_cols, "CLTRAIN_KEEP_COLS=0: one shared workspace");
+    grads_of_one_step(&s, b);
+    cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
+    free(a);
+    free(b);
+    model_teardown(&s);
+}
+
 Test(model, freeze_leaves_frozen_tensors_unchanged) {
     setup s;
     model_setup(&s, 2, 2);

@@ -5,6 +5,7 @@
 // sentinel: each check also proves the op respected the offset and wrote nothing outside its
 // output, and an output the op forgot to write keeps the sentinel and fails the comparison.
 // CLTRAIN_TEST_REPORT=1 prints each comparison's worst errors to stderr.
+#define _POSIX_C_SOURCE 200809L
 #include "tests/ref_ops.h"
 #include "tests/testutil.h"
 
@@ -218,6 +219,16 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
     check("conv backward dw", d_dw, want_dw, nw, 2e-5f, 1e-5f);
     expect_guards("conv backward workspace", work, nwork ? nwork : 1);
 
+    // With the forward's col matrix kept in the workspace: bit for bit the same gradients.
+    float *got_din = dev_read(d_din, nin), *got_dw = dev_read(d_dw, nw);
+    dten d_din2 = dev_tensor(NULL, nin), d_dw2 = dev_tensor(NULL, nw);
+    op_conv2d_forward(rt, d_out, d_in, d_w, &s, work);
+    op_conv2d_backward_col(rt, d_din2, d_dw2, d_dout, d_in, d_w, &s, work);
+    float *got_din2 = dev_read(d_din2, nin), *got_dw2 = dev_read(d_dw2, nw);
+    cr_expect(!memcmp(got_din, got_din2, nin * sizeof(float)), "kept col: din differs");
+    cr_expect(!memcmp(got_dw, got_dw2, nw * sizeof(float)), "kept col: dw differs");
+    free(got_din), free(got_dw), free(got_din2), free(got_dw2);
+
     free(in), free(wt), free(dout), free(col);
     free(want_col), free(want_in), free(want_out), free(want_dw);
 }
@@ -384,6 +395,18 @@ Test(ops_bn, train_forward_backward) {
     bn_train_case(2, 15, 2.0f, 150);            // fewer values than one vector
 }
 
+// The same cases with a GPU's split of a channel among the work items (interleaved vectors,
+// host/ops_bn.c): same references, same tolerances.
+Test(ops_bn, train_interleaved) {
+    setenv("CLTRAIN_BN_INTERLEAVE", "1", 1);
+    bn_train_case(3, 2 * 5 * 7, 0.0f, 100);
+    bn_train_case(2, 4 * 17 * 19, 0.5f, 120);
+    bn_train_case(2, 3 * 11 * 13, 50.0f, 130);
+    bn_train_case(3, 40007, -1.5f, 140);
+    bn_train_case(2, 15, 2.0f, 150);
+    unsetenv("CLTRAIN_BN_INTERLEAVE");
+}
+
 // Batch norm + relu fused, training mode: against the references, and bit for bit against
 // the unfused device ops (op_bn_* then op_relu_*), forward and backward.
 static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
@@ -444,6 +467,13 @@ Test(ops_bn, relu_fused_train) {
     bn_relu_train_case(3, 2 * 5 * 7, 0.0f, 160);
     bn_relu_train_case(2, 40007, 0.5f, 170);
     bn_relu_train_case(4, 9, -0.3f, 180);
+}
+
+Test(ops_bn, relu_fused_train_interleaved) {
+    setenv("CLTRAIN_BN_INTERLEAVE", "1", 1);
+    bn_relu_train_case(3, 2 * 5 * 7, 0.0f, 160);
+    bn_relu_train_case(2, 40007, 0.5f, 170);
+    unsetenv("CLTRAIN_BN_INTERLEAVE");
 }
 
 Test(ops_bn, relu_fused_eval) {
