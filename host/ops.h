@@ -28,6 +28,11 @@ static const dten DTEN_NONE = {0, 0};
 void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
              dten a, int lda, dten b, int ldb, float beta, dten c, int ldc);
 
+// `count` products at once: the j-th on a + j*stride_a, b + j*stride_b into c + j*stride_c.
+void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     dten a, int lda, size_t stride_a, dten b, int ldb, size_t stride_b,
+                     float beta, dten c, int ldc, size_t stride_c, int count);
+
 // ---- conv2d (no bias), weights OIHW ----
 typedef struct conv_shape {
     int n, c, h, w;                // input (C, N, H, W)
@@ -39,11 +44,17 @@ void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, in
 // Floats of workspace the conv needs (the im2col matrix, (C*KH*KW, N*OH*OW)).
 size_t conv_workspace_floats(const conv_shape *s);
 // out (O, N, OH, OW) = conv(in (C, N, H, W), w (O, C, KH, KW)); work: conv_workspace_floats.
+// The 3x3 stride-1 pad-1 convs run as Winograd F(2x2, 3x3) (forward and data gradient; see
+// host/ops_conv.c), the others as im2col + GEMM.
 void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work);
+// The forward as im2col + GEMM whatever the shape, leaving the col matrix of `in` in `work`
+// for op_conv2d_backward_col (the weight gradient needs it anyway).
+void op_conv2d_forward_col(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+                           dten work);
 // din (C, N, H, W) and dw (O, C, KH, KW) from dout (O, N, OH, OW); either may be DTEN_NONE.
 void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
                         const conv_shape *s, dten work);
-// The same when `work` still holds what op_conv2d_forward of `in` left in it (the col
+// The same when `work` still holds what op_conv2d_forward_col of `in` left in it (the col
 // matrix): the weight gradient skips the im2col. The caller keeps one workspace per conv.
 void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
                             const conv_shape *s, dten work);

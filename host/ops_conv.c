@@ -1,6 +1,8 @@
 // conv2d as im2col + one GEMM over the whole batch, and linear layers.
 #include "host/ops_internal.h"
 
+#include <string.h>
+
 // ---- conv2d ----
 
 void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, int stride,
@@ -81,11 +83,120 @@ static size_t plan_col_floats(const conv_plan *p) {
     return conv_is_pointwise(&p->e) ? 0 : conv_ckk(&p->e) * conv_np(&p->e);
 }
 
+static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
+
+// ---- Winograd F(2x2, 3x3) (cl/winograd.cl) ----
+// The forward of a 3x3 stride-1 pad-1 conv (ResNet18's BasicBlock convs but the first of
+// layers 2-4) as 16 GEMMs of transformed tiles: 2.25x fewer multiplications than im2col +
+// GEMM, plus the transforms. Used where no col matrix is wanted (op_conv2d_forward; the
+// training forward that keeps its col matrix for the weight gradient runs im2col + GEMM).
+// Where it pays, measured on pocl (2-core EPYC, best of several runs): at least 128 input
+// channels (a deep im2col GEMM, k >= 1152, which CLBlast runs slowest) and 7x7 outputs.
+// ResNet18 eval at 224x224/batch 16: 21.2 -> 27.0 img/s (every 3x3 s1 conv: 25.5; layer1's
+// 64-channel convs lose); at 32x32 no conv qualifies (every variant tried there was 4-8%
+// slower). CLTRAIN_WINOGRAD=0 turns it off (to compare).
+#define WINO_MIN_CHANNELS 128
+#define WINO_MIN_PIXELS 49
+
+static int conv_winograd(const conv_plan *p) {
+    const char *env = getenv("CLTRAIN_WINOGRAD");
+    int disabled = env && !strcmp(env, "0");
+    const conv_shape *e = &p->e;
+    return !disabled && !p->windowed && e->kh == 3 && e->kw == 3 && e->stride == 1 &&
+           e->pad == 1 && e->c >= WINO_MIN_CHANNELS && e->oh * e->ow >= WINO_MIN_PIXELS;
+}
+
+// U (16, O, C), V (16, C, T), M (16, O, T), each starting a sub-buffer: CLBlast 1.5.3's batched
+// GEMM reads an operand that needs no copy at offset 0 of its buffer, whatever the offset given.
+// Sub-buffer origins are aligned to CL_DEVICE_MEM_BASE_ADDR_ALIGN (at most 4096 bits here:
+// WINO_ALIGN floats of slack per region).
+#define WINO_ALIGN 256
+
+static size_t winograd_tiles(const conv_shape *s, int *th, int *tw) {
+    *th = (s->oh + 1) / 2;
+    *tw = (s->ow + 1) / 2;
+    return (size_t)s->n * *th * *tw;
+}
+
+static size_t winograd_floats(const conv_shape *s) {
+    int th, tw;
+    size_t t = winograd_tiles(s, &th, &tw);
+    return 16 * ((size_t)s->o * s->c + (size_t)s->c * t + (size_t)s->o * t) + 3 * WINO_ALIGN;
+}
+
+// A sub-buffer of work's buffer for floats [*at, *at + n), *at first rounded up to the device's
+// base address alignment; *at then moves past it.
+static cl_mem wino_region(clrt *rt, dten work, size_t *at, size_t n) {
+    size_t align = rt->dev.base_addr_align_bits / 8;
+    if (align < sizeof(float)) align = sizeof(float);
+    OPS_REQUIRE(align <= WINO_ALIGN * sizeof(float), "op_conv2d_forward",
+                "base address alignment %zu bytes is more than %d floats", align, WINO_ALIGN);
+    size_t origin = (work.off + *at) * sizeof(float);
+    origin = (origin + align - 1) / align * align;
+    cl_buffer_region r = { origin, n * sizeof(float) };
+    cl_int e;
+    cl_mem sub = clCreateSubBuffer(work.mem, CL_MEM_READ_WRITE, CL_BUFFER_CREATE_TYPE_REGION, &r,
+                                   &e);
+    if (e != CL_SUCCESS) clrt_die_cl(e, "clCreateSubBuffer", __FILE__, __LINE__);
+    *at = origin / sizeof(float) - work.off + n;
+    return sub;
+}
+
+// out (O, N, OH, OW) = the 3x3 s1 p1 conv of in (C, N, H, W) with w (O, C, 3, 3).
+static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+                             dten work) {
+    int th, tw;
+    int t = (int)winograd_tiles(s, &th, &tw);
+    size_t uc = (size_t)s->o * s->c, vc = (size_t)s->c * t, mc = (size_t)s->o * t, at = 0;
+    dten u = { wino_region(rt, work, &at, 16 * uc), 0 };
+    dten v = { wino_region(rt, work, &at, 16 * vc), 0 };
+    dten m = { wino_region(rt, work, &at, 16 * mc), 0 };
+
+    cl_kernel k = clrt_kernel(rt, "winograd_weights");
+    ops_arg_ten(k, 0, u);
+    ops_arg_ten(k, 2, w);
+    CLRT_ARG(k, 4, s->o);
+    CLRT_ARG(k, 5, s->c);
+    clrt_launch1d(rt, k, uc);
+
+    k = clrt_kernel(rt, "winograd_input");
+    ops_arg_ten(k, 0, v);
+    ops_arg_ten(k, 2, in);
+    CLRT_ARG(k, 4, s->n);
+    CLRT_ARG(k, 5, s->c);
+    CLRT_ARG(k, 6, s->h);
+    CLRT_ARG(k, 7, s->w);
+    CLRT_ARG(k, 8, th);
+    CLRT_ARG(k, 9, tw);
+    conv_layout_launch(rt, k, (size_t)t, s->c);
+
+    // M[xi] (O, T) = U[xi] (O, C) x V[xi] (C, T), xi = 0..15
+    op_gemm_batched(rt, 0, 0, s->o, t, s->c, 1.0f, u, s->c, uc, v, t, vc, 0.0f, m, t, mc, 16);
+
+    k = clrt_kernel(rt, "winograd_output");
+    ops_arg_ten(k, 0, out);
+    ops_arg_ten(k, 2, m);
+    CLRT_ARG(k, 4, s->n);
+    CLRT_ARG(k, 5, s->o);
+    CLRT_ARG(k, 6, s->oh);
+    CLRT_ARG(k, 7, s->ow);
+    CLRT_ARG(k, 8, th);
+    CLRT_ARG(k, 9, tw);
+    conv_layout_launch(rt, k, (size_t)t, s->o);
+    // The commands hold their own references: released when they are done.
+    clReleaseMemObject(u.mem);
+    clReleaseMemObject(v.mem);
+    clReleaseMemObject(m.mem);
+}
+
 size_t conv_workspace_floats(const conv_shape *s) {
     conv_plan p;
     conv_plan_init(s, &p);
-    return plan_col_floats(&p) + (p.windowed ? (size_t)s->o * conv_ckk(&p.e) : 0);
+    size_t f = plan_col_floats(&p) + (p.windowed ? (size_t)s->o * conv_ckk(&p.e) : 0);
+    if (conv_winograd(&p) && winograd_floats(s) > f) f = winograd_floats(s);
+    return f;
 }
+
 
 static void weight_window_args(cl_kernel k, const conv_shape *s, const conv_plan *p) {
     int oc = s->o * s->c;
@@ -196,8 +307,8 @@ void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
     conv_layout_launch(rt, k, (size_t)s->n * s->h * s->w, s->c);
 }
 
-void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work) {
-    const char *op = "op_conv2d_forward";
+static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work,
+                         int keep_col, const char *op) {
     conv_check(s, op);
     OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(w), op, "missing buffer");
     conv_plan p;
@@ -207,6 +318,10 @@ void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
     size_t ncol = plan_col_floats(&p);
     OPS_REQUIRE(ops_has(work) || conv_workspace_floats(s) == 0, op,
                 "needs a workspace of %zu floats", conv_workspace_floats(s));
+    if (!keep_col && conv_winograd(&p)) {
+        winograd_forward(rt, out, in, w, s, work);
+        return;
+    }
     dten col = in, wt = w;
     if (p.windowed) {
         wt = dten_at(work, ncol);
@@ -218,6 +333,15 @@ void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
     }
     // out (O, NP) = w (O, CKK) x col (CKK, NP)
     op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, wt, ckk, col, np, 0.0f, out, np);
+}
+
+void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work) {
+    conv_forward(rt, out, in, w, s, work, 0, "op_conv2d_forward");
+}
+
+void op_conv2d_forward_col(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+                           dten work) {
+    conv_forward(rt, out, in, w, s, work, 1, "op_conv2d_forward_col");
 }
 
 static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,

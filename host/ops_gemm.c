@@ -308,11 +308,11 @@ static int route(gemm_state *g, int ta, int tb, int m, int n, int k) {
 }
 
 // CLBlast's strided-batched call: `count` products, the j-th on a + j*sa, b + j*sb into
-// c + j*sc, beta 0; operands as op_gemm's row-major view (the mirror swaps them here).
+// c + j*sc; operands as op_gemm's row-major view (the mirror swaps them here).
 static CLBlastStatusCode sgemm_batched(clrt *rt, int colmajor, int ta, int tb, int m, int n,
                                        int k, float alpha, dten a, int lda, size_t sa, dten b,
-                                       int ldb, size_t sb, dten c, int ldc, size_t sc,
-                                       int count) {
+                                       int ldb, size_t sb, float beta, dten c, int ldc,
+                                       size_t sc, int count) {
     CLBlastLayout layout = CLBlastLayoutRowMajor;
     if (colmajor) {
         layout = CLBlastLayoutColMajor;
@@ -325,7 +325,7 @@ static CLBlastStatusCode sgemm_batched(clrt *rt, int colmajor, int ta, int tb, i
     return CLBlastSgemmStridedBatched(layout, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                       tb ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)m,
                                       (size_t)n, (size_t)k, alpha, a.mem, a.off, (size_t)lda, sa,
-                                      b.mem, b.off, (size_t)ldb, sb, 0.0f, c.mem, c.off,
+                                      b.mem, b.off, (size_t)ldb, sb, beta, c.mem, c.off,
                                       (size_t)ldc, sc, (size_t)count, &rt->queue,
                                       clrt_profile_span(rt, "gemm"));
 }
@@ -344,7 +344,7 @@ static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts,
     size_t sb = tb ? (size_t)len : (size_t)len * (size_t)ldb;
     dten p = { part, 0 };
     CLBlastStatusCode s = sgemm_batched(rt, route(g, ta, tb, m, n, len), ta, tb, m, n, len,
-                                        alpha, a, lda, sa, b, ldb, sb, p, n, mn, full);
+                                        alpha, a, lda, sa, b, ldb, sb, 0.0f, p, n, mn, full);
     if (s == CLBlastSuccess && rem)
         s = sgemm(rt, g, route(g, ta, tb, m, n, rem), ta, tb, m, n, rem, alpha,
                   dten_at(a, (size_t)full * sa), lda, dten_at(b, (size_t)full * sb), ldb, 0.0f,
@@ -416,4 +416,32 @@ int op_gemm_try(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float a
     op_gemm_init(rt);
     return (int)gemm_run(rt, gemm_state_of(rt), trans_a, trans_b, m, n, k, alpha, ta, lda, tb,
                          ldb, beta, tc, ldc);
+}
+
+void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     dten a, int lda, size_t stride_a, dten b, int ldb, size_t stride_b,
+                     float beta, dten c, int ldc, size_t stride_c, int count) {
+    gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
+    OPS_REQUIRE(count > 0, "op_gemm_batched", "bad count %d", count);
+    op_gemm_init(rt);
+    gemm_state *g = gemm_state_of(rt);
+    CLBlastStatusCode s = CLBlastSuccess;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int colmajor = route(g, trans_a, trans_b, m, n, k);
+        // CLBlast 1.5.3's batched indirect kernel ignores the offset of an operand it does not
+        // copy (one already in the kernel's layout): with an offset, the direct kernel.
+        int offsets = a.off || b.off || c.off;
+        if (offsets) {
+            set_routine(g, 1);
+            if (g->cfg.has_routes) colmajor = g->cfg.route[(trans_a != 0) * 2 + (trans_b != 0)]
+                                                  .direct_colmajor;
+        }
+        s = sgemm_batched(rt, colmajor, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a, b,
+                          ldb, stride_b, beta, c, ldc, stride_c, count);
+        if (offsets && !g->cfg.has_routes) set_routine(g, 2);   // back to CLBlast's own rule
+        if (s == CLBlastSuccess || !g->tuned || g->fell_back || !parameter_failure(s)) break;
+        fall_back(g, s);
+    }
+    if (s != CLBlastSuccess)
+        clrt_die_clblast(s, "CLBlastSgemmStridedBatched", __FILE__, __LINE__);
 }

@@ -42,9 +42,13 @@ static void conv_fwd(resnet *m, int ci, dten out, dten in, int n, int h, int w) 
     conv_shape s;
     layer_label(m, c->w);
     conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
-    op_conv2d_forward(m->rt, out, in, P(m, c->w), &s,
-                      m->keep_cols ? m->conv_work[ci] : m->work);
+    // Training with a workspace per conv: the forward's col matrix serves the weight gradient.
     m->col_ready[ci] = m->keep_cols && m->fwd_train;
+    if (m->col_ready[ci])
+        op_conv2d_forward_col(m->rt, out, in, P(m, c->w), &s, m->conv_work[ci]);
+    else
+        op_conv2d_forward(m->rt, out, in, P(m, c->w), &s,
+                          m->keep_cols ? m->conv_work[ci] : m->work);
 }
 
 static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int h, int w) {

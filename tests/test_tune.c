@@ -319,7 +319,41 @@ static void gemm_vs_reference(const char *what, int m, int n, int k, size_t off)
             }
 }
 
+// op_gemm_batched: `count` products of operands at offset `off` of their buffers (the
+// j-th at j * stride), NN, beta 0 (C starts as NaN), against ref_gemm; nothing written
+// past the last product.
+static void batched_vs_reference(const char *what, int m, int n, int k, int count,
+                                 size_t off) {
+    clrt *rt = test_rt();
+    size_t sa = (size_t)m * k, sb = (size_t)k * n, sc = (size_t)m * n, guard = 64;
+    float *a = rnd(off + sa * count, 11), *b = rnd(off + sb * count, 12);
+    float *c = malloc((off + sc * count + guard) * sizeof *c);
+    for (size_t i = 0; i < off + sc * count + guard; i++) c[i] = NAN;
+    dten da = dten_at(test_upload(rt, a, off + sa * count), off);
+    dten db = dten_at(test_upload(rt, b, off + sb * count), off);
+    dten dc = dten_at(test_upload(rt, c, off + sc * count + guard), off);
+    op_gemm_batched(rt, 0, 0, m, n, k, 0.75f, da, k, sa, db, n, sb, 0.0f, dc, n, sc, count);
+    float *got = test_download(rt, dc, sc * count + guard);
+    for (int j = 0; j < count; j++) {
+        float *want = malloc(sc * sizeof *want);
+        ref_gemm(0, 0, m, n, k, 0.75f, a + off + j * sa, k, b + off + j * sb, n, 0.0f, want, n);
+        char name[160];
+        snprintf(name, sizeof name, "%s batched %dx%dx%d #%d off %zu", what, m, n, k, j, off);
+        test_expect_close(name, got + j * sc, want, sc, 2e-6f * k, 1e-5f);
+        free(want);
+    }
+    for (size_t i = 0; i < guard; i++)
+        cr_expect(isnan(got[sc * count + i]), "%s batched: wrote past the last product", what);
+    free(got), free(a), free(b), free(c);
+    clReleaseMemObject(da.mem);
+    clReleaseMemObject(db.mem);
+    clReleaseMemObject(dc.mem);
+}
+
 static void every_shape(const char *what) {
+    batched_vs_reference(what, 64, 64, 64, 16, 64);  // tile multiples at offsets (Winograd)
+    batched_vs_reference(what, 37, 53, 29, 3, 3);
+    batched_vs_reference(what, 64, 64, 64, 4, 0);
     gemm_vs_reference(what, 64, 128, 96, 64);     // tile multiples, aligned views
     gemm_vs_reference(what, 37, 53, 29, 64);      // odd sizes: padding
     gemm_vs_reference(what, 64, 128, 96, 3);      // unaligned offset: CLBlast copies
