@@ -343,6 +343,8 @@ static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts,
     size_t sa = ta ? (size_t)len * (size_t)lda : (size_t)len;   // where chunk j of k starts
     size_t sb = tb ? (size_t)len : (size_t)len * (size_t)ldb;
     dten p = { part, 0 };
+    // The batched call is safe from CLBlast's ignored offsets (op_gemm_batched): each chunk of
+    // A and B is a slice of longer rows (ld > len), which CLBlast always copies; C starts at 0.
     CLBlastStatusCode s = sgemm_batched(rt, route(g, ta, tb, m, n, len), ta, tb, m, n, len,
                                         alpha, a, lda, sa, b, ldb, sb, 0.0f, p, n, mn, full);
     if (s == CLBlastSuccess && rem)
