@@ -94,16 +94,24 @@ static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
 // channels (a deep im2col GEMM, k >= 1152, which CLBlast runs slowest) and 7x7 outputs.
 // ResNet18 eval at 224x224/batch 16: 21.2 -> 27.0 img/s (every 3x3 s1 conv: 25.5; layer1's
 // 64-channel convs lose); at 32x32 no conv qualifies (every variant tried there was 4-8%
-// slower). CLTRAIN_WINOGRAD=0 turns it off (to compare).
+// slower). On CPU devices by default: on GPUs it has not been measured yet, so they stay on
+// im2col + GEMM. CLTRAIN_WINOGRAD=0 turns it off, =1 on for any device (same shape rule).
 #define WINO_MIN_CHANNELS 128
 #define WINO_MIN_PIXELS 49
 
-static int conv_winograd(const conv_plan *p) {
-    const char *env = getenv("CLTRAIN_WINOGRAD");
-    int disabled = env && !strcmp(env, "0");
+// The shapes (the workspace is sized for them on any device).
+static int wino_shape(const conv_plan *p) {
     const conv_shape *e = &p->e;
-    return !disabled && !p->windowed && e->kh == 3 && e->kw == 3 && e->stride == 1 &&
-           e->pad == 1 && e->c >= WINO_MIN_CHANNELS && e->oh * e->ow >= WINO_MIN_PIXELS;
+    return !p->windowed && e->kh == 3 && e->kw == 3 && e->stride == 1 && e->pad == 1 &&
+           e->c >= WINO_MIN_CHANNELS && e->oh * e->ow >= WINO_MIN_PIXELS;
+}
+
+static int conv_winograd(const clrt *rt, const conv_plan *p) {
+    const char *env = getenv("CLTRAIN_WINOGRAD");
+    int on = env && (!strcmp(env, "0") || !strcmp(env, "1"))
+                 ? env[0] == '1'
+                 : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    return on && wino_shape(p);
 }
 
 // U (16, O, C), V (16, C, T), M (16, O, T), each starting a sub-buffer: CLBlast 1.5.3's batched
@@ -193,7 +201,7 @@ size_t conv_workspace_floats(const conv_shape *s) {
     conv_plan p;
     conv_plan_init(s, &p);
     size_t f = plan_col_floats(&p) + (p.windowed ? (size_t)s->o * conv_ckk(&p.e) : 0);
-    if (conv_winograd(&p) && winograd_floats(s) > f) f = winograd_floats(s);
+    if (wino_shape(&p) && winograd_floats(s) > f) f = winograd_floats(s);
     return f;
 }
 
@@ -318,7 +326,7 @@ static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *
     size_t ncol = plan_col_floats(&p);
     OPS_REQUIRE(ops_has(work) || conv_workspace_floats(s) == 0, op,
                 "needs a workspace of %zu floats", conv_workspace_floats(s));
-    if (!keep_col && conv_winograd(&p)) {
+    if (!keep_col && conv_winograd(rt, &p)) {
         winograd_forward(rt, out, in, w, s, work);
         return;
     }
