@@ -3,9 +3,12 @@
 #include "host/clrt.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static void dev_str(cl_device_id d, cl_device_info what, char *out, size_t len) {
     out[0] = 0;
@@ -42,9 +45,49 @@ static void fill_info(clrt_devinfo *d) {
     d->fp16 = has_word(ext, "cl_khr_fp16");
 }
 
+// Can `path` (which does not exist) be made: is its parent a writable folder?
+static int base_parent_writable(const char *path) {
+    char parent[600];
+    snprintf(parent, sizeof parent, "%s", path);
+    char *slash = strrchr(parent, '/');
+    if (!slash) return access(".", W_OK) == 0;
+    if (slash == parent) slash[1] = 0;
+    else *slash = 0;
+    struct stat st;
+    return stat(parent, &st) == 0 && S_ISDIR(st.st_mode) && access(parent, W_OK) == 0;
+}
+
+// pocl keeps its kernel cache under $POCL_CACHE_DIR, else $XDG_CACHE_HOME/pocl, else
+// ~/.cache/pocl, and reports no device at all when that folder cannot be made: then say so
+// rather than "install a driver".
+static void pocl_cache_hint(char *hint, size_t len) {
+    const char *var = "XDG_CACHE_HOME", *base = getenv("XDG_CACHE_HOME");
+    char home[600];
+    if (getenv("POCL_CACHE_DIR") && *getenv("POCL_CACHE_DIR")) {
+        var = "POCL_CACHE_DIR";
+        base = getenv("POCL_CACHE_DIR");
+    } else if (!base || !*base) {
+        const char *h = getenv("HOME");
+        snprintf(home, sizeof home, "%s/.cache", h ? h : "");
+        var = "HOME";
+        base = h ? home : NULL;
+    }
+    struct stat st;
+    if (base && (stat(base, &st) != 0 || !S_ISDIR(st.st_mode) || access(base, W_OK) != 0) &&
+        !(stat(base, &st) != 0 && errno == ENOENT && base_parent_writable(base))) {
+        snprintf(hint, len, "%s gives %.600s, which is not a writable folder, and pocl needs one "
+                            "for its kernel cache (or install another driver)", var, base);
+        return;
+    }
+    snprintf(hint, len, "install a driver, e.g. 'apt-get install pocl-opencl-icd' for the CPU");
+}
+
 int clrt_list_devices(clrt_devinfo **list, int *n, char *err, size_t errlen) {
     *list = NULL;
     *n = 0;
+    // pocl 3.1 aborts on an empty POCL_CACHE_DIR (an assertion); unset means its default.
+    const char *pcd = getenv("POCL_CACHE_DIR");
+    if (pcd && !*pcd) unsetenv("POCL_CACHE_DIR");
     cl_uint np = 0;
     cl_int rc = clGetPlatformIDs(0, NULL, &np);
     if (rc != CL_SUCCESS || np == 0) {
@@ -87,8 +130,9 @@ int clrt_list_devices(clrt_devinfo **list, int *n, char *err, size_t errlen) {
     }
     free(plats);
     if (*n == 0) {
-        snprintf(err, errlen, "OpenCL platforms found but no device: install a driver, e.g. "
-                              "'apt-get install pocl-opencl-icd' for the CPU");
+        char hint[1400];
+        pocl_cache_hint(hint, sizeof hint);
+        snprintf(err, errlen, "OpenCL platforms found but no device: %s", hint);
         return 2;
     }
     return 0;

@@ -399,6 +399,28 @@ Test(cli, usage_errors) {
     }
 }
 
+// pocl reports no device when its kernel cache folder cannot be made: the error names the
+// variable and the folder instead of asking for a driver. (A machine with another OpenCL
+// device lists that one: nothing to check there.)
+Test(cli, unusable_cache_folder_named, .timeout = 60) {
+    char *dir = cli_tmpdir();
+    cli_write_file(dir, "file", "x", 1);
+    char env[1200];
+    snprintf(env, sizeof env, "XDG_CACHE_HOME=%s CLTRAIN_NO_CACHE=1", cli_path(dir, "file"));
+    cli_result r = cli_run(30, env, "devices");
+    if (r.status != 0 && !getenv("POCL_CACHE_DIR"))
+        cli_expect_error(&r, 2, "devices with XDG_CACHE_HOME a file", "XDG_CACHE_HOME",
+                         cli_path(dir, "file"), "not a writable folder", NULL);
+    cli_result_free(&r);
+    // An empty POCL_CACHE_DIR (pocl 3.1 aborts on it) means pocl's default: no crash.
+    r = cli_run(30, "POCL_CACHE_DIR=", "devices");
+    cr_expect(r.status == 0 || r.status == 2, "empty POCL_CACHE_DIR: status %d\n%s", r.status,
+              r.err);
+    cr_expect(!strstr(r.err, "Assertion"), "empty POCL_CACHE_DIR: %s", r.err);
+    cli_result_free(&r);
+    cli_rmtree(dir);
+}
+
 // A batch or image size the device cannot hold is refused before training, with the
 // largest batch size that fits (computed for the device at hand, so only its form is checked).
 Test(cli, too_big_for_the_device, .timeout = 120) {
