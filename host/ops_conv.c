@@ -150,6 +150,22 @@ static cl_mem wino_region(clrt *rt, dten work, size_t *at, size_t n) {
     return sub;
 }
 
+// A tile transform (winograd_input or winograd_output): dst from src over the range
+// (N * th * tw tiles, ch channels) of maps h x w.
+static void wino_tiles(clrt *rt, const char *name, dten dst, dten src, int n, int ch, int h,
+                       int w, int th, int tw) {
+    cl_kernel k = clrt_kernel(rt, name);
+    ops_arg_ten(k, 0, dst);
+    ops_arg_ten(k, 2, src);
+    CLRT_ARG(k, 4, n);
+    CLRT_ARG(k, 5, ch);
+    CLRT_ARG(k, 6, h);
+    CLRT_ARG(k, 7, w);
+    CLRT_ARG(k, 8, th);
+    CLRT_ARG(k, 9, tw);
+    conv_layout_launch(rt, k, (size_t)n * th * tw, ch);
+}
+
 // out (O, N, OH, OW) = the 3x3 s1 p1 conv of in (C, N, H, W) with w (O, C, 3, 3).
 static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
                              dten work) {
@@ -167,30 +183,10 @@ static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_sha
     CLRT_ARG(k, 5, s->c);
     clrt_launch1d(rt, k, uc);
 
-    k = clrt_kernel(rt, "winograd_input");
-    ops_arg_ten(k, 0, v);
-    ops_arg_ten(k, 2, in);
-    CLRT_ARG(k, 4, s->n);
-    CLRT_ARG(k, 5, s->c);
-    CLRT_ARG(k, 6, s->h);
-    CLRT_ARG(k, 7, s->w);
-    CLRT_ARG(k, 8, th);
-    CLRT_ARG(k, 9, tw);
-    conv_layout_launch(rt, k, (size_t)t, s->c);
-
-    // M[xi] (O, T) = U[xi] (O, C) x V[xi] (C, T), xi = 0..15
+    // V from the input's tiles; M[xi] (O, T) = U[xi] (O, C) x V[xi] (C, T); out from M's tiles.
+    wino_tiles(rt, "winograd_input", v, in, s->n, s->c, s->h, s->w, th, tw);
     op_gemm_batched(rt, 0, 0, s->o, t, s->c, 1.0f, u, s->c, uc, v, t, vc, 0.0f, m, t, mc, 16);
-
-    k = clrt_kernel(rt, "winograd_output");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, m);
-    CLRT_ARG(k, 4, s->n);
-    CLRT_ARG(k, 5, s->o);
-    CLRT_ARG(k, 6, s->oh);
-    CLRT_ARG(k, 7, s->ow);
-    CLRT_ARG(k, 8, th);
-    CLRT_ARG(k, 9, tw);
-    conv_layout_launch(rt, k, (size_t)t, s->o);
+    wino_tiles(rt, "winograd_output", out, m, s->n, s->o, s->oh, s->ow, th, tw);
     // The commands hold their own references: released when they are done.
     clReleaseMemObject(u.mem);
     clReleaseMemObject(v.mem);
