@@ -1,8 +1,6 @@
 // Batch norm over (C, M), M = N*H*W, in training and eval mode (PyTorch's BatchNorm2d).
 #include "host/ops_internal.h"
 
-#include <string.h>
-
 static void bn_check(int c, int m, const char *op) {
     OPS_REQUIRE(c > 0 && m > 0, op, "bad sizes c=%d m=%d", c, m);
     ops_int((size_t)c * m, op, "C*M");
@@ -21,9 +19,8 @@ static size_t bn_group_size(clrt *rt, cl_kernel k, size_t local_bytes_per_item) 
 // on a CPU, interleaved vectors elsewhere (coalesced loads on a GPU). CLTRAIN_BN_INTERLEAVE
 // (0 or 1) overrides it, for tests and comparisons.
 static int bn_interleave(const clrt *rt) {
-    const char *e = getenv("CLTRAIN_BN_INTERLEAVE");
-    if (e && (!strcmp(e, "0") || !strcmp(e, "1"))) return e[0] == '1';
-    return !(rt->dev.type & CL_DEVICE_TYPE_CPU);
+    int sw = ops_switch("CLTRAIN_BN_INTERLEAVE");
+    return sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
 // Launch a one-work-group-per-channel kernel whose last argument `arg` is a float scratch of

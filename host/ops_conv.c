@@ -1,8 +1,6 @@
 // conv2d as im2col + one GEMM over the whole batch, and linear layers.
 #include "host/ops_internal.h"
 
-#include <string.h>
-
 // ---- conv2d ----
 
 void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, int stride,
@@ -107,11 +105,8 @@ static int wino_shape(const conv_plan *p) {
 }
 
 static int conv_winograd(const clrt *rt, const conv_plan *p) {
-    const char *env = getenv("CLTRAIN_WINOGRAD");
-    int on = env && (!strcmp(env, "0") || !strcmp(env, "1"))
-                 ? env[0] == '1'
-                 : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
-    return on && wino_shape(p);
+    int sw = ops_switch("CLTRAIN_WINOGRAD");
+    return (sw >= 0 ? sw : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0) && wino_shape(p);
 }
 
 // U (16, O, C), V (16, C, T), M (16, O, T), each starting a sub-buffer: CLBlast 1.5.3's batched

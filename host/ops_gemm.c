@@ -189,18 +189,26 @@ static cl_mem scratch_for(clrt *rt, gemm_scratch *sc, size_t bytes) {
     return sc->mem;
 }
 
+// The layout to hand a row-major call to CLBlast in: as it is, or as the column-major mirror
+// C^T (n, m) = op(B)^T (n, k) x op(A)^T (k, m) of the same memory (A and B swap roles, with
+// their leading dimensions, transposes and batch strides; m and n swap).
+static CLBlastLayout mirror(int colmajor, int *ta, int *tb, int *m, int *n, dten *a, int *lda,
+                            size_t *sa, dten *b, int *ldb, size_t *sb) {
+    if (!colmajor) return CLBlastLayoutRowMajor;
+    dten t = *a; *a = *b; *b = t;
+    size_t z = *sa; *sa = *sb; *sb = z;
+    int x = *lda; *lda = *ldb; *ldb = x;
+    x = *ta; *ta = *tb; *tb = x;
+    x = *m; *m = *n; *n = x;
+    return CLBlastLayoutColMajor;
+}
+
 // One CLBlast call; operands as op_gemm's row-major view (the mirror swaps them here).
 static CLBlastStatusCode sgemm(clrt *rt, gemm_state *g, int colmajor, int ta, int tb, int m,
                                int n, int k, float alpha, dten a, int lda, dten b, int ldb,
                                float beta, dten c, int ldc) {
-    CLBlastLayout layout = CLBlastLayoutRowMajor;
-    if (colmajor) {   // C^T (n, m) = op(B)^T (n, k) x op(A)^T (k, m), column-major: same memory
-        layout = CLBlastLayoutColMajor;
-        dten t = a; a = b; b = t;
-        int x = lda; lda = ldb; ldb = x;
-        x = ta; ta = tb; tb = x;
-        x = m; m = n; n = x;
-    }
+    size_t sa = 0, sb = 0;
+    CLBlastLayout layout = mirror(colmajor, &ta, &tb, &m, &n, &a, &lda, &sa, &b, &ldb, &sb);
     CLBlastTranspose tra = ta ? CLBlastTransposeYes : CLBlastTransposeNo;
     CLBlastTranspose trb = tb ? CLBlastTransposeYes : CLBlastTransposeNo;
     size_t bytes = 0;
@@ -236,12 +244,7 @@ enum {
 // Chunks of k for this GEMM on this device: 0 = do not split, else the number of partial
 // products; *len the chunk length (the last partial, k % len, when not 0, comes on top).
 static int splitk_plan(const clrt *rt, int m, int n, int k, int *len) {
-    static int disabled = -1;      // CLTRAIN_SPLITK=0: never (to compare)
-    if (disabled < 0) {
-        const char *e = getenv("CLTRAIN_SPLITK");
-        disabled = e && !strcmp(e, "0");
-    }
-    if (disabled) return 0;
+    if (ops_switch("CLTRAIN_SPLITK") == 0) return 0;   // never (to compare)
     size_t tiles = (size_t)((m + SPLITK_TILE - 1) / SPLITK_TILE) *
                    (size_t)((n + SPLITK_TILE - 1) / SPLITK_TILE);
     size_t want = (size_t)SPLITK_GROUPS_PER_CU * (rt->dev.compute_units ? rt->dev.compute_units : 1);
@@ -313,15 +316,7 @@ static CLBlastStatusCode sgemm_batched(clrt *rt, int colmajor, int ta, int tb, i
                                        int k, float alpha, dten a, int lda, size_t sa, dten b,
                                        int ldb, size_t sb, float beta, dten c, int ldc,
                                        size_t sc, int count) {
-    CLBlastLayout layout = CLBlastLayoutRowMajor;
-    if (colmajor) {
-        layout = CLBlastLayoutColMajor;
-        dten t = a; a = b; b = t;
-        size_t z = sa; sa = sb; sb = z;
-        int x = lda; lda = ldb; ldb = x;
-        x = ta; ta = tb; tb = x;
-        x = m; m = n; n = x;
-    }
+    CLBlastLayout layout = mirror(colmajor, &ta, &tb, &m, &n, &a, &lda, &sa, &b, &ldb, &sb);
     return CLBlastSgemmStridedBatched(layout, ta ? CLBlastTransposeYes : CLBlastTransposeNo,
                                       tb ? CLBlastTransposeYes : CLBlastTransposeNo, (size_t)m,
                                       (size_t)n, (size_t)k, alpha, a.mem, a.off, (size_t)lda, sa,
