@@ -12,7 +12,7 @@ static const char bench_usage[] =
     "  ResNet18 on synthetic data after a warm-up, and prints one JSON line:\n"
     "  {\"device\",\"image_size\",\"batch_size\",\"train_images_per_s\",\"eval_images_per_s\",\n"
     "   \"peak_device_bytes\"}.  Defaults: --image-size 224 --batch-size 64 --steps 10.\n"
-    "  --num-classes N (10)  --freeze STAGE  --seed N\n"
+    "  --num-classes N (10)  --freeze STAGE  --seed N  --non-strict (--strict: the default)\n"
     "  --profile   also print device time per op type and per layer (stderr); events add\n"
     "              some overhead to the timed loops\n";
 

@@ -11,7 +11,8 @@
 static const char eval_usage[] =
     "usage: cltrain eval --data DIR --weights FILE [options]\n"
     "  Evaluates ResNet18 weights (batch norm in eval mode) on the data set's test split.\n"
-    "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors  --strict\n"
+    "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors\n"
+    "  --non-strict (load weights whose keys do not all fit; default strict)\n"
     "  --num-classes N (default: from the weights' fc)\n"
     "  --image-size S (224)  --normalize none|imagenet  --batch-size N (64)  --test-limit N\n"
     "  --predictions FILE.csv   write index,label,pred,logit_0,...,logit_{C-1} per image\n"

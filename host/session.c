@@ -16,6 +16,7 @@ void run_options_defaults(run_options *o) {
     o->shuffle = 1;
     o->print_every = 100;
     o->freeze = -1;
+    o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
     o->steps = 10;
 }
 

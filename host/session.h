@@ -14,7 +14,8 @@ typedef struct run_options {
     int num_classes;               // 0: from the data set
     int epochs, max_steps, batch_size, image_size, normalize, augment, shuffle;
     long long seed;
-    int train_limit, test_limit, print_every, checkpoint_every, freeze, bn_eval, strict;
+    int train_limit, test_limit, print_every, checkpoint_every, freeze, bn_eval;
+    int strict;                    // 1 (default): loading refuses keys that do not fit
     double lr, momentum, weight_decay;
     int steps;                     // bench
     int profile;                   // bench --profile
