@@ -1,6 +1,7 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cmd_options.h"
+#include "host/train/trainer.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -80,7 +81,13 @@ int cmd_eval(int argc, char **argv) {
     if (rc == 0) {
         long total = 0;
         long *pc = calloc((size_t)K, sizeof(long)), *pt = calloc((size_t)K, sizeof(long));
-        long correct = session_evaluate(&m, &ds.test, &o, &total, pc, pt, csv, err, sizeof err);
+        trainer tr;
+        trainer_init(&tr, &m);
+        loader_config lc;
+        session_eval_loader(&o, &lc);
+        long correct = trainer_evaluate(&tr, &ds.test, &lc, &total, pc, pt, csv, err,
+                                        sizeof err);
+        trainer_free(&tr);
         if (correct < 0) {
             rc = CLI_EXIT_DATA;
         } else {

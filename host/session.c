@@ -42,55 +42,15 @@ int session_load_weights(resnet *m, const run_options *o, char *err, size_t errl
     return rc;
 }
 
-void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int n) {
-    size_t S = (size_t)m->image_size;
-    clrt_write(m->rt, m->x.mem, 0, x, 3 * (size_t)n * S * S * sizeof(float));
-    if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
+void session_eval_loader(const run_options *o, loader_config *lc) {
+    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
+                           .normalize = o->normalize, .augment = 0, .shuffle = 0,
+                           .seed = (uint64_t)o->seed, .limit = o->test_limit };
 }
 
-long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen) {
-    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
-                         .normalize = o->normalize, .augment = 0, .shuffle = 0,
-                         .seed = (uint64_t)o->seed, .limit = o->test_limit };
-    loader ld;
-    *total = 0;
-    if (loader_init(&ld, split, &lc, err, errlen) != 0) return -1;
-    int K = m->num_classes, B = o->batch_size;
-    size_t S = (size_t)o->image_size;
-    clrt_host_buf xb, yb, lb;  // pinned host memory for the transfers
-    float *x = clrt_host_alloc(m->rt, &xb, 3 * (size_t)B * S * S * sizeof(float));
-    int32_t *y = clrt_host_alloc(m->rt, &yb, (size_t)B * sizeof(int32_t));
-    float *logits = clrt_host_alloc(m->rt, &lb, (size_t)K * B * sizeof(float));
-    long correct = 0, index = 0;
-    loader_start_epoch(&ld, 0, 0);
-    int n;
-    while ((n = loader_next(&ld, x, y)) > 0) {
-        session_upload_batch(m, x, NULL, n);
-        resnet_forward(m, n, 0);
-        clrt_read(m->rt, m->logits.mem, 0, logits, (size_t)K * n * sizeof(float));  // (K, n)
-        for (int b = 0; b < n; b++, index++) {
-            int pred = 0;  // torch.max: the first maximum
-            for (int k = 1; k < K; k++)
-                if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
-            int label = y[b];
-            correct += pred == label;
-            if (per_class_total && label >= 0 && label < K) {
-                per_class_total[label]++;
-                per_class_correct[label] += pred == label;
-            }
-            if (csv) {
-                fprintf(csv, "%ld,%d,%d", index, label, pred);
-                for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
-                fprintf(csv, "\n");
-            }
-        }
-        *total += n;
-    }
-    loader_free(&ld);
-    clrt_host_free(m->rt, &xb);
-    clrt_host_free(m->rt, &yb);
-    clrt_host_free(m->rt, &lb);
-    return correct;
+void session_train_loader(const run_options *o, loader_config *lc) {
+    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
+                           .normalize = o->normalize, .augment = o->augment,
+                           .shuffle = o->shuffle, .seed = (uint64_t)o->seed,
+                           .limit = o->train_limit };
 }

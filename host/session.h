@@ -1,5 +1,5 @@
-// What train, eval and bench share: the options common to them, opening the device, the
-// data and the model, uploading a batch, and evaluating a split.
+// What train, eval and bench share: the options common to them, loading weights, the
+// loaders' configurations and the clock. (The step and evaluation: host/train/trainer.h.)
 #ifndef CLTRAIN_SESSION_H
 #define CLTRAIN_SESSION_H
 
@@ -26,15 +26,10 @@ void run_options_defaults(run_options *o);
 // Loads `o->weights` into m (fc replaced with a message when its size differs). 0 or status.
 int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen);
 
-// Upload a host batch x (3, n, S, S) and labels (n) into the model's input buffers.
-void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int n);
-
-// Evaluates `split` (first `limit` images, 0 = all) in eval mode. Returns the number correct;
-// *total gets the number evaluated. per_class_correct/total (num_classes) may be NULL.
-// When csv is non-NULL, writes "index,label,pred,logit_0,..." rows.
-long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen);
+// The loader configurations of a run: evaluation (the test split, first --test-limit images,
+// no augmentation, no shuffling) and training.
+void session_eval_loader(const run_options *o, loader_config *lc);
+void session_train_loader(const run_options *o, loader_config *lc);
 
 double session_now(void);
 
