@@ -31,7 +31,10 @@ static const char train_usage[] =
     "  --save FILE.pth|FILE.safetensors   write the trained model (PyTorch state_dict)\n"
     "  --checkpoint FILE      save the whole training state at each epoch end, at --max-steps\n"
     "                         and on SIGINT/SIGTERM; --checkpoint-every N adds every N steps\n"
-    "  --resume FILE          continue a saved training state (bitwise as if uninterrupted)\n"
+    "  --resume FILE          continue a saved training state (bitwise as if uninterrupted):\n"
+    "                         rerun the same command with --resume FILE appended; --weights\n"
+    "                         is then ignored, --epochs/--max-steps may be raised, and a flag\n"
+    "                         that contradicts the saved run is an error\n"
     "  --freeze none|stem|layer1|layer2|layer3|layer4|backbone\n"
     "                         freeze everything up to and including that stage (backbone: all\n"
     "                         but fc): no gradients, no updates, and their batch norms run in\n"
@@ -106,11 +109,14 @@ static int validate(train_run *r, int argc, char **argv) {
     if (!o->data) return cli_usage_error(train_usage, "train needs --data DIR");
     if (o->checkpoint_every && !o->checkpoint)
         return cli_usage_error(train_usage, "--checkpoint-every needs --checkpoint FILE");
-    if (o->resume && o->weights)
-        return cli_usage_error(train_usage, "--resume and --weights exclude each other");
     if (o->resume && train_state_read(&r->st, o->resume, o, r->given, r->err, sizeof r->err)) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
         return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
+    }
+    if (o->resume && o->weights) {  // the rerun command line of the run being resumed
+        fprintf(stderr, "cltrain: note: --weights %s is ignored: the training state %s holds "
+                        "the weights\n", o->weights, o->resume);
+        o->weights = NULL;
     }
     if (check_writable("--save", o->save) || check_writable("--checkpoint", o->checkpoint) ||
         check_writable("--log", o->log))
@@ -168,7 +174,8 @@ static int set_up(train_run *r) {
     loader_config lc;
     session_train_loader(o, &lc);
     if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
-    if (o->resume && train_state_check_data(&r->st, K, r->ld.n, o->resume, err, errlen))
+    if (o->resume && train_state_check_data(&r->st, r->ds.format, K, r->ld.n, o->resume, err,
+                                            errlen))
         return CLI_EXIT_DATA;
     if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
@@ -223,8 +230,11 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
     if (!stopping && !at_end &&
         !(o->checkpoint_every && r->st.global_step % o->checkpoint_every == 0))
         return 0;
-    progress_clear(&r->pg);  // train_state_write prints its own error
-    return train_state_write(&r->st, &r->m, o, r->ld.n, o->checkpoint) == 0 ? 0 : CLI_EXIT_DATA;
+    if (train_state_write(&r->st, &r->m, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
+                          sizeof r->err) == 0)
+        return 0;
+    progress_error(&r->pg, "%s", r->err);
+    return CLI_EXIT_DATA;
 }
 
 // ---- the loop ----
@@ -281,7 +291,7 @@ static int train_loop(train_run *r) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     progress_init(&r->pg, stderr);
-    int stopped = 0, rc = 0;
+    int stopped = max_steps_done(r), rc = 0;  // a resumed run may be done already
     for (int epoch = r->st.epoch; rc == 0 && epoch < r->o.epochs && !stopped; epoch++)
         rc = train_epoch(r, epoch, &stopped);
     progress_clear(&r->pg);
