@@ -136,8 +136,12 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
 }
 
 long trainer_bn_values(const resnet *m, int n) {
-    // The last block's output; the model will say this itself once its block table is sized
-    // from the architecture config.
+    // The last block's output. When the block table is sized from the architecture config
+    // (blk a pointer, nblocks its length), this must become n * resnet_final_hw(m): the
+    // assertion stops the build instead of indexing with sizeof of a pointer.
+    _Static_assert(sizeof m->blk >= 8 * sizeof m->blk[0],
+                   "trainer_bn_values: the model's blocks are no longer an array; use the "
+                   "model's own final-plane function");
     const resnet_block *last = &m->blk[sizeof m->blk / sizeof m->blk[0] - 1];
     return (long)n * last->oh * last->ow;
 }
