@@ -11,7 +11,7 @@ BUILD    ?= build
 PYTHON   ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
-LIB_SRC  := $(filter-out host/main.c,$(sort $(wildcard host/*.c model/*.c dataset/*.c)))
+LIB_SRC  := $(filter-out host/main.c,$(sort $(wildcard host/*.c host/train/*.c host/cli/*.c model/*.c dataset/*.c)))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cl_sources.o
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)

@@ -132,6 +132,13 @@ void clrt_fill_zero(clrt *rt, cl_mem m, size_t off, size_t bytes) {
     CL_CHECK(clEnqueueFillBuffer(rt->queue, m, &zero, sizeof zero, off, bytes, 0, NULL, NULL));
 }
 
+void clrt_copy(clrt *rt, cl_mem dst, size_t dst_off, cl_mem src, size_t src_off,
+               size_t bytes) {
+    if (bytes)
+        CL_CHECK(clEnqueueCopyBuffer(rt->queue, src, dst, src_off, dst_off, bytes, 0, NULL,
+                                     NULL));
+}
+
 void clrt_finish(clrt *rt) { CL_CHECK(clFinish(rt->queue)); }
 
 void *clrt_host_alloc(clrt *rt, clrt_host_buf *b, size_t bytes) {

@@ -1,6 +1,7 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cmd_options.h"
+#include "host/train/trainer.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -11,8 +12,9 @@
 static const char eval_usage[] =
     "usage: cltrain eval --data DIR --weights FILE [options]\n"
     "  Evaluates ResNet weights (batch norm in eval mode) on the data set's test split.\n"
-    "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors  --strict\n"
+    "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors\n"
     "  --arch resnet18|resnet34|resnet50|resnet101|resnet152 (default: what --weights holds)\n"
+    "  --non-strict (load weights whose keys do not all fit; default strict)\n"
     "  --num-classes N (default: from the weights' fc)\n"
     "  --image-size S (224)  --normalize none|imagenet  --batch-size N (64)  --test-limit N\n"
     "  --predictions FILE.csv   write index,label,pred,logit_0,...,logit_{C-1} per image\n"
@@ -75,14 +77,20 @@ int cmd_eval(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     rc = clrt_init(&rt, &ro, err, sizeof err);
     resnet_config cfg;
-    if (rc == 0) rc = session_arch(&cfg, &o, K, err, sizeof err);
+    if (rc == 0) rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
     if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
     if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0) rc = session_load_weights(&m, &o, err, sizeof err);
     if (rc == 0) {
         long total = 0;
         long *pc = calloc((size_t)K, sizeof(long)), *pt = calloc((size_t)K, sizeof(long));
-        long correct = session_evaluate(&m, &ds.test, &o, &total, pc, pt, csv, err, sizeof err);
+        trainer tr;
+        trainer_init(&tr, &m);
+        loader_config lc;
+        session_eval_loader(&o, &lc);
+        long correct = trainer_evaluate(&tr, &ds.test, &lc, &total, pc, pt, csv, err,
+                                        sizeof err);
+        trainer_free(&tr);
         if (correct < 0) {
             rc = CLI_EXIT_DATA;
         } else {

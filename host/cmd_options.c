@@ -10,7 +10,7 @@ enum {
     O_BATCH, O_LR, O_MOMENTUM, O_WD, O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
     O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE, O_CHECKPOINT, O_CKPT_EVERY,
     O_RESUME, O_FREEZE, O_BN_EVAL, O_STRICT, O_PREDICTIONS, O_STEPS, O_PROFILE, O_HELP,
-    O_ARCH,
+    O_NON_STRICT, O_ARCH,
 };
 
 static const struct option all_opts[] = {
@@ -41,6 +41,7 @@ static const struct option all_opts[] = {
     { "freeze", required_argument, 0, O_FREEZE },
     { "bn-eval", no_argument, 0, O_BN_EVAL },
     { "strict", no_argument, 0, O_STRICT },
+    { "non-strict", no_argument, 0, O_NON_STRICT },
     { "predictions", required_argument, 0, O_PREDICTIONS },
     { "steps", required_argument, 0, O_STEPS },
     { "profile", no_argument, 0, O_PROFILE },
@@ -60,12 +61,12 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
                                  O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE,
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
-                                 O_STRICT, O_HELP, O_ARCH, 0 };
+                                 O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
-                                O_HELP, O_ARCH, 0 };
+                                O_NON_STRICT, O_HELP, O_ARCH, 0 };
 static const int bench_ids[] = { O_DEVICE, O_BATCH, O_IMAGE, O_STEPS, O_NUM_CLASSES, O_SEED,
-                                 O_FREEZE, O_PROFILE, O_HELP, O_ARCH, 0 };
+                                 O_FREEZE, O_PROFILE, O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
 
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask) {
@@ -137,7 +138,8 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
             }
             break;
         case O_BN_EVAL: o->bn_eval = 1; break;
-        case O_STRICT: o->strict = 1; break;
+        case O_STRICT: o->strict = 1; break;  // the default; kept for old command lines
+        case O_NON_STRICT: o->strict = 0; break;
         case O_PREDICTIONS: o->predictions = optarg; break;
         case O_STEPS: bad |= cli_parse_int("--steps", optarg, 1, 1000000, &o->steps) != 0; break;
         case O_PROFILE: o->profile = 1; break;

@@ -3,6 +3,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli.h"
 #include "host/session.h"
+#include "host/train/trainer.h"
 #include "host/tune.h"
 
 #include <getopt.h>
@@ -102,13 +103,14 @@ static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, siz
             rc = 1;
         } else {
             for (size_t i = 0; i < nx; i++) x[i] = (float)(i % 97) / 97.0f;
-            session_upload_batch(&m, x, y, B);
+            trainer tr;
+            trainer_init(&tr, &m);
+            const sgd_config sgd = { 1e-4f, 0.9f, 0.0f };
+            float loss;
             op_gemm_record(rt, sh);
-            resnet_forward(&m, B, 1);
-            resnet_loss(&m, B);
-            resnet_backward(&m, B);
+            train_step(&tr, x, y, B, &sgd, &loss);  // the step `train` runs
             op_gemm_record(rt, NULL);
-            clrt_finish(rt);
+            trainer_free(&tr);
         }
         free(x);
         free(y);

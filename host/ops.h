@@ -133,5 +133,8 @@ void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float l
 // ---- checks ----
 // 1 when all n floats are finite (one deterministic reduction; reads back one int).
 int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int);
+// The same without the read: flag (one int32) gets 1 or 0 on the device (the trainer reads
+// several flags and the loss in one transfer).
+void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n);
 
 #endif

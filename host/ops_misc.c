@@ -205,17 +205,21 @@ void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float l
 
 // ---- checks ----
 
-int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
+void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
     const char *op = "op_all_finite";
     int ni = ops_int(n, op, "n");
-    OPS_REQUIRE(ops_has(x) && ops_has(scratch_int), op, "missing buffer");
+    OPS_REQUIRE(ops_has(x) && ops_has(flag), op, "missing buffer");
     cl_kernel k = clrt_kernel(rt, "all_finite");
-    ops_arg_ten(k, 0, scratch_int);
+    ops_arg_ten(k, 0, flag);
     ops_arg_ten(k, 2, x);
     CLRT_ARG(k, 4, ni);
     size_t l = ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(cl_int));
     ops_set_local(rt, k, 5, l * sizeof(cl_int), op);
     clrt_launch(rt, k, 1, &l, &l);
+}
+
+int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
+    op_all_finite_flag(rt, scratch_int, x, n);
     cl_int flag = 0;
     clrt_read(rt, scratch_int.mem, scratch_int.off * sizeof(cl_int), &flag, sizeof flag);
     return flag == 1;

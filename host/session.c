@@ -16,6 +16,7 @@ void run_options_defaults(run_options *o) {
     o->shuffle = 1;
     o->print_every = 100;
     o->freeze = -1;
+    o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
     o->steps = 10;
     o->strict = 1;           // load_state_dict(strict=True)
 }
@@ -26,21 +27,36 @@ double session_now(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-int session_arch(resnet_config *cfg, const run_options *o, int num_classes, char *err,
-                 size_t errlen) {
-    const char *file = o->resume ? o->resume : o->weights;  // a state holds its model
-    if (o->arch || !file)
+// The config a checkpoint holds (base "model." for a training state); a file with no ResNet at
+// all gets resnet18, so that loading it names the problem after the device checks.
+static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num_classes,
+                   char *err, size_t errlen) {
+    const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
+    int rc = resnet_config_from_ckpt(cfg, c, base, fname, err, errlen);
+    if (rc == 1) return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
+    cfg->num_classes = num_classes;
+    return rc ? 1 : 0;
+}
+
+int session_arch(resnet_config *cfg, const run_options *o, const ckpt *state, int num_classes,
+                 char *err, size_t errlen) {
+    if (state) {  // resuming: the state holds its model; --arch may only repeat it
+        if (arch_of(cfg, state, o->resume, num_classes, err, errlen) != 0) return 1;
+        if (o->arch && strcmp(o->arch, cfg->arch)) {
+            snprintf(err, errlen, "--arch %s contradicts the saved training state's %s in %s",
+                     o->arch, cfg->arch, o->resume);
+            return 2;
+        }
+        return 0;
+    }
+    if (o->arch || !o->weights)
         return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
     ckpt c;
     ckpt_init(&c);
-    if (ckpt_read(&c, file, err, errlen) != 0) return 1;
-    const char *base = ckpt_find(&c, "model.conv1.weight") >= 0 ? "model." : NULL;
-    int rc = resnet_config_from_ckpt(cfg, &c, base, file, err, errlen);
+    if (ckpt_read(&c, o->weights, err, errlen) != 0) return 1;
+    int rc = arch_of(cfg, &c, o->weights, num_classes, err, errlen);
     ckpt_free(&c);
-    if (rc == 1)  // no ResNet at all: loading it says so, after the device checks
-        return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
-    cfg->num_classes = num_classes;
-    return rc ? 1 : 0;
+    return rc;
 }
 
 int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
@@ -78,55 +94,15 @@ int session_load_weights(resnet *m, const run_options *o, char *err, size_t errl
     return rc;
 }
 
-void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int n) {
-    size_t S = (size_t)m->image_size;
-    clrt_write(m->rt, m->x.mem, 0, x, 3 * (size_t)n * S * S * sizeof(float));
-    if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
+void session_eval_loader(const run_options *o, loader_config *lc) {
+    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
+                           .normalize = o->normalize, .augment = 0, .shuffle = 0,
+                           .seed = (uint64_t)o->seed, .limit = o->test_limit };
 }
 
-long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen) {
-    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
-                         .normalize = o->normalize, .augment = 0, .shuffle = 0,
-                         .seed = (uint64_t)o->seed, .limit = o->test_limit };
-    loader ld;
-    *total = 0;
-    if (loader_init(&ld, split, &lc, err, errlen) != 0) return -1;
-    int K = m->num_classes, B = o->batch_size;
-    size_t S = (size_t)o->image_size;
-    clrt_host_buf xb, yb, lb;  // pinned host memory for the transfers
-    float *x = clrt_host_alloc(m->rt, &xb, 3 * (size_t)B * S * S * sizeof(float));
-    int32_t *y = clrt_host_alloc(m->rt, &yb, (size_t)B * sizeof(int32_t));
-    float *logits = clrt_host_alloc(m->rt, &lb, (size_t)K * B * sizeof(float));
-    long correct = 0, index = 0;
-    loader_start_epoch(&ld, 0, 0);
-    int n;
-    while ((n = loader_next(&ld, x, y)) > 0) {
-        session_upload_batch(m, x, NULL, n);
-        resnet_forward(m, n, 0);
-        clrt_read(m->rt, m->logits.mem, 0, logits, (size_t)K * n * sizeof(float));  // (K, n)
-        for (int b = 0; b < n; b++, index++) {
-            int pred = 0;  // torch.max: the first maximum
-            for (int k = 1; k < K; k++)
-                if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
-            int label = y[b];
-            correct += pred == label;
-            if (per_class_total && label >= 0 && label < K) {
-                per_class_total[label]++;
-                per_class_correct[label] += pred == label;
-            }
-            if (csv) {
-                fprintf(csv, "%ld,%d,%d", index, label, pred);
-                for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
-                fprintf(csv, "\n");
-            }
-        }
-        *total += n;
-    }
-    loader_free(&ld);
-    clrt_host_free(m->rt, &xb);
-    clrt_host_free(m->rt, &yb);
-    clrt_host_free(m->rt, &lb);
-    return correct;
+void session_train_loader(const run_options *o, loader_config *lc) {
+    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
+                           .normalize = o->normalize, .augment = o->augment,
+                           .shuffle = o->shuffle, .seed = (uint64_t)o->seed,
+                           .limit = o->train_limit };
 }

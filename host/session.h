@@ -1,5 +1,5 @@
-// What train, eval and bench share: the options common to them, opening the device, the
-// data and the model, uploading a batch, and evaluating a split.
+// What train, eval and bench share: the options common to them, loading weights, the
+// loaders' configurations and the clock. (The step and evaluation: host/train/trainer.h.)
 #ifndef CLTRAIN_SESSION_H
 #define CLTRAIN_SESSION_H
 
@@ -15,7 +15,8 @@ typedef struct run_options {
     int num_classes;               // 0: from the data set
     int epochs, max_steps, batch_size, image_size, normalize, augment, shuffle;
     long long seed;
-    int train_limit, test_limit, print_every, checkpoint_every, freeze, bn_eval, strict;
+    int train_limit, test_limit, print_every, checkpoint_every, freeze, bn_eval;
+    int strict;                    // 1 (default): loading refuses keys that do not fit
     double lr, momentum, weight_decay;
     int steps;                     // bench
     int profile;                   // bench --profile
@@ -23,10 +24,12 @@ typedef struct run_options {
 
 void run_options_defaults(run_options *o);
 
-// The architecture of the run with `num_classes` outputs: --arch, else the one the --resume
-// or --weights file holds, else resnet18. 0, or nonzero with a message.
-int session_arch(resnet_config *cfg, const run_options *o, int num_classes, char *err,
-                 size_t errlen);
+// The architecture of the run with `num_classes` outputs: when resuming, what the training
+// state (already read: `state`, else NULL) holds, and --arch may only repeat it (2: a usage
+// error naming both); else --arch, else what the --weights file holds, else resnet18.
+// 0, or nonzero with a message.
+int session_arch(resnet_config *cfg, const run_options *o, const ckpt *state, int num_classes,
+                 char *err, size_t errlen);
 
 // resnet_plan for batch size B at image size S with the plan options of the environment
 // (CLTRAIN_KEEP_COLS=0 keeps no im2col per conv). When it does not fit the device, the
@@ -36,15 +39,10 @@ int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen)
 // Loads `o->weights` into m (fc replaced with a message when its size differs). 0 or status.
 int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen);
 
-// Upload a host batch x (3, n, S, S) and labels (n) into the model's input buffers.
-void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int n);
-
-// Evaluates `split` (first `limit` images, 0 = all) in eval mode. Returns the number correct;
-// *total gets the number evaluated. per_class_correct/total (num_classes) may be NULL.
-// When csv is non-NULL, writes "index,label,pred,logit_0,..." rows.
-long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen);
+// The loader configurations of a run: evaluation (the test split, first --test-limit images,
+// no augmentation, no shuffling) and training.
+void session_eval_loader(const run_options *o, loader_config *lc);
+void session_train_loader(const run_options *o, loader_config *lc);
 
 double session_now(void);
 

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char state_format[] = "cltrain-training-state-1";
+// Version 2 adds the data set's format and folder (args.dataset, args.data); version 1 files
+// load (their data set is then checked by its classes and image count only).
+static const char state_prefix[] = "cltrain-training-state-";
+enum { STATE_VERSION = 2 };
 
 void train_state_init(train_state *st) {
     memset(st, 0, sizeof *st);
@@ -43,23 +46,87 @@ static int add_float(ckpt *c, const char *name, double v) {
 
 // The run-shaping integer arguments: flag name (state key "args.<flag>"), field, and the range
 // the command line allows (a hostile file must not bring a value the flags would refuse).
-typedef struct int_arg { const char *flag; int *field; int lo, hi; } int_arg;
+// Choice flags name their values (names[v - lo]) in messages.
+typedef struct int_arg { const char *flag; int *field; int lo, hi; const char *const *names; } int_arg;
+
+static const char *const normalize_names[] = { "none", "imagenet" };
+static const char *const augment_names[] = { "none", "flip-crop" };
+static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", "layer3",
+                                            "layer4" };
+
+// "--seed 5 contradicts the saved training state's 4 in FILE" (a usage error).
+// The shortest "%g" text that reads back as v (0.003, not 0.0030000000000000001).
+static void shortest(char *out, size_t len, double v) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(out, len, "%.*g", digits, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+static int contradiction(train_state *st, char *err, size_t errlen, const char *path,
+                         const char *flag, double given, double saved) {
+    char g[32], s[32];
+    shortest(g, sizeof g, given);
+    shortest(s, sizeof s, saved);
+    snprintf(err, errlen, "--%s %s contradicts the saved training state's %s in %s", flag, g, s,
+             path);
+    st->usage_error = 1;
+    return -1;
+}
+
+// The run's string arguments (version 2): the data set's format. A version 1 file has none.
+static int read_strings(train_state *st, const char *path, const run_options *o,
+                        unsigned long long given, char *err, size_t errlen) {
+    int i = ckpt_find(&st->file, "args.dataset");
+    if (i < 0) return 0;
+    const ckpt_entry *e = &st->file.e[i];
+    if (e->kind != CKPT_STRING || !*e->sval || strlen(e->sval) >= sizeof st->dataset) {
+        snprintf(err, errlen, "%s: training state is damaged: 'args.dataset'", path);
+        return -1;
+    }
+    snprintf(st->dataset, sizeof st->dataset, "%s", e->sval);
+    if (cmd_flag_given(given, "dataset") && o->dataset && strcmp(o->dataset, "auto") &&
+        strcmp(o->dataset, st->dataset)) {
+        snprintf(err, errlen, "--dataset %s contradicts the saved training state's %s in %s",
+                 o->dataset, st->dataset, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    int d = ckpt_find(&st->file, "args.data");
+    if (d >= 0 && st->file.e[d].kind == CKPT_STRING)
+        snprintf(st->data, sizeof st->data, "%s", st->file.e[d].sval);
+    return 0;
+}
 
 int train_state_read(train_state *st, const char *path, run_options *o,
                      unsigned long long given, char *err, size_t errlen) {
     if (ckpt_read(&st->file, path, err, errlen) != 0) return -1;
     const ckpt *c = &st->file;
     int f = ckpt_find(c, "cltrain.format");
-    if (f < 0 || c->e[f].kind != CKPT_STRING || strcmp(c->e[f].sval, state_format) != 0) {
+    const char *fmt = f >= 0 && c->e[f].kind == CKPT_STRING ? c->e[f].sval : "";
+    size_t plen = strlen(state_prefix);
+    char *end = NULL;
+    long version = strncmp(fmt, state_prefix, plen) ? 0 : strtol(fmt + plen, &end, 10);
+    if (version < 1 || !end || *end) {
         snprintf(err, errlen, "%s: not a cltrain training state (written by --checkpoint); "
                               "use --weights for model weights", path);
         return -1;
     }
+    if (version > STATE_VERSION) {
+        snprintf(err, errlen, "%s: training state version %ld is newer than this cltrain reads "
+                              "(1 to %d); resume it with the cltrain that wrote it", path,
+                 version, STATE_VERSION);
+        return -1;
+    }
     int_arg ints[] = {
-        { "batch-size", &o->batch_size, 1, 1048576 }, { "image-size", &o->image_size, 1, 4096 },
-        { "normalize", &o->normalize, 0, 1 }, { "augment", &o->augment, 0, 1 },
-        { "train-limit", &o->train_limit, 0, 2000000000 }, { "freeze", &o->freeze, -1, 4 },
-        { "bn-eval", &o->bn_eval, 0, 1 }, { "num-classes", &o->num_classes, 1, 100000 },
+        { "batch-size", &o->batch_size, 1, 1048576, NULL },
+        { "image-size", &o->image_size, 1, 4096, NULL },
+        { "normalize", &o->normalize, 0, 1, normalize_names },
+        { "augment", &o->augment, 0, 1, augment_names },
+        { "train-limit", &o->train_limit, 0, 2000000000, NULL },
+        { "freeze", &o->freeze, -1, 4, freeze_names },
+        { "bn-eval", &o->bn_eval, 0, 1, NULL },
+        { "num-classes", &o->num_classes, 1, 100000, NULL },
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         long long v;
@@ -74,12 +141,15 @@ int train_state_read(train_state *st, const char *path, run_options *o,
                      path, key, v, ints[i].lo, ints[i].hi);
             return -1;
         }
-        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v) {
-            snprintf(err, errlen, "--%s %d contradicts the saved training state's %lld in %s",
-                     ints[i].flag, *ints[i].field, v, path);
+        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v && ints[i].names) {
+            snprintf(err, errlen, "--%s %s contradicts the saved training state's %s in %s",
+                     ints[i].flag, ints[i].names[*ints[i].field - ints[i].lo],
+                     ints[i].names[v - ints[i].lo], path);
             st->usage_error = 1;
             return -1;
         }
+        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v)
+            return contradiction(st, err, errlen, path, ints[i].flag, *ints[i].field, v);
         *ints[i].field = (int)v;
     }
     long long shuffle, seed, epochs, epoch, batch, step, rcount;
@@ -96,14 +166,33 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         snprintf(err, errlen, "%s: training state is incomplete or damaged", path);
         return -1;
     }
-    if ((cmd_flag_given(given, "no-shuffle") && shuffle) ||
-        (cmd_flag_given(given, "seed") && o->seed != seed) ||
-        (cmd_flag_given(given, "lr") && o->lr != lr) ||
-        (cmd_flag_given(given, "momentum") && o->momentum != mom) ||
-        (cmd_flag_given(given, "weight-decay") && o->weight_decay != wd)) {
-        snprintf(err, errlen, "a flag contradicts the saved training state in %s (seed %lld, "
-                              "lr %g, momentum %g, weight decay %g, shuffle %lld)",
-                 path, seed, lr, mom, wd, shuffle);
+    if (cmd_flag_given(given, "no-shuffle") && shuffle) {
+        snprintf(err, errlen, "--no-shuffle contradicts the saved training state in %s, "
+                              "which shuffles", path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (cmd_flag_given(given, "seed") && o->seed != seed)
+        return contradiction(st, err, errlen, path, "seed", (double)o->seed, (double)seed);
+    const struct { const char *flag; double given, saved; } floats[] = {
+        { "lr", o->lr, lr }, { "momentum", o->momentum, mom },
+        { "weight-decay", o->weight_decay, wd },
+    };
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        if (cmd_flag_given(given, floats[i].flag) && floats[i].given != floats[i].saved)
+            return contradiction(st, err, errlen, path, floats[i].flag, floats[i].given,
+                                 floats[i].saved);
+    if (read_strings(st, path, o, given, err, errlen) != 0) return -1;
+    // Training longer is allowed; asking for less than is done already is a mistake.
+    if (cmd_flag_given(given, "epochs") && o->epochs < epoch) {
+        snprintf(err, errlen, "--epochs %d is fewer than the %lld epochs the training state in "
+                              "%s has done", o->epochs, epoch, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (o->max_steps && o->max_steps < step) {
+        snprintf(err, errlen, "--max-steps %d is fewer than the %lld steps the training state "
+                              "in %s has taken", o->max_steps, step, path);
         st->usage_error = 1;
         return -1;
     }
@@ -121,16 +210,24 @@ int train_state_read(train_state *st, const char *path, run_options *o,
     return 0;
 }
 
-int train_state_check_data(const train_state *st, int num_classes, int train_images,
-                           const char *path, char *err, size_t errlen) {
+int train_state_check_data(const train_state *st, const char *format, int num_classes,
+                           int train_images, const char *path, char *err, size_t errlen) {
     long long k, n;
     if (get_int(&st->file, "num_classes", &k) || get_int(&st->file, "train_images", &n)) {
         snprintf(err, errlen, "%s: training state is incomplete", path);
         return -1;
     }
+    char from[1100] = "";
+    if (*st->data) snprintf(from, sizeof from, " (--data %s)", st->data);
+    if (*st->dataset && strcmp(st->dataset, format)) {
+        snprintf(err, errlen, "%s was saved for a %s data set%s; this --data is %s", path,
+                 st->dataset, from, format);
+        return -1;
+    }
     if (k != num_classes || n != train_images) {
-        snprintf(err, errlen, "%s was saved for %lld classes and %lld training images; this "
-                              "data gives %d and %d", path, k, n, num_classes, train_images);
+        snprintf(err, errlen, "%s was saved for %lld classes and %lld training images%s; this "
+                              "data gives %d and %d", path, k, n, from, num_classes,
+                 train_images);
         return -1;
     }
     return 0;
@@ -165,11 +262,14 @@ int train_state_apply(train_state *st, resnet *m, const char *path, char *err, s
     return 0;
 }
 
-int train_state_write(const train_state *st, resnet *m, const run_options *o, int train_images,
-                      const char *path) {
+int train_state_write(const train_state *st, resnet *m, const run_options *o,
+                      const char *format, int train_images, const char *path, char *err,
+                      size_t errlen) {
     ckpt c;
     ckpt_init(&c);
-    int rc = ckpt_add_string(&c, "cltrain.format", state_format);
+    char version[64];
+    snprintf(version, sizeof version, "%s%d", state_prefix, STATE_VERSION);
+    int rc = ckpt_add_string(&c, "cltrain.format", version);
     rc |= resnet_to_ckpt(m, &c, "model.");
     rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
     float *host = NULL;
@@ -208,10 +308,12 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o, in
     rc |= add_float(&c, "args.lr", o->lr);
     rc |= add_float(&c, "args.momentum", o->momentum);
     rc |= add_float(&c, "args.weight-decay", o->weight_decay);
+    rc |= ckpt_add_string(&c, "args.dataset", format);
+    rc |= ckpt_add_string(&c, "args.data", o->data ? o->data : "");
     free(host);
-    char err[1024] = "out of host memory";
-    if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
-    if (rc != 0) fprintf(stderr, "cltrain: error: --checkpoint %s: %s\n", path, err);
+    char why[1024] = "out of host memory";
+    if (rc == 0) rc = ckpt_write(&c, path, why, sizeof why);
+    if (rc != 0) snprintf(err, errlen, "--checkpoint %s: %s", path, why);
     ckpt_free(&c);
     return rc ? -1 : 0;
 }

@@ -13,22 +13,27 @@ typedef struct train_state {
     double running_loss;           // the seed's running_loss since the last print
     int running_count;
     int usage_error;               // set when a flag contradicts the saved state
+    char dataset[16];              // the saved data set's format ("" in version 1 files)
+    char data[1024];               // the saved --data folder, for messages ("" if unknown)
     ckpt file;                     // as read by train_state_read
 } train_state;
 
 void train_state_init(train_state *st);
 void train_state_free(train_state *st);
-// Reads `path`, takes the saved run arguments into o (explicit flags that contradict them are
-// refused). Returns 0 or -1 with a message.
+// Reads `path`, takes the saved run arguments into o. Flags given that match the saved run
+// are accepted, --epochs and --max-steps may ask for more; a flag that contradicts the saved
+// run (or asks for fewer epochs or steps than are done) is refused naming the flag, the saved
+// value and the given one, with usage_error set. Returns 0 or -1 with a message.
 int train_state_read(train_state *st, const char *path, run_options *o,
                      unsigned long long given, char *err, size_t errlen);
-// The saved state fits this data set and model?
-int train_state_check_data(const train_state *st, int num_classes, int train_images,
-                           const char *path, char *err, size_t errlen);
+// The saved state fits this data set (format as dataset_open detected it) and model?
+int train_state_check_data(const train_state *st, const char *format, int num_classes,
+                           int train_images, const char *path, char *err, size_t errlen);
 // Loads the model and the momentum buffers into m.
 int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
-// Writes the state atomically; prints a message on failure. Returns 0 or -1.
-int train_state_write(const train_state *st, resnet *m, const run_options *o, int train_images,
-                      const char *path);
+// Writes the state atomically (format version 2). Returns 0, or -1 with a message.
+int train_state_write(const train_state *st, resnet *m, const run_options *o,
+                      const char *format, int train_images, const char *path, char *err,
+                      size_t errlen);
 
 #endif

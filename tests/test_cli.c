@@ -195,6 +195,19 @@ static void edit_not_state(ckpt *c) {
     free(c->e[i].sval);
     c->e[i].sval = strdup("cltrain-training-state-0");
 }
+static void set_format(ckpt *c, const char *format) {
+    int i = ckpt_find(c, "cltrain.format");
+    cr_assert_geq(i, 0);
+    free(c->e[i].sval);
+    c->e[i].sval = strdup(format);
+}
+static void edit_newer(ckpt *c) { set_format(c, "cltrain-training-state-3"); }
+// What cltrain wrote before the state recorded the data set (format version 1).
+static void edit_version1(ckpt *c) {
+    set_format(c, "cltrain-training-state-1");
+    rename_entry(c, "args.dataset", "unused.dataset");
+    rename_entry(c, "args.data", "unused.data");
+}
 static void edit_negative_batch(ckpt *c) { set_int(c, "args.batch-size", -8); }
 static void edit_huge_image(ckpt *c) { set_int(c, "args.image-size", 100000); }
 static void edit_bad_freeze(ckpt *c) { set_int(c, "args.freeze", 99); }
@@ -212,6 +225,7 @@ Test(cli, resume_hostile, .timeout = 240) {
     make_model_files(data, dir);
     static const struct { const char *file; ckpt_edit edit; const char *msg; } bad[] = {
         { "other.pth", edit_not_state, "not a cltrain training state" },
+        { "newer.pth", edit_newer, "version 3 is newer than this cltrain reads" },
         { "batch.pth", edit_negative_batch, "args.batch-size" },
         { "image.pth", edit_huge_image, "args.image-size" },
         { "freeze.pth", edit_bad_freeze, "args.freeze" },
@@ -243,6 +257,96 @@ Test(cli, resume_hostile, .timeout = 240) {
     cli_result_free(&r);
     cr_expect(!cli_exists(cli_path(dir, "ck.pth")), "no checkpoint after a failure");
     cli_rmtree(other);
+    cli_rmtree(data);
+    cli_rmtree(dir);
+}
+
+// Resuming by rerunning the command: flags that match the saved run are accepted and
+// --weights is ignored with a note; a flag that contradicts it names the flag, the saved value
+// and the given one (exit 2, before the device is opened).
+Test(cli, resume_rerun_flags, .timeout = 240) {
+    char *data = cli_cifar_dir(16, 8), *dir = cli_tmpdir();
+    make_model_files(data, dir);
+    char state[512];  // cli_path's buffers are reused by cli_run
+    snprintf(state, sizeof state, "%s", cli_path(dir, "state.pth"));
+    static const struct { const char *flags, *given, *saved; } bad[] = {
+        { "--batch-size 4", "--batch-size 4", "state's 8" },
+        { "--seed 3", "--seed 3", "state's 0" },
+        { "--lr 0.01", "--lr 0.01", "state's 0.001" },
+        { "--momentum 0.5", "--momentum 0.5", "state's 0.9" },
+        { "--image-size 64", "--image-size 64", "state's 32" },
+        { "--augment flip-crop", "--augment flip-crop", "state's none" },
+        { "--freeze none", "--freeze none", "state's layer4" },
+        { "--dataset idx", "--dataset idx", "state's cifar10" },
+        { "--no-shuffle", "--no-shuffle", "which shuffles" },
+        { "--arch resnet34", "--arch resnet34", "state's resnet18" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cli_result r = cli_run(60, "", "train --data %s " TINY " --freeze backbone %s --resume %s",
+                               data, bad[i].flags, state);
+        cli_expect_error(&r, 2, bad[i].flags, bad[i].given, "contradicts", bad[i].saved,
+                         "state.pth", NULL);
+        cli_result_free(&r);
+    }
+    // The command that wrote the state (make_model_files), --weights added, with --resume
+    // appended and one more step allowed: accepted, and the state moves on.
+    cli_result r = cli_run(120, "", "train --data %s " TINY " --freeze backbone --save %s "
+                           "--checkpoint %s --weights %s --max-steps 2 --resume %s", data,
+                           cli_path(dir, "good.pth"), state, cli_path(dir, "good.pth"), state);
+    cr_expect_eq(r.status, 0, "the same command line with --resume failed:\n%s", r.err);
+    cr_expect(strstr(r.err, "--weights ") && strstr(r.err, "is ignored"), "%s", r.err);
+    cr_expect(!strstr(r.err, "cltrain: error"), "%s", r.err);
+    cr_expect(strstr(r.out, "Finished Training") != NULL, "%s", r.out);
+    cli_result_free(&r);
+    // A version 1 state (no data set recorded) still resumes.
+    write_variant(dir, "state.pth", "v1.pth", edit_version1);
+    r = cli_run(120, "", "train --data %s " TINY " --max-steps 3 --resume %s", data,
+                cli_path(dir, "v1.pth"));
+    cr_expect_eq(r.status, 0, "a version 1 state does not resume:\n%s", r.err);
+    cli_result_free(&r);
+    // Fewer steps than are done already is a mistake, not a silent no-op.
+    r = cli_run(60, "", "train --data %s " TINY " --resume %s", data, state);
+    cli_expect_error(&r, 2, "fewer steps", "--max-steps 1", "the 2 steps", "state.pth", NULL);
+    cli_result_free(&r);
+    cli_rmtree(data);
+    cli_rmtree(dir);
+}
+
+// ---- the ResNet family ----
+
+// --arch trains another depth and saves it (safetensors here); eval finds the architecture in
+// the file; strict loading refuses it under another --arch, --non-strict loads what fits.
+Test(cli, family_arch_and_strict_loading, .timeout = 300) {
+    char *data = cli_cifar_dir(16, 8), *dir = cli_tmpdir();
+    char r34[512];
+    snprintf(r34, sizeof r34, "%s", cli_path(dir, "r34.safetensors"));
+    cli_result r = cli_run(180, "", "train --data %s " TINY " --arch resnet34 --save %s", data,
+                           r34);
+    cr_assert_eq(r.status, 0, "train --arch resnet34:\n%s", r.err);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --image-size 32 --batch-size 8 --test-limit 8 "
+                         "--weights %s", data, r34);
+    cr_expect_eq(r.status, 0, "eval of resnet34 weights without --arch:\n%s", r.err);
+    cr_expect(strstr(r.out, "Accuracy") != NULL, "%s", r.out);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --image-size 32 --batch-size 8 --test-limit 8 "
+                         "--arch resnet18 --weights %s", data, r34);
+    cli_expect_error(&r, 1, "resnet34 into resnet18", "r34.safetensors", "does not fit resnet18",
+                     "unexpected 'layer1.2.conv1.weight' (96 keys)", NULL);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --image-size 32 --batch-size 8 --test-limit 8 "
+                         "--arch resnet18 --non-strict --weights %s", data, r34);
+    cr_expect_eq(r.status, 0, "--non-strict:\n%s", r.err);
+    cr_expect(strstr(r.err, "warning") && strstr(r.err, "partial load into resnet18"), "%s",
+              r.err);
+    cli_result_free(&r);
+    r = cli_run(60, "", "train --data %s " TINY " --arch resnet19", data);
+    cli_expect_error(&r, 2, "--arch resnet19", "--arch", "resnet19", "resnet152", NULL);
+    cli_result_free(&r);
+    r = cli_run(180, "", "bench --arch resnet50 --image-size 32 --batch-size 2 --steps 1");
+    cr_expect_eq(r.status, 0, "bench --arch resnet50:\n%s", r.err);
+    cr_expect(strstr(r.out, "\"arch\":\"resnet50\"") != NULL, "%s", r.out);
+    cli_result_free(&r);
     cli_rmtree(data);
     cli_rmtree(dir);
 }
@@ -388,7 +492,6 @@ Test(cli, usage_errors) {
         { "train --data /tmp extra", "unexpected argument 'extra'" },
         { "train --data /tmp --predictions p.csv", "unknown option '--predictions'" },
         { "train --data /tmp --checkpoint-every 2", "--checkpoint-every needs --checkpoint" },
-        { "train --data /tmp --resume a.pth --weights b.pth", "exclude each other" },
         { "eval --data /tmp", "eval needs --data and --weights" },
         { "eval --data /tmp --weights w.pth --lr 0.1", "unknown option '--lr'" },
         { "bench --data /tmp", "unknown option '--data'" },

@@ -313,3 +313,92 @@ Test(train, idx_gz_data_and_freeze, .timeout = 300) {
     ckpt_free(&b);
     free(d);
 }
+
+// Resume the way torchvision's reference scripts do: rerun the very command line (here with
+// --weights, which the state then overrides) with --resume appended. The run stopped at
+// --max-steps 4 (mid epoch 2) ends with bitwise the weights and step losses of a run that was
+// never stopped; rerunning it once more trains nothing.
+Test(train, resume_by_rerunning_the_same_command, .timeout = 300) {
+    char *d = make_data(24, 8);
+    static char out[1 << 16];
+    int rc = run(out, sizeof out, "./cltrain train --data %s %s --max-steps 1 --save %s/init.pth",
+                 d, common, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "./cltrain train --data %s %s --epochs 2 --seed 4 --augment "
+             "flip-crop --weight-decay 0.0005 --weights %s/init.pth --checkpoint %%s/state.pth "
+             "--log %%s/log.jsonl --save %%s/final.pth", d, common, d);
+    char full[600], part[600];
+    snprintf(full, sizeof full, "%s/full", d);
+    snprintf(part, sizeof part, "%s/part", d);
+    mkdir(full, 0700);
+    mkdir(part, 0700);
+    char line[4096];
+    snprintf(line, sizeof line, cmd, full, full, full);
+    rc = run(out, sizeof out, "%s", line);
+    cr_assert_eq(rc, 0, "%s", out);
+    snprintf(line, sizeof line, cmd, part, part, part);
+    rc = run(out, sizeof out, "%s --max-steps 4", line);  // stands for an interruption
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = run(out, sizeof out, "%s --resume %s/state.pth", line, part);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "is ignored") != NULL, "a note says --weights is ignored: %s", out);
+    cr_expect(strstr(out, "Finished Training") != NULL, "%s", out);
+    double lf[16], lp[16];
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/log.jsonl", full);
+    snprintf(b, sizeof b, "%s/log.jsonl", part);
+    int nf = log_losses(a, lf, 16), np = log_losses(b, lp, 16);
+    cr_assert_eq(nf, 6);
+    cr_assert_eq(np, 6, "4 steps, then 2 more after the resume");
+    for (int i = 0; i < 6; i++) cr_expect_eq(lf[i], lp[i], "step %d: %.9g vs %.9g", i + 1, lf[i], lp[i]);
+    snprintf(a, sizeof a, "%s/final.pth", full);
+    snprintf(b, sizeof b, "%s/final.pth", part);
+    expect_same_weights(a, b);
+    // Done already: the same command again trains no step and evaluates.
+    rc = run(out, sizeof out, "%s --resume %s/state.pth", line, part);
+    cr_assert_eq(rc, 0, "%s", out);
+    cr_expect(strstr(out, "Accuracy of the network") != NULL, "%s", out);
+    snprintf(b, sizeof b, "%s/log.jsonl", part);
+    cr_expect_eq(log_losses(b, lp, 16), 6, "no step after the end");
+    free(d);
+}
+
+// A finished run trains longer when --epochs (or --max-steps) is raised on the rerun, bitwise
+// as a run that asked for the longer schedule from the start; fewer epochs than are done is
+// refused naming both numbers.
+Test(train, resume_raised_epochs_continues, .timeout = 300) {
+    char *d = make_data(24, 8);
+    static char out[1 << 16];
+    const char *flags = "--seed 6 --augment flip-crop";
+    int rc = run(out, sizeof out, "./cltrain train --data %s %s %s --epochs 2 --log %s/full.jsonl "
+                 "--save %s/full.pth", d, common, flags, d, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = run(out, sizeof out, "./cltrain train --data %s %s %s --epochs 1 --checkpoint "
+             "%s/state.pth --log %s/part.jsonl", d, common, flags, d, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = run(out, sizeof out, "./cltrain train --data %s %s %s --epochs 1 --checkpoint "
+             "%s/state.pth --log %s/part.jsonl --epochs 2 --max-steps 4 --resume %s/state.pth",
+             d, common, flags, d, d, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    rc = run(out, sizeof out, "./cltrain train --data %s %s %s --epochs 2 --checkpoint "
+             "%s/state.pth --log %s/part.jsonl --save %s/resumed.pth --resume %s/state.pth",
+             d, common, flags, d, d, d, d);
+    cr_assert_eq(rc, 0, "%s", out);
+    double lf[16], lp[16];
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/full.jsonl", d);
+    snprintf(b, sizeof b, "%s/part.jsonl", d);
+    int nf = log_losses(a, lf, 16), np = log_losses(b, lp, 16);
+    cr_assert_eq(nf, 6);
+    cr_assert_eq(np, 6, "3 steps, then 1 to --max-steps 4, then 2 more");
+    for (int i = 0; i < 6; i++) cr_expect_eq(lf[i], lp[i], "step %d: %.9g vs %.9g", i + 1, lf[i], lp[i]);
+    snprintf(a, sizeof a, "%s/full.pth", d);
+    snprintf(b, sizeof b, "%s/resumed.pth", d);
+    expect_same_weights(a, b);
+    rc = run(out, sizeof out, "./cltrain train --data %s %s %s --epochs 1 --resume %s/state.pth",
+             d, common, flags, d);
+    cr_expect_eq(rc, 2, "%s", out);
+    cr_expect(strstr(out, "--epochs 1 is fewer than the 2 epochs") != NULL, "%s", out);
+    free(d);
+}

@@ -1,0 +1,140 @@
+// The training step and evaluation: see trainer.h.
+#include "host/train/trainer.h"
+
+#include <math.h>
+#include <string.h>
+
+enum { STATUS_LOSS, STATUS_GRADS, STATUS_PARAMS, STATUS_BUFFERS, STATUS_WORDS };
+
+int trainer_init(trainer *t, resnet *m) {
+    memset(t, 0, sizeof *t);
+    t->m = m;
+    t->status = clrt_alloc(m->rt, STATUS_WORDS * sizeof(cl_int), "training step status");
+    // The trainable parameters form one contiguous suffix of the arena (stages are in order),
+    // as resnet_sgd updates them.
+    t->grad_off = m->n_param_floats;
+    for (int i = 0; i < m->nparams; i++)
+        if (resnet_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
+    t->grad_n = m->n_param_floats - t->grad_off;
+    return 0;
+}
+
+void trainer_free(trainer *t) {
+    if (t->status) clReleaseMemObject(t->status);
+    t->status = NULL;
+}
+
+static void upload(resnet *m, const float *x, const int32_t *labels, int n) {
+    size_t S = (size_t)m->image_size;
+    clrt_write(m->rt, m->x.mem, 0, x, 3 * (size_t)n * S * S * sizeof(float));
+    if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
+}
+
+static dten status_word(const trainer *t, int i) { return (dten){ t->status, (size_t)i }; }
+
+train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
+                        const sgd_config *sgd, float *loss) {
+    resnet *m = t->m;
+    clrt *rt = m->rt;
+    upload(m, x, labels, n);
+    resnet_forward(m, n, 1);
+    resnet_loss(m, n);
+    resnet_backward(m, n);
+    clrt_profile_layer(rt, "checks");
+    if (t->grad_n)
+        op_all_finite_flag(rt, status_word(t, STATUS_GRADS),
+                           (dten){ m->arena_grads, t->grad_off }, t->grad_n);
+    resnet_sgd(m, sgd->lr, sgd->momentum, sgd->weight_decay);
+    clrt_profile_layer(rt, "checks");
+    op_all_finite_flag(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
+                       m->n_param_floats);
+    if (m->n_buffer_floats)
+        op_all_finite_flag(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
+                           m->n_buffer_floats);
+    clrt_copy(rt, t->status, STATUS_LOSS * sizeof(cl_int), m->loss_mean.mem,
+              m->loss_mean.off * sizeof(float), sizeof(float));
+    cl_int w[STATUS_WORDS];
+    clrt_read(rt, t->status, 0, w, sizeof w);  // the step's one sync
+    memcpy(loss, &w[STATUS_LOSS], sizeof *loss);
+    if (!isfinite(*loss)) return TRAIN_BAD_LOSS;
+    if (t->grad_n && w[STATUS_GRADS] != 1) return TRAIN_BAD_GRADIENT;
+    if (w[STATUS_PARAMS] != 1 || (m->n_buffer_floats && w[STATUS_BUFFERS] != 1))
+        return TRAIN_BAD_WEIGHTS;
+    return TRAIN_OK;
+}
+
+const char *train_status_what(train_status s) {
+    switch (s) {
+    case TRAIN_BAD_LOSS: return "loss";
+    case TRAIN_BAD_GRADIENT: return "gradient";
+    case TRAIN_BAD_WEIGHTS: return "weights after the update";
+    default: return "";
+    }
+}
+
+void trainer_predict(trainer *t, const float *x, int n, float *logits) {
+    resnet *m = t->m;
+    upload(m, x, NULL, n);
+    resnet_forward(m, n, 0);
+    clrt_read(m->rt, m->logits.mem, m->logits.off * sizeof(float), logits,
+              (size_t)m->num_classes * n * sizeof(float));
+}
+
+// Adds batch results: torch.max's first maximum over logits (K, n) is the prediction.
+static long score_batch(const float *logits, const int32_t *y, int n, int K, long index,
+                        long *per_class_correct, long *per_class_total, FILE *csv) {
+    long correct = 0;
+    for (int b = 0; b < n; b++, index++) {
+        int pred = 0;
+        for (int k = 1; k < K; k++)
+            if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
+        int label = y[b];
+        correct += pred == label;
+        if (per_class_total && label >= 0 && label < K) {
+            per_class_total[label]++;
+            per_class_correct[label] += pred == label;
+        }
+        if (csv) {
+            fprintf(csv, "%ld,%d,%d", index, label, pred);
+            for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
+            fprintf(csv, "\n");
+        }
+    }
+    return correct;
+}
+
+long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
+                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
+                      char *err, size_t errlen) {
+    resnet *m = t->m;
+    loader_config c = *lc;
+    c.augment = 0;
+    c.shuffle = 0;
+    loader ld;
+    *total = 0;
+    if (loader_init(&ld, split, &c, err, errlen) != 0) return -1;
+    int K = m->num_classes, B = c.batch_size;
+    size_t S = (size_t)c.image_size;
+    clrt_host_buf xb, yb, lb;  // pinned host memory for the transfers
+    float *x = clrt_host_alloc(m->rt, &xb, 3 * (size_t)B * S * S * sizeof(float));
+    int32_t *y = clrt_host_alloc(m->rt, &yb, (size_t)B * sizeof(int32_t));
+    float *logits = clrt_host_alloc(m->rt, &lb, (size_t)K * B * sizeof(float));
+    long correct = 0;
+    loader_start_epoch(&ld, 0, 0);
+    int n;
+    while ((n = loader_next(&ld, x, y)) > 0) {
+        trainer_predict(t, x, n, logits);
+        correct += score_batch(logits, y, n, K, *total, per_class_correct, per_class_total,
+                               csv);
+        *total += n;
+    }
+    loader_free(&ld);
+    clrt_host_free(m->rt, &xb);
+    clrt_host_free(m->rt, &yb);
+    clrt_host_free(m->rt, &lb);
+    return correct;
+}
+
+long trainer_bn_values(const resnet *m, int n) {
+    return (long)n * resnet_final_hw(m);  // the last block's output plane
+}

@@ -1,0 +1,61 @@
+// The training step and evaluation: what `train`, `bench` and `tune` run on a model, written
+// once. A step is upload, forward (training mode), loss, backward, SGD and the finiteness
+// checks, with one device sync: the loss and the three check flags come back in one read.
+// Data-parallel replicas and other precisions plug in here.
+#ifndef CLTRAIN_TRAINER_H
+#define CLTRAIN_TRAINER_H
+
+#include "dataset/loader.h"
+#include "model/resnet.h"
+
+#include <stdio.h>
+
+// PyTorch's SGD: lr, momentum, weight_decay (L2 added to the gradient).
+typedef struct sgd_config {
+    float lr, momentum, weight_decay;
+} sgd_config;
+
+typedef enum {
+    TRAIN_OK = 0,
+    TRAIN_BAD_LOSS,        // the mean loss is not finite
+    TRAIN_BAD_GRADIENT,    // a trainable gradient is not finite
+    TRAIN_BAD_WEIGHTS,     // a weight or running statistic is not finite after the update
+} train_status;
+
+typedef struct trainer {
+    resnet *m;                     // planned (resnet_plan) before trainer_init
+    cl_mem status;                 // (4) int32: the loss's bits, then 1/0: gradients,
+                                   // weights, running statistics finite
+    size_t grad_off, grad_n;       // the trainable parameters: one suffix of the arenas
+} trainer;
+
+// Allocates the status buffer for model m, planned and with its freezing set (the trainable
+// range is taken now). Returns 0.
+int trainer_init(trainer *t, resnet *m);
+void trainer_free(trainer *t);     // accepts a zeroed struct
+
+// One optimizer step on the host batch x (3, n, S, S) with labels (n). *loss gets the mean
+// cross-entropy. The update is enqueued before the checks are read (reading them first would
+// be a second sync per step), so on any status but TRAIN_OK the model has taken a bad step
+// and must not be saved; the caller stops.
+train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
+                        const sgd_config *sgd, float *loss);
+// What failed, for messages: "loss", "gradient", "weights after the update" ("" for OK).
+const char *train_status_what(train_status s);
+
+// Forward in eval mode of the host batch x (3, n, S, S); logits (K, n) into host memory.
+void trainer_predict(trainer *t, const float *x, int n, float *logits);
+
+// Evaluates `split` through a loader made from lc (augment and shuffle are forced off).
+// Returns the number correct (torch.max's first maximum), or -1 with a message; *total gets
+// the number evaluated. per_class_correct/total (num_classes each) may be NULL. When csv is
+// non-NULL, writes "index,label,pred,logit_0,..." rows.
+long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
+                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
+                      char *err, size_t errlen);
+
+// Values per channel the deepest batch norm sees for a training batch of n images (n times
+// the last block's output plane). PyTorch refuses to train a batch norm on 1.
+long trainer_bn_values(const resnet *m, int n);
+
+#endif
