@@ -1,7 +1,7 @@
 # cltrain — see README.md. `make` builds ./cltrain; `make test` runs the Criterion suite on
 # the pocl CPU device; `make demo` runs the main job on Fashion-MNIST.
 CC       ?= cc
-PKGS     := OpenCL clblast libzip zlib
+PKGS     := OpenCL clblast libzip zlib libjpeg libpng
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -Wall -Wextra $(if $(CI),-Werror) $(EXTRA_CFLAGS) -I. -Ibuild \
             $(shell pkg-config --cflags $(PKGS))

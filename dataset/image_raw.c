@@ -1,0 +1,198 @@
+// The uncompressed formats, decoded here as PIL's plugins read them: BMP (BmpImagePlugin:
+// 1/4/8-bit palette, 24-bit BGR, 32-bit BGRX, uncompressed) and PPM/PGM (PpmImagePlugin: binary
+// P5/P6, any maxval, rescaled as its "ppm" decoder does).
+#include "dataset/image_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+// ---- BMP ----
+
+typedef struct bmp_hdr {
+    long long w, h;
+    int bits, top_down, pal_stride;  // palette entries of 4 bytes (3 for OS/2 v1)
+    size_t pal_off, colors, data_off, stride;
+} bmp_hdr;
+
+static int bmp_parse(const uint8_t *d, size_t len, size_t file_len, const char *name,
+                     bmp_hdr *b, char *err, size_t errlen)
+{
+    memset(b, 0, sizeof(*b));
+    if (len < 18) return img_fail(err, errlen, name, "truncated BMP header");
+    uint32_t hsize = le32(d + 14);
+    if (hsize != 12 && hsize != 40 && hsize != 64 && hsize != 108 && hsize != 124)
+        return img_fail(err, errlen, name, "Unsupported BMP header type (%u)", hsize);
+    if (len < 14 + (size_t)hsize) return img_fail(err, errlen, name, "truncated BMP header");
+    const uint8_t *h = d + 18;
+    uint32_t compression = 0, colors = 0;
+    if (hsize == 12) {
+        b->w = le16(h); b->h = le16(h + 2); b->bits = (int)le16(h + 6); b->pal_stride = 3;
+    } else {
+        b->w = le32(h);
+        b->top_down = h[7] == 0xFF;  // PIL: a negative height means rows from the top
+        b->h = b->top_down ? 4294967296LL - le32(h + 4) : le32(h + 4);
+        b->bits = (int)le16(h + 10);
+        compression = le32(h + 12);
+        colors = le32(h + 28);
+        b->pal_stride = 4;
+    }
+    if (compression != 0)
+        return img_fail(err, errlen, name, "BMP compression %u is not supported (only "
+                        "uncompressed BMP)", compression);
+    if (b->bits != 1 && b->bits != 4 && b->bits != 8 && b->bits != 24 && b->bits != 32)
+        return img_fail(err, errlen, name, "BMP with %d bits per pixel is not supported",
+                        b->bits);
+    if (img_check_size(b->w, b->h, name, err, errlen)) return 1;
+    b->colors = colors ? colors : (size_t)1 << b->bits;
+    if (b->bits <= 8 && b->colors > 65536)
+        return img_fail(err, errlen, name, "Unsupported BMP Palette size (%zu)", b->colors);
+    b->pal_off = 14 + hsize;
+    b->data_off = le32(d + 10);
+    if (b->data_off == b->pal_off && b->bits <= 8) b->data_off += 4 * b->colors;
+    b->stride = (size_t)(((b->w * b->bits + 31) >> 3) & ~3LL);
+    size_t need = b->bits <= 8 ? b->pal_off + b->pal_stride * b->colors : 0;
+    size_t data_end = b->data_off + b->stride * (size_t)b->h;
+    if (need > file_len || data_end > file_len || data_end < b->data_off)
+        return img_fail(err, errlen, name, "truncated BMP: %dx%d at %d bits needs %zu bytes, the "
+                        "file has %zu", (int)b->w, (int)b->h, b->bits, data_end, file_len);
+    return 0;
+}
+
+int img_bmp_header(const uint8_t *d, size_t len, size_t file_len, const char *name,
+                   image_info *info, char *err, size_t errlen)
+{
+    bmp_hdr b;
+    if (bmp_parse(d, len, file_len, name, &b, err, errlen)) return 1;
+    info->format = IMAGE_FORMAT_BMP;
+    info->w = (int)b.w; info->h = (int)b.h;
+    return 0;
+}
+
+static void bmp_row(image *img, int y, const uint8_t *row, const uint8_t *d, const bmp_hdr *b)
+{
+    size_t plane = (size_t)img->h * img->w;
+    uint8_t *out = img->pixels + (size_t)y * img->w;
+    for (int x = 0; x < img->w; x++) {
+        uint8_t rgb[3];
+        if (b->bits <= 8) {
+            int per = 8 / b->bits, shift = 8 - b->bits * (x % per + 1);
+            size_t v = (size_t)(row[x / per] >> shift) & ((1u << b->bits) - 1);
+            const uint8_t *p = d + b->pal_off + v * b->pal_stride;  // BGR(X)
+            for (int ch = 0; ch < 3; ch++) rgb[ch] = v < b->colors ? p[2 - ch] : (uint8_t)v;
+        } else {
+            const uint8_t *p = row + (size_t)x * (b->bits / 8);
+            rgb[0] = p[2]; rgb[1] = p[1]; rgb[2] = p[0];
+        }
+        for (int ch = 0; ch < 3; ch++) out[ch * plane + x] = rgb[ch];
+    }
+}
+
+int img_bmp_decode(const uint8_t *d, size_t len, const char *name, image *img,
+                   char *err, size_t errlen)
+{
+    bmp_hdr b;
+    if (bmp_parse(d, len, len, name, &b, err, errlen) ||
+        img_alloc(img, 3, (int)b.h, (int)b.w, name, err, errlen))
+        return 1;
+    for (int y = 0; y < img->h; y++) {
+        int file_row = b.top_down ? y : img->h - 1 - y;
+        bmp_row(img, y, d + b.data_off + (size_t)file_row * b.stride, d, &b);
+    }
+    return 0;
+}
+
+// ---- PPM / PGM ----
+
+static int pnm_space(uint8_t c) { return c == ' ' || (c >= 9 && c <= 13); }
+
+// PpmImagePlugin._read_token: skip whitespace and '#' comments, then up to 10 digits; the
+// whitespace that ends the token is consumed. Returns the value or -1.
+static long pnm_token(const uint8_t *d, size_t len, size_t *pos)
+{
+    size_t p = *pos;
+    for (;;) {
+        while (p < len && pnm_space(d[p])) p++;
+        if (p < len && d[p] == '#') {
+            while (p < len && d[p] != '\n' && d[p] != '\r') p++;
+            continue;
+        }
+        break;
+    }
+    long v = 0;
+    int digits = 0;
+    while (p < len && d[p] >= '0' && d[p] <= '9' && digits < 10) v = v * 10 + (d[p++] - '0'), digits++;
+    if (!digits || p >= len || !pnm_space(d[p])) return -1;
+    *pos = p + 1;
+    return v;
+}
+
+typedef struct pnm_hdr { int chans; long w, h, maxval; size_t data_off; } pnm_hdr;
+
+static int pnm_parse(const uint8_t *d, size_t len, size_t file_len, const char *name,
+                     pnm_hdr *p, char *err, size_t errlen)
+{
+    if (len < 3 || (d[1] != '5' && d[1] != '6'))
+        return img_fail(err, errlen, name, "only binary PGM/PPM (P5, P6) is supported");
+    size_t pos = 2;
+    if (!pnm_space(d[pos++])) return img_fail(err, errlen, name, "not a PPM file");
+    p->chans = d[1] == '5' ? 1 : 3;
+    p->w = pnm_token(d, len, &pos);
+    p->h = p->w < 0 ? -1 : pnm_token(d, len, &pos);
+    p->maxval = p->h < 0 ? -1 : pnm_token(d, len, &pos);
+    if (p->maxval < 0) return img_fail(err, errlen, name, "bad PPM header");
+    if (p->maxval < 1 || p->maxval > 65535)
+        return img_fail(err, errlen, name, "maxval must be greater than 0 and less than 65536");
+    if (img_check_size(p->w, p->h, name, err, errlen)) return 1;
+    p->data_off = pos;
+    size_t need = (size_t)p->w * (size_t)p->h * p->chans * (p->maxval > 255 ? 2 : 1);
+    if (need > file_len - pos)
+        return img_fail(err, errlen, name, "truncated PPM: %ldx%ld needs %zu data bytes, the "
+                        "file has %zu", p->w, p->h, need, file_len - pos);
+    return 0;
+}
+
+int img_pnm_header(const uint8_t *d, size_t len, size_t file_len, const char *name,
+                   image_info *info, size_t *data_offset, char *err, size_t errlen)
+{
+    pnm_hdr p;
+    if (pnm_parse(d, len, file_len, name, &p, err, errlen)) return 1;
+    info->format = IMAGE_FORMAT_PNM;
+    info->w = (int)p.w; info->h = (int)p.h; info->gray = p.chans == 1;
+    *data_offset = p.data_off;
+    return 0;
+}
+
+// PpmDecoder: min(out_max, round(value / maxval * out_max)), out_max 65535 for gray above 255
+// (mode I, which convert("RGB") clips to 255), else 255. maxval 255 / 65535 gray are raw.
+static uint8_t pnm_scale(unsigned v, long maxval, int chans)
+{
+    if (maxval == 255) return (uint8_t)v;
+    double out_max = chans == 1 && maxval > 255 ? 65535.0 : 255.0;
+    double r = nearbyint((double)v / (double)maxval * out_max);  // Python round: half to even
+    if (r > out_max) r = out_max;
+    return (uint8_t)(r > 255.0 ? 255.0 : r);
+}
+
+int img_pnm_decode(const uint8_t *d, size_t len, const char *name, image *img,
+                   char *err, size_t errlen)
+{
+    pnm_hdr p;
+    if (pnm_parse(d, len, len, name, &p, err, errlen) ||
+        img_alloc(img, p.chans, (int)p.h, (int)p.w, name, err, errlen))
+        return 1;
+    size_t plane = (size_t)p.w * p.h, bytes = p.maxval > 255 ? 2 : 1;
+    const uint8_t *s = d + p.data_off;
+    for (size_t i = 0; i < plane; i++)
+        for (int ch = 0; ch < p.chans; ch++, s += bytes) {
+            unsigned v = bytes == 2 ? (unsigned)s[0] << 8 | s[1] : s[0];
+            img->pixels[ch * plane + i] = pnm_scale(v, p.maxval, p.chans);
+        }
+    return 0;
+}
