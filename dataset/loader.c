@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "dataset/loader.h"
+#include "dataset/rng.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,33 +26,13 @@ static int loader_error(char *err, size_t errlen, const char *fmt, ...)
     return 1;
 }
 
-// splitmix64's finaliser: a bijective 64-bit mix.
-static uint64_t loader_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t loader_hash(uint64_t tag, uint64_t seed, uint64_t a, uint64_t b)
-{
-    return loader_mix(loader_mix(loader_mix(tag ^ seed) ^ a) ^ b);
-}
-
-// Uniform in [0, n) from the top 32 bits (multiply-shift; bias < n / 2^32).
-static int loader_below(uint64_t r, int n)
-{
-    return (int)(((r >> 32) * (uint64_t)n) >> 32);
-}
-
 // Fisher-Yates over [0, n) with the i-th draw = hash(seed, epoch, i): no state carried over.
 static void loader_make_perm(loader *l, int epoch)
 {
     for (int i = 0; i < l->n; i++) l->perm[i] = i;
     if (l->cfg.shuffle)
         for (int i = l->n - 1; i > 0; i--) {
-            int j = loader_below(loader_hash(LOADER_TAG_PERM, l->cfg.seed, (uint64_t)epoch,
+            int j = rng_below(rng_hash(LOADER_TAG_PERM, l->cfg.seed, (uint64_t)epoch,
                                              (uint64_t)i), i + 1);
             int t = l->perm[i]; l->perm[i] = l->perm[j]; l->perm[j] = t;
         }
@@ -67,10 +48,10 @@ static void loader_prepare_image(loader *l, float *x, int slot, int count, int e
     size_t plane = (size_t)s->h * s->w, out_plane = (size_t)S * S;
     const uint8_t *src = s->pixels + (size_t)idx * s->c * plane;
     if (l->cfg.augment) {
-        uint64_t r = loader_hash(LOADER_TAG_AUG, l->cfg.seed, (uint64_t)epoch, (uint64_t)idx);
-        int top = loader_below(r, 2 * LOADER_PAD + 1);
-        int left = loader_below(r << 32, 2 * LOADER_PAD + 1);
-        int flip = (int)(loader_mix(r) & 1);
+        uint64_t r = rng_hash(LOADER_TAG_AUG, l->cfg.seed, (uint64_t)epoch, (uint64_t)idx);
+        int top = rng_below(r, 2 * LOADER_PAD + 1);
+        int left = rng_below(r << 32, 2 * LOADER_PAD + 1);
+        int flip = (int)(rng_mix(r) & 1);
         transform_flip_crop_u8(l->crop, src, s->c, s->h, s->w, LOADER_PAD, top, left, flip);
         src = l->crop;
     }

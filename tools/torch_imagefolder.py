@@ -1,0 +1,44 @@
+#!/usr/bin/python3
+"""torchvision's view of an image folder, for the Criterion suite to compare against.
+
+    /usr/bin/python3 tools/torch_imagefolder.py list ROOT OUT
+        OUT gets ImageFolder(ROOT).samples as "path\\0label\\0" records (names may hold newlines).
+    /usr/bin/python3 tools/torch_imagefolder.py transform PATH OUT RESIZE CROP
+        OUT gets the uint8 (H, W, 3) bytes of CenterCrop(CROP)(Resize(RESIZE)(PIL image)).
+    /usr/bin/python3 tools/torch_imagefolder.py rrc PATH OUT SIZE TOP LEFT H W FLIP
+        OUT gets resized_crop(img, TOP, LEFT, H, W, (SIZE, SIZE)) [+ hflip] bytes, as
+        RandomResizedCrop + RandomHorizontalFlip give for that box.
+"""
+import os
+import sys
+
+import torchvision.transforms as T
+import torchvision.transforms.functional as F
+from PIL import Image
+from torchvision.datasets import ImageFolder
+
+
+def main():
+    cmd = sys.argv[1]
+    if cmd == "list":
+        samples = ImageFolder(sys.argv[2]).samples
+        with open(sys.argv[3], "wb") as f:
+            for path, label in samples:
+                f.write(os.fsencode(path) + b"\0" + str(label).encode() + b"\0")
+        return
+    img = Image.open(sys.argv[2]).convert("RGB")
+    if cmd == "transform":
+        out = T.CenterCrop(int(sys.argv[5]))(T.Resize(int(sys.argv[4]))(img))
+    elif cmd == "rrc":
+        size, top, left, h, w, flip = (int(a) for a in sys.argv[4:10])
+        out = F.resized_crop(img, top, left, h, w, [size, size])
+        if flip:
+            out = F.hflip(out)
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+    with open(sys.argv[3], "wb") as f:
+        f.write(out.tobytes())
+
+
+if __name__ == "__main__":
+    main()
