@@ -8,6 +8,8 @@
     /usr/bin/python3 tools/torch_imagefolder.py rrc PATH OUT SIZE TOP LEFT H W FLIP
         OUT gets resized_crop(img, TOP, LEFT, H, W, (SIZE, SIZE)) [+ hflip] bytes, as
         RandomResizedCrop + RandomHorizontalFlip give for that box.
+    /usr/bin/python3 tools/torch_imagefolder.py jobs FILE
+        runs one of the commands above per line of FILE (arguments split on tabs): one start-up.
 """
 import os
 import sys
@@ -18,26 +20,36 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 
-def main():
-    cmd = sys.argv[1]
+def run(argv):
+    cmd = argv[0]
     if cmd == "list":
-        samples = ImageFolder(sys.argv[2]).samples
-        with open(sys.argv[3], "wb") as f:
+        samples = ImageFolder(argv[1]).samples
+        with open(argv[2], "wb") as f:
             for path, label in samples:
                 f.write(os.fsencode(path) + b"\0" + str(label).encode() + b"\0")
         return
-    img = Image.open(sys.argv[2]).convert("RGB")
+    img = Image.open(argv[1]).convert("RGB")
     if cmd == "transform":
-        out = T.CenterCrop(int(sys.argv[5]))(T.Resize(int(sys.argv[4]))(img))
+        out = T.CenterCrop(int(argv[4]))(T.Resize(int(argv[3]))(img))
     elif cmd == "rrc":
-        size, top, left, h, w, flip = (int(a) for a in sys.argv[4:10])
+        size, top, left, h, w, flip = (int(a) for a in argv[3:9])
         out = F.resized_crop(img, top, left, h, w, [size, size])
         if flip:
             out = F.hflip(out)
     else:
         raise SystemExit(f"unknown command {cmd}")
-    with open(sys.argv[3], "wb") as f:
+    with open(argv[2], "wb") as f:
         f.write(out.tobytes())
+
+
+def main():
+    if sys.argv[1] == "jobs":
+        with open(sys.argv[2]) as f:
+            for line in f:
+                if line.strip():
+                    run(line.rstrip("\n").split("\t"))
+    else:
+        run(sys.argv[1:])
 
 
 if __name__ == "__main__":
