@@ -133,6 +133,7 @@ int img_jpeg_decode(const uint8_t *d, size_t len, const char *name, image *img,
     e.pub.emit_message = jpeg_on_message;
     if (setjmp(e.jb)) {
         jpeg_destroy_decompress(&cinfo);
+        if (e.eof) return img_fail(err, errlen, name, "image file is truncated (JPEG: %s)", e.msg);
         return img_fail(err, errlen, name, "JPEG: %s", e.msg);
     }
     jpeg_create_decompress(&cinfo);
