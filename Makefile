@@ -43,11 +43,12 @@ $(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(BUILD)/libcltrain.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 # Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
-# then the PyTorch parity run (python3-torch; files cross both ways).
+# then the PyTorch parity runs (python3-torch; files cross both ways; image folders).
 test: deps cltrain $(BUILD)/tests/cltrain_tests
 	sh tools/check-cl.sh
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:

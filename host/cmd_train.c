@@ -15,7 +15,11 @@ static const char train_usage[] =
     "usage: cltrain train --data DIR [options]\n"
     "  Fine-tunes ResNet18 (SGD with momentum, cross-entropy), then evaluates the test split.\n"
     "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
-    "  --dataset auto|cifar10|idx   force the format (default: detected)\n"
+    "  --dataset auto|cifar10|idx|folder   force the format (default: detected; folder:\n"
+    "                         DIR/train/<class>/*.jpg|png|... and DIR/val/ or DIR/test/)\n"
+    "  --val-split F          hold out a fraction F of each class of DIR/train/ (or DIR)\n"
+    "  --skip-bad             leave out image files that fail their header check\n"
+    "  --workers N            image decode threads (default: the number of cores)\n"
     "  --weights FILE         start from a .pth/.safetensors state_dict (e.g. torchvision's\n"
     "                         resnet18-f37072fd.pth); an fc of another size is replaced\n"
     "  --strict               unknown keys in --weights are errors, not warnings\n"
@@ -23,7 +27,8 @@ static const char train_usage[] =
     "  --epochs N (10)  --max-steps N (stop after N optimizer steps in all)\n"
     "  --batch-size N (64)  --lr X (0.001)  --momentum X (0.9)  --weight-decay X (0)\n"
     "  --image-size S (224)   images are resized to SxS (PIL bilinear, as torchvision)\n"
-    "  --normalize none|imagenet (none)  --augment none|flip-crop (none)\n"
+    "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
+    "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
     "  --no-shuffle  --seed N (0)  --train-limit N  --test-limit N (first N images only)\n"
     "  --print-every N (100)  --log FILE.jsonl (one JSON object per step and evaluation)\n"
     "  --save FILE.pth|FILE.safetensors   write the trained model (PyTorch state_dict)\n"
@@ -122,7 +127,7 @@ int cmd_train(int argc, char **argv) {
     }
 
     dataset ds;
-    if (dataset_open(&ds, o.data, o.dataset, err, sizeof err) != 0) {
+    if (session_open_data(&ds, &o, err, sizeof err) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         train_state_free(&st);
         return CLI_EXIT_DATA;
@@ -147,9 +152,7 @@ int cmd_train(int argc, char **argv) {
     resnet m;
     loader ld;
     memset(&ld, 0, sizeof ld);
-    loader_config lc = { .batch_size = o.batch_size, .image_size = o.image_size,
-                         .normalize = o.normalize, .augment = o.augment, .shuffle = o.shuffle,
-                         .seed = (uint64_t)o.seed, .limit = o.train_limit };
+    loader_config lc = session_loader_config(&o, 1);
     rc = resnet_init(&m, &rt, K, err, sizeof err);
     if (rc == 0) rc = resnet_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0 && loader_init(&ld, &ds.train, &lc, err, sizeof err) != 0) rc = CLI_EXIT_DATA;
@@ -201,7 +204,7 @@ int cmd_train(int argc, char **argv) {
         int first = epoch == st.epoch ? st.batch : 0;
         loader_start_epoch(&ld, epoch, first);
         pg.t_epoch = pg.t_last = session_now();
-        int n;
+        int n = 0;
         for (int b = first; rc == 0 && (n = loader_next(&ld, x, y)) > 0; b++) {
             session_upload_batch(&m, x, y, n);
             resnet_forward(&m, n, 1);
@@ -257,6 +260,13 @@ int cmd_train(int argc, char **argv) {
             if (max_hit || stop_signal) { stopped = 1; break; }
         }
         if (pg.tty) fprintf(stderr, "\n");
+        if (rc == 0 && n < 0) {  // a file that failed mid-run: save the state as SIGTERM does
+            fprintf(stderr, "cltrain: error: %s%s%s\n", ld.error,
+                    o.checkpoint ? "; training state saved to " : "",
+                    o.checkpoint ? o.checkpoint : "");
+            if (o.checkpoint) train_state_write(&st, &m, &o, ld.n, o.checkpoint);
+            rc = CLI_EXIT_DATA;
+        }
     }
     if (stop_signal && rc == 0) {
         fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",

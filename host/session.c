@@ -47,12 +47,36 @@ void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int 
     if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
 }
 
+static void session_warn(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "cltrain: warning: %s (skipped)\n", msg);
+}
+
+int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen) {
+    dataset_options dopt = { .format = o->dataset, .val_split = o->val_split,
+                             .seed = (uint64_t)o->seed, .skip_bad = o->skip_bad,
+                             .warn = session_warn };
+    if (dataset_open_ex(ds, o->data, &dopt, err, errlen) != 0) return 1;
+    if (ds->skipped) fprintf(stderr, "cltrain: %d bad files skipped\n", ds->skipped);
+    if (o->val_split > 0)
+        fprintf(stderr, "cltrain: --val-split %g (seed %lld): %d train, %d val images\n",
+                o->val_split, o->seed, ds->train.n, ds->test.n);
+    return 0;
+}
+
+loader_config session_loader_config(const run_options *o, int train) {
+    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
+                         .normalize = o->normalize, .augment = train ? o->augment : 0,
+                         .shuffle = train ? o->shuffle : 0, .seed = (uint64_t)o->seed,
+                         .limit = train ? o->train_limit : o->test_limit,
+                         .resize = o->resize, .workers = o->workers };
+    return lc;
+}
+
 long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
                       long *total, long *per_class_correct, long *per_class_total, FILE *csv,
                       char *err, size_t errlen) {
-    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
-                         .normalize = o->normalize, .augment = 0, .shuffle = 0,
-                         .seed = (uint64_t)o->seed, .limit = o->test_limit };
+    loader_config lc = session_loader_config(o, 0);
     loader ld;
     *total = 0;
     if (loader_init(&ld, split, &lc, err, errlen) != 0) return -1;
@@ -65,6 +89,7 @@ long session_evaluate(resnet *m, const dataset_split *split, const run_options *
     long correct = 0, index = 0;
     loader_start_epoch(&ld, 0, 0);
     int n;
+    char path[4096];
     while ((n = loader_next(&ld, x, y)) > 0) {
         session_upload_batch(m, x, NULL, n);
         resnet_forward(m, n, 0);
@@ -79,13 +104,24 @@ long session_evaluate(resnet *m, const dataset_split *split, const run_options *
                 per_class_total[label]++;
                 per_class_correct[label] += pred == label;
             }
-            if (csv) {
+            if (csv && split->files) {  // quoted as CSV: names may hold commas, quotes, newlines
+                dataset_path(split, (int)index, path, sizeof path);
+                fprintf(csv, "%ld,\"", index);
+                for (const char *p = path; *p; p++) fprintf(csv, *p == '"' ? "\"\"" : "%c", *p);
+                fprintf(csv, "\",%d,%d", label, pred);
+            } else if (csv) {
                 fprintf(csv, "%ld,%d,%d", index, label, pred);
+            }
+            if (csv) {
                 for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
                 fprintf(csv, "\n");
             }
         }
         *total += n;
+    }
+    if (n < 0) {
+        snprintf(err, errlen, "%s", ld.error);
+        correct = -1;
     }
     loader_free(&ld);
     clrt_host_free(m->rt, &xb);

@@ -18,6 +18,8 @@ typedef struct run_options {
     double lr, momentum, weight_decay;
     int steps;                     // bench
     int profile;                   // bench --profile
+    int resize, workers, skip_bad; // image folders: --resize N, --workers N, --skip-bad
+    double val_split;              // --val-split F
 } run_options;
 
 void run_options_defaults(run_options *o);
@@ -30,10 +32,18 @@ void session_upload_batch(resnet *m, const float *x, const int32_t *labels, int 
 
 // Evaluates `split` (first `limit` images, 0 = all) in eval mode. Returns the number correct;
 // *total gets the number evaluated. per_class_correct/total (num_classes) may be NULL.
-// When csv is non-NULL, writes "index,label,pred,logit_0,..." rows.
+// When csv is non-NULL, writes "index,label,pred,logit_0,..." rows ("index,path,label,..."
+// for image folders).
 long session_evaluate(resnet *m, const dataset_split *split, const run_options *o,
                       long *total, long *per_class_correct, long *per_class_total, FILE *csv,
                       char *err, size_t errlen);
+
+// Opens --data with --dataset, --val-split, --seed and --skip-bad (a warning per skipped file
+// and the count on stderr). 0 or nonzero with the message in err.
+int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen);
+
+// The loader settings of o for a split: training (augment, shuffle, --train-limit) or eval.
+loader_config session_loader_config(const run_options *o, int train);
 
 double session_now(void);
 

@@ -57,7 +57,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
     }
     int_arg ints[] = {
         { "batch-size", &o->batch_size, 1, 1048576 }, { "image-size", &o->image_size, 1, 4096 },
-        { "normalize", &o->normalize, 0, 1 }, { "augment", &o->augment, 0, 1 },
+        { "normalize", &o->normalize, 0, 1 }, { "augment", &o->augment, 0, 2 },
         { "train-limit", &o->train_limit, 0, 2000000000 }, { "freeze", &o->freeze, -1, 4 },
         { "bn-eval", &o->bn_eval, 0, 1 }, { "num-classes", &o->num_classes, 1, 100000 },
     };
