@@ -85,7 +85,7 @@ clean:
 # the sub-make through the environment: on its command line it would replace the -I flags.)
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 60
-FUZZ_TARGETS  := ckpt safetensors pickle cifar idx args
+FUZZ_TARGETS  := ckpt safetensors pickle cifar idx args image
 FUZZ_SAN      := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=undefined
 
