@@ -121,9 +121,15 @@ int image_probe_mem(const uint8_t *data, size_t len, const char *name, image_inf
     return img_probe_head(data, len, len, img_mem_read, &m, name, info, err, errlen);
 }
 
-// fopen + fstat: a regular file of a sane size, or a message naming it.
+// fopen + fstat: a regular file of a sane size, or a message naming it. The stat before the
+// open keeps a FIFO or a device named like an image from blocking the open.
 static FILE *img_open(const char *path, size_t *size, char *err, size_t errlen)
 {
+    struct stat pre;
+    if (stat(path, &pre) == 0 && !S_ISREG(pre.st_mode)) {
+        img_fail(err, errlen, path, "not a regular file");
+        return NULL;
+    }
     FILE *f = fopen(path, "rb");
     if (!f) {
         img_fail(err, errlen, path, "%s", strerror(errno));

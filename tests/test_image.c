@@ -190,6 +190,9 @@ Test(image_hostile, every_case_named)
     cr_assert_eq(symlink(path, other), 0);
     snprintf(path, sizeof(path), "%s/a dir.png", dir);
     cr_assert_eq(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/fifo.jpg", dir);
+    cr_assert_eq(mkfifo(path, 0644), 0);  // opening it for reading would block
+    timg_expect_bad(dir, "fifo.jpg", "not a regular file", 1);
     timg_expect_bad(dir, "cut.jpg", "truncated", 0);
     timg_expect_bad(dir, "cut header.jpg", "truncated JPEG header", 1);
     timg_expect_bad(dir, "bad idat.png", "PNG: ", 0);
