@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/host/main.d
 
-.PHONY: all debug test demo install deps clean check-cl bench
+.PHONY: all debug test demo install deps clean check-cl bench bench-loader
 
 all: cltrain
 
@@ -63,6 +63,14 @@ deps:
 # cltrain bench next to PyTorch on the same shapes, with the machine's SGEMM limit.
 bench: deps cltrain
 	$(PYTHON) tools/bench_torch.py --cltrain ./cltrain $(if $(CLTRAIN_DEVICE),--device $(CLTRAIN_DEVICE)) $(BENCH_ARGS)
+
+# The image-folder loader's images/s next to torchvision's DataLoader on the same JPEGs.
+$(BUILD)/bench/loader_bench: tests/bench/loader_bench.c $(BUILD)/libcltrain.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-loader: deps $(BUILD)/bench/loader_bench
+	$(PYTHON) tools/bench_loader.py --bin $(BUILD)/bench/loader_bench $(BENCH_ARGS)
 
 # Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
 check-cl:
