@@ -98,6 +98,44 @@ Test(transform_tv, resize_center_crop_and_rrc_box_match_torchvision)
     nftw(dir, ttv_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+// ToTensor + Normalize(ImageNet) after Resize + CenterCrop: the same float32 operations as
+// torchvision's (x / 255, then (x - mean) / std), so the same bits.
+Test(transform_tv, to_tensor_normalize_bits_match_torchvision)
+{
+    char dir[64] = "/tmp/cltrain_tvt_XXXXXX", cmd[4300], path[4200];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(cmd, sizeof(cmd), "%s %s jpeg", IMAGE_TOOL, dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    snprintf(cmd, sizeof(cmd), "%s tensor %s/jpeg_444_101x57.jpg %s/t.bin 40 32", TV_TOOL, dir,
+             dir);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+    snprintf(path, sizeof(path), "%s/jpeg_444_101x57.jpg", dir);
+    image img = {0};
+    char err[512];
+    cr_assert_eq(image_decode(path, &img, err, sizeof(err)), 0, "%s", err);
+    uint8_t out[3 * 32 * 32];
+    float got[3 * 32 * 32], want[3 * 32 * 32];
+    transform_scratch s = {0};
+    transform_op op = {.kind = TRANSFORM_CENTER, .size = 32, .resize = 40};
+    cr_assert_eq(transform_apply(out, img.pixels, img.c, img.h, img.w, &op, &s), 0);
+    static const float mean[3] = TRANSFORM_IMAGENET_MEAN, std[3] = TRANSFORM_IMAGENET_STD;
+    for (int ch = 0; ch < 3; ch++) {
+        transform_to_tensor(got + ch * 1024, out + ch * 1024, 1024);
+        transform_normalize(got + ch * 1024, 1024, mean[ch], std[ch]);
+    }
+    snprintf(path, sizeof(path), "%s/t.bin", dir);
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fread(want, sizeof(float), 3 * 1024, f), 3 * 1024);
+    fclose(f);
+    for (int i = 0; i < 3 * 1024; i++)
+        cr_assert_eq(memcmp(&got[i], &want[i], sizeof(float)), 0, "element %d: %.9g vs %.9g", i,
+                     got[i], want[i]);
+    transform_scratch_free(&s);
+    image_free(&img);
+    nftw(dir, ttv_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static double ttv_const(void *ctx, int k) { (void)k; return *(double *)ctx; }
 
 // torchvision's fallback when no attempt fits: the ratio clamped to (3/4, 4/3), centred.

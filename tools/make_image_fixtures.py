@@ -118,6 +118,9 @@ def png_cases():
     yield "png_pal8_trns.png", png_bytes(g1, 8, 3, plte=pal.tobytes(), trns=range(0, 256, 2))
     yield "png_pal4_adam7.png", png_bytes(g1 >> 4, 4, 3, plte=pal[:16].tobytes(), interlace=True)
     yield "png_rgb8_trns.png", png_bytes(c, 8, 2, trns=struct.pack(">HHH", 1, 2, 3))
+    # indices past a short palette (PIL reads its default palette there)
+    yield "png_pal4_short.png", png_bytes(g1 >> 4, 4, 3, plte=pal[:5].tobytes())
+    yield "png_gray8_trns.png", png_bytes(g1, 8, 0, trns=struct.pack(">H", 7))
 
 
 def pil_bytes(img, fmt, **kw):
@@ -135,6 +138,8 @@ def jpeg_cases():
         yield f"jpeg_gray_{w}x{h}.jpg", pil_bytes(gray(k, w, h), "JPEG", quality=90)
         yield f"jpeg_cmyk_{w}x{h}.jpg", pil_bytes(img.convert("CMYK"), "JPEG", quality=90)
     yield "jpeg_q100_444.JPEG", pil_bytes(rgb(7, 45, 31), "JPEG", quality=100, subsampling=0)
+    # a 100 kB ICC profile in APP2 segments: the frame header starts far past the first 4 kB
+    yield "jpeg_icc_37x23.jpg", pil_bytes(rgb(8, 37, 23), "JPEG", icc_profile=bytes(100000))
 
 
 def bmp_topdown(img):

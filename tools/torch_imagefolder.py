@@ -8,6 +8,9 @@
     /usr/bin/python3 tools/torch_imagefolder.py rrc PATH OUT SIZE TOP LEFT H W FLIP
         OUT gets resized_crop(img, TOP, LEFT, H, W, (SIZE, SIZE)) [+ hflip] bytes, as
         RandomResizedCrop + RandomHorizontalFlip give for that box.
+    /usr/bin/python3 tools/torch_imagefolder.py tensor PATH OUT RESIZE CROP
+        OUT gets the float32 (3, CROP, CROP) tensor of Normalize(ImageNet)(ToTensor()(...)) of
+        the same Resize + CenterCrop.
     /usr/bin/python3 tools/torch_imagefolder.py jobs FILE
         runs one of the commands above per line of FILE (arguments split on tabs): one start-up.
 """
@@ -36,6 +39,12 @@ def run(argv):
         out = F.resized_crop(img, top, left, h, w, [size, size])
         if flip:
             out = F.hflip(out)
+    elif cmd == "tensor":
+        tf = T.Compose([T.Resize(int(argv[3])), T.CenterCrop(int(argv[4])), T.ToTensor(),
+                        T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+        with open(argv[2], "wb") as f:
+            f.write(tf(img).numpy().astype("<f4").tobytes())
+        return
     else:
         raise SystemExit(f"unknown command {cmd}")
     with open(argv[2], "wb") as f:
