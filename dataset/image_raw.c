@@ -1,6 +1,7 @@
 // The uncompressed formats, decoded here as PIL's plugins read them: BMP (BmpImagePlugin:
-// 1/4/8-bit palette, 24-bit BGR, 32-bit BGRX, uncompressed) and PPM/PGM (PpmImagePlugin: binary
-// P5/P6, any maxval, rescaled as its "ppm" decoder does).
+// 1/4/8-bit palette, 16-bit 555/565, 24-bit BGR, 32-bit BGRX, and the bit-field layouts it
+// accepts; RLE is refused) and PPM/PGM (PpmImagePlugin: binary P5/P6, any maxval, rescaled as
+// its "ppm" decoder does).
 #include "dataset/image_internal.h"
 
 #include <math.h>
@@ -15,11 +16,49 @@ static unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] 
 
 // ---- BMP ----
 
+typedef enum bmp_kind { BMP_PALETTE, BMP_BYTES, BMP_555, BMP_565 } bmp_kind;
+
 typedef struct bmp_hdr {
     long long w, h;
     int bits, top_down, pal_stride;  // palette entries of 4 bytes (3 for OS/2 v1)
+    bmp_kind kind;
+    int rgb_byte[3];                 // BMP_BYTES: the byte of R, G and B within a pixel
     size_t pal_off, colors, data_off, stride;
 } bmp_hdr;
+
+// BmpImagePlugin's SUPPORTED bit fields and their raw modes, as byte positions of R, G, B.
+static int bmp_fields(bmp_hdr *b, const uint8_t *d, size_t len, uint32_t hsize)
+{
+    if (len < 66 + (hsize >= 56 ? 4 : 0)) return 1;
+    uint32_t r = le32(d + 54), g = le32(d + 58), bl = le32(d + 62);
+    uint32_t a = hsize >= 56 ? le32(d + 66) : 0;
+    static const struct { int bits; uint32_t m[4]; int alpha_matters, kind, rb, gb, bb; } t[] = {
+        {32, {0xFF0000, 0xFF00, 0xFF, 0}, 1, BMP_BYTES, 2, 1, 0},                // BGRX
+        {32, {0xFF000000, 0xFF0000, 0xFF00, 0}, 1, BMP_BYTES, 3, 2, 1},          // XBGR
+        {32, {0xFF000000, 0xFF0000, 0xFF00, 0xFF}, 1, BMP_BYTES, 3, 2, 1},       // ABGR
+        {32, {0xFF, 0xFF00, 0xFF0000, 0xFF000000}, 1, BMP_BYTES, 0, 1, 2},       // RGBA
+        {32, {0xFF0000, 0xFF00, 0xFF, 0xFF000000}, 1, BMP_BYTES, 2, 1, 0},       // BGRA
+        {32, {0, 0, 0, 0}, 1, BMP_BYTES, 2, 1, 0},                               // BGRA
+        {24, {0xFF0000, 0xFF00, 0xFF, 0}, 0, BMP_BYTES, 2, 1, 0},                // BGR
+        {16, {0xF800, 0x7E0, 0x1F, 0}, 0, BMP_565, 0, 0, 0},                     // BGR;16
+        {16, {0x7C00, 0x3E0, 0x1F, 0}, 0, BMP_555, 0, 0, 0},                     // BGR;15
+    };
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+        if (t[i].bits == b->bits && t[i].m[0] == r && t[i].m[1] == g && t[i].m[2] == bl &&
+            (!t[i].alpha_matters || t[i].m[3] == a)) {
+            b->kind = (bmp_kind)t[i].kind;
+            b->rgb_byte[0] = t[i].rb; b->rgb_byte[1] = t[i].gb; b->rgb_byte[2] = t[i].bb;
+            return 0;
+        }
+    return 1;
+}
+
+// The raw (uncompressed) layouts: BIT2MODE.
+static void bmp_raw_kind(bmp_hdr *b)
+{
+    b->kind = b->bits <= 8 ? BMP_PALETTE : b->bits == 16 ? BMP_555 : BMP_BYTES;
+    b->rgb_byte[0] = 2; b->rgb_byte[1] = 1; b->rgb_byte[2] = 0;  // BGR, BGRX
+}
 
 static int bmp_parse(const uint8_t *d, size_t len, size_t file_len, const char *name,
                      bmp_hdr *b, char *err, size_t errlen)
@@ -43,12 +82,18 @@ static int bmp_parse(const uint8_t *d, size_t len, size_t file_len, const char *
         colors = le32(h + 28);
         b->pal_stride = 4;
     }
-    if (compression != 0)
-        return img_fail(err, errlen, name, "BMP compression %u is not supported (only "
-                        "uncompressed BMP)", compression);
-    if (b->bits != 1 && b->bits != 4 && b->bits != 8 && b->bits != 24 && b->bits != 32)
-        return img_fail(err, errlen, name, "BMP with %d bits per pixel is not supported",
-                        b->bits);
+    if (b->bits != 1 && b->bits != 4 && b->bits != 8 && b->bits != 16 && b->bits != 24 &&
+        b->bits != 32)
+        return img_fail(err, errlen, name, "Unsupported BMP pixel depth (%d)", b->bits);
+    if (compression == 3) {
+        if (b->bits <= 8 || bmp_fields(b, d, len, hsize))
+            return img_fail(err, errlen, name, "Unsupported BMP bitfields layout");
+    } else if (compression == 0) {
+        bmp_raw_kind(b);
+    } else {
+        return img_fail(err, errlen, name, "BMP compression %u is not supported (RLE and "
+                        "embedded JPEG/PNG are not decoded)", compression);
+    }
     if (img_check_size(b->w, b->h, name, err, errlen)) return 1;
     b->colors = colors ? colors : (size_t)1 << b->bits;
     if (b->bits <= 8 && b->colors > 65536)
@@ -81,14 +126,20 @@ static void bmp_row(image *img, int y, const uint8_t *row, const uint8_t *d, con
     uint8_t *out = img->pixels + (size_t)y * img->w;
     for (int x = 0; x < img->w; x++) {
         uint8_t rgb[3];
-        if (b->bits <= 8) {
+        if (b->kind == BMP_PALETTE) {
             int per = 8 / b->bits, shift = 8 - b->bits * (x % per + 1);
             size_t v = (size_t)(row[x / per] >> shift) & ((1u << b->bits) - 1);
             const uint8_t *p = d + b->pal_off + v * b->pal_stride;  // BGR(X)
             for (int ch = 0; ch < 3; ch++) rgb[ch] = v < b->colors ? p[2 - ch] : (uint8_t)v;
-        } else {
+        } else if (b->kind == BMP_BYTES) {
             const uint8_t *p = row + (size_t)x * (b->bits / 8);
-            rgb[0] = p[2]; rgb[1] = p[1]; rgb[2] = p[0];
+            for (int ch = 0; ch < 3; ch++) rgb[ch] = p[b->rgb_byte[ch]];
+        } else {  // Unpack.c ImagingUnpackBGR15 / BGR16: value * 255 / max per field
+            unsigned v = le16(row + 2 * (size_t)x);
+            int g6 = b->kind == BMP_565;
+            rgb[0] = (uint8_t)(((v >> (g6 ? 11 : 10)) & 31) * 255 / 31);
+            rgb[1] = (uint8_t)(g6 ? ((v >> 5) & 63) * 255 / 63 : ((v >> 5) & 31) * 255 / 31);
+            rgb[2] = (uint8_t)((v & 31) * 255 / 31);
         }
         for (int ch = 0; ch < 3; ch++) out[ch * plane + x] = rgb[ch];
     }

@@ -153,6 +153,36 @@ def bmp_topdown(img):
     return head + info + rows
 
 
+def bmp_fields(img, bits, masks, hsize):
+    """A BI_BITFIELDS (or, masks None, a 16-bit BI_RGB 555) BMP written by hand."""
+    a = np.asarray(img).astype(np.uint32)
+    h, w, _ = a.shape
+    if bits == 16:
+        r5, b5 = a[..., 0] >> 3, a[..., 2] >> 3
+        if masks and masks[0] == 0xF800:
+            v = (r5 << 11) | ((a[..., 1] >> 2) << 5) | b5
+        else:
+            v = (r5 << 10) | ((a[..., 1] >> 3) << 5) | b5
+        px = v.astype("<u2")
+    else:
+        def place(c, m):
+            return (c << (m & -m).bit_length() - 1) if m else 0
+        alpha = np.full((h, w), 200, np.uint32)
+        v = (place(a[..., 0], masks[0]) | place(a[..., 1], masks[1]) | place(a[..., 2], masks[2])
+             | place(alpha, masks[3] if len(masks) > 3 else 0))
+        px = v.astype("<u4")
+    stride = (w * bits // 8 + 3) & ~3
+    rows = b"".join(r.tobytes() + b"\0" * (stride - w * bits // 8) for r in px[::-1])
+    comp = 0 if masks is None else 3
+    info = struct.pack("<IiiHHIIiiII", hsize, w, h, 1, bits, comp, len(rows), 2835, 2835, 0, 0)
+    if masks is not None:
+        m = list(masks) + [0] * (4 - len(masks))
+        info += struct.pack("<4I", *m) if hsize >= 56 else struct.pack("<3I", *m[:3])
+    info += b"\0" * (hsize - 40 - (16 if hsize >= 56 else 0)) if hsize > 40 else b""
+    off = 14 + len(info)
+    return b"BM" + struct.pack("<IHHI", off + len(rows), 0, 0, off) + info + rows
+
+
 def bmp_cases():
     w, h = 37, 23
     yield "bmp_rgb.bmp", pil_bytes(rgb(0, w, h), "BMP")
@@ -161,6 +191,13 @@ def bmp_cases():
     yield "bmp_pal.bmp", pil_bytes(rgb(3, w, h).quantize(50), "BMP")
     yield "bmp_rgba.bmp", pil_bytes(rgb(4, w, h).convert("RGBA"), "BMP")
     yield "bmp_topdown.bmp", bmp_topdown(rgb(5, 30, 9))
+    img = rgb(6, 21, 13)
+    yield "bmp_555.bmp", bmp_fields(img, 16, None, 40)
+    yield "bmp_565_fields.bmp", bmp_fields(img, 16, (0xF800, 0x7E0, 0x1F), 40)
+    yield "bmp_555_fields_v4.bmp", bmp_fields(img, 16, (0x7C00, 0x3E0, 0x1F), 108)
+    yield "bmp_xbgr_v4.bmp", bmp_fields(img, 32, (0xFF000000, 0xFF0000, 0xFF00, 0), 108)
+    yield "bmp_rgba_v5.bmp", bmp_fields(img, 32, (0xFF, 0xFF00, 0xFF0000, 0xFF000000), 124)
+    yield "bmp_bgrx_fields.bmp", bmp_fields(img, 32, (0xFF0000, 0xFF00, 0xFF), 40)
 
 
 def pnm_raw(magic, w, h, maxval, samples, comment=False):
