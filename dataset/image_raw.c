@@ -1,10 +1,11 @@
 // The uncompressed formats, decoded here as PIL's plugins read them: BMP (BmpImagePlugin:
-// 1/4/8-bit palette, 16-bit 555/565, 24-bit BGR, 32-bit BGRX, and the bit-field layouts it
-// accepts; RLE is refused) and PPM/PGM (PpmImagePlugin: binary P5/P6, any maxval, rescaled as
+// 1/4/8-bit palette, 16-bit 555/565, 24-bit BGR, 32-bit BGRX, the bit-field layouts it
+// accepts, RLE8/RLE4 as its Python BmpRleDecoder reads them, quirks included) and PPM/PGM (PpmImagePlugin: binary P5/P6, any maxval, rescaled as
 // its "ppm" decoder does).
 #include "dataset/image_internal.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static uint32_t le32(const uint8_t *p)
@@ -22,6 +23,7 @@ typedef struct bmp_hdr {
     long long w, h;
     int bits, top_down, pal_stride;  // palette entries of 4 bytes (3 for OS/2 v1)
     bmp_kind kind;
+    int rle;                         // 0 raw, 8 RLE8, 4 RLE4
     int rgb_byte[3];                 // BMP_BYTES: the byte of R, G and B within a pixel
     size_t pal_off, colors, data_off, stride;
 } bmp_hdr;
@@ -88,11 +90,13 @@ static int bmp_parse(const uint8_t *d, size_t len, size_t file_len, const char *
     if (compression == 3) {
         if (b->bits <= 8 || bmp_fields(b, d, len, hsize))
             return img_fail(err, errlen, name, "Unsupported BMP bitfields layout");
-    } else if (compression == 0) {
+    } else if (compression == 0 || (compression == 1 && b->bits == 8) ||
+               (compression == 2 && b->bits == 4)) {
         bmp_raw_kind(b);
+        b->rle = compression == 1 ? 8 : compression == 2 ? 4 : 0;
     } else {
-        return img_fail(err, errlen, name, "BMP compression %u is not supported (RLE and "
-                        "embedded JPEG/PNG are not decoded)", compression);
+        return img_fail(err, errlen, name, "BMP compression %u at %d bits is not supported",
+                        compression, b->bits);
     }
     if (img_check_size(b->w, b->h, name, err, errlen)) return 1;
     b->colors = colors ? colors : (size_t)1 << b->bits;
@@ -103,7 +107,7 @@ static int bmp_parse(const uint8_t *d, size_t len, size_t file_len, const char *
     if (b->data_off == b->pal_off && b->bits <= 8) b->data_off += 4 * b->colors;
     b->stride = (size_t)(((b->w * b->bits + 31) >> 3) & ~3LL);
     size_t need = b->bits <= 8 ? b->pal_off + b->pal_stride * b->colors : 0;
-    size_t data_end = b->data_off + b->stride * (size_t)b->h;
+    size_t data_end = b->data_off + (b->rle ? 0 : b->stride * (size_t)b->h);
     if (need > file_len || data_end > file_len || data_end < b->data_off)
         return img_fail(err, errlen, name, "truncated BMP: %dx%d at %d bits needs %zu bytes, the "
                         "file has %zu", (int)b->w, (int)b->h, b->bits, data_end, file_len);
@@ -145,13 +149,87 @@ static void bmp_row(image *img, int y, const uint8_t *row, const uint8_t *d, con
     }
 }
 
+// PIL's BmpRleDecoder.decode, step for step: `n` is the length its bytearray would have (only
+// the first w*h bytes are kept), `pos` the file position whose parity aligns absolute runs.
+// Returns 0, or 1 when the data ends before w*h pixels ("not enough image data").
+static int bmp_rle_expand(const uint8_t *d, size_t len, const bmp_hdr *b, uint8_t *out)
+{
+    size_t W = (size_t)b->w, total = W * (size_t)b->h, n = 0, pos = b->data_off, x = 0;
+#define RLE_PUT(v) do { if (n < total) out[n] = (uint8_t)(v); n++; } while (0)
+    while (n < total) {
+        if (pos + 2 > len) break;
+        size_t count = d[pos], byte = d[pos + 1];
+        pos += 2;
+        if (count) {  // encoded mode, clipped to the row
+            if (x + count > W) count = x < W ? W - x : 0;
+            for (size_t i = 0; i < count; i++)
+                RLE_PUT(b->rle == 4 ? (i % 2 ? byte & 15 : byte >> 4) : byte);
+            x += count;
+        } else if (byte == 0) {  // end of line
+            while (n % W) RLE_PUT(0);
+            x = 0;
+        } else if (byte == 1) {  // end of bitmap
+            break;
+        } else if (byte == 2) {  // delta: PIL reads two bytes, then takes right, up from the next two
+            if (pos + 2 > len) break;
+            if (pos + 4 > len) return 1;
+            size_t right = d[pos + 2], up = d[pos + 3], skip = right + up * W;
+            pos += 4;
+            for (size_t i = 0; i < skip && n < total; i++) RLE_PUT(0);
+            x = n % W;
+        } else {  // absolute mode
+            size_t want = b->rle == 4 ? byte / 2 : byte, got = len - pos < want ? len - pos : want;
+            for (size_t i = 0; i < got; i++) {
+                if (b->rle == 4) {
+                    RLE_PUT(d[pos + i] >> 4);
+                    RLE_PUT(d[pos + i] & 15);
+                } else {
+                    RLE_PUT(d[pos + i]);
+                }
+            }
+            pos += got;
+            if (got < want) break;
+            x += byte;
+            if (pos % 2) pos++;
+        }
+    }
+#undef RLE_PUT
+    return n < total;
+}
+
+// Palette indices (h, w), rows from the top, through the palette into img.
+static void bmp_rle_rows(image *img, const uint8_t *idx, const uint8_t *d, const bmp_hdr *b)
+{
+    size_t plane = (size_t)img->h * img->w;
+    for (int y = 0; y < img->h; y++) {
+        const uint8_t *row = idx + (size_t)(b->top_down ? y : img->h - 1 - y) * img->w;
+        for (int x = 0; x < img->w; x++) {
+            size_t v = row[x];
+            const uint8_t *p = d + b->pal_off + v * b->pal_stride;
+            for (int ch = 0; ch < 3; ch++)
+                img->pixels[ch * plane + (size_t)y * img->w + x] =
+                    v < b->colors ? p[2 - ch] : (uint8_t)v;
+        }
+    }
+}
+
 int img_bmp_decode(const uint8_t *d, size_t len, const char *name, image *img,
                    char *err, size_t errlen)
 {
     bmp_hdr b;
-    if (bmp_parse(d, len, len, name, &b, err, errlen) ||
-        img_alloc(img, 3, (int)b.h, (int)b.w, name, err, errlen))
-        return 1;
+    if (bmp_parse(d, len, len, name, &b, err, errlen)) return 1;
+    if (b.rle) {  // expanded before the RGB planes are allocated: short data fails cheaply
+        uint8_t *idx = malloc((size_t)b.w * (size_t)b.h);
+        if (!idx) return img_fail(err, errlen, name, "out of memory for %dx%d pixels",
+                                  (int)b.w, (int)b.h);
+        int rc = bmp_rle_expand(d, len, &b, idx)
+                     ? img_fail(err, errlen, name, "not enough image data (RLE)")
+                     : img_alloc(img, 3, (int)b.h, (int)b.w, name, err, errlen);
+        if (rc == 0) bmp_rle_rows(img, idx, d, &b);
+        free(idx);
+        return rc;
+    }
+    if (img_alloc(img, 3, (int)b.h, (int)b.w, name, err, errlen)) return 1;
     for (int y = 0; y < img->h; y++) {
         int file_row = b.top_down ? y : img->h - 1 - y;
         bmp_row(img, y, d + b.data_off + (size_t)file_row * b.stride, d, &b);

@@ -183,6 +183,56 @@ def bmp_fields(img, bits, masks, hsize):
     return b"BM" + struct.pack("<IHHI", off + len(rows), 0, 0, off) + info + rows
 
 
+def rle_row(row, rle4):
+    """One row as RLE8/RLE4 records: runs encoded, stretches of distinct values absolute."""
+    out, i, n = b"", 0, len(row)
+    while i < n:
+        j = i
+        while j < n and j - i < 254 and (row[j] == row[i] if not rle4 else
+                                         row[j] == row[i + (j - i) % 2] if j > i else True):
+            j += 1
+        if j - i >= 3 or j == n:
+            count = j - i
+            byte = (row[i] << 4 | (row[i + 1] if count > 1 else 0)) if rle4 else row[i]
+            out += bytes([count, byte])
+            i = j
+            continue
+        k = min(n, i + 8)
+        if rle4:
+            k = i + ((k - i) // 2) * 2
+        count = k - i
+        if count < 3:
+            out += bytes([1, row[i] << 4 if rle4 else row[i]])
+            i += 1
+            continue
+        if rle4:
+            data = bytes(row[t] << 4 | row[t + 1] for t in range(i, k, 2))
+        else:
+            data = bytes(row[i:k])
+        out += bytes([0, count]) + data + (b"\0" if len(data) % 2 else b"")
+        i = k
+    return out + b"\0\0"
+
+
+def bmp_rle(img, rle4, delta=False):
+    """An 8-bit (RLE8) or 4-bit (RLE4) BMP written by hand from a P image."""
+    idx = np.asarray(img)
+    if rle4:
+        idx = idx % 16
+    h, w = idx.shape
+    pal = img.getpalette()[: 3 * (16 if rle4 else 256)]
+    rows = [rle_row([int(v) for v in r], rle4) for r in idx[::-1]]
+    if delta:  # skip two pixels right and one row up after the first row
+        rows[0] = rows[0][:-2] + b"\0\2\0\0\2\1" + b"\0\0"
+    body = b"".join(rows) + b"\0\1"
+    colors = 16 if rle4 else 256
+    palette = b"".join(bytes([pal[3 * i + 2], pal[3 * i + 1], pal[3 * i], 0]) for i in range(colors))
+    info = struct.pack("<IiiHHIIiiII", 40, w, h, 1, 4 if rle4 else 8, 2 if rle4 else 1,
+                       len(body), 2835, 2835, colors, 0)
+    off = 14 + 40 + len(palette)
+    return b"BM" + struct.pack("<IHHI", off + len(body), 0, 0, off) + info + palette + body
+
+
 def bmp_cases():
     w, h = 37, 23
     yield "bmp_rgb.bmp", pil_bytes(rgb(0, w, h), "BMP")
@@ -198,6 +248,10 @@ def bmp_cases():
     yield "bmp_xbgr_v4.bmp", bmp_fields(img, 32, (0xFF000000, 0xFF0000, 0xFF00, 0), 108)
     yield "bmp_rgba_v5.bmp", bmp_fields(img, 32, (0xFF, 0xFF00, 0xFF0000, 0xFF000000), 124)
     yield "bmp_bgrx_fields.bmp", bmp_fields(img, 32, (0xFF0000, 0xFF00, 0xFF), 40)
+    q = rgb(7, 33, 17).quantize(16)
+    yield "bmp_rle8.bmp", bmp_rle(q, False)
+    yield "bmp_rle4.bmp", bmp_rle(q, True)
+    yield "bmp_rle8_delta.bmp", bmp_rle(q, False, delta=True)
 
 
 def pnm_raw(magic, w, h, maxval, samples, comment=False):
