@@ -1,7 +1,8 @@
 // Image files decoded as PIL's Image.open(path).convert("RGB") gives them, byte for byte:
-// JPEG (libjpeg-turbo), PNG (libpng), BMP (incl. bit fields, RLE) and PPM/PGM (here). The format comes from the file's
-// first bytes, never from its name (as PIL). Library errors are caught (setjmp), nothing aborts,
-// and images above PIL's MAX_IMAGE_PIXELS are refused before any pixel buffer is allocated.
+// JPEG (libjpeg-turbo), PNG (libpng), BMP (incl. bit fields, RLE) and PPM/PGM (here). The
+// format comes from the file's first bytes, never from its name (as PIL). Library errors are
+// caught (setjmp), nothing aborts, and images above PIL's MAX_IMAGE_PIXELS are refused before
+// any pixel buffer is allocated.
 // WebP and TIFF are recognised and refused with a message (no libwebp / libtiff in this build).
 #ifndef CLTRAIN_IMAGE_H
 #define CLTRAIN_IMAGE_H
