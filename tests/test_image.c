@@ -100,7 +100,7 @@ static void timg_check_kind(const char *kind, int min_files)
     snprintf(list, sizeof(list), "%s/expect.txt", dir);
     FILE *f = fopen(list, "r");
     cr_assert_not_null(f);
-    char name[256], why[600], report[4096] = "";
+    char name[256], why[1024], report[4096] = "";
     int w, h, files = 0, failed = 0;
     while (fscanf(f, "%255s %d %d", name, &w, &h) == 3) {
         files++;
