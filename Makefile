@@ -1,7 +1,7 @@
 # cltrain — see README.md. `make` builds ./cltrain; `make test` runs the Criterion suite on
 # the pocl CPU device; `make demo` runs the main job on Fashion-MNIST.
 CC       ?= cc
-PKGS     := OpenCL clblast libzip zlib
+PKGS     := OpenCL clblast libzip zlib libjpeg libpng
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -Wall -Wextra $(if $(CI),-Werror) $(EXTRA_CFLAGS) -I. -Ibuild \
             $(shell pkg-config --cflags $(PKGS))
@@ -17,7 +17,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/host/main.d
 
-.PHONY: all debug test demo install deps clean check-cl bench gen-fixtures
+.PHONY: all debug test demo install deps clean check-cl bench gen-fixtures bench-loader
 
 all: cltrain
 
@@ -53,11 +53,12 @@ $(BUILD)/fixtures/%_32x2.bin: tools/make_fixtures.py
 	$(PYTHON) tools/make_fixtures.py --arch $* --batch 2 --eval-only --out $(BUILD)/fixtures
 
 # Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
-# then the PyTorch parity run (python3-torch; files cross both ways).
+# then the PyTorch parity runs (python3-torch; files cross both ways; image folders).
 test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-cl.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:
@@ -72,6 +73,14 @@ deps:
 # cltrain bench next to PyTorch on the same shapes, with the machine's SGEMM limit.
 bench: deps cltrain
 	$(PYTHON) tools/bench_torch.py --cltrain ./cltrain $(if $(CLTRAIN_DEVICE),--device $(CLTRAIN_DEVICE)) $(BENCH_ARGS)
+
+# The image-folder loader's images/s next to torchvision's DataLoader on the same JPEGs.
+$(BUILD)/bench/loader_bench: tests/bench/loader_bench.c $(BUILD)/libcltrain.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+bench-loader: deps $(BUILD)/bench/loader_bench
+	$(PYTHON) tools/bench_loader.py --bin $(BUILD)/bench/loader_bench $(BENCH_ARGS)
 
 # Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
 check-cl:
@@ -94,7 +103,7 @@ clean:
 # the sub-make through the environment: on its command line it would replace the -I flags.)
 FUZZ_CC       ?= clang
 FUZZ_SECONDS  ?= 60
-FUZZ_TARGETS  := ckpt safetensors pickle cifar idx args
+FUZZ_TARGETS  := ckpt safetensors pickle cifar idx args image
 FUZZ_SAN      := -g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
                  -fno-sanitize-recover=undefined
 

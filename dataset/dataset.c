@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "dataset/dataset.h"
+#include "dataset/dataset_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -81,7 +82,40 @@ static void ds_split_free(dataset_split *s)
 {
     free(s->pixels);
     free(s->labels);
+    folder_list_free(s->files);
+    free(s->files);
     memset(s, 0, sizeof(*s));
+}
+
+int dataset_label(const dataset_split *s, int i)
+{
+    return s->files ? s->files->labels[i] : s->labels[i];
+}
+
+void dataset_path(const dataset_split *s, int i, char *buf, size_t len)
+{
+    if (s->files) folder_path(s->files, i, buf, len);
+    else if (len) buf[0] = '\0';
+}
+
+int dataset_read(const dataset_split *s, int i, image *img, char *err, size_t errlen)
+{
+    if (s->files) {
+        char path[DS_PATH_MAX];
+        if (folder_path(s->files, i, path, sizeof(path)) >= (int)sizeof(path))
+            return ds_error(err, errlen, "%s: path too long", s->files->root);
+        return image_decode(path, img, err, errlen);
+    }
+    size_t bytes = (size_t)s->c * s->h * s->w;
+    if (bytes > img->cap) {
+        uint8_t *p = realloc(img->pixels, bytes);
+        if (!p) return ds_error(err, errlen, "out of memory for a %dx%d image", s->w, s->h);
+        img->pixels = p;
+        img->cap = bytes;
+    }
+    img->c = s->c; img->h = s->h; img->w = s->w;
+    memcpy(img->pixels, s->pixels + (size_t)i * bytes, bytes);
+    return 0;
 }
 
 void dataset_free(dataset *d)
@@ -366,7 +400,8 @@ static int idx_open(dataset *d, const char *dir, char *err, size_t errlen)
 
 // ---- detection ----
 
-static int ds_detect(const char *dir, const char **format, char *err, size_t errlen)
+static int ds_detect(const char *dir, double val_split, const char **format, char *err,
+                     size_t errlen)
 {
     char a[DS_PATH_MAX], b[DS_PATH_MAX], c[DS_PATH_MAX], e[DS_PATH_MAX];
     if (ds_join(a, dir, "data_batch_1.bin", err, errlen) ||
@@ -376,27 +411,39 @@ static int ds_detect(const char *dir, const char **format, char *err, size_t err
         return 1;
     if (ds_is_file(a) || ds_is_dir(b)) *format = "cifar10";
     else if (ds_is_file(c) || ds_is_file(e)) *format = "idx";
+    else if (ds_join(a, dir, "train", err, errlen) == 0 && (ds_is_dir(a) || val_split > 0))
+        *format = "folder";
     else
         return ds_error(err, errlen, "%s: no CIFAR-10 (data_batch_1.bin) or IDX "
-                        "(train-images-idx3-ubyte[.gz]) files found", dir);
+                        "(train-images-idx3-ubyte[.gz]) files found, nor an image folder "
+                        "(train/<class>/...; a folder of class folders needs --val-split)", dir);
     return 0;
 }
 
 int dataset_open(dataset *d, const char *dir, const char *format, char *err, size_t errlen)
 {
+    dataset_options o = {.format = format};
+    return dataset_open_ex(d, dir, &o, err, errlen);
+}
+
+int dataset_open_ex(dataset *d, const char *dir, const dataset_options *opt, char *err,
+                    size_t errlen)
+{
+    const char *format = opt->format;
     memset(d, 0, sizeof(*d));
     if (err && errlen) err[0] = '\0';
     struct stat st;
     if (stat(dir, &st) != 0) return ds_error(err, errlen, "%s: %s", dir, strerror(errno));
     if (!S_ISDIR(st.st_mode)) return ds_error(err, errlen, "%s: not a directory", dir);
     if (!format || strcmp(format, "auto") == 0)
-        if (ds_detect(dir, &format, err, errlen)) return 1;
+        if (ds_detect(dir, opt->val_split, &format, err, errlen)) return 1;
     int rc;
     if (strcmp(format, "cifar10") == 0) rc = cifar_open(d, dir, err, errlen);
     else if (strcmp(format, "idx") == 0) rc = idx_open(d, dir, err, errlen);
+    else if (strcmp(format, "folder") == 0) rc = dataset_folder_open(d, dir, opt, err, errlen);
     else
-        return ds_error(err, errlen, "%s: unknown data set format '%s' (expected auto, cifar10 "
-                        "or idx)", dir, format);
+        return ds_error(err, errlen, "%s: unknown data set format '%s' (expected auto, cifar10, "
+                        "idx or folder)", dir, format);
     if (rc) {
         dataset_free(d);
         return rc;

@@ -2,17 +2,21 @@
 #define _POSIX_C_SOURCE 200809L
 #endif
 #include "dataset/loader.h"
+#include "dataset/rng.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOADER_PAD 4               // torchvision RandomCrop(size, padding=4)
 #define LOADER_MAX_SIDE 4096
 #define LOADER_MAX_BATCH 1048576  // as --batch-size; the device limit comes first
+#define LOADER_MAX_PREFETCH 64
 #define LOADER_TAG_PERM 0x7065726d5f746167ull
 #define LOADER_TAG_AUG 0x6175675f74616721ull
+#define LOADER_TAG_RRC 0x7272635f64726177ull
 
 static int loader_error(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -25,101 +29,131 @@ static int loader_error(char *err, size_t errlen, const char *fmt, ...)
     return 1;
 }
 
-// splitmix64's finaliser: a bijective 64-bit mix.
-static uint64_t loader_mix(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
-static uint64_t loader_hash(uint64_t tag, uint64_t seed, uint64_t a, uint64_t b)
-{
-    return loader_mix(loader_mix(loader_mix(tag ^ seed) ^ a) ^ b);
-}
-
-// Uniform in [0, n) from the top 32 bits (multiply-shift; bias < n / 2^32).
-static int loader_below(uint64_t r, int n)
-{
-    return (int)(((r >> 32) * (uint64_t)n) >> 32);
-}
-
 // Fisher-Yates over [0, n) with the i-th draw = hash(seed, epoch, i): no state carried over.
 static void loader_make_perm(loader *l, int epoch)
 {
     for (int i = 0; i < l->n; i++) l->perm[i] = i;
     if (l->cfg.shuffle)
         for (int i = l->n - 1; i > 0; i--) {
-            int j = loader_below(loader_hash(LOADER_TAG_PERM, l->cfg.seed, (uint64_t)epoch,
-                                             (uint64_t)i), i + 1);
+            int j = rng_below(rng_hash(LOADER_TAG_PERM, l->cfg.seed, (uint64_t)epoch,
+                                       (uint64_t)i), i + 1);
             int t = l->perm[i]; l->perm[i] = l->perm[j]; l->perm[j] = t;
         }
-    l->perm_epoch = epoch;
 }
 
-// One image into slot `slot` of a batch x (3, count, S, S): [flip-crop] -> resize -> ToTensor ->
-// [Normalize]; gray is resized once, then replicated to 3 channels (PIL convert("RGB")).
-static void loader_prepare_image(loader *l, float *x, int slot, int count, int epoch, int idx)
+// The uniforms of RandomResizedCrop for one image: hash(seed, (epoch, image), k).
+typedef struct loader_draw { uint64_t seed, key; } loader_draw;
+
+static double loader_uniform(void *ctx, int k)
 {
-    const dataset_split *s = l->split;
-    int S = l->cfg.image_size;
-    size_t plane = (size_t)s->h * s->w, out_plane = (size_t)S * S;
-    const uint8_t *src = s->pixels + (size_t)idx * s->c * plane;
-    if (l->cfg.augment) {
-        uint64_t r = loader_hash(LOADER_TAG_AUG, l->cfg.seed, (uint64_t)epoch, (uint64_t)idx);
-        int top = loader_below(r, 2 * LOADER_PAD + 1);
-        int left = loader_below(r << 32, 2 * LOADER_PAD + 1);
-        int flip = (int)(loader_mix(r) & 1);
-        transform_flip_crop_u8(l->crop, src, s->c, s->h, s->w, LOADER_PAD, top, left, flip);
-        src = l->crop;
+    loader_draw *d = ctx;
+    return rng_unit(rng_hash(LOADER_TAG_RRC, d->seed, d->key, (uint64_t)k));
+}
+
+// The geometric step for image idx: [flip-crop the source] then resize, Resize + CenterCrop,
+// or RandomResizedCrop + flip. May point *src at the worker's crop buffer.
+static int loader_geometry(loader_worker *w, int epoch, int idx, const uint8_t **src,
+                           transform_op *op)
+{
+    const loader_config *c = &w->l->cfg;
+    const image *im = &w->img;
+    uint64_t r = rng_hash(LOADER_TAG_AUG, c->seed, (uint64_t)epoch, (uint64_t)idx);
+    *op = (transform_op){.kind = TRANSFORM_SQUARE, .size = c->image_size};
+    if (c->augment == LOADER_AUGMENT_FLIP_CROP) {
+        size_t bytes = (size_t)im->c * im->h * im->w;
+        if (bytes > w->crop_cap) {
+            uint8_t *p = realloc(w->crop, bytes);
+            if (!p) return 1;
+            w->crop = p;
+            w->crop_cap = bytes;
+        }
+        int top = rng_below(r, 2 * LOADER_PAD + 1), left = rng_below(r << 32, 2 * LOADER_PAD + 1);
+        transform_flip_crop_u8(w->crop, im->pixels, im->c, im->h, im->w, LOADER_PAD, top, left,
+                               (int)(rng_mix(r) & 1));
+        *src = w->crop;
+    } else if (c->augment == LOADER_AUGMENT_RRC_FLIP) {
+        loader_draw d = {c->seed, (uint64_t)epoch << 32 | (uint32_t)idx};
+        op->kind = TRANSFORM_BOX;
+        transform_rrc_box(im->h, im->w, loader_uniform, &d, &op->top, &op->left, &op->bh, &op->bw);
+        op->flip = (int)(rng_mix(r) & 1);
+    } else if (c->resize > 0) {
+        op->kind = TRANSFORM_CENTER;
+        op->resize = c->resize;
     }
-    for (int ch = 0; ch < s->c; ch++)
-        transform_resize_apply(&l->resize, l->resized + ch * out_plane, src + ch * plane);
+    return 0;
+}
+
+// Image `pos` of batch `b` into its place in slot s: decode, transform, ToTensor, [Normalize];
+// gray is transformed once, then replicated to 3 channels (PIL convert("RGB")).
+static int loader_image(loader_worker *w, loader_slot *s, int b, int pos, int epoch, char *msg,
+                        size_t msglen)
+{
+    loader *l = w->l;
+    int idx = l->perm[b * l->cfg.batch_size + pos], S = l->cfg.image_size;
+    s->y[pos] = dataset_label(l->split, idx);
+    if (dataset_read(l->split, idx, &w->img, msg, msglen)) return 1;
+    const uint8_t *src = w->img.pixels;
+    transform_op op;
+    if (loader_geometry(w, epoch, idx, &src, &op) ||
+        transform_apply(w->out, src, w->img.c, w->img.h, w->img.w, &op, &w->scratch))
+        return loader_error(msg, msglen, "loader: out of memory transforming a %dx%d image",
+                            w->img.w, w->img.h);
     static const float mean[3] = TRANSFORM_IMAGENET_MEAN, std[3] = TRANSFORM_IMAGENET_STD;
+    size_t plane = (size_t)S * S;
     for (int ch = 0; ch < 3; ch++) {
-        float *dst = x + ((size_t)ch * count + slot) * out_plane;
-        transform_to_tensor(dst, l->resized + (s->c == 1 ? 0 : ch) * out_plane, out_plane);
-        if (l->cfg.normalize) transform_normalize(dst, out_plane, mean[ch], std[ch]);
+        float *dst = s->x + ((size_t)ch * s->count + pos) * plane;
+        transform_to_tensor(dst, w->out + (w->img.c == 1 ? 0 : ch) * plane, plane);
+        if (l->cfg.normalize) transform_normalize(dst, plane, mean[ch], std[ch]);
     }
+    return 0;
 }
 
-// Batch `b` of `epoch` into the worker's buffers; returns its image count.
-static int loader_prepare_batch(loader *l, int epoch, int b)
+static int loader_has_task(const loader *l)
 {
-    if (l->perm_epoch != epoch) loader_make_perm(l, epoch);
-    int first = b * l->cfg.batch_size;
-    int count = l->n - first < l->cfg.batch_size ? l->n - first : l->cfg.batch_size;
-    for (int i = 0; i < count; i++) {
-        int idx = l->perm[first + i];
-        loader_prepare_image(l, l->work_x, i, count, epoch, idx);
-        l->work_y[i] = l->split->labels[idx];
-    }
-    return count;
+    return l->started && l->next_batch < l->batches && l->next_batch < l->consumed + l->nslots;
 }
 
-// Worker: prepare the next batch of the current generation, then wait for the ready slot to
-// empty and publish it by swapping buffers. Work for an outdated generation is dropped.
-static void *loader_worker(void *arg)
+// Takes the next image under mu; a batch's slot is reset when its first image is taken.
+static loader_slot *loader_take(loader *l, int *b, int *pos)
 {
-    loader *l = arg;
+    *b = l->next_batch;
+    *pos = l->next_pos;
+    loader_slot *s = &l->slots[*b % l->nslots];
+    if (*pos == 0) {
+        int first = *b * l->cfg.batch_size;
+        s->batch = *b;
+        s->count = l->n - first < l->cfg.batch_size ? l->n - first : l->cfg.batch_size;
+        s->done = 0;
+        s->err_pos = -1;
+    }
+    if (++l->next_pos == s->count) {
+        l->next_batch++;
+        l->next_pos = 0;
+    }
+    return s;
+}
+
+static void *loader_work(void *arg)
+{
+    loader_worker *w = arg;
+    loader *l = w->l;
+    char msg[512];
     pthread_mutex_lock(&l->mu);
     for (;;) {
-        while (!l->quit && (!l->started || l->next_batch >= l->batches))
-            pthread_cond_wait(&l->cv, &l->mu);
+        while (!l->quit && !loader_has_task(l)) pthread_cond_wait(&l->cv, &l->mu);
         if (l->quit) break;
-        uint64_t gen = l->gen;
-        int epoch = l->epoch, b = l->next_batch++;
+        int b, pos, epoch = l->epoch;
+        loader_slot *s = loader_take(l, &b, &pos);
+        l->busy++;
         pthread_mutex_unlock(&l->mu);
-        int count = loader_prepare_batch(l, epoch, b);
+        int failed = loader_image(w, s, b, pos, epoch, msg, sizeof(msg));
         pthread_mutex_lock(&l->mu);
-        while (!l->quit && gen == l->gen && l->ready_full) pthread_cond_wait(&l->cv, &l->mu);
-        if (l->quit) break;
-        if (gen != l->gen) continue;
-        float *tx = l->ready_x; l->ready_x = l->work_x; l->work_x = tx;
-        int32_t *ty = l->ready_y; l->ready_y = l->work_y; l->work_y = ty;
-        l->ready_count = count;
-        l->ready_full = 1;
+        l->busy--;
+        if (failed && (s->err_pos < 0 || pos < s->err_pos)) {  // the batch's first bad image
+            s->err_pos = pos;
+            snprintf(s->err, sizeof(s->err), "%s", msg);
+        }
+        s->done++;
         pthread_cond_broadcast(&l->cv);
     }
     pthread_mutex_unlock(&l->mu);
@@ -128,10 +162,10 @@ static void *loader_worker(void *arg)
 
 static int loader_check(const dataset_split *s, const loader_config *c, char *err, size_t errlen)
 {
-    if (!s || s->n < 1 || !s->pixels || !s->labels)
+    if (!s || s->n < 1 || (!s->files && (!s->pixels || !s->labels)))
         return loader_error(err, errlen, "loader: the data split is empty");
-    if ((s->c != 1 && s->c != 3) || s->h < 1 || s->w < 1 || s->h > LOADER_MAX_SIDE ||
-        s->w > LOADER_MAX_SIDE)
+    if (!s->files && ((s->c != 1 && s->c != 3) || s->h < 1 || s->w < 1 ||
+                      s->h > LOADER_MAX_SIDE || s->w > LOADER_MAX_SIDE))
         return loader_error(err, errlen, "loader: unsupported image shape (%d, %d, %d)", s->c,
                             s->h, s->w);
     if (c->batch_size < 1 || c->batch_size > LOADER_MAX_BATCH)
@@ -140,51 +174,76 @@ static int loader_check(const dataset_split *s, const loader_config *c, char *er
     if (c->image_size < 1 || c->image_size > LOADER_MAX_SIDE)
         return loader_error(err, errlen, "loader: image_size %d out of range [1, %d]",
                             c->image_size, LOADER_MAX_SIDE);
-    if (c->normalize < 0 || c->normalize > 1 || c->augment < 0 || c->augment > 1)
-        return loader_error(err, errlen, "loader: normalize %d / augment %d must be 0 or 1",
+    if (c->normalize < 0 || c->normalize > 1 || c->augment < 0 || c->augment > 2)
+        return loader_error(err, errlen, "loader: normalize %d must be 0 or 1, augment %d 0-2",
                             c->normalize, c->augment);
-    if (c->limit < 0) return loader_error(err, errlen, "loader: limit %d is negative", c->limit);
+    if (c->limit < 0 || c->resize < 0 || c->resize > LOADER_MAX_SIDE)
+        return loader_error(err, errlen, "loader: limit %d / resize %d out of range", c->limit,
+                            c->resize);
+    if (c->workers < 0 || c->workers > LOADER_MAX_WORKERS || c->prefetch < 0 ||
+        c->prefetch > LOADER_MAX_PREFETCH)
+        return loader_error(err, errlen, "loader: workers %d (0-%d) / prefetch %d (0-%d) out of "
+                            "range", c->workers, LOADER_MAX_WORKERS, c->prefetch,
+                            LOADER_MAX_PREFETCH);
     return 0;
 }
 
 static int loader_alloc(loader *l)
 {
-    const dataset_split *s = l->split;
     size_t S = (size_t)l->cfg.image_size, B = (size_t)l->cfg.batch_size;
-    l->batch_floats = 3 * B * S * S;  // <= 3 * 2^16 * 2^24: no overflow in 64-bit size_t
+    l->batch_floats = 3 * B * S * S;  // <= 3 * 2^20 * 2^24: no overflow in 64-bit size_t
     l->perm = malloc(sizeof(int) * (size_t)l->n);
-    l->crop = malloc((size_t)s->c * s->h * s->w);
-    l->resized = malloc((size_t)s->c * S * S);
-    l->work_x = malloc(sizeof(float) * l->batch_floats);
-    l->ready_x = malloc(sizeof(float) * l->batch_floats);
-    l->work_y = malloc(sizeof(int32_t) * B);
-    l->ready_y = malloc(sizeof(int32_t) * B);
-    return !l->perm || !l->crop || !l->resized || !l->work_x || !l->ready_x || !l->work_y ||
-           !l->ready_y;
+    l->slots = calloc((size_t)l->nslots, sizeof(loader_slot));
+    l->workers = calloc((size_t)l->nworkers, sizeof(loader_worker));
+    if (!l->perm || !l->slots || !l->workers) return 1;
+    for (int i = 0; i < l->nslots; i++) {
+        l->slots[i].batch = -1;
+        l->slots[i].x = malloc(sizeof(float) * l->batch_floats);
+        l->slots[i].y = malloc(sizeof(int32_t) * B);
+        if (!l->slots[i].x || !l->slots[i].y) return 1;
+    }
+    for (int i = 0; i < l->nworkers; i++) {
+        l->workers[i].l = l;
+        if (!(l->workers[i].out = malloc(3 * S * S))) return 1;
+    }
+    return 0;
+}
+
+static int loader_default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > LOADER_MAX_WORKERS ? LOADER_MAX_WORKERS : (int)n;
 }
 
 int loader_init(loader *l, const dataset_split *split, const loader_config *cfg, char *err,
                 size_t errlen)
 {
     memset(l, 0, sizeof(*l));
-    l->perm_epoch = -1;
     if (loader_check(split, cfg, err, errlen)) return 1;
     l->split = split;
     l->cfg = *cfg;
     l->n = cfg->limit > 0 && cfg->limit < split->n ? cfg->limit : split->n;
     l->batches = (l->n + cfg->batch_size - 1) / cfg->batch_size;
-    if (loader_alloc(l) ||
-        transform_resize_init(&l->resize, cfg->image_size, cfg->image_size, split->h, split->w)) {
+    l->nworkers = cfg->workers > 0 ? cfg->workers : loader_default_workers();
+    l->nslots = cfg->prefetch > 0 ? cfg->prefetch : 2;
+    if (loader_alloc(l)) {
         loader_free(l);
         return loader_error(err, errlen, "loader: out of memory for batches of %d at %dx%d",
                             cfg->batch_size, cfg->image_size, cfg->image_size);
     }
     l->have_mu = pthread_mutex_init(&l->mu, NULL) == 0;
     l->have_cv = l->have_mu && pthread_cond_init(&l->cv, NULL) == 0;
-    l->have_thread = l->have_cv && pthread_create(&l->thread, NULL, loader_worker, l) == 0;
-    if (!l->have_thread) {
+    for (int i = 0; l->have_cv && i < l->nworkers; i++) {
+        loader_worker *w = &l->workers[i];
+        w->started = pthread_create(&w->thread, NULL, loader_work, w) == 0;
+        if (!w->started) {
+            loader_free(l);
+            return loader_error(err, errlen, "loader: cannot start worker thread %d", i);
+        }
+    }
+    if (!l->have_cv) {
         loader_free(l);
-        return loader_error(err, errlen, "loader: cannot start the worker thread");
+        return loader_error(err, errlen, "loader: cannot create its lock");
     }
     return 0;
 }
@@ -199,10 +258,13 @@ void loader_start_epoch(loader *l, int epoch, int first_batch)
     if (first_batch < 0) first_batch = 0;
     if (first_batch > l->batches) first_batch = l->batches;
     pthread_mutex_lock(&l->mu);
-    l->gen++;
+    l->started = 0;  // hand out nothing more; wait for the images in flight
+    while (l->busy) pthread_cond_wait(&l->cv, &l->mu);
     l->epoch = epoch < 0 ? 0 : epoch;
+    loader_make_perm(l, l->epoch);
+    for (int i = 0; i < l->nslots; i++) l->slots[i].batch = -1;
     l->next_batch = l->consumed = first_batch;
-    l->ready_full = 0;
+    l->next_pos = 0;
     l->started = 1;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
@@ -215,16 +277,20 @@ int loader_next(loader *l, float *x, int32_t *labels)
         pthread_mutex_unlock(&l->mu);
         return 0;
     }
-    while (!l->ready_full) pthread_cond_wait(&l->cv, &l->mu);
-    int count = l->ready_count;
+    loader_slot *s = &l->slots[l->consumed % l->nslots];
+    while (s->batch != l->consumed || s->done < s->count) pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
-    // The worker never touches the ready buffers while ready_full is set.
-    size_t S = (size_t)l->cfg.image_size;
-    memcpy(x, l->ready_x, sizeof(float) * 3 * (size_t)count * S * S);
-    memcpy(labels, l->ready_y, sizeof(int32_t) * (size_t)count);
+    // No worker writes this slot until `consumed` moves past it.
+    int count = s->err_pos >= 0 ? -1 : s->count;
+    if (count < 0) {
+        snprintf(l->error, sizeof(l->error), "%s", s->err);
+    } else {
+        size_t S = (size_t)l->cfg.image_size;
+        memcpy(x, s->x, sizeof(float) * 3 * (size_t)count * S * S);
+        memcpy(labels, s->y, sizeof(int32_t) * (size_t)count);
+    }
     pthread_mutex_lock(&l->mu);
     l->consumed++;
-    l->ready_full = 0;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
     return count;
@@ -233,17 +299,26 @@ int loader_next(loader *l, float *x, int32_t *labels)
 void loader_free(loader *l)
 {
     if (!l) return;
-    if (l->have_thread) {
+    if (l->have_cv) {
         pthread_mutex_lock(&l->mu);
         l->quit = 1;
         pthread_cond_broadcast(&l->cv);
         pthread_mutex_unlock(&l->mu);
-        pthread_join(l->thread, NULL);
+    }
+    for (int i = 0; l->workers && i < l->nworkers; i++) {
+        loader_worker *w = &l->workers[i];
+        if (w->started) pthread_join(w->thread, NULL);
+        image_free(&w->img);
+        transform_scratch_free(&w->scratch);
+        free(w->crop);
+        free(w->out);
+    }
+    for (int i = 0; l->slots && i < l->nslots; i++) {
+        free(l->slots[i].x);
+        free(l->slots[i].y);
     }
     if (l->have_cv) pthread_cond_destroy(&l->cv);
     if (l->have_mu) pthread_mutex_destroy(&l->mu);
-    transform_resize_free(&l->resize);
-    free(l->perm); free(l->crop); free(l->resized);
-    free(l->work_x); free(l->ready_x); free(l->work_y); free(l->ready_y);
+    free(l->perm); free(l->slots); free(l->workers);
     memset(l, 0, sizeof(*l));
 }

@@ -1,10 +1,12 @@
-// Batches of float images in the model's channel-major layout (3, B, S, S), prepared on one
-// background thread while the caller consumes the previous batch.
+// Batches of float images in the model's channel-major layout (3, B, S, S), decoded and
+// transformed by a pool of worker threads a few batches ahead of the caller.
 //
 // Deterministic without hidden RNG state: the epoch order is a Fisher-Yates shuffle driven by a
 // counter-based hash of (seed, epoch), and an image's augmentation by a hash of (seed, epoch,
-// image index). So loader_start_epoch(l, e, k) yields exactly batches k, k+1, ... of epoch e of an
-// uninterrupted run (resume). One consumer thread calls _start_epoch, _next and _free.
+// image index). Workers fill the images of a batch in any order, each into its own slot, so the
+// batch at step t is the same for any number of workers, and loader_start_epoch(l, e, k) yields
+// exactly batches k, k+1, ... of epoch e of an uninterrupted run (resume). One consumer thread
+// calls _start_epoch, _next and _free.
 #ifndef CLTRAIN_LOADER_H
 #define CLTRAIN_LOADER_H
 
@@ -15,14 +17,45 @@
 #include "dataset/dataset.h"
 #include "dataset/transform.h"
 
+#define LOADER_MAX_WORKERS 64
+
+typedef enum loader_augment {
+    LOADER_AUGMENT_NONE = 0,
+    LOADER_AUGMENT_FLIP_CROP = 1,  // RandomCrop(padding=4) + RandomHorizontalFlip, then resize
+    LOADER_AUGMENT_RRC_FLIP = 2,   // RandomResizedCrop(S) + RandomHorizontalFlip
+} loader_augment;
+
 typedef struct loader_config {
-    int batch_size, image_size;  // B (max), S: images are resized to (S, S)
+    int batch_size, image_size;  // B (max), S: every image ends (S, S)
     int normalize;               // 0 none, 1 ImageNet mean/std
-    int augment;                 // 0 none, 1 flip-crop (RandomCrop(padding=4) + horizontal flip)
+    int augment;                 // loader_augment
     int shuffle;                 // 1 = new permutation each epoch; 0 = file order
     uint64_t seed;
     int limit;                   // use only the first `limit` images (0 = all)
+    int resize;                  // 0: Resize((S, S)); N: Resize(N) + CenterCrop(S) (no augment)
+    int workers;                 // decode threads; 0 = the number of cores
+    int prefetch;                // batches prepared ahead; 0 = 2
 } loader_config;
+
+// One prefetch slot: a batch being filled or waiting for loader_next.
+typedef struct loader_slot {
+    float *x;                    // (3, B, S, S)
+    int32_t *y;                  // (B)
+    int batch, count, done;      // which batch, its images, images finished
+    int err_pos;                 // first failed position in the batch, -1 none
+    char err[512];
+} loader_slot;
+
+typedef struct loader_worker {
+    struct loader *l;
+    pthread_t thread;
+    int started;
+    image img;                   // decoded source (c, h, w)
+    uint8_t *crop;               // flip-crop augmented source (c, h, w)
+    size_t crop_cap;
+    uint8_t *out;                // (3, S, S) transformed
+    transform_scratch scratch;
+} loader_worker;
 
 typedef struct loader {
     const dataset_split *split;  // borrowed; must outlive the loader
@@ -30,35 +63,25 @@ typedef struct loader {
     int n;                       // images per epoch (limit applied)
     int batches;                 // per epoch: ceil(n / batch_size)
     size_t batch_floats;         // 3 * batch_size * S * S
-
-    // Owned by the worker thread.
+    int nworkers, nslots;
     int *perm;                   // (n) image index at each epoch position
-    int perm_epoch;              // epoch `perm` was built for, -1 none
-    transform_resize resize;     // (h, w) -> (S, S)
-    uint8_t *crop;               // (c, h, w) augmented source image
-    uint8_t *resized;            // (c, S, S)
-    float *work_x;               // (3, B, S, S) batch being prepared
-    int32_t *work_y;             // (B)
+    loader_slot *slots;          // (nslots) batch b lives in slots[b % nslots]
+    loader_worker *workers;      // (nworkers)
 
-    // Shared; guarded by mu.
-    float *ready_x;              // (3, B, S, S) finished batch waiting for loader_next
-    int32_t *ready_y;            // (B)
-    int ready_count;             // images in ready_x
-    int ready_full;
-    uint64_t gen;                // bumped by every loader_start_epoch; stale work is dropped
-    int started;                 // an epoch has been started
-    int epoch;
-    int next_batch;              // next batch the worker prepares
+    // Guarded by mu.
+    int started, epoch;
+    int next_batch, next_pos;    // the next image to hand to a worker
     int consumed;                // next batch loader_next hands out
+    int busy;                    // workers inside an image
     int quit;
+    char error[512];             // the message of the last loader_next that returned -1
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    pthread_t thread;
-    int have_mu, have_cv, have_thread;
+    int have_mu, have_cv;
 } loader;
 
-// Validates the config against the split, allocates everything and starts the worker (idle until
-// loader_start_epoch). Returns 0, or nonzero with a one-line message in err.
+// Validates the config against the split, allocates everything and starts the workers (idle
+// until loader_start_epoch). Returns 0, or nonzero with a one-line message in err.
 int  loader_init(loader *l, const dataset_split *split, const loader_config *cfg, char *err,
                  size_t errlen);
 // ceil(n / batch_size): the last partial batch is kept, as torch DataLoader(drop_last=False).
@@ -68,9 +91,10 @@ int  loader_batches_per_epoch(const loader *l);
 void loader_start_epoch(loader *l, int epoch, int first_batch);
 // Copies the next batch into x (3, B, S, S) and labels (B), packed with B = the returned count
 // (B <= batch_size; the buffers must hold batch_size images). Returns 0 at the end of the epoch
-// or before any loader_start_epoch. Blocks (no busy wait) until the worker has the batch ready.
+// or before any loader_start_epoch, -1 when an image of the batch failed to decode (l->error
+// names the file; the first failing image of the batch). Blocks (no busy wait) until ready.
 int  loader_next(loader *l, float *x, int32_t *labels);
-// Stops the worker (even mid-epoch) and frees everything. Accepts a zeroed or half-built loader.
+// Stops the workers (even mid-epoch) and frees everything. Accepts a zeroed or half-built loader.
 void loader_free(loader *l);
 
 #endif

@@ -176,3 +176,144 @@ void transform_flip_crop_u8(uint8_t *dst, const uint8_t *src, int c, int h, int 
         }
     }
 }
+
+void transform_shorter_side(int h, int w, int size, int *oh, int *ow)
+{
+    int s = w <= h ? w : h, l = w <= h ? h : w;
+    int nl = (int)((double)size * (double)l / (double)s);  // both products exact in double
+    *ow = w <= h ? size : nl;
+    *oh = w <= h ? nl : size;
+}
+
+static int center_offset(int side, int size)
+{
+    if (size > side) return -((size - side) / 2);
+    return (int)nearbyint((side - size) / 2.0);  // Python round(): half to even
+}
+
+void transform_center_box(int h, int w, int size, int *top, int *left)
+{
+    *top = center_offset(h, size);
+    *left = center_offset(w, size);
+}
+
+void transform_crop_u8(uint8_t *dst, int bh, int bw, const uint8_t *src, int c, int h, int w,
+                       int top, int left)
+{
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < bh; y++) {
+            uint8_t *d = dst + ((size_t)ch * bh + y) * bw;
+            int sy = top + y;
+            if (sy < 0 || sy >= h) {
+                memset(d, 0, (size_t)bw);
+                continue;
+            }
+            const uint8_t *s = src + ((size_t)ch * h + sy) * w;
+            for (int x = 0; x < bw; x++) {
+                int sx = left + x;
+                d[x] = sx >= 0 && sx < w ? s[sx] : 0;
+            }
+        }
+}
+
+static int rrc_randint(double u, int n)  // torch.randint(0, n): uniform in [0, n)
+{
+    int v = (int)(u * n);
+    return v < n ? v : n - 1;
+}
+
+void transform_rrc_box(int h, int w, transform_uniform_fn uniform, void *ctx, int *top,
+                       int *left, int *bh, int *bw)
+{
+    const double smin = 0.08, smax = 1.0, rmin = 3.0 / 4.0, rmax = 4.0 / 3.0;
+    double area = (double)h * w, lmin = log(rmin), lmax = log(rmax);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * (smin + (smax - smin) * uniform(ctx, 4 * attempt));
+        double aspect = exp(lmin + (lmax - lmin) * uniform(ctx, 4 * attempt + 1));
+        int cw = (int)nearbyint(sqrt(target * aspect)), ch = (int)nearbyint(sqrt(target / aspect));
+        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+            *top = rrc_randint(uniform(ctx, 4 * attempt + 2), h - ch + 1);
+            *left = rrc_randint(uniform(ctx, 4 * attempt + 3), w - cw + 1);
+            *bh = ch; *bw = cw;
+            return;
+        }
+    }
+    double in_ratio = (double)w / h;
+    int cw = w, ch = h;
+    if (in_ratio < rmin) ch = (int)nearbyint(w / rmin);
+    else if (in_ratio > rmax) cw = (int)nearbyint(h * rmax);
+    *bh = ch; *bw = cw;
+    *top = (h - ch) / 2;
+    *left = (w - cw) / 2;
+}
+
+void transform_hflip_u8(uint8_t *x, int c, int h, int w)
+{
+    for (size_t r = 0; r < (size_t)c * h; r++) {
+        uint8_t *row = x + r * w;
+        for (int a = 0, b = w - 1; a < b; a++, b--) {
+            uint8_t t = row[a]; row[a] = row[b]; row[b] = t;
+        }
+    }
+}
+
+void transform_scratch_free(transform_scratch *s)
+{
+    if (!s) return;
+    free(s->buf);
+    if (s->have_plan) transform_resize_free(&s->plan);
+    memset(s, 0, sizeof(*s));
+}
+
+static int scratch_plan(transform_scratch *s, int dh, int dw, int sh, int sw)
+{
+    transform_resize *p = &s->plan;
+    if (s->have_plan && p->dh == dh && p->dw == dw && p->sh == sh && p->sw == sw) return 0;
+    if (s->have_plan) transform_resize_free(p);
+    s->have_plan = transform_resize_init(p, dh, dw, sh, sw) == 0;
+    return !s->have_plan;
+}
+
+static uint8_t *scratch_buf(transform_scratch *s, int c, int h, int w)
+{
+    size_t need = (size_t)c * h * w;
+    if (need > s->cap) {
+        uint8_t *p = realloc(s->buf, need);
+        if (!p) return NULL;
+        s->buf = p;
+        s->cap = need;
+    }
+    return s->buf;
+}
+
+// Every plane of src (c, sh, sw) resized to dst (c, dh, dw).
+static int resize_planes(transform_scratch *s, uint8_t *dst, int dh, int dw, const uint8_t *src,
+                         int c, int sh, int sw)
+{
+    if (scratch_plan(s, dh, dw, sh, sw)) return 1;
+    for (int ch = 0; ch < c; ch++)
+        transform_resize_apply(&s->plan, dst + (size_t)ch * dh * dw, src + (size_t)ch * sh * sw);
+    return 0;
+}
+
+int transform_apply(uint8_t *dst, const uint8_t *src, int c, int h, int w,
+                    const transform_op *op, transform_scratch *s)
+{
+    int S = op->size;
+    if (op->kind == TRANSFORM_SQUARE) return resize_planes(s, dst, S, S, src, c, h, w);
+    if (op->kind == TRANSFORM_CENTER) {
+        int oh, ow, top, left;
+        transform_shorter_side(h, w, op->resize, &oh, &ow);
+        uint8_t *mid = scratch_buf(s, c, oh, ow);
+        if (!mid || resize_planes(s, mid, oh, ow, src, c, h, w)) return 1;
+        transform_center_box(oh, ow, S, &top, &left);
+        transform_crop_u8(dst, S, S, mid, c, oh, ow, top, left);
+        return 0;
+    }
+    uint8_t *box = scratch_buf(s, c, op->bh, op->bw);
+    if (!box || op->bh < 1 || op->bw < 1) return 1;
+    transform_crop_u8(box, op->bh, op->bw, src, c, h, w, op->top, op->left);
+    if (resize_planes(s, dst, S, S, box, c, op->bh, op->bw)) return 1;
+    if (op->flip) transform_hflip_u8(dst, c, S, S);
+    return 0;
+}

@@ -1,5 +1,6 @@
-// Image transforms reproducing the torchvision pipeline the seed runs on PIL images:
-// [RandomCrop(padding=4) + RandomHorizontalFlip] -> Resize((S,S)) -> ToTensor() -> Normalize.
+// Image transforms reproducing torchvision's on PIL images: the seed's [RandomCrop(padding=4) +
+// RandomHorizontalFlip] -> Resize((S,S)), the ImageNet recipes Resize(N) -> CenterCrop(S) and
+// RandomResizedCrop(S) -> RandomHorizontalFlip, then ToTensor() -> Normalize.
 #ifndef CLTRAIN_TRANSFORM_H
 #define CLTRAIN_TRANSFORM_H
 
@@ -47,5 +48,59 @@ void transform_normalize(float *x, size_t n, float mean, float std);
 // dst, src (c, h, w) planar; must not overlap.
 void transform_flip_crop_u8(uint8_t *dst, const uint8_t *src, int c, int h, int w,
                             int pad, int top, int left, int flip);
+
+// torchvision Resize(size) with an int: the shorter side becomes `size`, the longer
+// int(size * long / short) (truncated). (h, w) -> (*oh, *ow).
+void transform_shorter_side(int h, int w, int size, int *oh, int *ow);
+
+// torchvision CenterCrop(size)'s window in an (h, w) image: top = int(round((h - size) / 2))
+// (round half to even), likewise left; a side shorter than `size` is zero-padded first
+// (padding (size - h) // 2 before), which puts the window at a negative offset.
+void transform_center_box(int h, int w, int size, int *top, int *left);
+
+// dst (c, bh, bw) = the window of src (c, h, w) at (top, left); zeros outside the image
+// (PIL's crop of a box reaching outside). dst and src must not overlap.
+void transform_crop_u8(uint8_t *dst, int bh, int bw, const uint8_t *src, int c, int h, int w,
+                       int top, int left);
+
+// torchvision RandomResizedCrop.get_params(scale=(0.08, 1), ratio=(3/4, 4/3)) on an (h, w)
+// image: 10 attempts of area * U(scale), exp(U(log ratio)), rounded sides, then the centred
+// fallback. The uniform draws come from `uniform(ctx, k)` (k = 0, 1, ... each a number in
+// [0, 1)), not from torch's generator: the distribution is torchvision's, the draws are ours.
+typedef double (*transform_uniform_fn)(void *ctx, int k);
+void transform_rrc_box(int h, int w, transform_uniform_fn uniform, void *ctx, int *top,
+                       int *left, int *bh, int *bw);
+
+// Mirrors every row of x (c, h, w) in place (torchvision hflip).
+void transform_hflip_u8(uint8_t *x, int c, int h, int w);
+
+// One image's geometric pipeline to (c, S, S), as a composition of the above.
+typedef enum transform_kind {
+    TRANSFORM_SQUARE = 0,   // Resize((S, S)) of the whole image (the seed's pipeline)
+    TRANSFORM_CENTER,       // Resize(resize) -> CenterCrop(S)
+    TRANSFORM_BOX,          // crop (top, left, bh, bw) -> Resize((S, S)) -> hflip if `flip`
+                            // (torchvision RandomResizedCrop's resized_crop + RandomHorizontalFlip)
+} transform_kind;
+
+typedef struct transform_op {
+    transform_kind kind;
+    int size;                     // S
+    int resize;                   // TRANSFORM_CENTER: the shorter side before the crop
+    int top, left, bh, bw, flip;  // TRANSFORM_BOX
+} transform_op;
+
+// Buffers and the last resize plan, reused across images (one per thread).
+typedef struct transform_scratch {
+    uint8_t *buf;                 // intermediate (c, h, w) image
+    size_t cap;
+    transform_resize plan;
+    int have_plan;
+} transform_scratch;
+
+// dst (c, S, S) from src (c, h, w). Returns 0, or nonzero for bad sizes / out of memory.
+int  transform_apply(uint8_t *dst, const uint8_t *src, int c, int h, int w,
+                     const transform_op *op, transform_scratch *s);
+// Accepts a zeroed scratch.
+void transform_scratch_free(transform_scratch *s);
 
 #endif

@@ -12,12 +12,14 @@
 static const char eval_usage[] =
     "usage: cltrain eval --data DIR --weights FILE [options]\n"
     "  Evaluates ResNet weights (batch norm in eval mode) on the data set's test split.\n"
-    "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors\n"
+    "  --data DIR  --dataset auto|cifar10|idx|folder  --weights FILE.pth|FILE.safetensors\n"
     "  --arch resnet18|resnet34|resnet50|resnet101|resnet152 (default: what --weights holds)\n"
     "  --non-strict (load weights whose keys do not all fit; default strict)\n"
+    "  --val-split F  --skip-bad  --workers N  --resize N (then CenterCrop)\n"
     "  --num-classes N (default: from the weights' fc)\n"
     "  --image-size S (224)  --normalize none|imagenet  --batch-size N (64)  --test-limit N\n"
     "  --predictions FILE.csv   write index,label,pred,logit_0,...,logit_{C-1} per image\n"
+    "                           (index,path,label,... for image folders)\n"
     "  --device SPEC\n";
 
 // The number of classes of a weights file's fc (0 when it has none).
@@ -50,7 +52,7 @@ int cmd_eval(int argc, char **argv) {
         if (K < 0) { fprintf(stderr, "cltrain: error: %s\n", err); return CLI_EXIT_DATA; }
     }
     dataset ds;
-    if (dataset_open(&ds, o.data, o.dataset, err, sizeof err) != 0) {
+    if (session_open_data(&ds, &o, err, sizeof err) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return CLI_EXIT_DATA;
     }
@@ -67,7 +69,7 @@ int cmd_eval(int argc, char **argv) {
             dataset_free(&ds);
             return CLI_EXIT_DATA;
         }
-        fprintf(csv, "index,label,pred");
+        fprintf(csv, ds.test.files ? "index,path,label,pred" : "index,label,pred");
         for (int k = 0; k < K; k++) fprintf(csv, ",logit_%d", k);
         fprintf(csv, "\n");
     }

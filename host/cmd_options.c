@@ -10,7 +10,7 @@ enum {
     O_BATCH, O_LR, O_MOMENTUM, O_WD, O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
     O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE, O_CHECKPOINT, O_CKPT_EVERY,
     O_RESUME, O_FREEZE, O_BN_EVAL, O_STRICT, O_PREDICTIONS, O_STEPS, O_PROFILE, O_HELP,
-    O_NON_STRICT, O_ARCH,
+    O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
 };
 
 static const struct option all_opts[] = {
@@ -47,6 +47,10 @@ static const struct option all_opts[] = {
     { "profile", no_argument, 0, O_PROFILE },
     { "help", no_argument, 0, O_HELP },
     { "arch", required_argument, 0, O_ARCH },
+    { "val-split", required_argument, 0, O_VAL_SPLIT },
+    { "skip-bad", no_argument, 0, O_SKIP_BAD },
+    { "workers", required_argument, 0, O_WORKERS },
+    { "resize", required_argument, 0, O_RESIZE },
     { 0, 0, 0, 0 },
 };
 
@@ -61,18 +65,20 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
                                  O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE,
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
-                                 O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
+                                 O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
+                                 O_SKIP_BAD, O_WORKERS, O_RESIZE, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
-                                O_NON_STRICT, O_HELP, O_ARCH, 0 };
+                                O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
+                                O_RESIZE, 0 };
 static const int bench_ids[] = { O_DEVICE, O_BATCH, O_IMAGE, O_STEPS, O_NUM_CLASSES, O_SEED,
                                  O_FREEZE, O_PROFILE, O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
 
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask) {
     static const char *normalize_choices[] = { "none", "imagenet", NULL };
-    static const char *augment_choices[] = { "none", "flip-crop", NULL };
-    static const char *dataset_choices[] = { "auto", "cifar10", "idx", NULL };
+    static const char *augment_choices[] = { "none", "flip-crop", "rrc-flip", NULL };
+    static const char *dataset_choices[] = { "auto", "cifar10", "idx", "folder", NULL };
     const int *ids = kind == CMD_TRAIN ? train_ids : kind == CMD_EVAL ? eval_ids : bench_ids;
     int c, bad = 0;
     long v;
@@ -153,6 +159,12 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
             }
             break;
         }
+        case O_VAL_SPLIT:
+            bad |= cli_parse_float("--val-split", optarg, 1e-9, 1.0 - 1e-9, &o->val_split) != 0;
+            break;
+        case O_SKIP_BAD: o->skip_bad = 1; break;
+        case O_WORKERS: bad |= cli_parse_int("--workers", optarg, 1, 64, &o->workers) != 0; break;
+        case O_RESIZE: bad |= cli_parse_int("--resize", optarg, 1, 4096, &o->resize) != 0; break;
         }
         if (bad) return cli_show_usage(usage);
     }

@@ -18,7 +18,11 @@ static const char train_usage[] =
     "  --arch resnet18|resnet34|resnet50|resnet101|resnet152   default: what --weights holds,\n"
     "                         else resnet18\n"
     "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
-    "  --dataset auto|cifar10|idx   force the format (default: detected)\n"
+    "  --dataset auto|cifar10|idx|folder   force the format (default: detected; folder:\n"
+    "                         DIR/train/<class>/*.jpg|png|... and DIR/val/ or DIR/test/)\n"
+    "  --val-split F          hold out a fraction F of each class of DIR/train/ (or DIR)\n"
+    "  --skip-bad             leave out image files that fail their header check\n"
+    "  --workers N            image decode threads (default: the number of cores)\n"
     "  --weights FILE         start from a .pth/.safetensors state_dict (e.g. torchvision's\n"
     "                         resnet18-f37072fd.pth); an fc of another size is replaced\n"
     "  --non-strict           load --weights even when keys do not fit the model (default:\n"
@@ -27,7 +31,8 @@ static const char train_usage[] =
     "  --epochs N (10)  --max-steps N (stop after N optimizer steps in all)\n"
     "  --batch-size N (64)  --lr X (0.001)  --momentum X (0.9)  --weight-decay X (0)\n"
     "  --image-size S (224)   images are resized to SxS (PIL bilinear, as torchvision)\n"
-    "  --normalize none|imagenet (none)  --augment none|flip-crop (none)\n"
+    "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
+    "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
     "  --no-shuffle  --seed N (0)  --train-limit N  --test-limit N (first N images only)\n"
     "  --print-every N (100)  --log FILE.jsonl (one JSON object per step and evaluation)\n"
     "  --save FILE.pth|FILE.safetensors   write the trained model (PyTorch state_dict)\n"
@@ -159,7 +164,7 @@ static int set_up(train_run *r) {
     const run_options *o = &r->o;
     char *err = r->err;
     size_t errlen = sizeof r->err;
-    if (dataset_open(&r->ds, o->data, o->dataset, err, errlen) != 0) return CLI_EXIT_DATA;
+    if (session_open_data(&r->ds, o, err, errlen) != 0) return CLI_EXIT_DATA;
     r->ds_open = 1;
     int K = o->num_classes ? o->num_classes : r->ds.num_classes;
     if (K < r->ds.num_classes) {
@@ -270,7 +275,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     loader_start_epoch(&r->ld, epoch, first);
     progress_start_epoch(&r->pg);
     double t_last = session_now();
-    int n, rc = 0;
+    int n = 0, rc = 0;
     for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
         float loss;
         train_status s = train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
@@ -286,6 +291,14 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         int stopping = max_steps_done(r) || stop_signal;
         if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
         if (stopping) { *stopped = 1; break; }
+    }
+    if (n < 0) {  // a file that failed mid-run: save the state as SIGTERM does
+        int saved = r->o.checkpoint &&
+                    train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
+                                      r->o.checkpoint, r->err, sizeof r->err) == 0;
+        progress_error(&r->pg, "%s%s%s", r->ld.error, saved ? "; training state saved to " : "",
+                       saved ? r->o.checkpoint : "");
+        return CLI_EXIT_DATA;
     }
     progress_keep(&r->pg);
     return 0;

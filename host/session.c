@@ -95,14 +95,35 @@ int session_load_weights(resnet *m, const run_options *o, char *err, size_t errl
 }
 
 void session_eval_loader(const run_options *o, loader_config *lc) {
-    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
-                           .normalize = o->normalize, .augment = 0, .shuffle = 0,
-                           .seed = (uint64_t)o->seed, .limit = o->test_limit };
+    *lc = session_loader_config(o, 0);
 }
 
 void session_train_loader(const run_options *o, loader_config *lc) {
-    *lc = (loader_config){ .batch_size = o->batch_size, .image_size = o->image_size,
-                           .normalize = o->normalize, .augment = o->augment,
-                           .shuffle = o->shuffle, .seed = (uint64_t)o->seed,
-                           .limit = o->train_limit };
+    *lc = session_loader_config(o, 1);
+}
+
+static void session_warn(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "cltrain: warning: %s (skipped)\n", msg);
+}
+
+int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen) {
+    dataset_options dopt = { .format = o->dataset, .val_split = o->val_split,
+                             .seed = (uint64_t)o->seed, .skip_bad = o->skip_bad,
+                             .warn = session_warn };
+    if (dataset_open_ex(ds, o->data, &dopt, err, errlen) != 0) return 1;
+    if (ds->skipped) fprintf(stderr, "cltrain: %d bad files skipped\n", ds->skipped);
+    if (o->val_split > 0)
+        fprintf(stderr, "cltrain: --val-split %g (seed %lld): %d train, %d val images\n",
+                o->val_split, o->seed, ds->train.n, ds->test.n);
+    return 0;
+}
+
+loader_config session_loader_config(const run_options *o, int train) {
+    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
+                         .normalize = o->normalize, .augment = train ? o->augment : 0,
+                         .shuffle = train ? o->shuffle : 0, .seed = (uint64_t)o->seed,
+                         .limit = train ? o->train_limit : o->test_limit,
+                         .resize = o->resize, .workers = o->workers };
+    return lc;
 }

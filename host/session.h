@@ -20,6 +20,8 @@ typedef struct run_options {
     double lr, momentum, weight_decay;
     int steps;                     // bench
     int profile;                   // bench --profile
+    int resize, workers, skip_bad; // image folders: --resize N, --workers N, --skip-bad
+    double val_split;              // --val-split F
 } run_options;
 
 void run_options_defaults(run_options *o);
@@ -43,6 +45,13 @@ int session_load_weights(resnet *m, const run_options *o, char *err, size_t errl
 // no augmentation, no shuffling) and training.
 void session_eval_loader(const run_options *o, loader_config *lc);
 void session_train_loader(const run_options *o, loader_config *lc);
+
+// Opens --data with --dataset, --val-split, --seed and --skip-bad (a warning per skipped file
+// and the count on stderr). 0 or nonzero with the message in err.
+int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen);
+
+// The loader settings of o for a split: training (augment, shuffle, --train-limit) or eval.
+loader_config session_loader_config(const run_options *o, int train);
 
 double session_now(void);
 

@@ -50,7 +50,7 @@ static int add_float(ckpt *c, const char *name, double v) {
 typedef struct int_arg { const char *flag; int *field; int lo, hi; const char *const *names; } int_arg;
 
 static const char *const normalize_names[] = { "none", "imagenet" };
-static const char *const augment_names[] = { "none", "flip-crop" };
+static const char *const augment_names[] = { "none", "flip-crop", "rrc-flip" };
 static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", "layer3",
                                             "layer4" };
 
@@ -122,7 +122,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         { "batch-size", &o->batch_size, 1, 1048576, NULL },
         { "image-size", &o->image_size, 1, 4096, NULL },
         { "normalize", &o->normalize, 0, 1, normalize_names },
-        { "augment", &o->augment, 0, 1, augment_names },
+        { "augment", &o->augment, 0, 2, augment_names },
         { "train-limit", &o->train_limit, 0, 2000000000, NULL },
         { "freeze", &o->freeze, -1, 4, freeze_names },
         { "bn-eval", &o->bn_eval, 0, 1, NULL },

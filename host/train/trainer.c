@@ -81,11 +81,29 @@ void trainer_predict(trainer *t, const float *x, int n, float *logits) {
 }
 
 // Adds batch results: torch.max's first maximum over logits (K, n) is the prediction.
-static long score_batch(const float *logits, const int32_t *y, int n, int K, long index,
-                        long *per_class_correct, long *per_class_total, FILE *csv) {
+// One CSV row: index, the file's path for image folders (quoted as CSV: names may hold
+// commas, quotes and newlines), label, prediction, then the logits.
+static void csv_row(FILE *csv, const dataset_split *split, long index, int label, int pred,
+                    const float *logits, int n, int b, int K) {
+    char path[4096];
+    fprintf(csv, "%ld,", index);
+    if (split->files) {
+        dataset_path(split, (int)index, path, sizeof path);
+        fputc('"', csv);
+        for (const char *p = path; *p; p++) fprintf(csv, *p == '"' ? "\"\"" : "%c", *p);
+        fputs("\",", csv);
+    }
+    fprintf(csv, "%d,%d", label, pred);
+    for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
+    fprintf(csv, "\n");
+}
+
+static long score_batch(const dataset_split *split, const float *logits, const int32_t *y,
+                        int n, int K, long index, long *per_class_correct,
+                        long *per_class_total, FILE *csv) {
     long correct = 0;
     for (int b = 0; b < n; b++, index++) {
-        int pred = 0;
+        int pred = 0;  // torch.max: the first maximum
         for (int k = 1; k < K; k++)
             if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
         int label = y[b];
@@ -94,11 +112,7 @@ static long score_batch(const float *logits, const int32_t *y, int n, int K, lon
             per_class_total[label]++;
             per_class_correct[label] += pred == label;
         }
-        if (csv) {
-            fprintf(csv, "%ld,%d,%d", index, label, pred);
-            for (int k = 0; k < K; k++) fprintf(csv, ",%.9g", logits[(size_t)k * n + b]);
-            fprintf(csv, "\n");
-        }
+        if (csv) csv_row(csv, split, index, label, pred, logits, n, b, K);
     }
     return correct;
 }
@@ -124,9 +138,13 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
     int n;
     while ((n = loader_next(&ld, x, y)) > 0) {
         trainer_predict(t, x, n, logits);
-        correct += score_batch(logits, y, n, K, *total, per_class_correct, per_class_total,
-                               csv);
+        correct += score_batch(split, logits, y, n, K, *total, per_class_correct,
+                               per_class_total, csv);
         *total += n;
+    }
+    if (n < 0) {  // a file that failed to decode mid-run
+        snprintf(err, errlen, "%s", ld.error);
+        correct = -1;
     }
     loader_free(&ld);
     clrt_host_free(m->rt, &xb);

@@ -4,7 +4,8 @@
 Run from the repository root with Debian's python3 (torch 1.13):
     /usr/bin/python3 tests/fuzz/make_seeds.py
 Checkpoint seeds are copies of tests/fixtures/ckpt_*; pickles come from torch.save; the data
-set seeds are tiny generated CIFAR-10 and IDX files; the argument seeds typical command lines.
+set seeds are tiny generated CIFAR-10 and IDX files; the argument seeds typical command lines; the image seeds small files of every
+format (tools/make_image_fixtures.py).
 """
 import collections
 import gzip
@@ -125,6 +126,21 @@ def idx_seeds():
     out("idx", "test_labels_gz", b"\x03" + gzip.compress(labels, mtime=0))
 
 
+def image_seeds():
+    """Small files of every format and mode the image decoders take."""
+    import sys
+    sys.path.insert(0, "tools")
+    import make_image_fixtures as fx
+    keep = {"png_gray2.png", "png_pal4_adam7.png", "png_rgb16.png", "png_la8.png",
+            "png_pal8_trns.png", "jpeg_420_37x23.jpg", "jpeg_prog_37x23.jpg",
+            "jpeg_gray_37x23.jpg", "jpeg_cmyk_37x23.jpg", "bmp_pal.bmp", "bmp_topdown.bmp",
+            "bmp_1bit.bmp", "pnm_gray16.pgm", "pnm_rgb100.ppm"}
+    for kind in fx.KINDS.values():
+        for name, data in kind():
+            if name in keep:
+                out("image", name, data)
+
+
 def args_seeds():
     lines = {
         "train_basic": (0, "--data\0/tmp/cifar\0--epochs\0002\0--batch-size\0008\0--image-size\00032"),
@@ -155,5 +171,6 @@ if __name__ == "__main__":
     cifar_seeds()
     idx_seeds()
     args_seeds()
+    image_seeds()
     total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(ROOT) for f in fs)
     print("seeds: %d bytes" % total)

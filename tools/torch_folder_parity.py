@@ -1,0 +1,154 @@
+#!/usr/bin/python3
+"""Image-folder parity: `cltrain eval` on a folder of JPEG/PNG/BMP/PPM files of odd sizes
+against torchvision's ImageFolder + Resize(N) + CenterCrop(S) + ToTensor + Normalize(ImageNet)
++ resnet18 with the same weights.
+
+Usage: tools/torch_folder_parity.py [--cltrain ./cltrain] [--device SPEC] [--keep DIR]
+                                    [--image-size 32] [--resize 40] [--workers 2]
+
+Checks: the predictions CSV lists ImageFolder(val).samples in order (path and label column),
+and every image's logits are within LOGIT_TOL of the largest |logit| of PyTorch's; then a few
+training steps (no shuffle, no random transforms, SGD momentum 0.9) on train/ give PyTorch's
+per-step losses within LOSS_RTOL. Files come from tools/make_image_fixtures.py (Fashion-MNIST
+upscaled), spread over three classes.
+Exit status 0 when every check passes, 1 otherwise.
+"""
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+import torch
+import torchvision
+import torchvision.transforms as T
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_image_fixtures as fx  # noqa: E402
+
+LOGIT_TOL = 1e-4   # max |diff| / max |logit| (float32, different summation orders)
+FIRST_LOSS_RTOL = 1e-4  # per-step training loss, relative: tools/torch_parity.py's bounds
+LATER_LOSS_RTOL = 1e-3  # (batch norm on 4 images at 32x32 amplifies float32 noise)
+TRAIN_STEPS, TRAIN_BATCH = 3, 4
+
+
+def write_folder(root):
+    """train/ and val/ with classes c0..c2; returns nothing (ImageFolder lists them)."""
+    n = 0
+    for kind in ("jpeg", "png", "bmp", "pnm"):
+        for name, data in fx.KINDS[kind]():
+            split = "train" if n % 4 == 3 else "val"
+            d = os.path.join(root, split, f"c{n % 3}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, name.replace("_", " ", 1)), "wb") as f:
+                f.write(data)  # a space in every name: the CSV must quote nothing wrongly
+            n += 1
+
+
+def train_parity(a, data, weights, tf, work):
+    """cltrain train vs the PyTorch loop on ImageFolder(train), same order and transforms."""
+    n = TRAIN_STEPS * TRAIN_BATCH
+    log = os.path.join(work, "log.jsonl")
+    cmd = [a.cltrain, "train", "--data", data, "--weights", weights, "--device", a.device,
+           "--image-size", str(a.image_size), "--resize", str(a.resize), "--normalize",
+           "imagenet", "--batch-size", str(TRAIN_BATCH), "--no-shuffle", "--epochs", "1",
+           "--train-limit", str(n), "--test-limit", "1", "--lr", "0.001", "--momentum", "0.9",
+           "--workers", str(a.workers), "--log", log]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        print(r.stdout)
+        print(f"folder train parity: FAILED: {' '.join(cmd)} exited {r.returncode}")
+        return False
+    closs = [json.loads(line)["loss"] for line in open(log) if '"loss"' in line]
+    ds = torchvision.datasets.ImageFolder(os.path.join(data, "train"), transform=tf)
+    batches = list(torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)),
+                                               batch_size=TRAIN_BATCH, shuffle=False))
+
+    def torch_losses(dtype):
+        m = torchvision.models.resnet18(num_classes=3)
+        m.load_state_dict(torch.load(weights))
+        m = m.to(dtype).train()
+        opt = torch.optim.SGD(m.parameters(), lr=0.001, momentum=0.9)
+        out = []
+        for x, y in batches:
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(m(x.to(dtype)), y)
+            loss.backward()
+            opt.step()
+            out.append(loss.item())
+        return out
+    tloss, t64 = torch_losses(torch.float32), torch_losses(torch.float64)
+    rel = [abs(c - t) / abs(t) for c, t in zip(closs, tloss)]
+    floor = [abs(t - d) / abs(d) for t, d in zip(tloss, t64)]
+    ok = len(closs) == len(tloss) and all(
+        r <= (FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL) for i, r in enumerate(rel))
+    print(f"folder train parity: {len(closs)} steps, per-step loss rel diff "
+          f"{' '.join(f'{v:.1e}' for v in rel)} (PyTorch float32 vs float64: "
+          f"{' '.join(f'{v:.1e}' for v in floor)}; tolerance {FIRST_LOSS_RTOL:g} first, "
+          f"{LATER_LOSS_RTOL:g} later): {'ok' if ok else 'FAILED'}")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cltrain", default="./cltrain")
+    ap.add_argument("--device", default=os.environ.get("CLTRAIN_DEVICE", "cpu"))
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--resize", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--keep")
+    a = ap.parse_args()
+    warnings.simplefilter("ignore")  # PIL's note on P + tRNS: convert("RGB") drops alpha anyway
+    work = a.keep or tempfile.mkdtemp(prefix="cltrain_folder_parity_")
+    os.makedirs(work, exist_ok=True)
+    data = os.path.join(work, "data")
+    shutil.rmtree(data, ignore_errors=True)
+    write_folder(data)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=3).eval()
+    weights = os.path.join(work, "w.pth")
+    torch.save(model.state_dict(), weights)
+    preds = os.path.join(work, "pred.csv")
+    cmd = [a.cltrain, "eval", "--data", data, "--weights", weights, "--device", a.device,
+           "--image-size", str(a.image_size), "--resize", str(a.resize), "--normalize",
+           "imagenet", "--batch-size", "5", "--workers", str(a.workers), "--predictions", preds]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if r.returncode != 0:
+        print(r.stdout)
+        print(f"folder parity: FAILED: {' '.join(cmd)} exited {r.returncode}")
+        return 1
+    tf = T.Compose([T.Resize(a.resize), T.CenterCrop(a.image_size), T.ToTensor(),
+                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    ds = torchvision.datasets.ImageFolder(os.path.join(data, "val"), transform=tf)
+    with open(preds, newline="") as f:
+        rows = list(csv.reader(f))
+    ok = rows[0][:4] == ["index", "path", "label", "pred"] and len(rows) - 1 == len(ds)
+    worst = 0.0
+    with torch.no_grad():
+        for i, (x, label) in enumerate(ds):
+            if not ok:
+                break
+            row = rows[i + 1]
+            want = model(x[None])[0].numpy()
+            got = np.array([float(v) for v in row[4:]], dtype=np.float64)
+            if row[1] != ds.samples[i][0] or int(row[2]) != label:
+                print(f"row {i}: {row[1:3]} but ImageFolder has {ds.samples[i]}")
+                ok = False
+            err = np.abs(got - want).max() / np.abs(want).max()
+            worst = max(worst, err)
+    ok = ok and worst <= LOGIT_TOL
+    print(f"folder parity: {len(ds)} images, logits max |diff| / max |logit| = {worst:.2e} "
+          f"(tolerance {LOGIT_TOL:g}): {'ok' if ok else 'FAILED'}")
+    ok = train_parity(a, data, weights, tf, work) and ok
+    if not a.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
