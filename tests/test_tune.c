@@ -2,7 +2,7 @@
 // (foreign and damaged ones ignored with a warning), op_gemm under every route and layout
 // against the plain-C reference, and `cltrain tune` end to end with a tiny budget.
 #define _POSIX_C_SOURCE 200809L
-#include "host/tune.h"
+#include "host/tune/tune.h"
 #include "tests/cli_run.h"
 #include "tests/ref_ops.h"
 #include "tests/testutil.h"

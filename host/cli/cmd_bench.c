@@ -1,7 +1,7 @@
 // `cltrain bench`: training and evaluation throughput on synthetic data, one JSON line.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cmd_options.h"
-#include "host/tune.h"
+#include "host/cli/cmd_options.h"
+#include "host/tune/tune.h"
 
 #include <stdlib.h>
 #include <string.h>

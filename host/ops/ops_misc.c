@@ -1,5 +1,5 @@
 // Element-wise ops, pooling, the loss, the optimizer step and the finiteness check.
-#include "host/ops_internal.h"
+#include "host/ops/ops_internal.h"
 
 // ---- element-wise ----
 

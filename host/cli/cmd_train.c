@@ -1,7 +1,7 @@
 // `cltrain train`: the seed's fine-tuning loop, with checkpoints, resume and partial freezing.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cmd_options.h"
-#include "host/train_state.h"
+#include "host/cli/cmd_options.h"
+#include "host/train/train_state.h"
 
 #include <errno.h>
 #include <math.h>
@@ -110,7 +110,7 @@ int cmd_train(int argc, char **argv) {
     train_state st;
     train_state_init(&st);
     char err[2048];
-    if (o.resume && train_state_read(&st, o.resume, &o, given, err, sizeof err) != 0) {
+    if (o.resume && train_state_read(&st, o.resume, &o, given, cmd_flag_given, err, sizeof err) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         train_state_free(&st);
         return st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;

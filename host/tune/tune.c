@@ -1,7 +1,7 @@
 // Tuned GEMM configurations: the kernel tables, the text file, device matching, which file
 // applies, and applying the parameters to CLBlast.
 #define _POSIX_C_SOURCE 200809L
-#include "host/tune.h"
+#include "host/tune/tune.h"
 
 #include <clblast_c.h>
 #include <errno.h>

@@ -14,7 +14,7 @@
 #ifndef CLTRAIN_OPS_H
 #define CLTRAIN_OPS_H
 
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 typedef struct dten {
     cl_mem mem;
@@ -45,7 +45,7 @@ void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, in
 size_t conv_workspace_floats(const conv_shape *s);
 // out (O, N, OH, OW) = conv(in (C, N, H, W), w (O, C, KH, KW)); work: conv_workspace_floats.
 // The 3x3 stride-1 pad-1 convs run as Winograd F(2x2, 3x3) (forward and data gradient; see
-// host/ops_conv.c), the others as im2col + GEMM.
+// host/ops/ops_conv.c), the others as im2col + GEMM.
 void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work);
 // The forward as im2col + GEMM whatever the shape, leaving the col matrix of `in` in `work`
 // for op_conv2d_backward_col (the weight gradient needs it anyway).

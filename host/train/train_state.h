@@ -5,7 +5,7 @@
 #ifndef CLTRAIN_TRAIN_STATE_H
 #define CLTRAIN_TRAIN_STATE_H
 
-#include "host/session.h"
+#include "host/train/session.h"
 
 typedef struct train_state {
     int epoch, batch;              // the next batch to train: batch `batch` of epoch `epoch`
@@ -18,10 +18,14 @@ typedef struct train_state {
 
 void train_state_init(train_state *st);
 void train_state_free(train_state *st);
+// Was the long flag `name` ("batch-size") among those in `mask`? The command layer's answer
+// (cmd_flag_given), handed down: the train layer does not know the flag table.
+typedef int (*train_flag_given_fn)(unsigned long long mask, const char *name);
 // Reads `path`, takes the saved run arguments into o (explicit flags that contradict them are
 // refused). Returns 0 or -1 with a message.
 int train_state_read(train_state *st, const char *path, run_options *o,
-                     unsigned long long given, char *err, size_t errlen);
+                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
+                     size_t errlen);
 // The saved state fits this data set and model?
 int train_state_check_data(const train_state *st, int num_classes, int train_images,
                            const char *path, char *err, size_t errlen);

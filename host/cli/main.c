@@ -1,5 +1,5 @@
 // cltrain: fine-tune and evaluate ResNet18 on any OpenCL device.
-#include "host/cli.h"
+#include "host/cli/cli.h"
 
 #include <string.h>
 

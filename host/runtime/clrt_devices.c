@@ -1,6 +1,6 @@
 // Device discovery, the SPEC rule of --device / CLTRAIN_DEVICE, and `cltrain devices`.
 #define _POSIX_C_SOURCE 200809L
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <ctype.h>
 #include <errno.h>

@@ -2,7 +2,7 @@
 #ifndef CLTRAIN_OPS_INTERNAL_H
 #define CLTRAIN_OPS_INTERNAL_H
 
-#include "host/ops.h"
+#include "host/ops/ops.h"
 
 #include <limits.h>
 #include <stdarg.h>

@@ -2,8 +2,8 @@
 #ifndef CLTRAIN_CMD_OPTIONS_H
 #define CLTRAIN_CMD_OPTIONS_H
 
-#include "host/cli.h"
-#include "host/session.h"
+#include "host/cli/cli.h"
+#include "host/train/session.h"
 
 typedef enum { CMD_TRAIN, CMD_EVAL, CMD_BENCH } cmd_kind;
 

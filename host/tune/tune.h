@@ -2,8 +2,8 @@
 // CLBlastOverrideParameters) and op_gemm's own routing rules (direct or indirect kernel, which
 // of the two equivalent layouts CLBlast is handed) — kept in a small versioned text file per
 // device. This header covers the file (parse, write, which device it is for, which file
-// applies), op_gemm's configuration entry points (host/ops_gemm.c) and the search behind
-// `cltrain tune` (host/tune_search.c).
+// applies), op_gemm's configuration entry points (host/ops/ops_gemm.c) and the search behind
+// `cltrain tune` (host/tune/tune_search.c).
 //
 // Which file applies to a device, first match wins (tune_find):
 //   1. $CLTRAIN_TUNE_FILE, when it names this device (else a warning, and on to 2);
@@ -16,7 +16,7 @@
 #ifndef CLTRAIN_TUNE_H
 #define CLTRAIN_TUNE_H
 
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -88,7 +88,7 @@ int tune_find(const clrt_devinfo *d, tune_config *c, char *source, size_t source
 // Apply c's kernel parameters to CLBlast for device dev (those c sets). 0 or a message.
 int tune_apply_kernels(const tune_config *c, cl_device_id dev, char *err, size_t errlen);
 
-// ---- op_gemm's configuration (host/ops_gemm.c) ----
+// ---- op_gemm's configuration (host/ops/ops_gemm.c) ----
 // CLBlast keeps overridden parameters per device for the whole process, so op_gemm's
 // configuration lives at that scope too (one record per device, not per clrt).
 // op_gemm_init: choose (tune_find) and apply the configuration for rt's device, once; op_gemm
@@ -127,7 +127,7 @@ typedef struct tune_shapes {
 void op_gemm_record(clrt *rt, tune_shapes *rec);
 void tune_shapes_free(tune_shapes *s);
 
-// ---- the search (host/tune_search.c; candidates run in workers, host/tune_job.c) ----
+// ---- the search (host/tune/tune_search.c; candidates run in workers, host/tune/tune_job.c) ----
 typedef struct tune_search_opts {
     const char *exe;         // this binary, started as `cltrain tune --worker` per candidate
     const char *device;      // the device for the workers, "P:D"

@@ -1,6 +1,6 @@
 // Shared set-up and evaluation for train, eval and bench.
 #define _POSIX_C_SOURCE 200809L
-#include "host/session.h"
+#include "host/train/session.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,9 @@
 // `cltrain tune`: search the GEMM configuration for a device on ResNet18's own GEMMs, store it
 // in the cache folder, print GFLOPS per shape before and after.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli.h"
-#include "host/session.h"
-#include "host/tune.h"
+#include "host/cli/cli.h"
+#include "host/train/session.h"
+#include "host/tune/tune.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -203,7 +203,7 @@ int cmd_tune(int argc, char **argv) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }
-    if (o.worker) {   // one candidate, in its own process (host/tune_job.h says why)
+    if (o.worker) {   // one candidate, in its own process (host/tune/tune_job.h says why)
         rc = tune_worker_main(&rt, o.worker, o.config, o.cap, stdout);
         clrt_free(&rt);
         return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;

@@ -1,5 +1,5 @@
 // conv2d as im2col + one GEMM over the whole batch, and linear layers.
-#include "host/ops_internal.h"
+#include "host/ops/ops_internal.h"
 
 // ---- conv2d ----
 

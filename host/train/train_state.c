@@ -1,7 +1,6 @@
 // Training state files: see train_state.h.
 #define _POSIX_C_SOURCE 200809L
-#include "host/train_state.h"
-#include "host/cmd_options.h"
+#include "host/train/train_state.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -46,7 +45,8 @@ static int add_float(ckpt *c, const char *name, double v) {
 typedef struct int_arg { const char *flag; int *field; int lo, hi; } int_arg;
 
 int train_state_read(train_state *st, const char *path, run_options *o,
-                     unsigned long long given, char *err, size_t errlen) {
+                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
+                     size_t errlen) {
     if (ckpt_read(&st->file, path, err, errlen) != 0) return -1;
     const ckpt *c = &st->file;
     int f = ckpt_find(c, "cltrain.format");

@@ -1,7 +1,7 @@
 // The kernel program: sources (embedded or $CLTRAIN_KERNEL_DIR), the persistent binary cache,
 // and the build with its log.
 #define _POSIX_C_SOURCE 200809L
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <errno.h>
 #include <stdlib.h>

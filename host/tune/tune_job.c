@@ -1,7 +1,7 @@
 // `cltrain tune`'s measurements: the job file (shapes and reference points), the worker that
 // measures one configuration on the device, and starting a worker from the search.
 #define _POSIX_C_SOURCE 200809L
-#include "host/tune_job.h"
+#include "host/tune/tune_job.h"
 
 #include <errno.h>
 #include <math.h>

@@ -12,7 +12,7 @@
 // random valid samples with mutations of the best so far. Compiling a candidate (CLBlast
 // builds a program per parameter set) costs seconds on pocl: it dominates the budget.
 #define _POSIX_C_SOURCE 200809L
-#include "host/tune_job.h"
+#include "host/tune/tune_job.h"
 
 #include <errno.h>
 #include <math.h>
@@ -125,7 +125,7 @@ static int sample(int k, const size_t *base, const clrt_devinfo *d, uint64_t *rn
     return 0;
 }
 
-// ---- measuring (each configuration in a worker process, host/tune_job.c) ----
+// ---- measuring (each configuration in a worker process, host/tune/tune_job.c) ----
 
 typedef struct bench {
     const clrt_devinfo *dev; // the device's limits, for valid candidates

@@ -1,6 +1,6 @@
 // Per-op and per-layer device time from OpenCL profiling events (cltrain bench --profile).
 #define _POSIX_C_SOURCE 200809L
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <stdlib.h>
 #include <string.h>

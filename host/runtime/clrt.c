@@ -1,6 +1,6 @@
 // The runtime: context, in-order queue, program, kernel handles, buffers and launches.
 #define _POSIX_C_SOURCE 200809L
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,6 +1,6 @@
 // The flags of train, eval and bench: one table, each command allowing its own subset.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cmd_options.h"
+#include "host/cli/cmd_options.h"
 
 #include <getopt.h>
 #include <string.h>

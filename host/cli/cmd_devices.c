@@ -1,7 +1,7 @@
 // `cltrain devices` and `cltrain selftest`.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli.h"
-#include "host/clrt.h"
+#include "host/cli/cli.h"
+#include "host/runtime/clrt.h"
 
 #include <getopt.h>
 #include <math.h>

@@ -1,5 +1,5 @@
 // Names of OpenCL and CLBlast status codes, and the exits of the hot-path checks.
-#include "host/clrt.h"
+#include "host/runtime/clrt.h"
 
 #include <stdio.h>
 #include <stdlib.h>

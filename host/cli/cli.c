@@ -1,5 +1,5 @@
 // Strict flag-value parsing: the whole string must be a number in range.
-#include "host/cli.h"
+#include "host/cli/cli.h"
 
 #include <errno.h>
 #include <math.h>

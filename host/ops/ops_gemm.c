@@ -1,5 +1,5 @@
 // GEMM through CLBlast: the one place every matrix product of the model goes through, and the
-// tuned configuration it runs with (host/tune.h).
+// tuned configuration it runs with (host/tune/tune.h).
 //
 // How a call reaches CLBlast, when a configuration with routes is in force:
 // - Route: CLBlast has a direct kernel (one launch, any offset/transpose/size) and an indirect
@@ -18,8 +18,8 @@
 //   call plus a fixed-order sum (splitk_plan); on and off per shape and device, never by timing.
 // Without routes (no tuning file) op_gemm hands every call over row-major, as called.
 #define _POSIX_C_SOURCE 200809L
-#include "host/ops_internal.h"
-#include "host/tune.h"
+#include "host/ops/ops_internal.h"
+#include "host/tune/tune.h"
 
 #include <clblast_c.h>
 #include <stdlib.h>

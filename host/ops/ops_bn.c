@@ -1,5 +1,5 @@
 // Batch norm over (C, M), M = N*H*W, in training and eval mode (PyTorch's BatchNorm2d).
-#include "host/ops_internal.h"
+#include "host/ops/ops_internal.h"
 
 static void bn_check(int c, int m, const char *op) {
     OPS_REQUIRE(c > 0 && m > 0, op, "bad sizes c=%d m=%d", c, m);

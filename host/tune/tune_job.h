@@ -1,11 +1,11 @@
 // The measuring half of `cltrain tune`, run in a child process per candidate: a candidate's
 // parameters may make CLBlast's kernels compute wrong results or write outside their buffers
 // (on pocl, device memory is host memory), so no candidate runs inside the searching process.
-// Not part of the public API: host/tune_search.c and host/tune_job.c only.
+// Not part of the public API: host/tune/tune_search.c and host/tune/tune_job.c only.
 #ifndef CLTRAIN_TUNE_JOB_H
 #define CLTRAIN_TUNE_JOB_H
 
-#include "host/tune.h"
+#include "host/tune/tune.h"
 
 // What every measurement shares: the shapes and the reference points each is checked on.
 // Shapes with calls == 0 are canaries: checked, not timed (the ms of timed shapes come back
