@@ -1,6 +1,7 @@
 // `cltrain devices` and `cltrain selftest`.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cli.h"
+#include "common/clock.h"
 #include "host/runtime/clrt.h"
 
 #include <getopt.h>
@@ -52,12 +53,6 @@ static const char selftest_usage[] =
     "  Builds the kernels (or loads them from the cache), runs y = 2x + 1 on N floats on the\n"
     "  device, checks the result against the host and reports the start-up time.\n";
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 int cmd_selftest(int argc, char **argv) {
     static const struct option opts[] = { { "device", required_argument, 0, 'd' },
                                           { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
@@ -72,7 +67,7 @@ int cmd_selftest(int argc, char **argv) {
         } else if (c == 'h') { fputs(selftest_usage, stdout); return CLI_EXIT_OK; }
         else return cli_show_usage(selftest_usage);
     }
-    double t0 = now_s();
+    double t0 = util_now();
     clrt rt;
     char err[1024];
     int rc = clrt_init(&rt, &ro, err, sizeof err);
@@ -93,7 +88,7 @@ int cmd_selftest(int argc, char **argv) {
     CLRT_ARG(k, 4, a); CLRT_ARG(k, 5, n);
     clrt_launch1d(&rt, k, (size_t)n);
     clrt_read(&rt, by, 0, y, sizeof(float) * (size_t)n);
-    double t1 = now_s();
+    double t1 = util_now();
     int bad = 0;
     for (int i = 0; i < n; i++)
         if (y[i] != 2.0f * x[i]) bad++;  // the embedded kernel adds SELFTEST_B = 0

@@ -1,6 +1,7 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
+#include "common/fs.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -53,17 +54,17 @@ int cmd_eval(int argc, char **argv) {
     }
     if (!K) K = ds.num_classes;
     FILE *csv = NULL;
-    char tmp[4200] = "";
-    if (o.predictions) {  // written to a temp file, renamed when complete
+    util_atomic_file pred = { 0 };
+    if (o.predictions) {  // written atomically (common/fs.h): complete or not at all
         struct stat sb;
-        snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o.predictions, (long)getpid());
         int is_dir = stat(o.predictions, &sb) == 0 && S_ISDIR(sb.st_mode);
-        if (is_dir || !(csv = fopen(tmp, "w"))) {
+        if (is_dir || util_atomic_open(&pred, o.predictions, err, sizeof err) != 0) {
             fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions,
-                    is_dir ? "is a folder, not a file name" : strerror(errno));
+                    is_dir ? "is a folder, not a file name" : err);
             dataset_free(&ds);
             return CLI_EXIT_DATA;
         }
+        csv = pred.f;
         fprintf(csv, "index,label,pred");
         for (int k = 0; k < K; k++) fprintf(csv, ",logit_%d", k);
         fprintf(csv, "\n");
@@ -97,13 +98,11 @@ int cmd_eval(int argc, char **argv) {
     }
     if (rc != 0) fprintf(stderr, "cltrain: error: %s\n", err);
     if (csv) {
-        if (fclose(csv) != 0 && rc == 0) rc = CLI_EXIT_DATA;
-        if (rc == 0 && rename(tmp, o.predictions) != 0) {
-            fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions,
-                    strerror(errno));
+        if (rc == 0 && util_atomic_commit(&pred, err, sizeof err) != 0) {
+            fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions, err);
             rc = CLI_EXIT_DATA;
         }
-        if (rc != 0) unlink(tmp);
+        util_atomic_abort(&pred);   // nothing left to do after a commit
     }
     resnet_free(&m);
     clrt_free(&rt);

@@ -2,6 +2,8 @@
 // and the build with its log.
 #define _POSIX_C_SOURCE 200809L
 #include "host/runtime/clrt.h"
+#include "common/fs.h"
+#include "common/hash.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -70,25 +72,18 @@ void clrt_free_sources(char **texts, size_t count) {
 
 // ---- cache ----
 
+// 128 bits of key: two streams of the one hash (common/hash.h) from different starts.
 typedef struct hash128 { uint64_t a, b; } hash128;
 
-static void hash_bytes(hash128 *h, const void *data, size_t n) {
-    const unsigned char *p = data;
-    for (size_t i = 0; i < n; i++) {  // two FNV-1a streams with different primes' offsets
-        h->a = (h->a ^ p[i]) * 0x100000001b3ULL;
-        h->b = (h->b ^ p[i]) * 0x100000001b3ULL;
-        h->b ^= h->b >> 29;
-    }
-}
-
 static void hash_str(hash128 *h, const char *s) {
-    hash_bytes(h, s, strlen(s) + 1);  // the NUL separates fields
+    h->a = util_hash_str(h->a, s);
+    h->b = util_hash_str(h->b, s);
 }
 
 void clrt_cache_key(const clrt_devinfo *d, char **texts, size_t count, const char *options,
                     char out_hex[33]) {
-    hash128 h = { 0xcbf29ce484222325ULL, 0x84222325cbf29ce4ULL };
-    hash_str(&h, "cltrain-kernel-cache-v1");
+    hash128 h = { UTIL_HASH_INIT, 0x84222325cbf29ce4ULL };
+    hash_str(&h, "cltrain-kernel-cache-v2");
     hash_str(&h, d->name);
     hash_str(&h, d->vendor);
     hash_str(&h, d->driver);
@@ -134,40 +129,28 @@ static unsigned char *cache_load(const char *path, const char key[33], size_t *s
     return bin;
 }
 
-static int mkdir_p(const char *dir) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", dir);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
-
-// Atomic: a temp file in the same folder, then rename, so concurrent processes share it.
+// Atomic (common/fs.h), so concurrent processes share it.
 static void cache_store(const char *dir, const char *path, const char key[33],
                         const unsigned char *bin, size_t n) {
-    if (mkdir_p(dir) != 0) {
+    if (util_mkdir_p(dir) != 0) {
         fprintf(stderr, "cltrain: warning: kernel cache folder %s not usable (%s); "
                         "continuing without the cache\n", dir, strerror(errno));
         return;
     }
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    uint64_t n64 = n;
-    uint32_t crc = (uint32_t)crc32(0L, bin, (uInt)n);
-    int ok = f && fwrite(cache_magic, 1, 8, f) == 8 && fwrite(key, 1, 32, f) == 32 &&
-             fwrite(&n64, 8, 1, f) == 1 && fwrite(&crc, 4, 1, f) == 1 &&
-             fwrite(bin, 1, n, f) == n;
-    if (f && fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        fprintf(stderr, "cltrain: warning: cannot write kernel cache %s (%s); "
-                        "continuing without the cache\n", path, strerror(errno));
-        unlink(tmp);
+    util_atomic_file a;
+    char err[2400];
+    if (util_atomic_open(&a, path, err, sizeof err) == 0) {
+        FILE *f = a.f;
+        uint64_t n64 = n;
+        uint32_t crc = (uint32_t)crc32(0L, bin, (uInt)n);
+        int ok = fwrite(cache_magic, 1, 8, f) == 8 && fwrite(key, 1, 32, f) == 32 &&
+                 fwrite(&n64, 8, 1, f) == 1 && fwrite(&crc, 4, 1, f) == 1 &&
+                 fwrite(bin, 1, n, f) == n;
+        if (ok && util_atomic_commit(&a, err, sizeof err) == 0) return;
+        if (!ok) snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(errno));
+        util_atomic_abort(&a);
     }
+    fprintf(stderr, "cltrain: warning: kernel cache: %s; continuing without the cache\n", err);
 }
 
 static void print_build_log(clrt *rt, cl_program p) {

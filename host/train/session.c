@@ -1,6 +1,7 @@
 // Shared set-up and evaluation for train, eval and bench.
 #define _POSIX_C_SOURCE 200809L
 #include "host/train/session.h"
+#include "common/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -19,11 +20,7 @@ void run_options_defaults(run_options *o) {
     o->steps = 10;
 }
 
-double session_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double session_now(void) { return util_now(); }
 
 int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen) {
     ckpt c;

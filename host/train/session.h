@@ -35,6 +35,6 @@ long session_evaluate(resnet *m, const dataset_split *split, const run_options *
                       long *total, long *per_class_correct, long *per_class_total, FILE *csv,
                       char *err, size_t errlen);
 
-double session_now(void);
+double session_now(void);          // util_now() (common/clock.h), for the callers of old
 
 #endif

@@ -2,6 +2,8 @@
 // applies, and applying the parameters to CLBlast.
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune/tune.h"
+#include "common/fs.h"
+#include "common/hash.h"
 
 #include <clblast_c.h>
 #include <errno.h>
@@ -368,37 +370,14 @@ int tune_read_file(const char *path, tune_config *c, char *err, size_t errlen) {
     return 0;
 }
 
-static int mkdir_parents(const char *path) {
-    char tmp[1024];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    char *slash = strrchr(tmp, '/');
-    if (!slash || slash == tmp) return 0;
-    *slash = 0;
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return (mkdir(tmp, 0755) != 0 && errno != EEXIST) ? -1 : 0;
-}
-
 int tune_write_file(const char *path, const tune_config *c, char *err, size_t errlen) {
     CHECK(path && *path, "no path to write the tuning file to");
-    CHECK(mkdir_parents(path) == 0, "cannot create the folder of %s: %s", path, strerror(errno));
-    char tmp[1100];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "w");
-    CHECK(f, "cannot write %s: %s", tmp, strerror(errno));
-    tune_write(f, c);
-    int ok = !ferror(f);
-    if (fclose(f) != 0) ok = 0;
-    if (!ok || rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        CHECK(0, "cannot write %s: %s", path, strerror(e));
-    }
-    return 0;
+    CHECK(util_mkdir_parent(path) == 0, "cannot create the folder of %s: %s", path,
+          strerror(errno));
+    util_atomic_file a;
+    if (util_atomic_open(&a, path, err, errlen) != 0) return 1;
+    tune_write(a.f, c);
+    return util_atomic_commit(&a, err, errlen) != 0;
 }
 
 // ---- which device a file is for ----
@@ -444,14 +423,11 @@ int tune_matches(const tune_config *c, const clrt_devinfo *d) {
            glob(c->match_driver, d->driver) && glob(c->match_platform, d->platform_name);
 }
 
-static void hash_str(uint64_t *h, const char *s) {
+static void hash_str(uint64_t *h, const char *s) {   // trimmed, as the file keeps it
     char t[300];
     snprintf(t, sizeof t, "%s", s);
     trim(t);
-    for (const unsigned char *p = (const unsigned char *)t;; p++) {  // the NUL separates
-        *h = (*h ^ *p) * 0x100000001b3ULL;
-        if (!*p) break;
-    }
+    *h = util_hash_str(*h, t);
 }
 
 void tune_cache_path(const clrt_devinfo *d, char *out, size_t outlen) {
@@ -459,7 +435,7 @@ void tune_cache_path(const clrt_devinfo *d, char *out, size_t outlen) {
     clrt_cache_dir(dir, sizeof dir);
     out[0] = 0;
     if (!dir[0]) return;
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = UTIL_HASH_INIT;
     hash_str(&h, "cltrain-gemm-tune");
     hash_str(&h, d->name);
     hash_str(&h, d->vendor);

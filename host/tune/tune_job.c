@@ -2,6 +2,7 @@
 // measures one configuration on the device, and starting a worker from the search.
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune/tune_job.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -170,12 +171,6 @@ typedef struct dev_bench {
     float *host;             // scratch, nc floats
 } dev_bench;
 
-static double clock_now(int cpu) {
-    struct timespec ts;
-    clock_gettime(cpu ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static cl_mem upload(dev_bench *d, int which, size_t n, int at0) {
     float *h = malloc(n * sizeof *h);
     if (!h) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
@@ -299,11 +294,11 @@ int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, do
         int st = 0;
         for (int r = 0; r < 4 * j.reps && (r < j.reps || spent < 0.02) && !st; r++) {
             clrt_finish(rt);
-            double t = clock_now(j.cpu_clock), w = clock_now(0);
+            double t = util_clock(j.cpu_clock ? UTIL_CLOCK_CPU : UTIL_CLOCK_WALL), w = util_now();
             st = run(&d, s);
             clrt_finish(rt);
-            t = clock_now(j.cpu_clock) - t;
-            spent += clock_now(0) - w;
+            t = util_clock(j.cpu_clock ? UTIL_CLOCK_CPU : UTIL_CLOCK_WALL) - t;
+            spent += util_now() - w;
             if (t < best) best = t;
         }
         if (st) {
@@ -390,10 +385,10 @@ int tune_job_measure(const tune_runner *r, const tune_job *j, const tune_config 
     close(fds[1]);
     size_t cap_out = 1 << 16, len = 0;
     char *buf = malloc(cap_out);
-    double deadline = clock_now(0) + r->timeout_s;
+    double deadline = util_now() + r->timeout_s;
     int timed_out = 0;
     while (buf) {
-        double left = deadline - clock_now(0);
+        double left = deadline - util_now();
         if (left <= 0) { timed_out = 1; break; }
         struct pollfd p = { fds[0], POLLIN, 0 };
         int pr = poll(&p, 1, (int)fmin(left * 1000, 1000));

@@ -13,6 +13,7 @@
 // builds a program per parameter set) costs seconds on pocl: it dominates the budget.
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune/tune_job.h"
+#include "common/clock.h"
 
 #include <errno.h>
 #include <math.h>
@@ -137,19 +138,14 @@ typedef struct bench {
     int measured;
 } bench;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-static double elapsed(const bench *b) { return now_s() - b->t0; }
+static double elapsed(const bench *b) { return util_now() - b->t0; }
 
 static int bench_init(bench *b, const tune_shapes *sh, const tune_search_opts *o, char *err,
                       size_t errlen) {
     memset(b, 0, sizeof *b);   // bench_free is safe on what this leaves, whatever fails
     b->sh = sh;
     b->log = o->log;
-    b->t0 = now_s();
+    b->t0 = util_now();
     if (!o->exe || !o->device) {
         snprintf(err, errlen, "tune_search: no worker binary or device given");
         return 1;
