@@ -263,7 +263,7 @@ Test(model, deterministic) {
 // the same conv algorithm: without kept cols the 3x3 forwards would run as Winograd).
 Test(model, kept_cols_same_gradients) {
     setup s;
-    setenv("CLTRAIN_WINOGRAD", "0", 1);
+    test_rt()->ops_cfg->winograd = 0;
     unsetenv("CLTRAIN_KEEP_COLS");
     model_setup(&s, 2, 2);
     cr_assert(s.m.keep_cols, "the test device has room to keep the col matrices");
@@ -277,7 +277,7 @@ Test(model, kept_cols_same_gradients) {
     cr_assert(!s.m.keep_cols, "CLTRAIN_KEEP_COLS=0: one shared workspace");
     grads_of_one_step(&s, b);
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
-    unsetenv("CLTRAIN_WINOGRAD");
+    test_rt()->ops_cfg->winograd = -1;
     free(a);
     free(b);
     model_teardown(&s);

@@ -1,11 +1,13 @@
 // Shared test helpers (see testutil.h).
 #include "tests/testutil.h"
+#include "host/cli/startup.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 
 static clrt g_rt;
+static ops_config g_ops;   // as the command layer fills it at start-up; tests set fields
 static int g_rt_ready;
 
 clrt *test_rt(void) {
@@ -15,6 +17,8 @@ clrt *test_rt(void) {
         char err[1024];
         int rc = clrt_init(&g_rt, &o, err, sizeof err);
         cr_assert_eq(rc, 0, "no OpenCL test device: %s", err);
+        cli_ops_config(&g_ops, &g_rt.dev);
+        g_rt.ops_cfg = &g_ops;
         g_rt_ready = 1;
     }
     return &g_rt;

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
 #include "host/tune/tune.h"
+#include "host/cli/startup.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ int cmd_bench(int argc, char **argv) {
     char err[2048];
     clrt rt;
     clrt_options ro = { .device_spec = o.device, .profiling = o.profile };
-    if ((rc = clrt_init(&rt, &ro, err, sizeof err)) != 0) {
+    if ((rc = cli_runtime_init(&rt, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }

@@ -1,6 +1,7 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
+#include "host/cli/startup.h"
 #include "common/fs.h"
 
 #include <errno.h>
@@ -73,7 +74,7 @@ int cmd_eval(int argc, char **argv) {
     clrt_options ro = { .device_spec = o.device };
     resnet m;
     memset(&m, 0, sizeof m);
-    rc = clrt_init(&rt, &ro, err, sizeof err);
+    rc = cli_runtime_init(&rt, &ro, err, sizeof err);
     if (rc == 0) rc = resnet_init(&m, &rt, K, err, sizeof err);
     if (rc == 0) rc = resnet_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0) rc = session_load_weights(&m, &o, err, sizeof err);

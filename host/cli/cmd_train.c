@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
 #include "host/train/train_state.h"
+#include "host/cli/startup.h"
 
 #include <errno.h>
 #include <math.h>
@@ -137,7 +138,7 @@ int cmd_train(int argc, char **argv) {
     }
     clrt rt;
     clrt_options ro = { .device_spec = o.device };
-    if ((rc = clrt_init(&rt, &ro, err, sizeof err)) != 0) {
+    if ((rc = cli_runtime_init(&rt, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         dataset_free(&ds);
         train_state_free(&st);

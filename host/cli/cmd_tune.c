@@ -4,6 +4,7 @@
 #include "host/cli/cli.h"
 #include "host/train/session.h"
 #include "host/tune/tune.h"
+#include "host/cli/startup.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -199,7 +200,7 @@ int cmd_tune(int argc, char **argv) {
     char err[2048];
     clrt rt;
     clrt_options ro = { .device_spec = o.device, .quiet = o.worker != NULL };
-    if ((rc = clrt_init(&rt, &ro, err, sizeof err)) != 0) {
+    if ((rc = cli_runtime_init(&rt, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }

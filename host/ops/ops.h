@@ -14,6 +14,7 @@
 #ifndef CLTRAIN_OPS_H
 #define CLTRAIN_OPS_H
 
+#include "host/ops/gemm_tuning.h"
 #include "host/runtime/clrt.h"
 
 typedef struct dten {
@@ -23,6 +24,22 @@ typedef struct dten {
 
 static inline dten dten_at(dten t, size_t off) { t.off += off; return t; }
 static const dten DTEN_NONE = {0, 0};
+
+// ---- configuration, handed down: the ops read no environment and no files ----
+// The command layer fills one at start-up from the environment (README.md, "Environment") and
+// the tuning files (host/cli/startup.c) and hands it down with the runtime (clrt.ops_cfg); a
+// test sets a field. Each performance switch: 0 off, 1 on, -1 the launcher's own rule.
+typedef struct ops_config {
+    int splitk;                    // CLTRAIN_SPLITK: 0 never splits a GEMM's k (op_gemm)
+    int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
+    int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's reduction split
+                                   // (-1: interleaved on GPUs)
+    int keep_cols;                 // CLTRAIN_KEEP_COLS: the model's (read there for now)
+    int has_gemm;                  // 1: gemm is what op_gemm starts with on this device
+    tune_config gemm;              // the GEMM tuning that applies (host/tune/tune.h)
+    char gemm_source[1100];        // where it came from ("cache /path", "shipped tune/x", ...)
+} ops_config;
+void ops_config_init(ops_config *c);   // every switch -1, no GEMM tuning
 
 // ---- GEMM (CLBlast), row-major: C = alpha * op(A) * op(B) + beta * C ----
 void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,

@@ -16,10 +16,10 @@ static size_t bn_group_size(clrt *rt, cl_kernel k, size_t local_bytes_per_item) 
 }
 
 // How the reducing kernels split a channel among a group's items (cl/bn.cl): contiguous runs
-// on a CPU, interleaved vectors elsewhere (coalesced loads on a GPU). CLTRAIN_BN_INTERLEAVE
-// (0 or 1) overrides it, for tests and comparisons.
+// on a CPU, interleaved vectors elsewhere (coalesced loads on a GPU). ops_config.bn_interleave
+// (CLTRAIN_BN_INTERLEAVE, 0 or 1) overrides it, for tests and comparisons.
 static int bn_interleave(const clrt *rt) {
-    int sw = ops_switch("CLTRAIN_BN_INTERLEAVE");
+    int sw = OPS_SWITCH(rt, bn_interleave);
     return sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 

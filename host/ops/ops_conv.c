@@ -93,7 +93,8 @@ static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
 // ResNet18 eval at 224x224/batch 16: 21.2 -> 27.0 img/s (every 3x3 s1 conv: 25.5; layer1's
 // 64-channel convs lose); at 32x32 no conv qualifies (every variant tried there was 4-8%
 // slower). On CPU devices by default: on GPUs it has not been measured yet, so they stay on
-// im2col + GEMM. CLTRAIN_WINOGRAD=0 turns it off, =1 on for any device (same shape rule).
+// im2col + GEMM. ops_config.winograd (CLTRAIN_WINOGRAD) = 0 turns it off, = 1 on for any
+// device (same shape rule).
 #define WINO_MIN_CHANNELS 128
 #define WINO_MIN_PIXELS 49
 
@@ -105,7 +106,7 @@ static int wino_shape(const conv_plan *p) {
 }
 
 static int conv_winograd(const clrt *rt, const conv_plan *p) {
-    int sw = ops_switch("CLTRAIN_WINOGRAD");
+    int sw = OPS_SWITCH(rt, winograd);
     return (sw >= 0 ? sw : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0) && wino_shape(p);
 }
 

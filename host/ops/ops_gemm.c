@@ -1,5 +1,6 @@
 // GEMM through CLBlast: the one place every matrix product of the model goes through, and the
-// tuned configuration it runs with (host/tune/tune.h).
+// tuned configuration it runs with (gemm_tuning.h; handed down in ops_config, made by
+// host/tune/).
 //
 // How a call reaches CLBlast, when a configuration with routes is in force:
 // - Route: CLBlast has a direct kernel (one launch, any offset/transpose/size) and an indirect
@@ -19,7 +20,6 @@
 // Without routes (no tuning file) op_gemm hands every call over row-major, as called.
 #define _POSIX_C_SOURCE 200809L
 #include "host/ops/ops_internal.h"
-#include "host/tune/tune.h"
 
 #include <clblast_c.h>
 #include <stdlib.h>
@@ -99,12 +99,13 @@ static int configure(gemm_state *g, const tune_config *c, const char *source, ch
 void op_gemm_init(clrt *rt) {
     gemm_state *g = gemm_state_of(rt);
     if (g->ready) return;
-    tune_config c;
-    char source[1100], err[512];
-    if (!tune_find(&rt->dev, &c, source, sizeof source)) {
+    char err[512];
+    if (!rt->ops_cfg || !rt->ops_cfg->has_gemm) {
         configure(g, NULL, "none", err, sizeof err);
         return;
     }
+    const tune_config c = rt->ops_cfg->gemm;
+    const char *source = rt->ops_cfg->gemm_source;
     // A file that names this device may still be wrong for it (edited by hand, or a driver
     // that rejects a value): warn and run on CLBlast's own parameters.
     for (int k = 0; k < TK_COUNT; k++)
@@ -244,7 +245,7 @@ enum {
 // Chunks of k for this GEMM on this device: 0 = do not split, else the number of partial
 // products; *len the chunk length (the last partial, k % len, when not 0, comes on top).
 static int splitk_plan(const clrt *rt, int m, int n, int k, int *len) {
-    if (ops_switch("CLTRAIN_SPLITK") == 0) return 0;   // never (to compare)
+    if (OPS_SWITCH(rt, splitk) == 0) return 0;   // never (to compare)
     size_t tiles = (size_t)((m + SPLITK_TILE - 1) / SPLITK_TILE) *
                    (size_t)((n + SPLITK_TILE - 1) / SPLITK_TILE);
     size_t want = (size_t)SPLITK_GROUPS_PER_CU * (rt->dev.compute_units ? rt->dev.compute_units : 1);

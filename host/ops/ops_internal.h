@@ -73,12 +73,9 @@ static inline void ops_set_local(clrt *rt, cl_kernel k, cl_uint arg, size_t byte
 // Largest work-group size of a reduction kernel; 256 keeps a tree short on every device.
 #define OPS_REDUCE_CAP 256
 
-// A performance switch from the environment (README.md, "Environment"): 0 or 1 when the
-// variable says "0" or "1", else -1 (the launcher's own rule). Read at each call, so a test or
-// a comparison can flip it.
-static inline int ops_switch(const char *name) {
-    const char *e = getenv(name);
-    return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] - '0' : -1;
-}
+// A performance switch of the configuration handed down with rt (ops_config, ops.h): 0 or 1,
+// or -1 (the launcher's own rule) when it says so or none was handed down. Read at each call,
+// so a test or a comparison can flip it.
+#define OPS_SWITCH(rt, field) ((rt)->ops_cfg ? (rt)->ops_cfg->field : -1)
 
 #endif

@@ -1,6 +1,8 @@
 // Element-wise ops, pooling, the loss, the optimizer step and the finiteness check.
 #include "host/ops/ops_internal.h"
 
+#include <string.h>
+
 // ---- element-wise ----
 
 // The (out, a, b, n) kernels: add and add_relu.
@@ -219,4 +221,11 @@ int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
     cl_int flag = 0;
     clrt_read(rt, scratch_int.mem, scratch_int.off * sizeof(cl_int), &flag, sizeof flag);
     return flag == 1;
+}
+
+void ops_config_init(ops_config *c) {
+    memset(c, 0, sizeof *c);
+    c->splitk = c->winograd = c->bn_interleave = c->keep_cols = -1;
+    tune_config_init(&c->gemm);
+    snprintf(c->gemm_source, sizeof c->gemm_source, "none");
 }

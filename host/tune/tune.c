@@ -1,11 +1,10 @@
-// Tuned GEMM configurations: the kernel tables, the text file, device matching, which file
-// applies, and applying the parameters to CLBlast.
+// Tuned GEMM configurations on disk: the text file, device matching, which file applies.
+// (The kernel tables and applying them to CLBlast: host/ops/gemm_tuning.c.)
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune/tune.h"
 #include "common/fs.h"
 #include "common/hash.h"
 
-#include <clblast_c.h>
 #include <errno.h>
 #include <fnmatch.h>
 #include <stdlib.h>
@@ -21,53 +20,6 @@ extern const size_t tune_file_count;
 #define TUNE_MAGIC "cltrain-gemm-tune"
 #define TUNE_VERSION 1
 
-// ---- the kernel families: CLBlast 1.5.3's parameter names (its database order) ----
-
-typedef struct kernel_info {
-    const char *name;
-    int n;
-    const char *params[TUNE_MAX_PARAMS];
-    size_t defaults[TUNE_MAX_PARAMS];   // CLBlast 1.5.3's "default" database entry (single)
-} kernel_info;
-
-static const kernel_info kernels[TK_COUNT] = {
-    { "Xgemm", 16,
-      { "GEMMK", "KREG", "KWG", "KWI", "MDIMA", "MDIMC", "MWG", "NDIMB", "NDIMC", "NWG", "SA",
-        "SB", "STRM", "STRN", "VWM", "VWN" },
-      { 0, 1, 32, 2, 8, 8, 32, 16, 16, 32, 1, 1, 0, 0, 4, 2 } },
-    { "XgemmDirect", 10,
-      { "KWID", "MDIMAD", "MDIMCD", "NDIMBD", "NDIMCD", "PADA", "PADB", "VWMD", "VWND", "WGD" },
-      { 2, 8, 8, 8, 8, 1, 1, 1, 1, 16 } },
-    { "Copy", 4, { "COPY_DIMX", "COPY_DIMY", "COPY_VW", "COPY_WPT" }, { 16, 16, 4, 2 } },
-    { "Pad", 4, { "PAD_DIMX", "PAD_DIMY", "PAD_WPTX", "PAD_WPTY" }, { 32, 8, 2, 1 } },
-    { "Transpose", 4, { "TRA_DIM", "TRA_PAD", "TRA_SHUFFLE", "TRA_WPT" }, { 8, 0, 1, 4 } },
-    { "Padtranspose", 3, { "PADTRA_PAD", "PADTRA_TILE", "PADTRA_WPT" }, { 0, 8, 4 } },
-};
-
-static const char *const case_names[TUNE_CASES] = { "NN", "NT", "TN", "TT" };
-
-const char *tune_kernel_name(int k) { return k >= 0 && k < TK_COUNT ? kernels[k].name : "?"; }
-int tune_kernel_nparams(int k) { return k >= 0 && k < TK_COUNT ? kernels[k].n : 0; }
-const char *tune_param_name(int k, int i) { return kernels[k].params[i]; }
-const char *tune_case_name(int c) { return c >= 0 && c < TUNE_CASES ? case_names[c] : "?"; }
-
-int tune_kernel_by_name(const char *name) {
-    for (int k = 0; k < TK_COUNT; k++)
-        if (!strcmp(kernels[k].name, name)) return k;
-    return -1;
-}
-
-void tune_default_params(int k, size_t *v) {
-    memcpy(v, kernels[k].defaults, sizeof kernels[k].defaults);
-}
-
-void tune_config_init(tune_config *c) { memset(c, 0, sizeof *c); }
-
-// ---- constraints (those of CLBlast's own tuners, src/tuning/kernels/*.hpp) ----
-
-static int pow2(size_t x) { return x && !(x & (x - 1)); }
-static int mult(size_t x, size_t of) { return of && x % of == 0; }
-
 #define CHECK(cond, ...)                                   \
     do {                                                   \
         if (!(cond)) {                                     \
@@ -75,100 +27,6 @@ static int mult(size_t x, size_t of) { return of && x % of == 0; }
             return 1;                                      \
         }                                                  \
     } while (0)
-
-static int check_xgemm(const size_t *v, char *err, size_t errlen, size_t *wg, size_t *local) {
-    size_t GEMMK = v[0], KREG = v[1], KWG = v[2], KWI = v[3], MDIMA = v[4], MDIMC = v[5],
-           MWG = v[6], NDIMB = v[7], NDIMC = v[8], NWG = v[9], SA = v[10], SB = v[11],
-           STRM = v[12], STRN = v[13], VWM = v[14], VWN = v[15];
-    CHECK(GEMMK <= 1 && SA <= 1 && SB <= 1 && STRM <= 1 && STRN <= 1,
-          "GEMMK, SA, SB, STRM, STRN must be 0 or 1");
-    CHECK(pow2(VWM) && pow2(VWN) && VWM <= 16 && VWN <= 16, "VWM, VWN must be 1, 2, 4, 8 or 16");
-    CHECK(mult(KWG, KWI), "KWG must be a multiple of KWI");
-    CHECK(mult(MWG, MDIMC * VWM) && mult(MWG, MDIMA * VWM), "MWG must be a multiple of "
-          "MDIMC*VWM and MDIMA*VWM");
-    CHECK(mult(NWG, NDIMC * VWN) && mult(NWG, NDIMB * VWN), "NWG must be a multiple of "
-          "NDIMC*VWN and NDIMB*VWN");
-    if (GEMMK == 0) {
-        CHECK(KREG == 1, "KREG must be 1 with GEMMK 0");
-        CHECK(mult(MDIMC * NDIMC, MDIMA) && mult(MDIMC * NDIMC, NDIMB) &&
-              mult(KWG, MDIMC * NDIMC / MDIMA) && mult(KWG, MDIMC * NDIMC / NDIMB),
-              "KWG must be a multiple of MDIMC*NDIMC/MDIMA and MDIMC*NDIMC/NDIMB");
-    } else {
-        CHECK(KWG == 1 && KWI == 1 && SA == 0 && SB == 0 && STRM == 0 && STRN == 0,
-              "GEMMK 1 needs KWG 1, KWI 1, SA 0, SB 0, STRM 0, STRN 0");
-        CHECK(MDIMA == MDIMC && NDIMB == NDIMC, "GEMMK 1 needs MDIMA = MDIMC, NDIMB = NDIMC");
-        CHECK(mult(KREG, VWN), "KREG must be a multiple of VWN");
-    }
-    *wg = MDIMC * NDIMC;
-    *local = 4 * (SA * KWG * MWG + SB * KWG * NWG);
-    return 0;
-}
-
-static int check_direct(const size_t *v, char *err, size_t errlen, size_t *wg, size_t *local) {
-    size_t KWID = v[0], MDIMAD = v[1], MDIMCD = v[2], NDIMBD = v[3], NDIMCD = v[4],
-           PADA = v[5], PADB = v[6], VWMD = v[7], VWND = v[8], WGD = v[9];
-    CHECK(PADA <= 1 && PADB <= 1, "PADA, PADB must be 0 or 1");
-    CHECK(pow2(VWMD) && pow2(VWND) && VWMD <= 16 && VWND <= 16,
-          "VWMD, VWND must be 1, 2, 4, 8 or 16");
-    CHECK(mult(WGD, KWID), "WGD must be a multiple of KWID");
-    CHECK(mult(WGD, MDIMCD * VWMD) && mult(WGD, NDIMCD * VWND) && mult(WGD, MDIMAD * VWMD) &&
-          mult(WGD, NDIMBD * VWND), "WGD must be a multiple of MDIMCD*VWMD, NDIMCD*VWND, "
-          "MDIMAD*VWMD and NDIMBD*VWND");
-    CHECK(mult(MDIMCD * NDIMCD, MDIMAD) && mult(MDIMCD * NDIMCD, NDIMBD) &&
-          mult(WGD, MDIMCD * NDIMCD / MDIMAD) && mult(WGD, MDIMCD * NDIMCD / NDIMBD),
-          "WGD must be a multiple of MDIMCD*NDIMCD/MDIMAD and MDIMCD*NDIMCD/NDIMBD");
-    *wg = MDIMCD * NDIMCD;
-    *local = 4 * (WGD * (WGD + PADA) + WGD * (WGD + PADB));
-    return 0;
-}
-
-int tune_kernel_check(int k, const size_t *v, const clrt_devinfo *d, char *err, size_t errlen) {
-    CHECK(k >= 0 && k < TK_COUNT, "unknown kernel family %d", k);
-    static const char *const may_be_zero[] = { "GEMMK", "SA", "SB", "STRM", "STRN", "PADA",
-                                                "PADB", "TRA_PAD", "TRA_SHUFFLE", "PADTRA_PAD" };
-    for (int i = 0; i < kernels[k].n; i++) {
-        int zero_ok = 0;
-        for (size_t j = 0; j < sizeof may_be_zero / sizeof may_be_zero[0]; j++)
-            zero_ok |= !strcmp(may_be_zero[j], kernels[k].params[i]);
-        CHECK(v[i] <= 4096 && (v[i] >= 1 || zero_ok), "%s %s=%zu is out of range",
-              kernels[k].name, kernels[k].params[i], v[i]);
-    }
-    size_t wg = 1, local = 0;
-    int rc = 0;
-    switch (k) {
-    case TK_XGEMM: rc = check_xgemm(v, err, errlen, &wg, &local); break;
-    case TK_XGEMM_DIRECT: rc = check_direct(v, err, errlen, &wg, &local); break;
-    case TK_COPY:    // COPY_DIMX COPY_DIMY COPY_VW COPY_WPT
-        CHECK(pow2(v[2]) && v[2] <= 16 && v[3] >= 1, "COPY_VW must be 1..16 (a power of two), "
-              "COPY_WPT at least 1");
-        wg = v[0] * v[1];
-        break;
-    case TK_PAD:     // PAD_DIMX PAD_DIMY PAD_WPTX PAD_WPTY
-        CHECK(v[2] >= 1 && v[3] >= 1, "PAD_WPTX, PAD_WPTY must be at least 1");
-        wg = v[0] * v[1];
-        break;
-    case TK_TRANSPOSE:   // TRA_DIM TRA_PAD TRA_SHUFFLE TRA_WPT
-        CHECK(v[1] <= 1 && v[2] <= 1 && pow2(v[3]), "TRA_PAD, TRA_SHUFFLE must be 0 or 1, "
-              "TRA_WPT a power of two");
-        wg = v[0] * v[0];
-        local = 4 * v[3] * (v[3] * v[0]) * (v[0] + v[1]);
-        break;
-    case TK_PADTRANSPOSE:    // PADTRA_PAD PADTRA_TILE PADTRA_WPT
-        CHECK(v[0] <= 1 && v[2] >= 1, "PADTRA_PAD must be 0 or 1, PADTRA_WPT at least 1");
-        wg = v[1] * v[1];
-        local = 4 * (v[2] * v[1]) * (v[2] * v[1] + v[0]);
-        break;
-    }
-    if (rc) return rc;
-    CHECK(wg >= 1, "%s: empty work-group", kernels[k].name);
-    if (d) {
-        CHECK(wg <= d->max_work_group, "%s: work-group of %zu exceeds the device's %zu",
-              kernels[k].name, wg, d->max_work_group);
-        CHECK(local <= d->local_mem, "%s: needs %zu bytes of local memory, the device has %lu",
-              kernels[k].name, local, (unsigned long)d->local_mem);
-    }
-    return 0;
-}
 
 // ---- text form ----
 
@@ -202,16 +60,16 @@ static int parse_kernel(tune_config *c, char *rest, char *err, size_t errlen) {
         CHECK(eq, "expected NAME=VALUE, got '%s'", kv);
         *eq = 0;
         int i = 0;
-        while (i < kernels[k].n && strcmp(kernels[k].params[i], kv)) i++;
-        CHECK(i < kernels[k].n, "%s has no parameter %s", kernels[k].name, kv);
-        CHECK(!seen[i], "%s %s given twice", kernels[k].name, kv);
-        CHECK(!parse_size(eq + 1, &c->kernel[k][i]), "%s %s: bad value '%s'", kernels[k].name,
+        while (i < tune_kernel_nparams(k) && strcmp(tune_param_name(k, i), kv)) i++;
+        CHECK(i < tune_kernel_nparams(k), "%s has no parameter %s", tune_kernel_name(k), kv);
+        CHECK(!seen[i], "%s %s given twice", tune_kernel_name(k), kv);
+        CHECK(!parse_size(eq + 1, &c->kernel[k][i]), "%s %s: bad value '%s'", tune_kernel_name(k),
               kv, eq + 1);
         seen[i] = 1;
     }
-    for (int i = 0; i < kernels[k].n; i++)
-        CHECK(seen[i], "%s misses %s (CLBlast needs every parameter)", kernels[k].name,
-              kernels[k].params[i]);
+    for (int i = 0; i < tune_kernel_nparams(k); i++)
+        CHECK(seen[i], "%s misses %s (CLBlast needs every parameter)", tune_kernel_name(k),
+              tune_param_name(k, i));
     if (tune_kernel_check(k, c->kernel[k], NULL, err, errlen)) return 1;
     c->has_kernel[k] = 1;
     return 0;
@@ -222,7 +80,7 @@ static int parse_route(tune_config *c, char *rest, int *seen, char *err, size_t 
     char *save = NULL, *cs = strtok_r(rest, " \t", &save);
     int ci = -1;
     for (int i = 0; cs && i < TUNE_CASES; i++)
-        if (!strcmp(cs, case_names[i])) ci = i;
+        if (!strcmp(cs, tune_case_name(i))) ci = i;
     CHECK(ci >= 0, "unknown route case '%s' (NN, NT, TN or TT)", cs ? cs : "");
     CHECK(!seen[ci], "route %s given twice", cs);
     int got = 0;
@@ -338,14 +196,14 @@ void tune_write(FILE *f, const tune_config *c) {
         if (id[i].val[0]) fprintf(f, "%s %s\n", id[i].key, id[i].val);
     for (int k = 0; k < TK_COUNT; k++) {
         if (!c->has_kernel[k]) continue;
-        fprintf(f, "kernel %s", kernels[k].name);
-        for (int i = 0; i < kernels[k].n; i++)
-            fprintf(f, " %s=%zu", kernels[k].params[i], c->kernel[k][i]);
+        fprintf(f, "kernel %s", tune_kernel_name(k));
+        for (int i = 0; i < tune_kernel_nparams(k); i++)
+            fprintf(f, " %s=%zu", tune_param_name(k, i), c->kernel[k][i]);
         fputc('\n', f);
     }
     if (c->has_routes)
         for (int i = 0; i < TUNE_CASES; i++)
-            fprintf(f, "route %s indirect-mnk=%llu direct=%s indirect=%s\n", case_names[i],
+            fprintf(f, "route %s indirect-mnk=%llu direct=%s indirect=%s\n", tune_case_name(i),
                     (unsigned long long)c->route[i].indirect_mnk,
                     c->route[i].direct_colmajor ? "col" : "row",
                     c->route[i].indirect_colmajor ? "col" : "row");
@@ -467,10 +325,8 @@ static int try_file(const char *path, const clrt_devinfo *d, tune_config *c, int
     return 1;
 }
 
-int tune_find(const clrt_devinfo *d, tune_config *c, char *source, size_t sourcelen) {
-    const char *no = getenv("CLTRAIN_NO_TUNE");
-    if (no && *no && strcmp(no, "0") != 0) return 0;
-    const char *path = getenv("CLTRAIN_TUNE_FILE");
+int tune_find(const clrt_devinfo *d, const char *path, tune_config *c, char *source,
+              size_t sourcelen) {
     if (path && *path && try_file(path, d, c, 1)) {
         snprintf(source, sourcelen, "CLTRAIN_TUNE_FILE %s", path);
         return 1;
@@ -494,17 +350,5 @@ int tune_find(const clrt_devinfo *d, tune_config *c, char *source, size_t source
         }
     }
     tune_config_init(c);
-    return 0;
-}
-
-int tune_apply_kernels(const tune_config *c, cl_device_id dev, char *err, size_t errlen) {
-    for (int k = 0; k < TK_COUNT; k++) {
-        if (!c->has_kernel[k]) continue;
-        CLBlastStatusCode s = CLBlastOverrideParameters(
-            dev, kernels[k].name, CLBlastPrecisionSingle, (size_t)kernels[k].n,
-            (const char **)kernels[k].params, c->kernel[k]);
-        CHECK(s == CLBlastSuccess, "CLBlastOverrideParameters(%s): %s", kernels[k].name,
-              clrt_clblast_error_name(s));
-    }
     return 0;
 }
