@@ -25,14 +25,20 @@ clrt *test_rt(void) {
 }
 
 dten test_upload(clrt *rt, const float *host, size_t n) {
-    dten t = { clrt_alloc(rt, (n ? n : 1) * sizeof(float), "test tensor"), 0 };
+    dten t = DTEN_NONE;
+    char err[512];
+    cr_assert_eq(clrt_alloc_buf(rt, &t.mem, (n ? n : 1) * sizeof(float), "test tensor", err,
+                                sizeof err), 0, "%s", err);
     if (host) clrt_write(rt, t.mem, 0, host, n * sizeof(float));
     else clrt_fill_zero(rt, t.mem, 0, (n ? n : 1) * sizeof(float));
     return t;
 }
 
 dten test_upload_i32(clrt *rt, const int32_t *host, size_t n) {
-    dten t = { clrt_alloc(rt, (n ? n : 1) * sizeof(int32_t), "test int tensor"), 0 };
+    dten t = DTEN_NONE;
+    char err[512];
+    cr_assert_eq(clrt_alloc_buf(rt, &t.mem, (n ? n : 1) * sizeof(int32_t), "test int tensor",
+                                err, sizeof err), 0, "%s", err);
     if (host) clrt_write(rt, t.mem, 0, host, n * sizeof(int32_t));
     else clrt_fill_zero(rt, t.mem, 0, (n ? n : 1) * sizeof(int32_t));
     return t;

@@ -78,8 +78,16 @@ int cmd_selftest(int argc, char **argv) {
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     if (!x || !y) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
     for (int i = 0; i < n; i++) x[i] = (float)(i % 1000) * 0.25f - 17.0f;
-    cl_mem bx = clrt_alloc(&rt, sizeof(float) * (size_t)n, "selftest input");
-    cl_mem by = clrt_alloc(&rt, sizeof(float) * (size_t)n, "selftest output");
+    cl_mem bx = NULL, by = NULL;
+    if (clrt_alloc_buf(&rt, &bx, sizeof(float) * (size_t)n, "selftest input", err, sizeof err) ||
+        clrt_alloc_buf(&rt, &by, sizeof(float) * (size_t)n, "selftest output", err, sizeof err)) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        if (bx) clReleaseMemObject(bx);
+        free(x);
+        free(y);
+        clrt_free(&rt);
+        return CLI_EXIT_DATA;
+    }
     clrt_write(&rt, bx, 0, x, sizeof(float) * (size_t)n);
     cl_kernel k = clrt_kernel(&rt, "selftest_axpb");
     cl_ulong zero = 0;

@@ -95,22 +95,33 @@ cl_kernel clrt_kernel(clrt *rt, const char *name) {
     return k;
 }
 
-cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what) {
+int clrt_alloc_buf(clrt *rt, cl_mem *out, size_t bytes, const char *what, char *err,
+                   size_t errlen) {
     const double mib = 1024.0 * 1024.0;
+    *out = NULL;
     if (bytes == 0) bytes = 4;
     if (bytes > rt->dev.max_alloc) {
-        fprintf(stderr, "cltrain: error: %s needs %.1f MiB in one buffer but %s allows at most "
-                        "%.1f MiB per buffer (%.0f MiB in all); try a smaller --batch-size\n",
-                what, bytes / mib, rt->dev.name, rt->dev.max_alloc / mib,
-                rt->dev.global_mem / mib);
-        exit(1);
+        snprintf(err, errlen, "%s needs %.1f MiB in one buffer but %s allows at most %.1f MiB "
+                              "per buffer (%.0f MiB in all)", what, bytes / mib, rt->dev.name,
+                 rt->dev.max_alloc / mib, rt->dev.global_mem / mib);
+        return 1;
     }
     cl_int e;
     cl_mem m = clCreateBuffer(rt->ctx, CL_MEM_READ_WRITE, bytes, NULL, &e);
     if (e != CL_SUCCESS) {
-        fprintf(stderr, "cltrain: error: allocating %.1f MiB for %s on %s (%.0f MiB in all): "
-                        "%s; try a smaller --batch-size\n",
-                bytes / mib, what, rt->dev.name, rt->dev.global_mem / mib, clrt_error_name(e));
+        snprintf(err, errlen, "allocating %.1f MiB for %s on %s (%.0f MiB in all): %s",
+                 bytes / mib, what, rt->dev.name, rt->dev.global_mem / mib, clrt_error_name(e));
+        return 1;
+    }
+    *out = m;
+    return 0;
+}
+
+cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what) {
+    cl_mem m;
+    char err[1024];
+    if (clrt_alloc_buf(rt, &m, bytes, what, err, sizeof err) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
         exit(1);
     }
     return m;

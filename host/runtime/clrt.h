@@ -85,8 +85,13 @@ void clrt_free(clrt *rt);          // accepts a zeroed or half-built struct
 // The kernel named `name` (created once, then cached). Exits with a message if unknown.
 cl_kernel clrt_kernel(clrt *rt, const char *name);
 
-// Device buffers. clrt_alloc exits with a message naming the size and the device's memory
-// (and suggesting a smaller --batch-size) when the allocation fails.
+// Device buffers. clrt_alloc_buf: a buffer of `bytes` (0 counts as 4) for `what` in *out;
+// 0, or nonzero with *out NULL and one line in err naming what, the size and the device's
+// memory (no advice: the caller knows which of its options sets the size).
+int clrt_alloc_buf(clrt *rt, cl_mem *out, size_t bytes, const char *what, char *err,
+                   size_t errlen);
+// DEPRECATED for set-up paths (use clrt_alloc_buf and return the error): the same, but prints
+// the message and exits. Kept only for model/'s calls until they are converted.
 cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what);
 void clrt_write(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
 void clrt_read(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes);

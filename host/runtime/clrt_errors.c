@@ -74,8 +74,7 @@ void clrt_die_cl(cl_int code, const char *call, const char *file, int line) {
     fprintf(stderr, "cltrain: error: %s failed at %s:%d: %s (%d)\n", call, file, line,
             clrt_error_name(code), (int)code);
     if (code == CL_MEM_OBJECT_ALLOCATION_FAILURE || code == CL_OUT_OF_RESOURCES)
-        fprintf(stderr, "cltrain: the device ran out of memory or resources; "
-                        "try a smaller --batch-size\n");
+        fprintf(stderr, "cltrain: the device ran out of memory or resources\n");
     exit(1);
 }
 

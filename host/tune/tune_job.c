@@ -171,14 +171,16 @@ typedef struct dev_bench {
     float *host;             // scratch, nc floats
 } dev_bench;
 
-static cl_mem upload(dev_bench *d, int which, size_t n, int at0) {
+// The operand buffer, or NULL with a message in err (the device's memory).
+static cl_mem upload(dev_bench *d, int which, size_t n, int at0, char *err, size_t errlen) {
     float *h = malloc(n * sizeof *h);
     if (!h) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
     size_t o = at0 ? 0 : OFF;
     for (size_t i = 0; i < n; i++) h[i] = i < o ? SENTINEL : val(which, i - o);
     for (size_t i = n - GUARD; i < n; i++) h[i] = SENTINEL;
-    cl_mem m = clrt_alloc(d->rt, n * sizeof *h, "tuning operands");
-    clrt_write(d->rt, m, 0, h, n * sizeof *h);
+    cl_mem m = NULL;
+    if (clrt_alloc_buf(d->rt, &m, n * sizeof *h, "tuning operands", err, errlen) == 0)
+        clrt_write(d->rt, m, 0, h, n * sizeof *h);
     free(h);
     return m;
 }
@@ -273,13 +275,20 @@ int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, do
     }
     d.host = malloc(d.nc * sizeof *d.host);
     if (!d.host) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }
-    for (int i = 0; i < j.sh.n; i++) {
+    int rc = 0;   // 1: no device memory for the buffers (the worker fails, with the message)
+    for (int i = 0; i < j.sh.n && !rc; i++) {
         const tune_shape *s = &j.sh.v[i];
-        if (!d.a[s->a_at0]) d.a[s->a_at0] = upload(&d, 0, d.na, s->a_at0);
-        if (!d.b[s->b_at0]) d.b[s->b_at0] = upload(&d, 1, d.nb, s->b_at0);
+        if (!d.a[s->a_at0] && !(d.a[s->a_at0] = upload(&d, 0, d.na, s->a_at0, err, sizeof err)))
+            rc = 1;
+        else if (!d.b[s->b_at0] &&
+                 !(d.b[s->b_at0] = upload(&d, 1, d.nb, s->b_at0, err, sizeof err)))
+            rc = 1;
     }
-    d.c = clrt_alloc(rt, d.nc * sizeof(float), "tuning result");
-    double *ms = calloc((size_t)j.sh.n, sizeof *ms), total = 0;
+    if (!rc && clrt_alloc_buf(rt, &d.c, d.nc * sizeof(float), "tuning result", err,
+                              sizeof err) != 0)
+        rc = 1;
+    if (rc) fprintf(stderr, "cltrain: error: %s\n", err);
+    double *ms = rc ? NULL : calloc((size_t)j.sh.n, sizeof *ms), total = 0;
     char why[300];
     int i = 0;
     for (; ms && i < j.sh.n; i++) {
@@ -324,9 +333,9 @@ int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, do
         if (d.a[q]) clReleaseMemObject(d.a[q]);
         if (d.b[q]) clReleaseMemObject(d.b[q]);
     }
-    clReleaseMemObject(d.c);
+    if (d.c) clReleaseMemObject(d.c);
     tune_job_free(&j);
-    return 0;
+    return rc;
 }
 
 // ---- starting a worker ----
