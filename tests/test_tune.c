@@ -221,15 +221,19 @@ Test(tune, find_skips_foreign_and_damaged, .init = cr_redirect_stderr) {
     unsetenv("CLTRAIN_NO_TUNE");
     unsetenv("CLTRAIN_TUNE_FILE");
     const char *tune_file = NULL;   // $CLTRAIN_TUNE_FILE, as the command layer hands it down
+    char cache_dir[1024];
+    cli_cache_dir(cache_dir, sizeof cache_dir);
     clrt_devinfo me = fake_device("pthread-testcpu", "AuthenticAMD", "3.1+debian",
                                   "Portable Computing Language");
     clrt_devinfo gpu = fake_device("NVIDIA H200", "NVIDIA Corporation", "550.54.15",
                                    "NVIDIA CUDA");
     tune_config c;
     char src[1200], err[512];
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1, "the shipped pocl file");
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1,
+                 "the shipped pocl file");
     cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
-    cr_expect_eq(tune_find(&gpu, tune_file, &c, src, sizeof src), 0, "nothing ships for this GPU");
+    cr_expect_eq(tune_find(&gpu, tune_file, cache_dir, &c, src, sizeof src), 0,
+                 "nothing ships for this GPU");
 
     // A file made for the GPU, offered to the CPU through CLTRAIN_TUNE_FILE and the cache.
     char foreign[1200], cache[1200];
@@ -237,16 +241,16 @@ Test(tune, find_skips_foreign_and_damaged, .init = cr_redirect_stderr) {
     tune_config g = full_config(&gpu);
     cr_assert_eq(tune_write_file(foreign, &g, err, sizeof err), 0, "%s", err);
     tune_file = foreign;
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "foreign file skipped: %s", src);
-    tune_cache_path(&me, cache, sizeof cache);
+    tune_cache_path(cache_dir, &me, cache, sizeof cache);
     cr_assert(strstr(cache, dir) == cache, "cache under XDG_CACHE_HOME: %s", cache);
     cr_assert_eq(tune_write_file(cache, &g, err, sizeof err), 0, "%s", err);  // copied in
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "foreign cache file skipped: %s", src);
 
     // The GPU's own file applies to the GPU, through either route.
-    cr_expect_eq(tune_find(&gpu, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&gpu, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "CLTRAIN_TUNE_FILE") == src, "%s", src);
     cr_expect_str_eq(c.device, "NVIDIA H200");
 
@@ -254,13 +258,13 @@ Test(tune, find_skips_foreign_and_damaged, .init = cr_redirect_stderr) {
     tune_file = NULL;
     tune_config mine = full_config(&me);
     cr_assert_eq(tune_write_file(cache, &mine, err, sizeof err), 0, "%s", err);
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "cache ") == src, "%s", src);
     cr_assert_eq(truncate(cache, 100), 0);
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "damaged cache file skipped: %s", src);
     write_text(cache, "\x7f" "ELF\x01\x01 garbage");
-    cr_expect_eq(tune_find(&me, tune_file, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
 
     // The start-up reader (host/cli/startup.c): CLTRAIN_NO_TUNE=1 loads none.
@@ -460,7 +464,9 @@ Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
     cr_expect(tune_matches(&c, &test_rt()->dev), "keyed to this device");
     setenv("XDG_CACHE_HOME", dir, 1);
     unsetenv("CLTRAIN_NO_CACHE");
-    tune_cache_path(&test_rt()->dev, want, sizeof want);
+    char cache_dir[1024];
+    cli_cache_dir(cache_dir, sizeof cache_dir);
+    tune_cache_path(cache_dir, &test_rt()->dev, want, sizeof want);
     cr_expect_str_eq(path, want);
     cli_result_free(&r);
 

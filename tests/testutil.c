@@ -13,7 +13,9 @@ static int g_rt_ready;
 clrt *test_rt(void) {
     if (!g_rt_ready) {
         clrt_options o = { .device_spec = NULL, .profiling = 0, .quiet = 1 };
-        if (!getenv("CLTRAIN_DEVICE")) o.device_spec = "cpu";
+        char cache[1024];
+        cli_runtime_options(&o, cache, sizeof cache);   // as the command layer does
+        if (!o.device_spec || !*o.device_spec) o.device_spec = "cpu";
         char err[1024];
         int rc = clrt_init(&g_rt, &o, err, sizeof err);
         cr_assert_eq(rc, 0, "no OpenCL test device: %s", err);

@@ -3,6 +3,7 @@
 #include "host/cli/cli.h"
 #include "common/clock.h"
 #include "host/runtime/clrt.h"
+#include "host/cli/startup.h"
 
 #include <getopt.h>
 #include <math.h>
@@ -70,6 +71,8 @@ int cmd_selftest(int argc, char **argv) {
     double t0 = util_now();
     clrt rt;
     char err[1024];
+    char cache_dir[1024];
+    cli_runtime_options(&ro, cache_dir, sizeof cache_dir);
     int rc = clrt_init(&rt, &ro, err, sizeof err);
     if (rc) {
         fprintf(stderr, "cltrain: error: %s\n", err);

@@ -217,7 +217,7 @@ int cmd_tune(int argc, char **argv) {
     }
     char path[1100];
     if (o.out) snprintf(path, sizeof path, "%s", o.out);
-    else tune_cache_path(&rt.dev, path, sizeof path);
+    else tune_cache_path(rt.cache_dir, &rt.dev, path, sizeof path);
     if (!path[0] && !o.measure) {
         fprintf(stderr, "cltrain: error: the cache folder is disabled (CLTRAIN_NO_CACHE); "
                         "give --out PATH\n");

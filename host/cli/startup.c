@@ -12,6 +12,23 @@ static int env_switch(const char *name) {
     return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] - '0' : -1;
 }
 
+void cli_cache_dir(char *out, size_t outlen) {
+    out[0] = 0;
+    const char *no = getenv("CLTRAIN_NO_CACHE");
+    if (no && *no && strcmp(no, "0") != 0) return;
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(out, outlen, "%s/cltrain", xdg);
+    else if (home && *home) snprintf(out, outlen, "%s/.cache/cltrain", home);
+}
+
+void cli_runtime_options(clrt_options *o, char *buf, size_t buflen) {
+    if (!o->device_spec || !*o->device_spec) o->device_spec = getenv("CLTRAIN_DEVICE");
+    o->kernel_dir = getenv("CLTRAIN_KERNEL_DIR");
+    cli_cache_dir(buf, buflen);
+    o->cache_dir = buf;
+}
+
 void cli_ops_config(ops_config *c, const clrt_devinfo *d) {
     ops_config_init(c);
     c->splitk = env_switch("CLTRAIN_SPLITK");
@@ -20,13 +37,18 @@ void cli_ops_config(ops_config *c, const clrt_devinfo *d) {
     c->keep_cols = env_switch("CLTRAIN_KEEP_COLS");
     const char *no = getenv("CLTRAIN_NO_TUNE");
     if (no && *no && strcmp(no, "0") != 0) return;
-    c->has_gemm = tune_find(d, getenv("CLTRAIN_TUNE_FILE"), &c->gemm, c->gemm_source,
+    char cache[1024];
+    cli_cache_dir(cache, sizeof cache);
+    c->has_gemm = tune_find(d, getenv("CLTRAIN_TUNE_FILE"), cache, &c->gemm, c->gemm_source,
                             sizeof c->gemm_source);
     if (!c->has_gemm) snprintf(c->gemm_source, sizeof c->gemm_source, "none");
 }
 
 int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
-    int rc = clrt_init(rt, opt, err, errlen);
+    clrt_options o = opt ? *opt : (clrt_options){ 0 };
+    char cache[1024];
+    cli_runtime_options(&o, cache, sizeof cache);
+    int rc = clrt_init(rt, &o, err, errlen);
     if (rc != 0) return rc;
     ops_config *c = malloc(sizeof *c);
     if (!c) {

@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-int clrt_build_program(clrt *rt, char *err, size_t errlen);  // clrt_program.c
+// clrt_program.c
+int clrt_build_program(clrt *rt, const char *kernel_dir, char *err, size_t errlen);
 
 int clrt_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
     memset(rt, 0, sizeof *rt);
@@ -13,7 +14,7 @@ int clrt_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
     int n = 0;
     int rc = clrt_list_devices(&list, &n, err, errlen);
     if (rc != 0) return rc;
-    const char *spec = opt && opt->device_spec ? opt->device_spec : getenv("CLTRAIN_DEVICE");
+    const char *spec = opt ? opt->device_spec : NULL;
     int idx = clrt_select_device(list, n, spec);
     if (idx < 0) {
         snprintf(err, errlen, "no OpenCL device matches '%s' (use P:D, an index, gpu, cpu or "
@@ -51,7 +52,8 @@ int clrt_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
     snprintf(rt->build_options, sizeof rt->build_options,
              "-cl-std=CL1.2 -DCLTRAIN_MAX_WG=%zu -DCLTRAIN_LOCAL_MEM=%lu",
              rt->dev.max_work_group, (unsigned long)rt->dev.local_mem);
-    if (clrt_build_program(rt, err, errlen) != 0) {
+    if (opt && opt->cache_dir) snprintf(rt->cache_dir, sizeof rt->cache_dir, "%s", opt->cache_dir);
+    if (clrt_build_program(rt, opt ? opt->kernel_dir : NULL, err, errlen) != 0) {
         clrt_free(rt);
         return 1;
     }

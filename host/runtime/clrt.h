@@ -56,6 +56,7 @@ typedef struct clrt {
     char build_options[512];
     int cache_hit;                 // 1 when the program came from the binary cache
     char cache_path[1024];         // the cache file used or written ("" when disabled)
+    char cache_dir[1024];          // clrt_options.cache_dir ("" when disabled)
     clrt_kernel_entry *kernels;    // kernel handles, created on first use
     int nkernels, capkernels;
     int profiling;                 // queue created with CL_QUEUE_PROFILING_ENABLE
@@ -70,10 +71,15 @@ typedef struct clrt {
     int ops_cfg_owned;
 } clrt;
 
+// What the runtime is told; it reads no environment (the command layer fills these from
+// CLTRAIN_DEVICE, CLTRAIN_KERNEL_DIR, CLTRAIN_NO_CACHE, XDG_CACHE_HOME: host/cli/startup.c).
 typedef struct clrt_options {
-    const char *device_spec;       // NULL: $CLTRAIN_DEVICE, then the default rule
+    const char *device_spec;       // NULL or "": the default rule (first GPU, else first device)
     int profiling;
     int quiet;                     // do not print the chosen device to stderr
+    const char *kernel_dir;        // read the .cl sources from this folder (NULL or "": the
+                                   // embedded copies)
+    const char *cache_dir;         // the program binary cache's folder (NULL or "": no cache)
 } clrt_options;
 
 // Choose the device, create context and queue, build (or load from cache) the program.
@@ -128,15 +134,14 @@ void clrt_profile_start(clrt *rt);                      // start recording (clea
 // divided by `steps`) and releases the events.
 void clrt_profile_report(clrt *rt, FILE *f, int steps);
 
-// Kernel sources: the embedded copies, or the files of $CLTRAIN_KERNEL_DIR.
-int clrt_kernel_sources(char ***texts, size_t *count, char *err, size_t errlen);
+// Kernel sources: the embedded copies, or (dir not NULL or "") the files of that folder.
+int clrt_kernel_sources(const char *dir, char ***texts, size_t *count, char *err,
+                        size_t errlen);
 void clrt_free_sources(char **texts, size_t count);
 
 // The cache file name for a key text (device identity + sources + options); exposed for tests.
 void clrt_cache_key(const clrt_devinfo *d, char **texts, size_t count, const char *options,
                     char out_hex[33]);
-// "$XDG_CACHE_HOME/cltrain" or "$HOME/.cache/cltrain"; "" when CLTRAIN_NO_CACHE=1.
-void clrt_cache_dir(char *out, size_t outlen);
 
 // Names of errors: CL_OUT_OF_RESOURCES, not -5; CLBlast's own codes too.
 const char *clrt_error_name(cl_int code);

@@ -32,8 +32,8 @@ static char *read_text_file(const char *path) {
     return buf;
 }
 
-int clrt_kernel_sources(char ***texts, size_t *count, char *err, size_t errlen) {
-    const char *dir = getenv("CLTRAIN_KERNEL_DIR");
+int clrt_kernel_sources(const char *dir, char ***texts, size_t *count, char *err,
+                        size_t errlen) {
     char **t = calloc(cl_source_count ? cl_source_count : 1, sizeof *t);
     if (!t) { snprintf(err, errlen, "out of host memory"); return 1; }
     for (size_t i = 0; i < cl_source_count; i++) {
@@ -42,7 +42,7 @@ int clrt_kernel_sources(char ***texts, size_t *count, char *err, size_t errlen) 
             snprintf(path, sizeof path, "%s/%s", dir, cl_source_names[i]);
             t[i] = read_text_file(path);
             if (!t[i]) {
-                snprintf(err, errlen, "CLTRAIN_KERNEL_DIR: cannot read %s: %s", path,
+                snprintf(err, errlen, "kernel folder: cannot read %s: %s", path,
                          strerror(errno ? errno : ENOENT));
                 clrt_free_sources(t, i);
                 return 1;
@@ -92,16 +92,6 @@ void clrt_cache_key(const clrt_devinfo *d, char **texts, size_t count, const cha
     for (size_t i = 0; i < count; i++) hash_str(&h, texts[i]);
     hash_str(&h, options);
     snprintf(out_hex, 33, "%016llx%016llx", (unsigned long long)h.a, (unsigned long long)h.b);
-}
-
-void clrt_cache_dir(char *out, size_t outlen) {
-    out[0] = 0;
-    const char *no = getenv("CLTRAIN_NO_CACHE");
-    if (no && *no && strcmp(no, "0") != 0) return;
-    const char *xdg = getenv("XDG_CACHE_HOME");
-    const char *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(out, outlen, "%s/cltrain", xdg);
-    else if (home && *home) snprintf(out, outlen, "%s/.cache/cltrain", home);
 }
 
 // Cache file: "CLTRKC01" | key (32 hex chars) | u64 size | u32 crc32 | binary.
@@ -197,15 +187,15 @@ static unsigned char *program_binary(clrt *rt, cl_program p, size_t *n) {
 }
 
 // Build the program: from the cache when a valid entry exists, else from source (then cache).
-int clrt_build_program(clrt *rt, char *err, size_t errlen) {
+int clrt_build_program(clrt *rt, const char *kernel_dir, char *err, size_t errlen) {
     char **texts = NULL;
     size_t count = 0;
-    if (clrt_kernel_sources(&texts, &count, err, errlen) != 0) return 1;
-    char key[33], dir[900];
+    if (clrt_kernel_sources(kernel_dir, &texts, &count, err, errlen) != 0) return 1;
+    char key[33];
+    const char *dir = rt->cache_dir;
     clrt_cache_key(&rt->dev, texts, count, rt->build_options, key);
-    clrt_cache_dir(dir, sizeof dir);
     rt->cache_path[0] = 0;
-    if (dir[0]) snprintf(rt->cache_path, sizeof rt->cache_path, "%s/%s.bin", dir, key);
+    if (dir[0]) snprintf(rt->cache_path, sizeof rt->cache_path, "%.980s/%s.bin", dir, key);
 
     if (rt->cache_path[0]) {
         size_t n = 0;

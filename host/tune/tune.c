@@ -288,11 +288,9 @@ static void hash_str(uint64_t *h, const char *s) {   // trimmed, as the file kee
     *h = util_hash_str(*h, t);
 }
 
-void tune_cache_path(const clrt_devinfo *d, char *out, size_t outlen) {
-    char dir[900];
-    clrt_cache_dir(dir, sizeof dir);
+void tune_cache_path(const char *dir, const clrt_devinfo *d, char *out, size_t outlen) {
     out[0] = 0;
-    if (!dir[0]) return;
+    if (!dir || !dir[0]) return;
     uint64_t h = UTIL_HASH_INIT;
     hash_str(&h, "cltrain-gemm-tune");
     hash_str(&h, d->name);
@@ -325,14 +323,14 @@ static int try_file(const char *path, const clrt_devinfo *d, tune_config *c, int
     return 1;
 }
 
-int tune_find(const clrt_devinfo *d, const char *path, tune_config *c, char *source,
-              size_t sourcelen) {
+int tune_find(const clrt_devinfo *d, const char *path, const char *cache_dir, tune_config *c,
+              char *source, size_t sourcelen) {
     if (path && *path && try_file(path, d, c, 1)) {
         snprintf(source, sourcelen, "CLTRAIN_TUNE_FILE %s", path);
         return 1;
     }
     char cache[1024];
-    tune_cache_path(d, cache, sizeof cache);
+    tune_cache_path(cache_dir, d, cache, sizeof cache);
     if (cache[0] && try_file(cache, d, c, 0)) {
         snprintf(source, sourcelen, "cache %s", cache);
         return 1;

@@ -8,7 +8,7 @@
 //
 // Which file applies to a device, first match wins (tune_find):
 //   1. $CLTRAIN_TUNE_FILE, when it names this device (else a warning, and on to 2);
-//   2. the cache file written by `cltrain tune`: clrt_cache_dir()/gemm-<key>.tune, key =
+//   2. the cache file written by `cltrain tune`: <cache folder>/gemm-<key>.tune, key =
 //      hash of device name, vendor, driver and platform;
 //   3. a file shipped in the repository's tune/ folder (embedded at build time) whose
 //      match- lines fit the device;
@@ -37,14 +37,15 @@ int tune_write_file(const char *path, const tune_config *c, char *err, size_t er
 void tune_set_identity(tune_config *c, const clrt_devinfo *d);
 // 1 when every identity field of c given matches d, and at least one was given.
 int tune_matches(const tune_config *c, const clrt_devinfo *d);
-// The cache file for d ("" when the cache is disabled).
-void tune_cache_path(const clrt_devinfo *d, char *out, size_t outlen);
+// The cache file for d in the cache folder dir (clrt.cache_dir; "" when dir is NULL or "").
+void tune_cache_path(const char *dir, const clrt_devinfo *d, char *out, size_t outlen);
 // The configuration for d (order above): `file` is $CLTRAIN_TUNE_FILE as the command layer
-// read it at start-up (NULL or "": none). Returns 1 and fills c and a description of where it
-// came from ("CLTRAIN_TUNE_FILE /path", "cache /path", "shipped tune/x.tune"), 0 when none
-// applies. Reads files, never the environment (CLTRAIN_NO_TUNE: the caller does not call it).
-int tune_find(const clrt_devinfo *d, const char *file, tune_config *c, char *source,
-              size_t sourcelen);
+// read it at start-up (NULL or "": none), cache_dir the cache folder (NULL or "": none).
+// Returns 1 and fills c and a description of where it came from ("CLTRAIN_TUNE_FILE /path",
+// "cache /path", "shipped tune/x.tune"), 0 when none applies. Reads files, never the
+// environment (CLTRAIN_NO_TUNE: the caller does not call it).
+int tune_find(const clrt_devinfo *d, const char *file, const char *cache_dir, tune_config *c,
+              char *source, size_t sourcelen);
 
 // ---- the search (host/tune/tune_search.c; candidates run in workers, host/tune/tune_job.c) ----
 typedef struct tune_search_opts {
