@@ -35,6 +35,7 @@ function layer_of(p) {
     if (p ~ /^common\//) return "common"
     return ""
 }
+function list(s) { gsub(/^ +| +$/, "", s); return s }
 BEGIN {
     allow["cli"] = " cli train tune model ops runtime dataset common "
     allow["train"] = " train model ops runtime dataset common "
@@ -61,13 +62,13 @@ FNR == 1 {
     to = layer_of(inc)
     if (to == "") {
         if (inc ~ /^(host|model|dataset|common|tests|tools)\//) {
-            printf "%s:%d: #include \"%s\": not a layer header (%s may include only:%s)\n", FILENAME, FNR, inc, me, allow[me]
+            printf "%s:%d: #include \"%s\": not a layer header (%s may include: %s)\n", FILENAME, FNR, inc, me, list(allow[me])
             bad++
         }
         next   # generated or local headers outside the layer folders
     }
     if (index(allow[me], " " to " ") == 0) {
-        printf "%s:%d: #include \"%s\": %s may not include %s (allowed:%s)\n", FILENAME, FNR, inc, me, to, allow[me]
+        printf "%s:%d: #include \"%s\": %s may not include %s (allowed: %s)\n", FILENAME, FNR, inc, me, to, list(allow[me])
         bad++
     }
 }
