@@ -34,7 +34,7 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
-.PHONY: all debug test demo install deps clean check-cl check-layers bench
+.PHONY: all debug test demo install deps clean check-cl check-layers bench gen-fixtures
 
 all: cltrain
 
@@ -63,12 +63,22 @@ $(BUILD)/%.o: %.c
 $(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
+# The PyTorch fixtures of the deeper ResNets (too large to commit: resnet50's weights alone
+# are 100 MB, the files a few MB), written at test time from the same weight generator.
+GEN_FIXTURES := $(BUILD)/fixtures/resnet34_32x8.bin $(BUILD)/fixtures/resnet50_32x8.bin \
+                $(BUILD)/fixtures/resnet101_32x2.bin $(BUILD)/fixtures/resnet152_32x2.bin
+gen-fixtures: $(GEN_FIXTURES)
+$(BUILD)/fixtures/%_32x8.bin: tools/make_fixtures.py
+	$(PYTHON) tools/make_fixtures.py --arch $* --batch 8 --out $(BUILD)/fixtures
+$(BUILD)/fixtures/%_32x2.bin: tools/make_fixtures.py
+	$(PYTHON) tools/make_fixtures.py --arch $* --batch 2 --eval-only --out $(BUILD)/fixtures
+
 # Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
 # then the PyTorch parity run (python3-torch; files cross both ways).
-test: deps cltrain $(BUILD)/tests/cltrain_tests
+test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-layers.sh
 	sh tools/check-cl.sh
-	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
+	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
@@ -147,10 +157,10 @@ ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 $(BUILD)/cltrain: $(MAIN_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-test-asan: deps cltrain
+test-asan: deps cltrain $(GEN_FIXTURES)
 	CFLAGS="-O1 -g" $(MAKE) BUILD=build-asan EXTRA_CFLAGS="$(ASAN_SAN)" \
 	    build-asan/cltrain build-asan/tests/cltrain_tests
-	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} CLTRAIN_BIN=build-asan/cltrain \
+	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} CLTRAIN_BIN=build-asan/cltrain \
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1 \
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

@@ -1,6 +1,7 @@
-// ResNet18 exactly as torchvision builds it: the parameter table (state_dict names, order and
-// shapes), initialisation, forward and backward as straight lists of op calls, SGD, freezing,
-// and the conversion to and from checkpoints.
+// The torchvision ResNet family (resnet18, 34, 50, 101, 152) from one architecture config: the
+// parameter table (state_dict names, order and shapes), initialisation, the activation plan,
+// forward and backward as straight lists of op calls, SGD, freezing, and the conversion to
+// and from checkpoints. Every table is sized from the config; nothing below depends on depth.
 #ifndef CLTRAIN_RESNET_H
 #define CLTRAIN_RESNET_H
 
@@ -9,10 +10,44 @@
 
 #include <stdint.h>
 
-enum { RESNET_STAGES = 6 };
+// Stages: 0 the stem (conv1, bn1), 1..RESNET_LAYERS the residual layers, then fc.
+enum { RESNET_LAYERS = 4, RESNET_STAGE_FC = RESNET_LAYERS + 1, RESNET_MAX_BLOCK_CONVS = 3 };
 // torchvision's BatchNorm2d defaults.
 #define RESNET_BN_EPS 1e-5f
-#define RESNET_BN_MOMENTUM 0.1f  // 0 stem (conv1, bn1), 1..4 layer1..layer4, 5 fc
+#define RESNET_BN_MOMENTUM 0.1f
+
+typedef enum {
+    RESNET_BASIC,       // BasicBlock: 3x3 (stride), 3x3; expansion 1
+    RESNET_BOTTLENECK,  // Bottleneck v1.5: 1x1, 3x3 (stride, as torchvision), 1x1; expansion 4
+} resnet_block_kind;
+
+// The architecture: everything that differs between the family's members.
+typedef struct resnet_config {
+    char arch[16];                 // "resnet18", ...
+    resnet_block_kind block;
+    int blocks[RESNET_LAYERS];     // blocks per layer, e.g. {2, 2, 2, 2}
+    int widths[RESNET_LAYERS];     // planes per layer: {64, 128, 256, 512}
+    int stem_width;                // conv1's outputs: 64
+    int num_classes;               // fc's outputs
+} resnet_config;
+
+// "resnet18|resnet34|resnet50|resnet101|resnet152" (for usage texts).
+extern const char resnet_arch_list[];
+// torchvision's config for `arch` with `num_classes` outputs. 0, or nonzero with a message.
+int resnet_config_named(resnet_config *cfg, const char *arch, int num_classes, char *err,
+                        size_t errlen);
+// The config whose keys and shapes a checkpoint holds (under `base`, "" or NULL for the top
+// level; "module."-style prefixes are found as resnet_from_ckpt finds them); num_classes is
+// set from fc.weight. Returns 0; 1 when the file holds no ResNet (no conv1.weight), 2 when its
+// layout is none of the family's (both with a message naming `fname`).
+int resnet_config_from_ckpt(resnet_config *cfg, const ckpt *c, const char *base,
+                            const char *fname, char *err, size_t errlen);
+// The key prefix under `base` ("" or NULL: the top level) that a file's weights use: base
+// followed by "", "module.", "state_dict.", "model." or a combination. 0, or -1 when no
+// conv1.weight is found.
+int resnet_ckpt_prefix(const ckpt *c, const char *base, char *out, size_t len);
+int resnet_expansion(const resnet_config *cfg);      // 1 or 4
+int resnet_features(const resnet_config *cfg);       // fc's inputs: widths[last] * expansion
 
 typedef enum {
     RP_CONV,      // weight (O, C, KH, KW), trainable
@@ -21,7 +56,7 @@ typedef enum {
     RP_BN_MEAN,   // running_mean (C), buffer
     RP_BN_VAR,    // running_var (C), buffer
     RP_BN_COUNT,  // num_batches_tracked (), int64 kept on the host
-    RP_FC_W,      // (K, 512), trainable
+    RP_FC_W,      // (K, features), trainable
     RP_FC_B,      // (K), trainable
 } resnet_param_kind;
 
@@ -32,47 +67,66 @@ typedef struct resnet_param {
     int ndim, shape[4];
     size_t numel;
     size_t off;                    // floats into the params arena (trainable) or buffers arena
-    int stage;                     // 0..5
+    int stage;                     // 0..RESNET_STAGE_FC
 } resnet_param;
 
 typedef struct resnet_conv {
     int w;                         // parameter index
     int cin, cout, k, stride, pad;
     int stage;
+    int ih, iw, oh, ow;            // spatial size in and out (set by resnet_plan)
+    char label[40];                // module name for profiles, e.g. "layer1.0.conv1"
 } resnet_conv;
 
 typedef struct resnet_bn {
     int w, b, mean, var, count;    // parameter indices
     int c, stage;
+    char label[40];
 } resnet_bn;
 
-// One BasicBlock: conv indices into convs[], bn indices into bns[] (-1: no downsample).
+// One residual block: conv j feeds bn j; every bn but the last is followed by a relu; the
+// shortcut (the input, or downsample conv + bn) is added before the final relu.
 typedef struct resnet_block {
-    int conv1, bn1, conv2, bn2, convd, bnd;
+    int nconv;                            // 2 BasicBlock, 3 Bottleneck
+    int conv[RESNET_MAX_BLOCK_CONVS];     // indices into convs[]
+    int bn[RESNET_MAX_BLOCK_CONVS];       // indices into bns[]
+    int convd, bnd;                       // downsample (-1: none)
     int cin, cout, stride, stage;
-    int h, w, oh, ow;              // spatial size in and out (set by resnet_plan)
+    int in_stage;                         // stage of the layer that produced the input
+    int h, w, oh, ow;                     // spatial size in and out (set by resnet_plan)
 } resnet_block;
 
 // Activations saved by the forward pass for backward, each its own buffer, (C, N, H, W).
 typedef struct resnet_block_act {
-    dten c1, r1, c2, cd, out;      // conv1 out, relu(bn1) out, conv2 out, downsample conv out,
-                                   // block output (relu(bn2 + shortcut))
-    dten m1, s1, m2, s2, md, sd;   // batch-norm saved mean and 1/std (C)
+    dten c[RESNET_MAX_BLOCK_CONVS];       // conv j's output
+    dten r[RESNET_MAX_BLOCK_CONVS - 1];   // relu(bn j (c[j])) for j < nconv - 1
+    dten cd;                              // downsample conv output
+    dten out;                             // block output relu(bn_last + shortcut)
+    dten mean[RESNET_MAX_BLOCK_CONVS], invstd[RESNET_MAX_BLOCK_CONVS];  // (C) saved by bn j
+    dten md, sd;                          // downsample bn's
 } resnet_block_act;
+
+// How the plan may use memory (handed down by the command layer).
+typedef struct resnet_plan_options {
+    int keep_cols;   // -1: a workspace per conv when memory allows (resnet_plan); 0: never
+} resnet_plan_options;
 
 typedef struct resnet {
     clrt *rt;
-    int num_classes;
-    resnet_param params[128];
-    int nparams;                   // 122
-    resnet_conv convs[20];
+    resnet_config cfg;
+    int num_classes, features;     // fc is (num_classes, features)
+    resnet_param *params;          // (nparams) state_dict order
+    int nparams;
+    resnet_conv *convs;            // (nconvs): conv1, then each block's convs, downsample last
     int nconvs;
-    resnet_bn bns[20];
+    resnet_bn *bns;                // (nbns), parallel to convs
     int nbns;
-    resnet_block blk[8];
+    resnet_block *blk;             // (nblocks)
+    int nblocks;
+    int fc_w, fc_b;                // parameter indices of fc
     size_t n_param_floats;         // trainable parameters in state_dict order
     size_t n_buffer_floats;        // running means and variances
-    int64_t bn_count[20];          // num_batches_tracked per batch norm
+    int64_t *bn_count;             // (nbns) num_batches_tracked
 
     // Device arenas: params, grads and momentum share offsets.
     cl_mem arena_params, arena_grads, arena_momentum, arena_buffers;
@@ -88,39 +142,50 @@ typedef struct resnet {
     dten labels;                   // (B) int32
     int stem_h, stem_w, pool_h, pool_w;
     dten stem_c, stem_r, stem_pool, stem_argmax, stem_m, stem_s;
-    resnet_block_act blocks[8];
-    dten pooled;                   // (512, B)
+    resnet_block_act *blocks;      // (nblocks)
+    dten pooled;                   // (features, B)
     dten logits, dlogits;          // (K, B)
     dten losses, loss_mean;        // (B), (1)
-    dten dpooled;                  // (512, B)
+    dten dpooled;                  // (features, B)
     dten g[4];                     // gradient scratch, each the largest activation
     dten work;                     // conv workspace (largest im2col), shared by all convs
     // Or, where memory allows (resnet_plan), one workspace per conv that keeps the forward's
     // col matrix for the weight gradient (no second im2col); col_ready: it holds it now.
     int keep_cols;
-    dten conv_work[20];
-    int col_ready[20];
+    dten *conv_work;               // (nconvs)
+    int *col_ready;                // (nconvs)
     int fwd_train;                 // the last resnet_forward was in training mode
     dten flag;                     // (1) int32 for op_all_finite
     size_t device_bytes;           // everything allocated on the device
 } resnet;
 
-// Builds the parameter table for `num_classes` outputs and allocates the parameter arenas.
+// Builds the parameter table of `cfg` and allocates the parameter arenas.
 // Returns 0, or nonzero with a message.
-int resnet_init(resnet *m, clrt *rt, int num_classes, char *err, size_t errlen);
-// Plans and allocates activations for batches up to max_batch at image_size (>= 32 is not
-// required; any size whose layer4 is at least 1x1). Returns 0 or nonzero with a message.
-int resnet_plan(resnet *m, int max_batch, int image_size, char *err, size_t errlen);
+int resnet_init(resnet *m, clrt *rt, const resnet_config *cfg, char *err, size_t errlen);
+// Plans and allocates activations for batches up to max_batch at image_size (any size whose
+// layer4 is at least 1x1). opt may be NULL (defaults). Returns 0, or nonzero with a message:
+// RESNET_PLAN_NO_FIT when the plan does not fit the device (checked before anything is
+// allocated; resnet_largest_batch says what does).
+enum { RESNET_PLAN_NO_FIT = 3 };
+int resnet_plan(resnet *m, int max_batch, int image_size, const resnet_plan_options *opt,
+                char *err, size_t errlen);
+// The largest batch size up to max_batch whose plan fits the device at image_size (0: none).
+int resnet_largest_batch(resnet *m, int max_batch, int image_size);
+// Accepts a zeroed or half-built model.
 void resnet_free(resnet *m);
 
 // torchvision's default initialisation from `seed`: convs kaiming_normal_(fan_out, relu),
-// batch norm weight 1 bias 0 (running 0 / 1), Linear weight and bias U(-1/sqrt(512), 1/sqrt(512)).
-void resnet_init_weights(resnet *m, uint64_t seed);
+// batch norm weight 1 bias 0 (running 0 / 1), Linear U(-1/sqrt(features), 1/sqrt(features)).
+// 0, or -1 when the host has no memory for the staging copy.
+int resnet_init_weights(resnet *m, uint64_t seed);
 // Re-initialise only fc (the seed's "modify the last layer").
-void resnet_init_fc(resnet *m, uint64_t seed);
+int resnet_init_fc(resnet *m, uint64_t seed);
 
-// Bytes the activation plan for (batch, size) would take on the device (for limit checks).
-size_t resnet_plan_bytes(int num_classes, int batch, int image_size);
+// Bytes the model and its activation plan for (batch, size) take on the device; 0 when the
+// image is too small for the architecture.
+size_t resnet_plan_bytes(const resnet_config *cfg, int batch, int image_size);
+// Spatial size (h*w) of the last layer's output at image_size (0: too small).
+int resnet_final_hw(const resnet *m);
 
 // Forward of a batch already in m->x (and m->labels for training). train: batch norms use
 // batch statistics (except frozen stages / bn_eval) and update running statistics.
@@ -141,12 +206,16 @@ int resnet_params_finite(resnet *m);
 int resnet_freeze_from_name(const char *s);
 int resnet_param_trainable(const resnet *m, int i);
 
-// Checkpoints: the state_dict (122 entries, torchvision names) to and from a ckpt.
+// Checkpoints: the state_dict (torchvision names) to and from a ckpt.
 int resnet_to_ckpt(resnet *m, ckpt *c, const char *prefix);
-// Loads weights: strips "state_dict.", "model." and "module." prefixes; a missing parameter or
-// a shape mismatch is an error naming the key and both shapes, except an fc of another size,
-// which is re-initialised from fc_seed with a message (*fc_replaced = 1). Unknown keys are
-// warnings (errors with strict). Missing num_batches_tracked counts as 0.
+// Loads weights as PyTorch's load_state_dict does: strips "state_dict.", "model." and
+// "module." prefixes; with strict, a missing or unexpected key is an error (the first line
+// names the first of each and the counts, the next lines list them), as strict=True is;
+// without, missing parameters keep their values and unexpected keys are ignored, and on
+// success err holds a warning naming them ("" when there is none). A shape mismatch is
+// always an error naming the key and both shapes, except an fc of another number of classes,
+// which is re-initialised from fc_seed (*fc_replaced = 1). A missing num_batches_tracked
+// (older files) counts as 0 and is never an error.
 int resnet_from_ckpt(resnet *m, const ckpt *c, const char *prefix, int strict, uint64_t fc_seed,
                      int *fc_replaced, const char *fname, char *err, size_t errlen);
 

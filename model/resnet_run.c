@@ -1,4 +1,5 @@
-// ResNet18 forward, loss, backward and SGD: straight lists of op calls over the plan.
+// Forward, loss, backward and SGD of any ResNet of the family: straight lists of op calls
+// over the plan, walking the blocks the config made.
 #include "model/resnet.h"
 
 #include <string.h>
@@ -15,16 +16,6 @@ int resnet_param_trainable(const resnet *m, int i) {
     return p->stage > m->freeze;
 }
 
-// Label the following device commands with the module that owns parameter i (profiling).
-static void layer_label(resnet *m, int i) {
-    if (!m->rt->prof_on) return;
-    char name[48];
-    snprintf(name, sizeof name, "%s", m->params[i].name);
-    char *dot = strrchr(name, '.');
-    if (dot) *dot = 0;  // "layer1.0.conv1.weight" -> "layer1.0.conv1"
-    clrt_profile_layer(m->rt, name);
-}
-
 static dten G(const resnet *m, int i) {  // a parameter's gradient, or none when frozen
     if (!resnet_param_trainable(m, i)) return DTEN_NONE;
     dten t = { m->arena_grads, m->params[i].off };
@@ -37,11 +28,15 @@ static int bn_uses_batch_stats(const resnet *m, const resnet_bn *b, int train) {
     return train && !m->bn_eval && b->stage > m->freeze;
 }
 
-static void conv_fwd(resnet *m, int ci, dten out, dten in, int n, int h, int w) {
+static void conv_shape_of(const resnet_conv *c, conv_shape *s, int n) {
+    conv_shape_init(s, n, c->cin, c->ih, c->iw, c->cout, c->k, c->stride, c->pad);
+}
+
+static void conv_fwd(resnet *m, int ci, dten out, dten in, int n) {
     const resnet_conv *c = &m->convs[ci];
     conv_shape s;
-    layer_label(m, c->w);
-    conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
+    clrt_profile_layer(m->rt, c->label);
+    conv_shape_of(c, &s, n);
     // Training with a workspace per conv: the forward's col matrix serves the weight gradient.
     m->col_ready[ci] = m->keep_cols && m->fwd_train;
     if (m->col_ready[ci])
@@ -51,13 +46,13 @@ static void conv_fwd(resnet *m, int ci, dten out, dten in, int n, int h, int w) 
                           m->keep_cols ? m->conv_work[ci] : m->work);
 }
 
-static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int h, int w) {
+static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n) {
     const resnet_conv *c = &m->convs[ci];
     conv_shape s;
-    conv_shape_init(&s, n, c->cin, h, w, c->cout, c->k, c->stride, c->pad);
+    conv_shape_of(c, &s, n);
     dten dw = G(m, c->w);
     if (!din.mem && !dw.mem) return;
-    layer_label(m, c->w);
+    clrt_profile_layer(m->rt, c->label);
     if (m->col_ready[ci])   // this step's forward left the col matrix of `in` there
         op_conv2d_backward_col(m->rt, din, dw, dout, in, P(m, c->w), &s, m->conv_work[ci]);
     else
@@ -70,7 +65,7 @@ static void conv_bwd(resnet *m, int ci, dten din, dten dout, dten in, int n, int
 static void bn_fwd(resnet *m, int bi, dten out, dten in, dten mean, dten invstd, int cm,
                    int train, int relu) {
     resnet_bn *b = &m->bns[bi];
-    layer_label(m, b->w);
+    clrt_profile_layer(m->rt, b->label);
     if (bn_uses_batch_stats(m, b, train)) {
         (relu ? op_bn_relu_forward_train : op_bn_forward_train)(
             m->rt, out, mean, invstd, P(m, b->mean), P(m, b->var), in, P(m, b->w),
@@ -88,7 +83,7 @@ static void bn_fwd(resnet *m, int bi, dten out, dten in, dten mean, dten invstd,
 static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten relu_out, dten in, dten mean,
                    dten invstd, int cm) {
     resnet_bn *b = &m->bns[bi];
-    layer_label(m, b->w);
+    clrt_profile_layer(m->rt, b->label);
     int relu = relu_out.mem != NULL;
     if (bn_uses_batch_stats(m, b, 1)) {
         if (relu)
@@ -107,38 +102,46 @@ static void bn_bwd(resnet *m, int bi, dten din, dten dout, dten relu_out, dten i
     }
 }
 
+// Block i's forward: conv j -> bn j (+ relu but for the last) ... + shortcut -> relu.
+static void block_forward(resnet *m, int i, dten in, int n, int train) {
+    const resnet_block *b = &m->blk[i];
+    resnet_block_act *a = &m->blocks[i];
+    dten x = in;
+    for (int j = 0; j < b->nconv; j++) {
+        const resnet_conv *c = &m->convs[b->conv[j]];
+        int last = j == b->nconv - 1, cm = n * c->oh * c->ow;
+        conv_fwd(m, b->conv[j], a->c[j], x, n);
+        bn_fwd(m, b->bn[j], last ? a->out : a->r[j], a->c[j], a->mean[j], a->invstd[j], cm,
+               train, !last);
+        x = a->r[j];
+    }
+    int cm = n * b->oh * b->ow;
+    dten shortcut = in;
+    if (b->convd >= 0) {
+        conv_fwd(m, b->convd, a->cd, in, n);
+        bn_fwd(m, b->bnd, m->g[0], a->cd, a->md, a->sd, cm, train, 0);
+        shortcut = m->g[0];
+    }
+    op_add_relu(m->rt, a->out, a->out, shortcut, (size_t)b->cout * cm);
+}
+
 void resnet_forward(resnet *m, int n, int train) {
     m->fwd_train = train;
-    int S = m->image_size, h = m->stem_h, w = m->stem_w;
-    conv_fwd(m, 0, m->stem_c, m->x, n, S, S);
+    int h = m->stem_h, w = m->stem_w, C0 = m->convs[0].cout;
+    conv_fwd(m, 0, m->stem_c, m->x, n);
     bn_fwd(m, 0, m->stem_r, m->stem_c, m->stem_m, m->stem_s, n * h * w, train, 1);
     pool_shape ps;
-    pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
+    pool_shape_init(&ps, n, C0, h, w, 3, 2, 1);
     op_maxpool_forward(m->rt, m->stem_pool, m->stem_argmax, m->stem_r, &ps);
     dten in = m->stem_pool;
-    for (int i = 0; i < 8; i++) {
-        resnet_block *b = &m->blk[i];
-        resnet_block_act *a = &m->blocks[i];
-        int cm = n * b->oh * b->ow;
-        size_t act = (size_t)b->cout * cm;
-        conv_fwd(m, b->conv1, a->c1, in, n, b->h, b->w);
-        bn_fwd(m, b->bn1, a->r1, a->c1, a->m1, a->s1, cm, train, 1);
-        conv_fwd(m, b->conv2, a->c2, a->r1, n, b->oh, b->ow);
-        bn_fwd(m, b->bn2, a->out, a->c2, a->m2, a->s2, cm, train, 0);
-        dten shortcut = in;
-        if (b->convd >= 0) {
-            conv_fwd(m, b->convd, a->cd, in, n, b->h, b->w);
-            bn_fwd(m, b->bnd, m->g[0], a->cd, a->md, a->sd, cm, train, 0);
-            shortcut = m->g[0];
-        }
-        op_add_relu(m->rt, a->out, a->out, shortcut, act);
-        in = a->out;
+    for (int i = 0; i < m->nblocks; i++) {
+        block_forward(m, i, in, n, train);
+        in = m->blocks[i].out;
     }
-    const resnet_block *last = &m->blk[7];
     clrt_profile_layer(m->rt, "avgpool+fc");
-    op_avgpool_forward(m->rt, m->pooled, in, 512, n, last->oh * last->ow);
-    op_linear_forward(m->rt, m->logits, m->pooled, P(m, m->nparams - 2), P(m, m->nparams - 1),
-                      m->num_classes, 512, n);
+    op_avgpool_forward(m->rt, m->pooled, in, m->features, n, resnet_final_hw(m));
+    op_linear_forward(m->rt, m->logits, m->pooled, P(m, m->fc_w), P(m, m->fc_b),
+                      m->num_classes, m->features, n);
 }
 
 void resnet_loss(resnet *m, int n) {
@@ -148,26 +151,33 @@ void resnet_loss(resnet *m, int n) {
 }
 
 // Does anything below block i need its input gradient?
-static int block_needs_din(const resnet *m, int i) {
-    int below = (i % 2 == 0) ? m->blk[i].stage - 1 : m->blk[i].stage;
-    return below > m->freeze;
-}
+static int block_needs_din(const resnet *m, int i) { return m->blk[i].in_stage > m->freeze; }
 
-// Gradient of block i: dout (overwritten) -> din; t1, t2 scratch.
+// Gradient of block i: dout (overwritten) -> din; t1, t2 scratch. Walks the convs backwards:
+// bn j's backward (through its relu but for the last) into t1, conv j's into t2 (or din).
 static void block_backward(resnet *m, int i, dten dout, dten din, dten t1, dten t2, int n) {
-    resnet_block *b = &m->blk[i];
+    const resnet_block *b = &m->blk[i];
     resnet_block_act *a = &m->blocks[i];
     dten in = i == 0 ? m->stem_pool : m->blocks[i - 1].out;
     int cm = n * b->oh * b->ow, need = block_needs_din(m, i);
     size_t act = (size_t)b->cout * cm, act_in = (size_t)b->cin * n * b->h * b->w;
     op_relu_backward(m->rt, dout, dout, a->out, act);              // through the final relu
-    bn_bwd(m, b->bn2, t1, dout, DTEN_NONE, a->c2, a->m2, a->s2, cm);
-    conv_bwd(m, b->conv2, t2, t1, a->r1, n, b->oh, b->ow);
-    bn_bwd(m, b->bn1, t1, t2, a->r1, a->c1, a->m1, a->s1, cm);   // through relu(bn1)
-    conv_bwd(m, b->conv1, need ? din : DTEN_NONE, t1, in, n, b->h, b->w);
+    dten g = dout;                                                 // gradient of bn j's output
+    for (int j = b->nconv - 1; j >= 0; j--) {
+        const resnet_conv *c = &m->convs[b->conv[j]];
+        int last = j == b->nconv - 1, cmj = n * c->oh * c->ow;
+        bn_bwd(m, b->bn[j], t1, g, last ? DTEN_NONE : a->r[j], a->c[j], a->mean[j],
+               a->invstd[j], cmj);
+        if (j > 0) {
+            conv_bwd(m, b->conv[j], t2, t1, a->r[j - 1], n);
+            g = t2;
+        } else {
+            conv_bwd(m, b->conv[0], need ? din : DTEN_NONE, t1, in, n);
+        }
+    }
     if (b->convd >= 0) {
         bn_bwd(m, b->bnd, t1, dout, DTEN_NONE, a->cd, a->md, a->sd, cm);
-        conv_bwd(m, b->convd, need ? t2 : DTEN_NONE, t1, in, n, b->h, b->w);
+        conv_bwd(m, b->convd, need ? t2 : DTEN_NONE, t1, in, n);
         if (need) op_add(m->rt, din, din, t2, act_in);
     } else if (need) {
         op_add(m->rt, din, din, dout, act_in);
@@ -175,17 +185,15 @@ static void block_backward(resnet *m, int i, dten dout, dten din, dten t1, dten 
 }
 
 void resnet_backward(resnet *m, int n) {
-    int K = m->num_classes, fc_w = m->nparams - 2, fc_b = m->nparams - 1;
-    const resnet_block *last = &m->blk[7];
-    int hw = last->oh * last->ow;
-    int need = m->freeze < 4;
+    int K = m->num_classes, F = m->features;
+    int need = m->freeze < RESNET_LAYERS;
     clrt_profile_layer(m->rt, "avgpool+fc");
-    op_linear_backward(m->rt, need ? m->dpooled : DTEN_NONE, G(m, fc_w), G(m, fc_b), m->dlogits,
-                       m->pooled, P(m, fc_w), K, 512, n);
+    op_linear_backward(m->rt, need ? m->dpooled : DTEN_NONE, G(m, m->fc_w), G(m, m->fc_b),
+                       m->dlogits, m->pooled, P(m, m->fc_w), K, F, n);
     if (!need) return;
-    op_avgpool_backward(m->rt, m->g[0], m->dpooled, 512, n, hw);
+    op_avgpool_backward(m->rt, m->g[0], m->dpooled, F, n, resnet_final_hw(m));
     int cur = 0;
-    for (int i = 7; i >= 0; i--) {
+    for (int i = m->nblocks - 1; i >= 0; i--) {
         if (m->blk[i].stage <= m->freeze) return;
         block_backward(m, i, m->g[cur], m->g[1 - cur], m->g[2], m->g[3], n);
         if (!block_needs_din(m, i)) return;
@@ -194,10 +202,10 @@ void resnet_backward(resnet *m, int n) {
     // Stem: the gradient of the maxpool output is in g[cur].
     int h = m->stem_h, w = m->stem_w, cm = n * h * w;
     pool_shape ps;
-    pool_shape_init(&ps, n, 64, h, w, 3, 2, 1);
+    pool_shape_init(&ps, n, m->convs[0].cout, h, w, 3, 2, 1);
     op_maxpool_backward(m->rt, m->g[2], m->g[cur], m->stem_argmax, &ps);
     bn_bwd(m, 0, m->g[3], m->g[2], m->stem_r, m->stem_c, m->stem_m, m->stem_s, cm);
-    conv_bwd(m, 0, DTEN_NONE, m->g[3], m->x, n, m->image_size, m->image_size);  // no input grad
+    conv_bwd(m, 0, DTEN_NONE, m->g[3], m->x, n);  // no input gradient
 }
 
 // The trainable parameters form one contiguous suffix of the arena (stages are in order).

@@ -286,7 +286,8 @@ void fixture_resnet_param(float *dst, size_t n, int tensor_index, fixture_param_
                           int fan_in, uint64_t first)
 {
     double conv_scale = fan_in > 0 ? sqrt(6.0 / fan_in) : 0.0;
-    double fc_scale = sqrt(512.0);
+    // fc: fan_in is in_features; the committed resnet18 fixtures record 0 there (512).
+    double fc_scale = sqrt(fan_in > 0 ? (double)fan_in : 512.0);
     for (size_t j = 0; j < n; j++) {
         double u = fixture_resnet_u(tensor_index, first + j), v = 0.0;
         switch (kind) {

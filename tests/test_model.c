@@ -1,8 +1,9 @@
-// The whole ResNet18 against PyTorch (tests/fixtures/resnet18_32x{2,8}.bin, from
-// tools/make_fixtures.py): torchvision resnet18(num_classes=10), 2 or 8 images at 32x32, weights
-// from the counter-based generator of tests/fixture.h. Eval logits, train-mode logits, loss,
-// parameter gradients, updated running statistics, one SGD step; plus determinism, freezing
-// and the state_dict table.
+// Whole ResNets against PyTorch (tools/make_fixtures.py): torchvision resnet18(num_classes=10)
+// from tests/fixtures/resnet18_32x{2,8}.bin, and resnet34/50/101/152 from fixtures the tool
+// writes at test time into $CLTRAIN_GEN_FIXTURES (build/fixtures; too large to commit); 2 or 8
+// images at 32x32, weights from the counter-based generator of tests/fixture.h. Eval logits,
+// train-mode logits, loss, parameter gradients, updated running statistics, one SGD step; plus
+// determinism, freezing, the state_dict tables and strict loading.
 #define _POSIX_C_SOURCE 200809L
 #include "model/resnet.h"
 #include "tests/fixture.h"
@@ -21,12 +22,20 @@
 // 2e-4 of the largest gradient of each tensor (10x the measured gap to PyTorch, 1.8e-5).
 static const float logit_tol = 1e-4f, grad_tol = 2e-4f;
 
-static void fill_weights(ckpt *c, int num_classes) {
+static resnet_config config(const char *arch, int num_classes) {
+    resnet_config cfg;
+    char err[256];
+    cr_assert_eq(resnet_config_named(&cfg, arch, num_classes, err, sizeof err), 0, "%s", err);
+    return cfg;
+}
+
+static void fill_weights(ckpt *c, const char *arch, int num_classes) {
     resnet *t = malloc(sizeof *t);
     cr_assert_not_null(t);
     clrt *rt = test_rt();
     char err[512];
-    cr_assert_eq(resnet_init(t, rt, num_classes, err, sizeof err), 0, "%s", err);
+    resnet_config cfg = config(arch, num_classes);
+    cr_assert_eq(resnet_init(t, rt, &cfg, err, sizeof err), 0, "%s", err);
     for (int i = 0; i < t->nparams; i++) {
         const resnet_param *p = &t->params[i];
         int64_t shape[4];
@@ -38,7 +47,8 @@ static void fill_weights(ckpt *c, int num_classes) {
             continue;
         }
         float *v = malloc(p->numel * sizeof(float));
-        int fan_in = p->ndim == 4 ? p->shape[1] * p->shape[2] * p->shape[3] : 0;
+        int fan_in = p->ndim == 4 ? p->shape[1] * p->shape[2] * p->shape[3]
+                     : p->kind == RP_FC_W || p->kind == RP_FC_B ? t->features : 0;
         fixture_resnet_param(v, p->numel, i, kind, fan_in, 0);
         cr_assert_eq(ckpt_add_tensor_f32(c, p->name, p->ndim, shape, v), 0);
         free(v);
@@ -54,18 +64,30 @@ typedef struct setup {
     ckpt weights;
 } setup;
 
-// The fixture with `nimg` images (2 or 8), in a model planned for `batch` >= nimg.
-static void model_setup(setup *s, int nimg, int batch) {
+// The fixture of `arch` with `nimg` images (2 or 8), in a model planned for `batch` >= nimg.
+// resnet18's are committed; the others are written at test time by `make test` (the
+// Makefile's gen-fixtures: tools/make_fixtures.py --arch A --batch N --out DIR/A_32xN.bin).
+static void model_setup_arch(setup *s, const char *arch, int nimg, int batch,
+                             const resnet_plan_options *po) {
     char err[1024], name[64];
     memset(s, 0, sizeof *s);
     s->n = nimg;
-    snprintf(name, sizeof name, "resnet18_32x%d.bin", nimg);
-    cr_assert_eq(fixture_load_named(&s->fx, name, err, sizeof err), 0, "%s", err);
+    snprintf(name, sizeof name, "%s_32x%d.bin", arch, nimg);
+    if (!strcmp(arch, "resnet18")) {
+        cr_assert_eq(fixture_load_named(&s->fx, name, err, sizeof err), 0, "%s", err);
+    } else {
+        const char *dir = getenv("CLTRAIN_GEN_FIXTURES");
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s", dir && *dir ? dir : "build/fixtures", name);
+        cr_assert_eq(fixture_load(&s->fx, path, err, sizeof err), 0,
+                     "%s (make gen-fixtures writes it)", err);
+    }
     ckpt_init(&s->weights);
-    fill_weights(&s->weights, 10);
+    fill_weights(&s->weights, arch, 10);
     clrt *rt = test_rt();
-    cr_assert_eq(resnet_init(&s->m, rt, 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(resnet_plan(&s->m, batch, 32, err, sizeof err), 0, "%s", err);
+    resnet_config cfg = config(arch, 10);
+    cr_assert_eq(resnet_init(&s->m, rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(resnet_plan(&s->m, batch, 32, po, err, sizeof err), 0, "%s", err);
     int replaced = 0;
     cr_assert_eq(resnet_from_ckpt(&s->m, &s->weights, NULL, 1, 0, &replaced, "generated", err,
                                   sizeof err), 0, "%s", err);
@@ -83,6 +105,10 @@ static void model_setup(setup *s, int nimg, int batch) {
     clrt_write(rt, s->m.labels.mem, 0, y, sizeof(int32_t) * (size_t)nimg);
 }
 
+static void model_setup(setup *s, int nimg, int batch) {
+    model_setup_arch(s, "resnet18", nimg, batch, NULL);
+}
+
 static void model_teardown(setup *s) {
     resnet_free(&s->m);
     fixture_free(&s->fx);
@@ -95,6 +121,39 @@ static float max_abs(const float *x, size_t n) {
     return m;
 }
 
+// The generated fixtures hold the float64 truth and "noise.X" = [max, RMS] of how far
+// PyTorch's own float32 run strays from it on tensor X: deep nets in train mode at 32x32 are
+// ill-conditioned (tools/make_fixtures.py, make_resnet_ref). There a tensor passes when it is
+// within the fixed tolerance, or when it strays like float32 does: RMS error at most
+// NOISE_RMS times PyTorch's (over 16 values or more) and no value further than NOISE_MAX times PyTorch's worst (a
+// wiring mistake errs by the tensor's own scale everywhere).
+enum { NOISE_RMS = 4, NOISE_MAX = 10 };
+static void expect_tensor(const setup *s, const char *name, const float *got, const float *want,
+                          size_t n, float atol, float rtol) {
+    char key[160];
+    snprintf(key, sizeof key, "noise.%s", name);
+    const fixture_tensor *t = fixture_get(&s->fx, key);
+    double max = 0, sq = 0;
+    int within = 1;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - (double)want[i]);
+        within = within && d <= atol + rtol * fabs((double)want[i]);
+        max = d > max || isnan(d) ? (isnan(d) ? INFINITY : d) : max;
+        sq += d * d;
+    }
+    if (!t || within) {
+        test_expect_close(name, got, want, n, atol, rtol);
+        return;
+    }
+    double rms = sqrt(sq / (double)n), nmax = fixture_f32(t)[0], nrms = fixture_f32(t)[1];
+    // An RMS over fewer than 16 values (the loss: one) says nothing: the worst value decides.
+    cr_expect((n < 16 || rms <= NOISE_RMS * nrms) && max <= NOISE_MAX * nmax,
+              "%s: error RMS %.3g max %.3g vs float64; PyTorch float32's RMS %.3g max %.3g",
+              name, rms, max, nrms, nmax);
+    cr_log_info("%s: float32 noise regime: RMS %.3g (PyTorch %.3g), max %.3g (PyTorch %.3g)",
+                name, rms, nrms, max, nmax);
+}
+
 static void expect_logits(setup *s, const char *name) {
     const fixture_tensor *t = fixture_get(&s->fx, name);
     cr_assert_not_null(t, "fixture lacks %s", name);
@@ -103,7 +162,7 @@ static void expect_logits(setup *s, const char *name) {
     clrt_read(s->m.rt, s->m.logits.mem, 0, got_kn, sizeof(float) * (size_t)nv);
     fixture_transpose(got, got_kn, 10, s->n);  // (K, N) -> (N, K)
     const float *want = fixture_f32(t);
-    test_expect_close(name, got, want, (size_t)nv, logit_tol * max_abs(want, nv), 1e-4f);
+    expect_tensor(s, name, got, want, (size_t)nv, logit_tol * max_abs(want, nv), 1e-4f);
     cr_log_info("%s: max rel err %.3g", name, test_max_rel_err(got, want, nv, max_abs(want, nv)));
 }
 
@@ -137,7 +196,7 @@ static void expect_grads(setup *s) {
         const float *want = fixture_f32(t);
         const float *got = all + s->m.params[i].off;
         float scale = max_abs(want, t->numel);
-        test_expect_close(t->name, got, want, t->numel, grad_tol * scale, 1e-3f);
+        expect_tensor(s, t->name, got, want, t->numel, grad_tol * scale, 1e-3f);
         double e = test_max_rel_err(got, want, t->numel, scale);
         if (e > worst) worst = e;
         checked++;
@@ -163,8 +222,8 @@ static void expect_running_stats(setup *s) {
             cr_expect_eq(s->m.bn_count[b], fixture_i64(t)[0], "%s", t->name);
             continue;
         }
-        test_expect_close(t->name, buf + s->m.params[i].off, fixture_f32(t), t->numel, 1e-5f,
-                          1e-4f);
+        expect_tensor(s, t->name, buf + s->m.params[i].off, fixture_f32(t), t->numel, 1e-5f,
+                      1e-4f);
         checked++;
     }
     cr_expect_geq(checked, 40);
@@ -174,7 +233,8 @@ static void expect_running_stats(setup *s) {
 Test(model, state_dict_table) {
     resnet m;
     char err[256];
-    cr_assert_eq(resnet_init(&m, test_rt(), 1000, err, sizeof err), 0);
+    resnet_config cfg = config("resnet18", 1000);
+    cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0);
     cr_expect_eq(m.nparams, 122, "torchvision's state_dict has 122 entries");
     size_t trainable = 0;
     for (int i = 0; i < m.nparams; i++)
@@ -264,17 +324,15 @@ Test(model, deterministic) {
 Test(model, kept_cols_same_gradients) {
     setup s;
     test_rt()->ops_cfg->winograd = 0;
-    unsetenv("CLTRAIN_KEEP_COLS");
     model_setup(&s, 2, 2);
     cr_assert(s.m.keep_cols, "the test device has room to keep the col matrices");
     size_t n = s.m.n_param_floats;
     float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
     grads_of_one_step(&s, a);
     model_teardown(&s);
-    setenv("CLTRAIN_KEEP_COLS", "0", 1);
-    model_setup(&s, 2, 2);
-    unsetenv("CLTRAIN_KEEP_COLS");
-    cr_assert(!s.m.keep_cols, "CLTRAIN_KEEP_COLS=0: one shared workspace");
+    resnet_plan_options never = { .keep_cols = 0 };
+    model_setup_arch(&s, "resnet18", 2, 2, &never);
+    cr_assert(!s.m.keep_cols, "keep_cols 0: one shared workspace");
     grads_of_one_step(&s, b);
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
     test_rt()->ops_cfg->winograd = -1;
@@ -327,7 +385,8 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     // Bitwise back into a fresh model.
     resnet m2;
     char err[1024];
-    cr_assert_eq(resnet_init(&m2, test_rt(), 10, err, sizeof err), 0);
+    resnet_config c10 = config("resnet18", 10), seven = config("resnet18", 7);
+    cr_assert_eq(resnet_init(&m2, test_rt(), &c10, err, sizeof err), 0);
     int replaced = 1;
     cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 0, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
@@ -339,18 +398,18 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0);
     resnet_free(&m2);
     // Into a 7-class model: fc is replaced, the rest loads.
-    cr_assert_eq(resnet_init(&m2, test_rt(), 7, err, sizeof err), 0);
+    cr_assert_eq(resnet_init(&m2, test_rt(), &seven, err, sizeof err), 0);
     cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 3, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
     cr_expect_eq(replaced, 1);
     float *c7 = malloc(m2.n_param_floats * sizeof(float));
     clrt_read(m2.rt, m2.arena_params, 0, c7, m2.n_param_floats * sizeof(float));
-    cr_expect_eq(memcmp(a, c7, s.m.params[120].off * sizeof(float)), 0, "backbone loaded");
+    cr_expect_eq(memcmp(a, c7, s.m.params[s.m.fc_w].off * sizeof(float)), 0, "backbone loaded");
     resnet_free(&m2);
     // A wrong shape is an error naming the key and both shapes.
     int k = ckpt_find(&c, "layer1.0.conv1.weight");
     c.e[k].shape[0] = 32;
-    cr_assert_eq(resnet_init(&m2, test_rt(), 10, err, sizeof err), 0);
+    cr_assert_eq(resnet_init(&m2, test_rt(), &c10, err, sizeof err), 0);
     cr_expect_neq(resnet_from_ckpt(&m2, &c, NULL, 0, 0, &replaced, "w.pth", err, sizeof err), 0);
     cr_expect(strstr(err, "layer1.0.conv1.weight") && strstr(err, "[32, 64, 3, 3]") &&
               strstr(err, "[64, 64, 3, 3]"), "%s", err);
@@ -358,4 +417,151 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     free(a); free(b); free(c7);
     ckpt_free(&c);
     model_teardown(&s);
+}
+
+// ---- the family ----
+
+// torchvision's state_dict sizes and parameter counts (1000 classes).
+Test(model, family_tables) {
+    static const struct { const char *arch; int entries; size_t params; const char *last; } want[] = {
+        { "resnet18", 122, 11689512u, "layer4.1.bn2.num_batches_tracked" },
+        { "resnet34", 218, 21797672u, "layer4.2.bn2.num_batches_tracked" },
+        { "resnet50", 320, 25557032u, "layer4.2.bn3.num_batches_tracked" },
+        { "resnet101", 626, 44549160u, "layer4.2.bn3.num_batches_tracked" },
+        { "resnet152", 932, 60192808u, "layer4.2.bn3.num_batches_tracked" },
+    };
+    for (size_t a = 0; a < sizeof want / sizeof want[0]; a++) {
+        resnet m;
+        char err[256];
+        resnet_config cfg = config(want[a].arch, 1000);
+        cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        cr_expect_eq(m.nparams, want[a].entries, "%s: %d state_dict entries", want[a].arch,
+                     m.nparams);
+        cr_expect_eq(m.n_param_floats, want[a].params, "%s: %zu parameters", want[a].arch,
+                     m.n_param_floats);
+        cr_expect_str_eq(m.params[m.nparams - 3].name, want[a].last);
+        cr_expect_str_eq(m.params[m.fc_w].name, "fc.weight");
+        cr_expect_eq(m.params[m.fc_w].shape[1], resnet_features(&cfg));
+        resnet_free(&m);
+    }
+    // Bottleneck v1.5: the stride sits on the 3x3 conv; the downsample is a strided 1x1.
+    resnet m;
+    char err[256];
+    resnet_config cfg = config("resnet50", 10);
+    cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+    const resnet_block *b = &m.blk[3];  // layer2.0
+    cr_expect_eq(m.convs[b->conv[0]].stride, 1);
+    cr_expect_eq(m.convs[b->conv[1]].stride, 2);
+    cr_expect_eq(m.convs[b->conv[1]].k, 3);
+    cr_expect_eq(m.convs[b->convd].stride, 2);
+    cr_expect_eq(m.convs[b->convd].cout, 512);
+    resnet_free(&m);
+    cr_expect_neq(resnet_config_named(&cfg, "resnet19", 10, err, sizeof err), 0);
+    cr_expect(strstr(err, "resnet19") && strstr(err, "resnet152"), "%s", err);
+}
+
+// Train-mode logits, loss, gradients, running statistics and one SGD step against PyTorch.
+static void forward_backward_against(const char *arch) {
+    setup s;
+    model_setup_arch(&s, arch, 8, 8, NULL);
+    resnet_forward(&s.m, 8, 0);
+    expect_logits(&s, "eval_logits");
+    resnet_forward(&s.m, 8, 1);
+    expect_logits(&s, "logits");
+    resnet_loss(&s.m, 8);
+    float loss = read_loss(&s), want = fixture_f32(fixture_get(&s.fx, "loss"))[0];
+    expect_tensor(&s, "loss", &loss, &want, 1, 1e-5f * fabsf(want) + 1e-6f, 0);
+    resnet_backward(&s.m, 8);
+    expect_grads(&s);
+    expect_running_stats(&s);
+    resnet_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    resnet_forward(&s.m, 8, 1);
+    expect_logits(&s, "step2.logits");
+    model_teardown(&s);
+}
+
+Test(model, resnet34_forward_backward_matches_pytorch, .timeout = 300) {
+    forward_backward_against("resnet34");
+}
+
+Test(model, resnet50_forward_backward_matches_pytorch, .timeout = 300) {
+    forward_backward_against("resnet50");
+}
+
+static void eval_against(const char *arch) {
+    setup s;
+    model_setup_arch(&s, arch, 2, 2, NULL);
+    resnet_forward(&s.m, 2, 0);
+    expect_logits(&s, "eval_logits");
+    model_teardown(&s);
+}
+
+Test(model, resnet101_eval_matches_pytorch, .timeout = 300) { eval_against("resnet101"); }
+Test(model, resnet152_eval_matches_pytorch, .timeout = 300) { eval_against("resnet152"); }
+
+// ---- loading that refuses mistakes ----
+
+Test(model, config_detected_from_weights) {
+    static const char *archs[] = { "resnet18", "resnet34", "resnet50", "resnet101" };
+    for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
+        resnet *m = malloc(sizeof *m);
+        char err[512];
+        resnet_config cfg = config(archs[a], 7), got;
+        cr_assert_eq(resnet_init(m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        ckpt c;
+        ckpt_init(&c);
+        cr_assert_eq(resnet_to_ckpt(m, &c, "module."), 0);
+        cr_assert_eq(resnet_config_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 0, "%s",
+                     err);
+        cr_expect_str_eq(got.arch, archs[a]);
+        cr_expect_eq(got.num_classes, 7);
+        // A block removed: no member of the family.
+        for (int k = 0; k < c.n; k++)
+            if (!strncmp(c.e[k].name, "module.layer3.1.", 16)) c.e[k].name[7] = 'X';
+        cr_expect_eq(resnet_config_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 2);
+        cr_expect(strstr(err, "w.pth") && strstr(err, "none of"), "%s", err);
+        ckpt_free(&c);
+        resnet_free(m);
+        free(m);
+    }
+}
+
+// resnet34 weights into resnet18: strict (the default) names the first unexpected keys and
+// counts them; --non-strict loads the common part and warns.
+Test(model, strict_loading) {
+    resnet *m34 = malloc(sizeof *m34), *m18 = malloc(sizeof *m18);
+    char err[1024];
+    resnet_config c34 = config("resnet34", 10), c18 = config("resnet18", 10);
+    cr_assert_eq(resnet_init(m34, test_rt(), &c34, err, sizeof err), 0, "%s", err);
+    resnet_init_weights(m34, 5);
+    ckpt c;
+    ckpt_init(&c);
+    cr_assert_eq(resnet_to_ckpt(m34, &c, ""), 0);
+    cr_assert_eq(resnet_init(m18, test_rt(), &c18, err, sizeof err), 0, "%s", err);
+    int replaced = 0;
+    cr_expect_neq(resnet_from_ckpt(m18, &c, NULL, 1, 0, &replaced, "r34.pth", err, sizeof err), 0);
+    cr_expect(strstr(err, "r34.pth does not fit resnet18: unexpected 'layer1.2.conv1.weight' "
+                          "(96 keys)") && strstr(err, "--non-strict"), "%s", err);
+    cr_expect(strchr(err, '\n') != NULL, "details on the next lines: %s", err);
+    cr_assert_eq(resnet_from_ckpt(m18, &c, NULL, 0, 0, &replaced, "r34.pth", err, sizeof err), 0,
+                 "%s", err);
+    cr_expect(strstr(err, "partial load") && strstr(err, "(96 keys)"), "%s", err);
+    // And the other way: resnet18 weights lack resnet34's extra blocks.
+    ckpt c18w;
+    ckpt_init(&c18w);
+    cr_assert_eq(resnet_to_ckpt(m18, &c18w, ""), 0);
+    cr_expect_neq(resnet_from_ckpt(m34, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
+                  0);
+    cr_expect(strstr(err, "missing 'layer1.2.conv1.weight' (80 keys)") &&
+              !strstr(err, "unexpected"), "%s", err);
+    // A clean load leaves no warning.
+    cr_assert_eq(resnet_from_ckpt(m18, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
+                 0, "%s", err);
+    cr_expect_str_eq(err, "");
+    ckpt_free(&c);
+    ckpt_free(&c18w);
+    resnet_free(m34);
+    resnet_free(m18);
+    free(m34);
+    free(m18);
 }

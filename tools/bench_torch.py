@@ -1,11 +1,11 @@
 #!/usr/bin/python3
-"""PyTorch's side of `make bench`: ResNet18 training and evaluation throughput with PyTorch on
+"""PyTorch's side of `make bench`: ResNet training and evaluation throughput with PyTorch on
 the CPU, `cltrain bench` on the same shapes, and the machine's SGEMM limit, side by side.
 
     tools/bench_torch.py [--cltrain ./cltrain] [--device SPEC] [--shapes 32x64,224x16]
-                         [--steps N] [--threads T] [--json]
+                         [--arch resnet18] [--steps N] [--threads T] [--json]
 
-Each shape is IMAGExBATCH. PyTorch: torchvision resnet18(num_classes=10), SGD(lr 0.001,
+Each shape is IMAGExBATCH. PyTorch: torchvision <arch>(num_classes=10) (cltrain bench --arch), SGD(lr 0.001,
 momentum 0.9), CrossEntropyLoss, synthetic random data, 2 warm-up steps then N timed steps
 (default 20 at image size <= 64, 5 above); evaluation: model.eval() under no_grad, 2 warm-up
 then N timed batches. Work per image is counted from the model (forward hooks on Conv2d and
@@ -89,12 +89,12 @@ def loadavg():
 
 # ---------------------------------------------------------------- work per image
 
-def forward_macs(image_size):
+def forward_macs(image_size, arch="resnet18"):
     """Multiply-adds of one image's forward pass, counted with hooks on Conv2d and Linear."""
     import torch
     import torchvision
 
-    model = torchvision.models.resnet18(num_classes=10).eval()
+    model = getattr(torchvision.models, arch)(num_classes=10).eval()
     total = [0]
 
     def conv_hook(m, inp, out):
@@ -119,12 +119,12 @@ def forward_macs(image_size):
 
 # ---------------------------------------------------------------- PyTorch
 
-def bench_torch(image_size, batch, steps, warmup=2, seed=0, device="cpu"):
+def bench_torch(image_size, batch, steps, warmup=2, seed=0, device="cpu", arch="resnet18"):
     import torch
     import torchvision
 
     torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=10).to(device)
+    model = getattr(torchvision.models, arch)(num_classes=10).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.001, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
     x = torch.rand(batch, 3, image_size, image_size, device=device)
@@ -344,9 +344,9 @@ def cltrain_supports_bench(binary, env):
     return None
 
 
-def run_cltrain(binary, image_size, batch, steps, device, timeout, env):
-    cmd = [binary, "bench", "--image-size", str(image_size), "--batch-size", str(batch),
-           "--steps", str(steps)]
+def run_cltrain(binary, image_size, batch, steps, device, timeout, env, arch="resnet18"):
+    cmd = [binary, "bench", "--arch", arch, "--image-size", str(image_size),
+           "--batch-size", str(batch), "--steps", str(steps)]
     if device:
         cmd += ["--device", device]
     t = time.perf_counter()
@@ -409,6 +409,7 @@ def print_table(res):
     print(f'machine: {m["cpu"]}, {m["cpus"]} CPUs, {m["threads"]} threads; '
           f'torch {m["torch"]}, torchvision {m["torchvision"]}'
           + (f'; load average {m["loadavg_start"]:.2f} at start' if m["loadavg_start"] else ""))
+    print(f'model: {res["arch"]} (torchvision, num_classes=10)')
     s = res["sgemm"]
     parts = [f'{r["library"]} {r["n"]}: {r["gflops"]:.0f}' for r in s["measurements"]
              if "gflops" in r]
@@ -471,6 +472,8 @@ def main():
     ap.add_argument("--cltrain", default=None, help="cltrain binary to compare (e.g. ./cltrain)")
     ap.add_argument("--device", default=None, help="cltrain --device SPEC")
     ap.add_argument("--shapes", default="32x64,224x16", help="IMAGExBATCH,... (default %(default)s)")
+    ap.add_argument("--arch", default="resnet18",
+                    choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"))
     ap.add_argument("--steps", type=int, default=None,
                     help="timed steps per shape (default 20 at image <= 64, 5 above)")
     ap.add_argument("--threads", type=int, default=None,
@@ -512,6 +515,7 @@ def main():
             "torch": torch.__version__, "torchvision": torchvision.__version__,
             "python": platform.python_version(), "loadavg_start": la,
         },
+        "arch": args.arch,
         "train_flop_factor": TRAIN_FLOP_FACTOR,
         "sgemm": None,
         "shapes": [],
@@ -531,14 +535,14 @@ def main():
 
     for S, B in shapes:
         steps = args.steps or default_steps(S)
-        macs = forward_macs(S)
+        macs = forward_macs(S, args.arch)
         r = {"image_size": S, "batch_size": B, "steps": steps, "forward_macs_per_image": macs}
         if args.no_torch:
             r["torch"] = {"error": "skipped"}
         else:
             log(f"bench_torch: PyTorch {S}x{S} batch {B}, {steps} steps ...")
             try:
-                r["torch"] = bench_torch(S, B, steps, device=args.torch_device)
+                r["torch"] = bench_torch(S, B, steps, device=args.torch_device, arch=args.arch)
             except Exception as e:  # noqa: BLE001
                 r["torch"] = {"error": f"{type(e).__name__}: {e}"}
             derive(r["torch"], macs, limit)
@@ -547,7 +551,7 @@ def main():
         else:
             log(f"bench_torch: cltrain bench {S}x{S} batch {B}, {steps} steps ...")
             r["cltrain"] = run_cltrain(args.cltrain, S, B, steps, args.device,
-                                       args.cltrain_timeout, env)
+                                       args.cltrain_timeout, env, args.arch)
             if "error" in r["cltrain"]:
                 log(f'cltrain: n/a ({r["cltrain"]["error"]})')
             derive(r["cltrain"], macs, limit)

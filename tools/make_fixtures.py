@@ -87,8 +87,9 @@ class Fixture:
     def write(self, filename):
         path = os.path.join(OUTDIR, filename)
         data = self.bytes()
-        with open(path, "wb") as f:
+        with open(path + ".tmp", "wb") as f:
             f.write(data)
+        os.replace(path + ".tmp", path)
         print("%s: %d tensors, %d bytes" % (os.path.relpath(path, ROOT), len(self.tensors),
                                             len(data)))
         return len(data)
@@ -378,7 +379,7 @@ def param_kind(name):
     return "bn_weight" if name.endswith(".weight") else "bn_bias"
 
 
-def gen_param(t, kind, shape):
+def gen_param(t, kind, shape, fc_in=512):
     n = int(np.prod(shape)) if len(shape) else 1
     u = gen_u(t, n)
     if kind == "conv":
@@ -390,8 +391,8 @@ def gen_param(t, kind, shape):
         v = 0.2 * u - 0.1
     elif kind == "running_var":
         v = 0.5 + u
-    elif kind == "fc":
-        v = (2.0 * u - 1.0) / np.sqrt(512.0)
+    elif kind == "fc":  # (2u - 1) / sqrt(in_features)
+        v = (2.0 * u - 1.0) / np.sqrt(float(fc_in))
     elif kind == "uniform":
         v = u
     else:
@@ -407,20 +408,20 @@ REQUIRED_GRADS = ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weig
                   "layer4.1.conv2.weight", "layer4.1.bn2.weight", "fc.weight", "fc.bias"]
 
 
-def generated_resnet18():
-    """torchvision resnet18(num_classes=10) with the generator's weights; also returns the
+def generated_resnet(arch="resnet18"):
+    """torchvision <arch>(num_classes=10) with the generator's weights; also returns the
     state_dict names and the generated state dict."""
-    model = torchvision.models.resnet18(num_classes=10)
+    model = getattr(torchvision.models, arch)(num_classes=10)
     sd = model.state_dict()
     names = list(sd.keys())
-    assert len(names) == 122, len(names)
+    fc_in = model.fc.in_features
     new_sd = {}
     for t, name in enumerate(names):
         kind = param_kind(name)
         if kind == "zero":
             new_sd[name] = torch.zeros((), dtype=torch.int64)
         else:
-            new_sd[name] = torch.from_numpy(gen_param(t, kind, tuple(sd[name].shape)))
+            new_sd[name] = torch.from_numpy(gen_param(t, kind, tuple(sd[name].shape), fc_in))
     model.load_state_dict(new_sd)
     return model, names, new_sd
 
@@ -445,7 +446,26 @@ def add_generator_samples(fx, names, new_sd):
         fx.add("genidx.%s" % name, np.array([t, start, fan_in], np.int64))
 
 
-def make_resnet(batch, labels, full):
+def generated_resnet18():
+    model, names, new_sd = generated_resnet("resnet18")
+    assert len(names) == 122, len(names)
+    return model, names, new_sd
+
+
+def required_grads(arch, names):
+    """REQUIRED_GRADS for resnet18; for the others the same roles: the stem, the first
+    block's convs and batch norms, the first downsample, the last block's last conv, fc."""
+    if arch == "resnet18":
+        return REQUIRED_GRADS
+    last = [n for n in names if n.startswith("layer4.") and ".conv" in n][-1]
+    return ["conv1.weight", "bn1.weight", "bn1.bias", "layer1.0.conv1.weight",
+            "layer1.0.bn1.weight", "layer1.0.bn2.bias", "layer1.0.downsample.0.weight",
+            "layer2.0.conv1.weight", "layer2.0.conv2.weight", "layer2.0.downsample.0.weight",
+            "layer2.0.downsample.1.weight", last, last.replace("conv", "bn"), "fc.weight",
+            "fc.bias"]
+
+
+def make_resnet(batch, labels, full, arch="resnet18", eval_only=False, dtype=torch.float32):
     """resnet18(num_classes=10), generated weights, `batch` generated images 3x32x32 (the
     first 2 are the same in both files), `labels`: train-mode forward, CrossEntropyLoss,
     backward; eval-mode logits from the weights before the train forward.
@@ -460,9 +480,10 @@ def make_resnet(batch, labels, full):
     evaluation, whatever the summation order, and the step-2 logits ~0.45. With batch 8 those
     are ~3e-6, ~2e-5 and ~6e-6; the eval-mode logits are ~1e-6 in both. Compare train-mode
     results against resnet18_32x8.bin; resnet18_32x2.bin's are for debugging."""
-    fx = Fixture()
-    model, names, new_sd = generated_resnet18()
-    x = torch.from_numpy(gen_param(1000, "uniform", (batch, 3, 32, 32)))
+    fx = Fixture() if dtype == torch.float32 else Fixture64()
+    model, names, new_sd = generated_resnet(arch)
+    model = model.to(dtype)
+    x = torch.from_numpy(gen_param(1000, "uniform", (batch, 3, 32, 32))).to(dtype)
     labels = torch.tensor(labels, dtype=torch.int64)
     assert labels.numel() == batch
     fx.add("input", x)
@@ -475,6 +496,8 @@ def make_resnet(batch, labels, full):
     em = copy.deepcopy(model).eval()
     with torch.no_grad():
         fx.add("eval_logits", em(x))
+    if eval_only:
+        return fx
 
     # Train-mode forward (with the intermediate activations for debugging when full).
     model.train()
@@ -501,7 +524,7 @@ def make_resnet(batch, labels, full):
     # per-output-channel L2 norms of its full gradient ("gradnorm.<name>", (O)).
     for name, p in model.named_parameters():
         gr = p.grad.detach()
-        if full or name in REQUIRED_GRADS or gr.dim() == 1:
+        if full or name in required_grads(arch, names) or gr.dim() == 1:
             if gr.numel() <= 80000:
                 fx.add("grad.%s" % name, gr)
             else:
@@ -523,9 +546,57 @@ def make_resnet(batch, labels, full):
     return fx
 
 
+LABELS8 = [3, 7, 0, 9, 1, 5, 2, 8]
+
+
+class Fixture64(Fixture):
+    """Collects a float64 run's tensors (not written as such: see make_resnet_ref)."""
+
+    def add(self, name, value):
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        self.tensors.append((name, np.array(value, copy=True)))
+
+
+def make_resnet_ref(arch, batch, eval_only):
+    """The deeper nets' fixture: the float64 run's results (the truth, rounded to float32) and,
+    for each float tensor X, "noise.X" = [max, RMS] of |PyTorch float32 - float64| over it: how
+    far float32 arithmetic itself strays on this input. Deep nets in train mode at 32x32 are
+    ill-conditioned (resnet50 batch 8: conv1's gradient 2% of its max, the step-2 logits 80%),
+    so the test's tolerance per tensor is a multiple of that noise, not a fixed fraction."""
+    labels = LABELS8[:batch]
+    f32 = make_resnet(batch, labels, False, arch, eval_only)
+    f64 = make_resnet(batch, labels, False, arch, eval_only, torch.float64)
+    out = Fixture()
+    for (name, a), (name64, b) in zip(f32.tensors, f64.tensors):
+        assert name == name64, (name, name64)
+        if b.dtype == np.float64:
+            out.add(name, b.astype(np.float32))
+            d = np.abs(a.astype(np.float64) - b)
+            out.add("noise." + name, np.array([d.max(), np.sqrt((d * d).mean())], np.float32))
+        else:
+            out.add(name, a)
+    return out
+
+
 def main():
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--arch", help="write only <arch>_32x<batch>.bin (generated at test time "
+                    "for the deeper ResNets, which are too large to commit)")
+    ap.add_argument("--batch", type=int, default=8, choices=(2, 8))
+    ap.add_argument("--eval-only", action="store_true", help="eval logits only (resnet101/152)")
+    ap.add_argument("--out", help="folder for --arch (default tests/fixtures)")
+    args = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    if args.arch:
+        global OUTDIR
+        OUTDIR = args.out or OUTDIR
+        os.makedirs(OUTDIR, exist_ok=True)
+        fx = make_resnet_ref(args.arch, args.batch, args.eval_only)
+        fx.write("%s_32x%d.bin" % (args.arch, args.batch))
+        return
     os.makedirs(OUTDIR, exist_ok=True)
     total = 0
     for fn, filename in ((make_conv2d, "op_conv2d.bin"), (make_bn, "op_bn.bin"),

@@ -8,10 +8,11 @@
 #include <string.h>
 
 static const char bench_usage[] =
-    "usage: cltrain bench [--image-size S] [--batch-size B] [--steps N] [--device SPEC]\n"
+    "usage: cltrain bench [--arch A] [--image-size S] [--batch-size B] [--steps N] [--device SPEC]\n"
     "  Times N training steps (forward, loss, backward, SGD) and N evaluation batches of\n"
-    "  ResNet18 on synthetic data after a warm-up, and prints one JSON line:\n"
-    "  {\"device\",\"image_size\",\"batch_size\",\"train_images_per_s\",\"eval_images_per_s\",\n"
+    "  a ResNet (--arch resnet18|resnet34|resnet50|resnet101|resnet152, default resnet18) on\n"
+    "  synthetic data after a warm-up, and prints one JSON line:\n"
+    "  {\"arch\",\"device\",\"image_size\",\"batch_size\",\"train_images_per_s\",\"eval_images_per_s\",\n"
     "   \"peak_device_bytes\"}.  Defaults: --image-size 224 --batch-size 64 --steps 10.\n"
     "  --num-classes N (10)  --freeze STAGE  --seed N\n"
     "  --profile   also print device time per op type and per layer (stderr); events add\n"
@@ -40,8 +41,11 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     resnet m;
-    rc = resnet_init(&m, &rt, K, err, sizeof err);
-    if (rc == 0) rc = resnet_plan(&m, B, S, err, sizeof err);
+    resnet_config cfg;
+    memset(&m, 0, sizeof m);
+    rc = session_arch(&cfg, &o, K, err, sizeof err);
+    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = session_plan(&m, B, S, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         resnet_free(&m);
@@ -96,7 +100,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "---- evaluation batch profile ----\n");
         clrt_profile_report(&rt, stderr, o.steps);
     }
-    printf("{\"device\":");
+    printf("{\"arch\":\"%s\",\"device\":", m.cfg.arch);
     json_string(rt.dev.name);
     printf(",\"image_size\":%d,\"batch_size\":%d,\"steps\":%d,\"train_images_per_s\":%.2f,"
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",

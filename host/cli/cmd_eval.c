@@ -12,8 +12,9 @@
 
 static const char eval_usage[] =
     "usage: cltrain eval --data DIR --weights FILE [options]\n"
-    "  Evaluates ResNet18 weights (batch norm in eval mode) on the data set's test split.\n"
+    "  Evaluates ResNet weights (batch norm in eval mode) on the data set's test split.\n"
     "  --data DIR  --dataset auto|cifar10|idx  --weights FILE.pth|FILE.safetensors  --strict\n"
+    "  --arch resnet18|resnet34|resnet50|resnet101|resnet152 (default: what --weights holds)\n"
     "  --num-classes N (default: from the weights' fc)\n"
     "  --image-size S (224)  --normalize none|imagenet  --batch-size N (64)  --test-limit N\n"
     "  --predictions FILE.csv   write index,label,pred,logit_0,...,logit_{C-1} per image\n"
@@ -75,8 +76,10 @@ int cmd_eval(int argc, char **argv) {
     resnet m;
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
-    if (rc == 0) rc = resnet_init(&m, &rt, K, err, sizeof err);
-    if (rc == 0) rc = resnet_plan(&m, o.batch_size, o.image_size, err, sizeof err);
+    resnet_config cfg;
+    if (rc == 0) rc = session_arch(&cfg, &o, K, err, sizeof err);
+    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0) rc = session_load_weights(&m, &o, err, sizeof err);
     if (rc == 0) {
         long total = 0;

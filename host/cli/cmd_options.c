@@ -10,6 +10,7 @@ enum {
     O_BATCH, O_LR, O_MOMENTUM, O_WD, O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
     O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE, O_CHECKPOINT, O_CKPT_EVERY,
     O_RESUME, O_FREEZE, O_BN_EVAL, O_STRICT, O_PREDICTIONS, O_STEPS, O_PROFILE, O_HELP,
+    O_ARCH,
 };
 
 static const struct option all_opts[] = {
@@ -44,6 +45,7 @@ static const struct option all_opts[] = {
     { "steps", required_argument, 0, O_STEPS },
     { "profile", no_argument, 0, O_PROFILE },
     { "help", no_argument, 0, O_HELP },
+    { "arch", required_argument, 0, O_ARCH },
     { 0, 0, 0, 0 },
 };
 
@@ -58,12 +60,12 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_IMAGE, O_NORMALIZE, O_AUGMENT, O_NO_SHUFFLE, O_SEED,
                                  O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE,
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
-                                 O_STRICT, O_HELP, 0 };
+                                 O_STRICT, O_HELP, O_ARCH, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
-                                O_HELP, 0 };
+                                O_HELP, O_ARCH, 0 };
 static const int bench_ids[] = { O_DEVICE, O_BATCH, O_IMAGE, O_STEPS, O_NUM_CLASSES, O_SEED,
-                                 O_FREEZE, O_PROFILE, O_HELP, 0 };
+                                 O_FREEZE, O_PROFILE, O_HELP, O_ARCH, 0 };
 
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask) {
@@ -139,6 +141,16 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_PREDICTIONS: o->predictions = optarg; break;
         case O_STEPS: bad |= cli_parse_int("--steps", optarg, 1, 1000000, &o->steps) != 0; break;
         case O_PROFILE: o->profile = 1; break;
+        case O_ARCH: {
+            resnet_config cfg;
+            char e[160];
+            o->arch = optarg;
+            if (resnet_config_named(&cfg, optarg, 1, e, sizeof e) != 0) {
+                fprintf(stderr, "cltrain: error: --arch: %s\n", e);
+                bad = 1;
+            }
+            break;
+        }
         }
         if (bad) return cli_show_usage(usage);
     }

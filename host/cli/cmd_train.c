@@ -14,7 +14,9 @@
 
 static const char train_usage[] =
     "usage: cltrain train --data DIR [options]\n"
-    "  Fine-tunes ResNet18 (SGD with momentum, cross-entropy), then evaluates the test split.\n"
+    "  Fine-tunes a ResNet (SGD with momentum, cross-entropy), then evaluates the test split.\n"
+    "  --arch resnet18|resnet34|resnet50|resnet101|resnet152   default: what --weights holds,\n"
+    "                         else resnet18\n"
     "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
     "  --dataset auto|cifar10|idx   force the format (default: detected)\n"
     "  --weights FILE         start from a .pth/.safetensors state_dict (e.g. torchvision's\n"
@@ -151,8 +153,11 @@ int cmd_train(int argc, char **argv) {
     loader_config lc = { .batch_size = o.batch_size, .image_size = o.image_size,
                          .normalize = o.normalize, .augment = o.augment, .shuffle = o.shuffle,
                          .seed = (uint64_t)o.seed, .limit = o.train_limit };
-    rc = resnet_init(&m, &rt, K, err, sizeof err);
-    if (rc == 0) rc = resnet_plan(&m, o.batch_size, o.image_size, err, sizeof err);
+    resnet_config cfg;
+    memset(&m, 0, sizeof m);
+    rc = session_arch(&cfg, &o, K, err, sizeof err);
+    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0 && loader_init(&ld, &ds.train, &lc, err, sizeof err) != 0) rc = CLI_EXIT_DATA;
     if (rc == 0 && o.resume && train_state_check_data(&st, K, ld.n, o.resume, err, sizeof err))
         rc = CLI_EXIT_DATA;
@@ -160,7 +165,7 @@ int cmd_train(int argc, char **argv) {
     // which PyTorch refuses too ("Expected more than 1 value per channel"): say so now, not
     // after an epoch of work.
     int last = ld.n % o.batch_size ? ld.n % o.batch_size : o.batch_size;
-    if (rc == 0 && !o.bn_eval && o.freeze < 4 && last * m.blk[7].oh * m.blk[7].ow < 2) {
+    if (rc == 0 && !o.bn_eval && o.freeze < 4 && last * resnet_final_hw(&m) < 2) {
         snprintf(err, sizeof err, "%d training images in batches of %d leave a batch of 1 image, "
                  "and at --image-size %d batch norm cannot train on it: change --batch-size or "
                  "--train-limit, or use a larger --image-size", ld.n, o.batch_size, o.image_size);

@@ -88,8 +88,11 @@ static int parse(int argc, char **argv, tune_options *o) {
 // The GEMMs of one training step (all stages trained) at batch B, image size S.
 static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
     resnet m;
-    int rc = resnet_init(&m, rt, 10, err, errlen);
-    if (rc == 0) rc = resnet_plan(&m, B, S, err, errlen);
+    resnet_config cfg;
+    memset(&m, 0, sizeof m);
+    int rc = resnet_config_named(&cfg, "resnet18", 10, err, errlen);
+    if (rc == 0) rc = resnet_init(&m, rt, &cfg, err, errlen);
+    if (rc == 0) rc = session_plan(&m, B, S, err, errlen);
     if (rc == 0) {
         resnet_init_weights(&m, 1);
         size_t nx = 3 * (size_t)B * S * S;

@@ -18,9 +18,45 @@ void run_options_defaults(run_options *o) {
     o->print_every = 100;
     o->freeze = -1;
     o->steps = 10;
+    o->strict = 1;           // load_state_dict(strict=True)
 }
 
 double session_now(void) { return util_now(); }
+
+int session_arch(resnet_config *cfg, const run_options *o, int num_classes, char *err,
+                 size_t errlen) {
+    const char *file = o->resume ? o->resume : o->weights;  // a state holds its model
+    if (o->arch || !file)
+        return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
+    ckpt c;
+    ckpt_init(&c);
+    if (ckpt_read(&c, file, err, errlen) != 0) return 1;
+    const char *base = ckpt_find(&c, "model.conv1.weight") >= 0 ? "model." : NULL;
+    int rc = resnet_config_from_ckpt(cfg, &c, base, file, err, errlen);
+    ckpt_free(&c);
+    if (rc == 1)  // no ResNet at all: loading it says so, after the device checks
+        return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
+    cfg->num_classes = num_classes;
+    return rc ? 1 : 0;
+}
+
+int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
+    const char *kc = getenv("CLTRAIN_KEEP_COLS");
+    resnet_plan_options po = { kc && !strcmp(kc, "0") ? 0 : -1 };
+    char why[512];
+    int rc = resnet_plan(m, batch, image_size, &po, why, sizeof why);
+    if (rc == RESNET_PLAN_NO_FIT) {
+        int fit = resnet_largest_batch(m, batch, image_size);
+        char tail[96];
+        if (fit) snprintf(tail, sizeof tail, "the largest batch size that fits is %d", fit);
+        else snprintf(tail, sizeof tail, "not even batch size 1 fits: use a smaller --image-size");
+        snprintf(err, errlen, "--batch-size %d at --image-size %d: %s; %s", batch, image_size, why,
+                 tail);
+        return 1;
+    }
+    if (rc) snprintf(err, errlen, "%s", why);
+    return rc;
+}
 
 int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen) {
     ckpt c;
@@ -32,6 +68,7 @@ int session_load_weights(resnet *m, const run_options *o, char *err, size_t errl
     int rc = resnet_from_ckpt(m, &c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
                               o->weights, err, errlen);
     ckpt_free(&c);
+    if (rc == 0 && err[0]) fprintf(stderr, "cltrain: warning: %s\n", err);
     if (rc == 0 && replaced)
         fprintf(stderr, "cltrain: %s: fc has another number of classes; replaced by a freshly "
                         "initialised fc with %d outputs\n", o->weights, m->num_classes);

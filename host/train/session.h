@@ -11,6 +11,7 @@
 typedef struct run_options {
     const char *device, *data, *dataset, *weights, *save, *log, *checkpoint, *resume;
     const char *predictions;
+    const char *arch;              // --arch; NULL: what --weights holds, else resnet18
     int num_classes;               // 0: from the data set
     int epochs, max_steps, batch_size, image_size, normalize, augment, shuffle;
     long long seed;
@@ -21,6 +22,16 @@ typedef struct run_options {
 } run_options;
 
 void run_options_defaults(run_options *o);
+
+// The architecture of the run with `num_classes` outputs: --arch, else the one the --resume
+// or --weights file holds, else resnet18. 0, or nonzero with a message.
+int session_arch(resnet_config *cfg, const run_options *o, int num_classes, char *err,
+                 size_t errlen);
+
+// resnet_plan for batch size B at image size S with the plan options of the environment
+// (CLTRAIN_KEEP_COLS=0 keeps no im2col per conv). When it does not fit the device, the
+// message names the flags and the largest batch size that fits.
+int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen);
 
 // Loads `o->weights` into m (fc replaced with a message when its size differs). 0 or status.
 int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen);
