@@ -34,7 +34,8 @@ typedef struct ops_config {
     int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
     int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's reduction split
                                    // (-1: interleaved on GPUs)
-    int keep_cols;                 // CLTRAIN_KEEP_COLS: the model's (read there for now)
+    int keep_cols;                 // CLTRAIN_KEEP_COLS: 0 = no kept col matrices (the model's
+                                   // plan option; session_plan hands it over)
     int has_gemm;                  // 1: gemm is what op_gemm starts with on this device
     tune_config gemm;              // the GEMM tuning that applies (host/tune/tune.h)
     char gemm_source[1100];        // where it came from ("cache /path", "shipped tune/x", ...)

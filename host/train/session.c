@@ -41,8 +41,8 @@ int session_arch(resnet_config *cfg, const run_options *o, int num_classes, char
 }
 
 int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
-    const char *kc = getenv("CLTRAIN_KEEP_COLS");
-    resnet_plan_options po = { kc && !strcmp(kc, "0") ? 0 : -1 };
+    const ops_config *oc = m->rt->ops_cfg;   // CLTRAIN_KEEP_COLS, read at start-up
+    resnet_plan_options po = { oc && oc->keep_cols == 0 ? 0 : -1 };
     char why[512];
     int rc = resnet_plan(m, batch, image_size, &po, why, sizeof why);
     if (rc == RESNET_PLAN_NO_FIT) {
