@@ -11,22 +11,43 @@ BUILD    ?= build
 PYTHON   ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
-LIB_SRC  := $(filter-out host/main.c,$(sort $(wildcard host/*.c host/train/*.c host/cli/*.c model/*.c dataset/*.c)))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/cl_sources.o
+
+# One static library per layer (DESIGN.md; tools/check-layers.sh checks the include directions),
+# listed from the top down: the linker takes each library's needs from the ones after it.
+LAYERS      := cli train tune model ops runtime dataset common
+SRC_cli     := $(filter-out host/cli/main.c,$(sort $(wildcard host/cli/*.c)))
+SRC_train   := $(sort $(wildcard host/train/*.c))
+SRC_tune    := $(sort $(wildcard host/tune/*.c))
+SRC_model   := $(sort $(wildcard model/*.c))
+SRC_ops     := $(sort $(wildcard host/ops/*.c))
+SRC_runtime := $(sort $(wildcard host/runtime/*.c))
+SRC_dataset := $(sort $(wildcard dataset/*.c))
+SRC_common  := $(sort $(wildcard common/*.c))
+# Generated sources: the kernels of cl/ and the shipped tune/*.tune files, embedded.
+GEN_runtime := $(BUILD)/cl_sources.o
+GEN_tune    := $(BUILD)/tune_files.o
+LIB_SRC  := $(foreach l,$(LAYERS),$(SRC_$(l)))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIBS     := $(LAYERS:%=$(BUILD)/lib/libcltrain_%.a)
+MAIN_OBJ := $(BUILD)/host/cli/main.o
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
-DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(BUILD)/host/main.d
+DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
-.PHONY: all debug test demo install deps clean check-cl bench gen-fixtures bench-loader
+.PHONY: all debug test demo install deps clean check-cl check-layers bench gen-fixtures bench-loader
 
 all: cltrain
 
-cltrain: $(BUILD)/host/main.o $(BUILD)/libcltrain.a
+cltrain: $(MAIN_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/libcltrain.a: $(LIB_OBJ)
-	@rm -f $@
-	ar rcs $@ $^
+define layer_lib
+$(BUILD)/lib/libcltrain_$(1).a: $(SRC_$(1):%.c=$(BUILD)/%.o) $(GEN_$(1))
+	@mkdir -p $$(dir $$@)
+	@rm -f $$@
+	ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_lib,$(l))))
 
 $(BUILD)/cl_sources.c: $(CL_SRC) tools/embed_cl.sh
 	@mkdir -p $(BUILD)
@@ -39,7 +60,7 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(BUILD)/libcltrain.a
+$(BUILD)/tests/cltrain_tests: $(TEST_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) -lcriterion
 
 # The PyTorch fixtures of the deeper ResNets (too large to commit: resnet50's weights alone
@@ -55,6 +76,7 @@ $(BUILD)/fixtures/%_32x2.bin: tools/make_fixtures.py
 # Tests run on pocl's CPU device unless CLTRAIN_DEVICE says otherwise: the Criterion suite,
 # then the PyTorch parity runs (python3-torch; files cross both ways; image folders).
 test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
+	sh tools/check-layers.sh
 	sh tools/check-cl.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
@@ -75,12 +97,16 @@ bench: deps cltrain
 	$(PYTHON) tools/bench_torch.py --cltrain ./cltrain $(if $(CLTRAIN_DEVICE),--device $(CLTRAIN_DEVICE)) $(BENCH_ARGS)
 
 # The image-folder loader's images/s next to torchvision's DataLoader on the same JPEGs.
-$(BUILD)/bench/loader_bench: tests/bench/loader_bench.c $(BUILD)/libcltrain.a
+$(BUILD)/bench/loader_bench: tests/bench/loader_bench.c $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 bench-loader: deps $(BUILD)/bench/loader_bench
 	$(PYTHON) tools/bench_loader.py --bin $(BUILD)/bench/loader_bench $(BENCH_ARGS)
+
+# Includes only point down the layers (cli -> train -> model -> ops -> runtime -> common, ...).
+check-layers:
+	sh tools/check-layers.sh
 
 # Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
 check-cl:
@@ -114,9 +140,9 @@ fuzz-build:
 	CFLAGS="$(FUZZ_SAN) -fsanitize=fuzzer-no-link" $(MAKE) BUILD=build-fuzz CC=$(FUZZ_CC) \
 	    $(FUZZ_TARGETS:%=build-fuzz/fuzz/fuzz_%)
 
-$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h $(BUILD)/libcltrain.a
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.c tests/fuzz/fuzz_util.h $(LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< tests/fuzz/fuzz_util.c $(BUILD)/libcltrain.a $(LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $< tests/fuzz/fuzz_util.c $(LIBS) $(LDLIBS)
 
 fuzz: fuzz-build
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -137,7 +163,7 @@ fuzz: fuzz-build
 # fail; tests/lsan.supp hides leaks inside pocl, the OpenCL ICD loader, CLBlast and LLVM only.
 ASAN_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-$(BUILD)/cltrain: $(BUILD)/host/main.o $(BUILD)/libcltrain.a
+$(BUILD)/cltrain: $(MAIN_OBJ) $(LIBS)
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 test-asan: deps cltrain $(GEN_FIXTURES)
@@ -149,11 +175,10 @@ test-asan: deps cltrain $(GEN_FIXTURES)
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	    build-asan/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 
-# ---- GEMM tuning shipped in tune/*.tune, embedded into the binary (read by host/tune.c) ----
+# ---- GEMM tuning shipped in tune/*.tune, embedded into the binary (read by host/tune/tune.c) ----
 TUNE_SRC := $(sort $(wildcard tune/*.tune))
 $(BUILD)/tune_files.c: $(TUNE_SRC) tools/embed_cl.sh
 	@mkdir -p $(BUILD)
 	sh tools/embed_cl.sh $@.tmp $(TUNE_SRC) && sed 's/cl_source_/tune_file_/g' $@.tmp > $@ && rm -f $@.tmp
 $(BUILD)/tune_files.o: $(BUILD)/tune_files.c
 	$(CC) $(CFLAGS) -c -o $@ $<
-$(BUILD)/libcltrain.a: $(BUILD)/tune_files.o

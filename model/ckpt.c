@@ -1,6 +1,7 @@
 // The in-memory state dict, dispatch by file content, and atomic writes.
 #define _POSIX_C_SOURCE 200809L
 #include "model/ckpt.h"
+#include "common/fs.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -241,58 +242,6 @@ int ckpt_read(ckpt *c, const char *path, char *err, size_t errlen) {
     return rc;
 }
 
-// "<dir>/.<base>.tmp.<pid>" next to path, so rename() stays in one filesystem.
-static char *temp_path(const char *path) {
-    const char *base = base_name(path);
-    size_t dirlen = (size_t)(base - path), n = strlen(path) + 32;
-    char *t = malloc(n);
-    if (!t) return NULL;
-    snprintf(t, n, "%.*s.%s.tmp.%ld", (int)dirlen, path, base, (long)getpid());
-    return t;
-}
-
-// A kill -9 during a write leaves "<dir>/.<base>.tmp.<pid>" behind. Remove those whose writer
-// no longer exists, so that repeated crashes never pile temp files up next to the target.
-static void remove_stale_temps(const char *path) {
-    const char *base = base_name(path);
-    size_t dirlen = (size_t)(base - path), plen = strlen(base) + 6;
-    char *dir = malloc(dirlen + 2), *prefix = malloc(plen + 1);
-    if (dir && prefix) {
-        snprintf(dir, dirlen + 2, "%.*s", dirlen ? (int)dirlen : 1, dirlen ? path : ".");
-        snprintf(prefix, plen + 1, ".%s.tmp.", base);
-    }
-    DIR *d = dir && prefix ? opendir(dir) : NULL;
-    for (struct dirent *de; d && (de = readdir(d));) {
-        if (strncmp(de->d_name, prefix, plen) != 0) continue;
-        char *end = NULL;
-        long pid = strtol(de->d_name + plen, &end, 10);
-        if (!end || *end || pid <= 0 || pid == (long)getpid()) continue;
-        if (kill((pid_t)pid, 0) != 0 && errno == ESRCH) unlinkat(dirfd(d), de->d_name, 0);
-    }
-    if (d) closedir(d);
-    free(dir);
-    free(prefix);
-}
-
-static int fsync_dir(const char *path) {
-    const char *base = base_name(path);
-    size_t dirlen = (size_t)(base - path);
-    char *dir = malloc(dirlen + 2);
-    if (!dir) return -1;
-    if (dirlen) {
-        memcpy(dir, path, dirlen);
-        dir[dirlen] = 0;
-    } else {
-        strcpy(dir, ".");
-    }
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 // The zip's top folder: the target's base name without extension, [A-Za-z0-9_].
 static void top_folder(const char *path, char *top, size_t n) {
     const char *base = base_name(path);
@@ -308,45 +257,28 @@ static void top_folder(const char *path, char *top, size_t n) {
     if (k == 0) snprintf(top, n, "archive");
 }
 
-static int write_temp(const ckpt *c, const char *path, const char *tmp, char *err,
-                      size_t errlen) {
-    const char *fname = base_name(path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0644);
-    if (fd < 0) return ckpt_errf(err, errlen, "%s: cannot create %s: %s", fname, tmp, strerror(errno));
-    FILE *f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        return ckpt_errf(err, errlen, "%s: fdopen failed: %s", fname, strerror(errno));
-    }
-    int rc;
-    if (ends_with(path, ".safetensors")) {
-        rc = safetensors_write(c, f, fname, err, errlen);
-    } else {
-        char top[128];
-        top_folder(path, top, sizeof(top));
-        rc = pth_write(c, f, top, fname, err, errlen);
-    }
-    if (rc == 0 && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        rc = ckpt_errf(err, errlen, "%s: write failed: %s", fname, strerror(errno));
-    if (fclose(f) != 0 && rc == 0)
-        rc = ckpt_errf(err, errlen, "%s: close failed: %s", fname, strerror(errno));
-    return rc;
-}
-
+// Atomic (common/fs.h): a temp file beside path, fsynced and renamed over it.
 int ckpt_write(const ckpt *c, const char *path, char *err, size_t errlen) {
     const char *fname = base_name(path);
     if (!*fname) return ckpt_errf(err, errlen, "%s: not a file name", path);
     if (ckpt_check_unique(c, fname, err, errlen)) return -1;
-    char *tmp = temp_path(path);
-    if (!tmp) return ckpt_errf(err, errlen, "%s: out of memory", fname);
-    remove_stale_temps(path);
-    int rc = write_temp(c, path, tmp, err, errlen);
-    if (rc == 0 && rename(tmp, path) != 0)
-        rc = ckpt_errf(err, errlen, "%s: rename from %s failed: %s", fname, tmp, strerror(errno));
-    if (rc != 0) unlink(tmp);  // leaves the old target intact
-    // A rename not yet on disk could be lost in a crash; fsync the folder.
-    if (rc == 0 && fsync_dir(path) != 0)
-        rc = ckpt_errf(err, errlen, "%s: fsync of its folder failed: %s", fname, strerror(errno));
-    free(tmp);
-    return rc;
+    util_atomic_file a;
+    char msg[1024];
+    if (util_atomic_open(&a, path, msg, sizeof msg) != 0)
+        return ckpt_errf(err, errlen, "%s: %s", fname, msg);
+    int rc;
+    if (ends_with(path, ".safetensors")) {
+        rc = safetensors_write(c, a.f, fname, err, errlen);
+    } else {
+        char top[128];
+        top_folder(path, top, sizeof(top));
+        rc = pth_write(c, a.f, top, fname, err, errlen);
+    }
+    if (rc != 0) {
+        util_atomic_abort(&a);   // leaves the old target intact
+        return rc;
+    }
+    if (util_atomic_commit(&a, msg, sizeof msg) != 0)
+        return ckpt_errf(err, errlen, "%s: %s", fname, msg);
+    return 0;
 }

@@ -5,7 +5,7 @@
 #ifndef CLTRAIN_RESNET_H
 #define CLTRAIN_RESNET_H
 
-#include "host/ops.h"
+#include "host/ops/ops.h"
 #include "model/ckpt.h"
 
 #include <stdint.h>

@@ -12,7 +12,7 @@
 #ifndef CLTRAIN_REF_OPS_H
 #define CLTRAIN_REF_OPS_H
 
-#include "host/ops.h"
+#include "host/ops/ops.h"
 
 #include <stddef.h>
 #include <stdint.h>

@@ -3,7 +3,7 @@
 // status 1 (bad data) or 2 (bad usage), no crash, no hang, no training and no output file.
 // Plus in-process regressions for what the fuzzers (tests/fuzz/) found.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cmd_options.h"
+#include "host/cli/cmd_options.h"
 #include "model/ckpt.h"
 #include "tests/cli_run.h"
 

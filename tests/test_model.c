@@ -323,7 +323,7 @@ Test(model, deterministic) {
 // the same conv algorithm: without kept cols the 3x3 forwards would run as Winograd).
 Test(model, kept_cols_same_gradients) {
     setup s;
-    setenv("CLTRAIN_WINOGRAD", "0", 1);
+    test_rt()->ops_cfg->winograd = 0;
     model_setup(&s, 2, 2);
     cr_assert(s.m.keep_cols, "the test device has room to keep the col matrices");
     size_t n = s.m.n_param_floats;
@@ -335,7 +335,7 @@ Test(model, kept_cols_same_gradients) {
     cr_assert(!s.m.keep_cols, "keep_cols 0: one shared workspace");
     grads_of_one_step(&s, b);
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
-    unsetenv("CLTRAIN_WINOGRAD");
+    test_rt()->ops_cfg->winograd = -1;
     free(a);
     free(b);
     model_teardown(&s);

@@ -407,13 +407,13 @@ Test(ops_bn, train_forward_backward) {
 // The same cases with a GPU's split of a channel among the work items (interleaved vectors,
 // host/ops_bn.c): same references, same tolerances.
 Test(ops_bn, train_interleaved) {
-    setenv("CLTRAIN_BN_INTERLEAVE", "1", 1);
+    test_rt()->ops_cfg->bn_interleave = 1;
     bn_train_case(3, 2 * 5 * 7, 0.0f, 100);
     bn_train_case(2, 4 * 17 * 19, 0.5f, 120);
     bn_train_case(2, 3 * 11 * 13, 50.0f, 130);
     bn_train_case(3, 40007, -1.5f, 140);
     bn_train_case(2, 15, 2.0f, 150);
-    unsetenv("CLTRAIN_BN_INTERLEAVE");
+    test_rt()->ops_cfg->bn_interleave = -1;
 }
 
 // Batch norm + relu fused, training mode: against the references, and bit for bit against
@@ -479,10 +479,10 @@ Test(ops_bn, relu_fused_train) {
 }
 
 Test(ops_bn, relu_fused_train_interleaved) {
-    setenv("CLTRAIN_BN_INTERLEAVE", "1", 1);
+    test_rt()->ops_cfg->bn_interleave = 1;
     bn_relu_train_case(3, 2 * 5 * 7, 0.0f, 160);
     bn_relu_train_case(2, 40007, 0.5f, 170);
-    unsetenv("CLTRAIN_BN_INTERLEAVE");
+    test_rt()->ops_cfg->bn_interleave = -1;
 }
 
 Test(ops_bn, relu_fused_eval) {

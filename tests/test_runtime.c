@@ -2,6 +2,7 @@
 // CLTRAIN_KERNEL_DIR, and the command line's exits.
 #define _POSIX_C_SOURCE 200809L
 #include "tests/testutil.h"
+#include "host/cli/startup.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -97,7 +98,8 @@ static char *make_tmpdir(void) {
 
 static int init_quiet(clrt *rt) {
     clrt_options o = { .device_spec = getenv("CLTRAIN_DEVICE") ? NULL : "cpu", .quiet = 1 };
-    char err[1024];
+    char err[1024], cache[1024];
+    cli_runtime_options(&o, cache, sizeof cache);   // the environment, as the command layer
     int rc = clrt_init(rt, &o, err, sizeof err);
     cr_assert_eq(rc, 0, "clrt_init: %s", err);
     return rc;
@@ -203,7 +205,7 @@ Test(runtime, kernel_dir_override) {
     char path[1024];
     snprintf(path, sizeof path, "%s/selftest.cl", dir);
     unlink(path);
-    clrt_options o = { .device_spec = "cpu", .quiet = 1 };
+    clrt_options o = { .device_spec = "cpu", .quiet = 1, .kernel_dir = dir };
     char err[1024] = "";
     cr_expect_neq(clrt_init(&rt, &o, err, sizeof err), 0);
     cr_expect(strstr(err, "selftest.cl") != NULL, "message names the file: %s", err);

@@ -2,7 +2,8 @@
 // (foreign and damaged ones ignored with a warning), op_gemm under every route and layout
 // against the plain-C reference, and `cltrain tune` end to end with a tiny budget.
 #define _POSIX_C_SOURCE 200809L
-#include "host/tune.h"
+#include "host/cli/startup.h"
+#include "host/tune/tune.h"
 #include "tests/cli_run.h"
 #include "tests/ref_ops.h"
 #include "tests/testutil.h"
@@ -219,50 +220,61 @@ Test(tune, find_skips_foreign_and_damaged, .init = cr_redirect_stderr) {
     unsetenv("CLTRAIN_NO_CACHE");
     unsetenv("CLTRAIN_NO_TUNE");
     unsetenv("CLTRAIN_TUNE_FILE");
+    const char *tune_file = NULL;   // $CLTRAIN_TUNE_FILE, as the command layer hands it down
+    char cache_dir[1024];
+    cli_cache_dir(cache_dir, sizeof cache_dir);
     clrt_devinfo me = fake_device("pthread-testcpu", "AuthenticAMD", "3.1+debian",
                                   "Portable Computing Language");
     clrt_devinfo gpu = fake_device("NVIDIA H200", "NVIDIA Corporation", "550.54.15",
                                    "NVIDIA CUDA");
     tune_config c;
     char src[1200], err[512];
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1, "the shipped pocl file");
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1,
+                 "the shipped pocl file");
     cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
-    cr_expect_eq(tune_find(&gpu, &c, src, sizeof src), 0, "nothing ships for this GPU");
+    cr_expect_eq(tune_find(&gpu, tune_file, cache_dir, &c, src, sizeof src), 0,
+                 "nothing ships for this GPU");
 
     // A file made for the GPU, offered to the CPU through CLTRAIN_TUNE_FILE and the cache.
     char foreign[1200], cache[1200];
     snprintf(foreign, sizeof foreign, "%s/gpu.tune", dir);
     tune_config g = full_config(&gpu);
     cr_assert_eq(tune_write_file(foreign, &g, err, sizeof err), 0, "%s", err);
-    setenv("CLTRAIN_TUNE_FILE", foreign, 1);
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    tune_file = foreign;
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "foreign file skipped: %s", src);
-    tune_cache_path(&me, cache, sizeof cache);
+    tune_cache_path(cache_dir, &me, cache, sizeof cache);
     cr_assert(strstr(cache, dir) == cache, "cache under XDG_CACHE_HOME: %s", cache);
     cr_assert_eq(tune_write_file(cache, &g, err, sizeof err), 0, "%s", err);  // copied in
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "foreign cache file skipped: %s", src);
 
     // The GPU's own file applies to the GPU, through either route.
-    cr_expect_eq(tune_find(&gpu, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&gpu, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "CLTRAIN_TUNE_FILE") == src, "%s", src);
     cr_expect_str_eq(c.device, "NVIDIA H200");
 
     // The CPU's own cache file wins over the shipped one; damaged, it is skipped.
-    unsetenv("CLTRAIN_TUNE_FILE");
+    tune_file = NULL;
     tune_config mine = full_config(&me);
     cr_assert_eq(tune_write_file(cache, &mine, err, sizeof err), 0, "%s", err);
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "cache ") == src, "%s", src);
     cr_assert_eq(truncate(cache, 100), 0);
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "damaged cache file skipped: %s", src);
     write_text(cache, "\x7f" "ELF\x01\x01 garbage");
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 1);
+    cr_expect_eq(tune_find(&me, tune_file, cache_dir, &c, src, sizeof src), 1);
     cr_expect(strstr(src, "shipped tune/") == src, "%s", src);
 
+    // The start-up reader (host/cli/startup.c): CLTRAIN_NO_TUNE=1 loads none.
+    ops_config oc;
+    cli_ops_config(&oc, &me);
+    cr_expect(oc.has_gemm && strstr(oc.gemm_source, "shipped tune/") == oc.gemm_source, "%s",
+              oc.gemm_source);
     setenv("CLTRAIN_NO_TUNE", "1", 1);
-    cr_expect_eq(tune_find(&me, &c, src, sizeof src), 0, "CLTRAIN_NO_TUNE=1: none");
+    cli_ops_config(&oc, &me);
+    cr_expect(!oc.has_gemm, "CLTRAIN_NO_TUNE=1: none (%s)", oc.gemm_source);
     unsetenv("CLTRAIN_NO_TUNE");
 
     fflush(stderr);
@@ -452,7 +464,9 @@ Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
     cr_expect(tune_matches(&c, &test_rt()->dev), "keyed to this device");
     setenv("XDG_CACHE_HOME", dir, 1);
     unsetenv("CLTRAIN_NO_CACHE");
-    tune_cache_path(&test_rt()->dev, want, sizeof want);
+    char cache_dir[1024];
+    cli_cache_dir(cache_dir, sizeof cache_dir);
+    tune_cache_path(cache_dir, &test_rt()->dev, want, sizeof want);
     cr_expect_str_eq(path, want);
     cli_result_free(&r);
 

@@ -1,34 +1,46 @@
 // Shared test helpers (see testutil.h).
 #include "tests/testutil.h"
+#include "host/cli/startup.h"
 
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 
 static clrt g_rt;
+static ops_config g_ops;   // as the command layer fills it at start-up; tests set fields
 static int g_rt_ready;
 
 clrt *test_rt(void) {
     if (!g_rt_ready) {
         clrt_options o = { .device_spec = NULL, .profiling = 0, .quiet = 1 };
-        if (!getenv("CLTRAIN_DEVICE")) o.device_spec = "cpu";
+        char cache[1024];
+        cli_runtime_options(&o, cache, sizeof cache);   // as the command layer does
+        if (!o.device_spec || !*o.device_spec) o.device_spec = "cpu";
         char err[1024];
         int rc = clrt_init(&g_rt, &o, err, sizeof err);
         cr_assert_eq(rc, 0, "no OpenCL test device: %s", err);
+        cli_ops_config(&g_ops, &g_rt.dev);
+        g_rt.ops_cfg = &g_ops;
         g_rt_ready = 1;
     }
     return &g_rt;
 }
 
 dten test_upload(clrt *rt, const float *host, size_t n) {
-    dten t = { clrt_alloc(rt, (n ? n : 1) * sizeof(float), "test tensor"), 0 };
+    dten t = DTEN_NONE;
+    char err[512];
+    cr_assert_eq(clrt_alloc_buf(rt, &t.mem, (n ? n : 1) * sizeof(float), "test tensor", err,
+                                sizeof err), 0, "%s", err);
     if (host) clrt_write(rt, t.mem, 0, host, n * sizeof(float));
     else clrt_fill_zero(rt, t.mem, 0, (n ? n : 1) * sizeof(float));
     return t;
 }
 
 dten test_upload_i32(clrt *rt, const int32_t *host, size_t n) {
-    dten t = { clrt_alloc(rt, (n ? n : 1) * sizeof(int32_t), "test int tensor"), 0 };
+    dten t = DTEN_NONE;
+    char err[512];
+    cr_assert_eq(clrt_alloc_buf(rt, &t.mem, (n ? n : 1) * sizeof(int32_t), "test int tensor",
+                                err, sizeof err), 0, "%s", err);
     if (host) clrt_write(rt, t.mem, 0, host, n * sizeof(int32_t));
     else clrt_fill_zero(rt, t.mem, 0, (n ? n : 1) * sizeof(int32_t));
     return t;

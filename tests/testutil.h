@@ -2,7 +2,7 @@
 #ifndef CLTRAIN_TESTUTIL_H
 #define CLTRAIN_TESTUTIL_H
 
-#include "host/ops.h"
+#include "host/ops/ops.h"
 #include <stddef.h>
 #include <stdint.h>
 

@@ -4,12 +4,12 @@
 #
 # Each file is compiled on its own, then all of them together as the runtime builds them (one
 # program, sources concatenated in sorted order with a `#line 1 "name"` marker each, see
-# host/clrt_program.c), for both the 32-bit and the 64-bit SPIR targets, with every OpenCL
+# host/runtime/clrt_program.c), for both the 32-bit and the 64-bit SPIR targets, with every OpenCL
 # extension switched OFF (-cl-ext=-all): `double`, a `half` variable, cl_khr_fp16/fp64 pragmas,
 # float atomics, 64-bit atomics, sub-groups and OpenCL 2.0 built-ins (work_group_reduce_*,
 # generic address space, program-scope globals) all fail, so anything optional must sit behind
 # an `#ifdef cl_khr_...` with a fallback (the fallback is what gets checked here).
-# Warnings are errors. The -D macros are the ones the runtime passes (host/clrt.c).
+# Warnings are errors. The -D macros are the ones the runtime passes (host/runtime/clrt.c).
 #
 # Environment: CLANG (default clang, else clang-14), CHECK_CL_FLAGS (extra flags, e.g.
 # "-Xclang -cl-ext=+cl_khr_fp16" to also check a guarded fp16 path).

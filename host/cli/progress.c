@@ -1,7 +1,7 @@
 // The progress bar: see progress.h.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/progress.h"
-#include "host/session.h"
+#include "host/train/session.h"
 
 #include <stdarg.h>
 #include <unistd.h>

@@ -2,7 +2,7 @@
 // command; the rest, split at NUL bytes, is argv[1..]. Run with -close_fd_mask=3 (it prints
 // usage text).
 #define _POSIX_C_SOURCE 200809L  // strdup
-#include "host/cmd_options.h"
+#include "host/cli/cmd_options.h"
 
 #include <stdlib.h>
 #include <string.h>

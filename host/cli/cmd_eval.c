@@ -1,0 +1,125 @@
+// `cltrain eval`: accuracy (overall and per class) of weights on a test split.
+#define _POSIX_C_SOURCE 200809L
+#include "host/cli/cmd_options.h"
+#include "host/cli/startup.h"
+#include "host/train/trainer.h"
+#include "common/fs.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char eval_usage[] =
+    "usage: cltrain eval --data DIR --weights FILE [options]\n"
+    "  Evaluates ResNet weights (batch norm in eval mode) on the data set's test split.\n"
+    "  --data DIR  --dataset auto|cifar10|idx|folder  --weights FILE.pth|FILE.safetensors\n"
+    "  --arch resnet18|resnet34|resnet50|resnet101|resnet152 (default: what --weights holds)\n"
+    "  --non-strict (load weights whose keys do not all fit; default strict)\n"
+    "  --val-split F  --skip-bad  --workers N  --resize N (then CenterCrop)\n"
+    "  --num-classes N (default: from the weights' fc)\n"
+    "  --image-size S (224)  --normalize none|imagenet  --batch-size N (64)  --test-limit N\n"
+    "  --predictions FILE.csv   write index,label,pred,logit_0,...,logit_{C-1} per image\n"
+    "                           (index,path,label,... for image folders)\n"
+    "  --device SPEC\n";
+
+// The number of classes of a weights file's fc (0 when it has none).
+static int fc_classes(const char *path, char *err, size_t errlen) {
+    ckpt c;
+    ckpt_init(&c);
+    if (ckpt_read(&c, path, err, errlen) != 0) return -1;
+    int k = 0;
+    static const char *keys[] = { "fc.weight", "module.fc.weight", "state_dict.fc.weight",
+                                  "model.fc.weight", "state_dict.module.fc.weight",
+                                  "model.module.fc.weight" };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !k; i++) {
+        int j = ckpt_find(&c, keys[i]);
+        if (j >= 0 && c.e[j].kind == CKPT_TENSOR && c.e[j].ndim == 2) k = (int)c.e[j].shape[0];
+    }
+    ckpt_free(&c);
+    return k;
+}
+
+int cmd_eval(int argc, char **argv) {
+    run_options o;
+    run_options_defaults(&o);
+    int rc = cmd_parse_options(argc, argv, &o, CMD_EVAL, eval_usage, NULL);
+    if (rc) return rc < 0 ? 0 : rc;
+    if (!o.data || !o.weights) return cli_usage_error(eval_usage, "eval needs --data and --weights");
+    char err[2048];
+    int K = o.num_classes;
+    if (!K) {
+        K = fc_classes(o.weights, err, sizeof err);
+        if (K < 0) { fprintf(stderr, "cltrain: error: %s\n", err); return CLI_EXIT_DATA; }
+    }
+    dataset ds;
+    if (session_open_data(&ds, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        return CLI_EXIT_DATA;
+    }
+    if (!K) K = ds.num_classes;
+    FILE *csv = NULL;
+    util_atomic_file pred = { 0 };
+    if (o.predictions) {  // written atomically (common/fs.h): complete or not at all
+        struct stat sb;
+        int is_dir = stat(o.predictions, &sb) == 0 && S_ISDIR(sb.st_mode);
+        if (is_dir || util_atomic_open(&pred, o.predictions, err, sizeof err) != 0) {
+            fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions,
+                    is_dir ? "is a folder, not a file name" : err);
+            dataset_free(&ds);
+            return CLI_EXIT_DATA;
+        }
+        csv = pred.f;
+        fprintf(csv, ds.test.files ? "index,path,label,pred" : "index,label,pred");
+        for (int k = 0; k < K; k++) fprintf(csv, ",logit_%d", k);
+        fprintf(csv, "\n");
+    }
+    clrt rt;
+    clrt_options ro = { .device_spec = o.device };
+    resnet m;
+    memset(&m, 0, sizeof m);
+    rc = cli_runtime_init(&rt, &ro, err, sizeof err);
+    resnet_config cfg;
+    if (rc == 0) rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
+    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
+    if (rc == 0) rc = session_load_weights(&m, &o, err, sizeof err);
+    if (rc == 0) {
+        long total = 0;
+        long *pc = calloc((size_t)K, sizeof(long)), *pt = calloc((size_t)K, sizeof(long));
+        trainer tr;
+        trainer_init(&tr, &m);
+        loader_config lc;
+        session_eval_loader(&o, &lc);
+        long correct = trainer_evaluate(&tr, &ds.test, &lc, &total, pc, pt, csv, err,
+                                        sizeof err);
+        trainer_free(&tr);
+        if (correct < 0) {
+            rc = CLI_EXIT_DATA;
+        } else {
+            printf("Accuracy of the network on the %ld test images: %.2f%%\n", total,
+                   total ? 100.0 * correct / total : 0.0);
+            for (int k = 0; k < K; k++) {
+                if (!pt[k]) continue;
+                const char *name = k < ds.num_classes ? ds.class_names[k] : "?";
+                printf("Accuracy of %-12s: %6.2f%% (%ld/%ld)\n", name, 100.0 * pc[k] / pt[k],
+                       pc[k], pt[k]);
+            }
+        }
+        free(pc);
+        free(pt);
+    }
+    if (rc != 0) fprintf(stderr, "cltrain: error: %s\n", err);
+    if (csv) {
+        if (rc == 0 && util_atomic_commit(&pred, err, sizeof err) != 0) {
+            fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions, err);
+            rc = CLI_EXIT_DATA;
+        }
+        util_atomic_abort(&pred);   // nothing left to do after a commit
+    }
+    resnet_free(&m);
+    clrt_free(&rt);
+    dataset_free(&ds);
+    return rc;
+}

@@ -1,0 +1,372 @@
+// `cltrain train`: the seed's fine-tuning loop, with checkpoints, resume and partial freezing.
+#define _POSIX_C_SOURCE 200809L
+#include "host/cli/cmd_options.h"
+#include "host/cli/progress.h"
+#include "host/cli/startup.h"
+#include "host/train/train_state.h"
+#include "host/train/trainer.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char train_usage[] =
+    "usage: cltrain train --data DIR [options]\n"
+    "  Fine-tunes a ResNet (SGD with momentum, cross-entropy), then evaluates the test split.\n"
+    "  --arch resnet18|resnet34|resnet50|resnet101|resnet152   default: what --weights holds,\n"
+    "                         else resnet18\n"
+    "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
+    "  --dataset auto|cifar10|idx|folder   force the format (default: detected; folder:\n"
+    "                         DIR/train/<class>/*.jpg|png|... and DIR/val/ or DIR/test/)\n"
+    "  --val-split F          hold out a fraction F of each class of DIR/train/ (or DIR)\n"
+    "  --skip-bad             leave out image files that fail their header check\n"
+    "  --workers N            image decode threads (default: the number of cores)\n"
+    "  --weights FILE         start from a .pth/.safetensors state_dict (e.g. torchvision's\n"
+    "                         resnet18-f37072fd.pth); an fc of another size is replaced\n"
+    "  --non-strict           load --weights even when keys do not fit the model (default:\n"
+    "                         strict, as PyTorch's load_state_dict; --strict is accepted)\n"
+    "  --num-classes N        default: from the data set\n"
+    "  --epochs N (10)  --max-steps N (stop after N optimizer steps in all)\n"
+    "  --batch-size N (64)  --lr X (0.001)  --momentum X (0.9)  --weight-decay X (0)\n"
+    "  --image-size S (224)   images are resized to SxS (PIL bilinear, as torchvision)\n"
+    "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
+    "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
+    "  --no-shuffle  --seed N (0)  --train-limit N  --test-limit N (first N images only)\n"
+    "  --print-every N (100)  --log FILE.jsonl (one JSON object per step and evaluation)\n"
+    "  --save FILE.pth|FILE.safetensors   write the trained model (PyTorch state_dict)\n"
+    "  --checkpoint FILE      save the whole training state at each epoch end, at --max-steps\n"
+    "                         and on SIGINT/SIGTERM; --checkpoint-every N adds every N steps\n"
+    "  --resume FILE          continue a saved training state (bitwise as if uninterrupted):\n"
+    "                         rerun the same command with --resume FILE appended; --weights\n"
+    "                         is then ignored, --epochs/--max-steps may be raised, and a flag\n"
+    "                         that contradicts the saved run is an error\n"
+    "  --freeze none|stem|layer1|layer2|layer3|layer4|backbone\n"
+    "                         freeze everything up to and including that stage (backbone: all\n"
+    "                         but fc): no gradients, no updates, and their batch norms run in\n"
+    "                         eval mode, as PyTorch users do with model.eval() on frozen parts\n"
+    "  --bn-eval              keep every batch norm in eval mode (running statistics)\n"
+    "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n";
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) {
+    stop_signal = sig;
+    signal(sig, SIG_DFL);  // a second signal ends the process at once (files stay whole)
+}
+
+// Everything one `cltrain train` holds, so its stages are short functions. Zeroed first:
+// run_free accepts it at any stage.
+typedef struct train_run {
+    run_options o;
+    unsigned long long given;      // flags on the command line (cmd_flag_given)
+    train_state st;                // position, running loss; the file read by --resume
+    dataset ds;
+    int ds_open;
+    clrt rt;
+    resnet m;
+    loader ld;
+    trainer tr;
+    sgd_config sgd;
+    clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
+    float *x;                      // (3, B, S, S)
+    int32_t *y;                    // (B)
+    FILE *logf;
+    progress pg;
+    char err[2048];
+} train_run;
+
+// ---- validation: flags, the resumed state, the output files ----
+
+// Fails before training when `path` is a folder or its folder cannot take a new file.
+static int check_writable(const char *flag, const char *path) {
+    if (!path) return 0;
+    struct stat sb;
+    size_t len = strlen(path);
+    if (!len || path[len - 1] == '/' || (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))) {
+        fprintf(stderr, "cltrain: error: %s '%s': is a folder, not a file name\n", flag, path);
+        return -1;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
+    else snprintf(dir, sizeof dir, ".");
+    char probe[4200];
+    snprintf(probe, sizeof probe, "%s/.cltrain-probe.%ld", dir, (long)getpid());
+    FILE *f = fopen(probe, "wb");
+    if (!f) {
+        fprintf(stderr, "cltrain: error: %s %s: folder '%s' is not writable: %s\n", flag, path,
+                dir, strerror(errno));
+        return -1;
+    }
+    fclose(f);
+    unlink(probe);
+    return 0;
+}
+
+// Parses and checks the flags; with --resume, reads the state and takes the saved run's
+// arguments. Returns 0 to train, -1 after --help, or an exit status.
+static int validate(train_run *r, int argc, char **argv) {
+    run_options *o = &r->o;
+    run_options_defaults(o);
+    int rc = cmd_parse_options(argc, argv, o, CMD_TRAIN, train_usage, &r->given);
+    if (rc) return rc;
+    if (!o->data) return cli_usage_error(train_usage, "train needs --data DIR");
+    if (o->checkpoint_every && !o->checkpoint)
+        return cli_usage_error(train_usage, "--checkpoint-every needs --checkpoint FILE");
+    if (o->resume && train_state_read(&r->st, o->resume, o, r->given, cmd_flag_given, r->err,
+                                      sizeof r->err)) {
+        fprintf(stderr, "cltrain: error: %s\n", r->err);
+        return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
+    }
+    if (o->resume && o->weights) {  // the rerun command line of the run being resumed
+        fprintf(stderr, "cltrain: note: --weights %s is ignored: the training state %s holds "
+                        "the weights\n", o->weights, o->resume);
+        o->weights = NULL;
+    }
+    if (check_writable("--save", o->save) || check_writable("--checkpoint", o->checkpoint) ||
+        check_writable("--log", o->log))
+        return CLI_EXIT_DATA;
+    return 0;
+}
+
+// ---- set-up: data, device, model, loader, starting weights ----
+
+// One image whose layer4 output is 1x1 gives a training batch norm one value per channel,
+// which PyTorch refuses too ("Expected more than 1 value per channel"): say so now, not after
+// an epoch of work.
+static int check_last_batch(train_run *r) {
+    const run_options *o = &r->o;
+    int last = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
+    if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last) >= 2) return 0;
+    snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
+             "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
+             "or --train-limit, or use a larger --image-size", r->ld.n, o->batch_size,
+             o->image_size);
+    return CLI_EXIT_USAGE;
+}
+
+// The model's starting point: initialised from --seed, then --weights or the resumed state.
+static int start_weights(train_run *r) {
+    const run_options *o = &r->o;
+    r->m.freeze = o->freeze;
+    r->m.bn_eval = o->bn_eval;
+    resnet_init_weights(&r->m, (uint64_t)o->seed);
+    if (o->weights) return session_load_weights(&r->m, o, r->err, sizeof r->err);
+    if (o->resume && train_state_apply(&r->st, &r->m, o->resume, r->err, sizeof r->err))
+        return CLI_EXIT_DATA;
+    return 0;
+}
+
+// Returns 0 or an exit status with the message in r->err.
+static int set_up(train_run *r) {
+    const run_options *o = &r->o;
+    char *err = r->err;
+    size_t errlen = sizeof r->err;
+    if (session_open_data(&r->ds, o, err, errlen) != 0) return CLI_EXIT_DATA;
+    r->ds_open = 1;
+    int K = o->num_classes ? o->num_classes : r->ds.num_classes;
+    if (K < r->ds.num_classes) {
+        snprintf(err, errlen, "--num-classes %d but the data set has labels up to %d", K,
+                 r->ds.num_classes - 1);
+        return CLI_EXIT_USAGE;
+    }
+    clrt_options ro = { .device_spec = o->device };
+    int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
+    // The device limits are checked (resnet_plan) before the loader's host batch buffers.
+    resnet_config cfg;
+    if (rc == 0) rc = session_arch(&cfg, o, o->resume ? &r->st.file : NULL, K, err, errlen);
+    if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
+    if (rc == 0) rc = session_plan(&r->m, o->batch_size, o->image_size, err, errlen);
+    if (rc) return rc;
+    loader_config lc;
+    session_train_loader(o, &lc);
+    if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
+    if (o->resume && train_state_check_data(&r->st, r->ds.format, K, r->ld.n, o->resume, err,
+                                            errlen))
+        return CLI_EXIT_DATA;
+    if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
+    trainer_init(&r->tr, &r->m);
+    r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
+    if (o->log && !(r->logf = fopen(o->log, o->resume ? "a" : "w"))) {
+        snprintf(err, errlen, "--log %s: %s", o->log, strerror(errno));
+        return CLI_EXIT_DATA;
+    }
+    size_t S = (size_t)o->image_size;
+    r->x = clrt_host_alloc(&r->rt, &r->xb, 3 * (size_t)o->batch_size * S * S * sizeof(float));
+    r->y = clrt_host_alloc(&r->rt, &r->yb, (size_t)o->batch_size * sizeof(int32_t));
+    return 0;
+}
+
+static void run_free(train_run *r) {
+    if (r->logf) fclose(r->logf);
+    clrt_host_free(&r->rt, &r->xb);
+    clrt_host_free(&r->rt, &r->yb);
+    trainer_free(&r->tr);
+    loader_free(&r->ld);
+    resnet_free(&r->m);
+    clrt_free(&r->rt);
+    if (r->ds_open) dataset_free(&r->ds);
+    train_state_free(&r->st);
+}
+
+// ---- logging and the seed's printed lines ----
+
+static void log_step(train_run *r, int epoch, float loss, double ips) {
+    if (!r->logf) return;
+    fprintf(r->logf, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
+                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->o.lr,
+            ips);
+    fflush(r->logf);
+}
+
+// The seed: running_loss / 100 over the last print_every batches.
+static void print_running_loss(train_run *r, int epoch, int b) {
+    if ((b + 1) % r->o.print_every) return;
+    progress_printf(&r->pg, stdout, "[Epoch %d, Batch %d] loss: %.3f\n", epoch + 1, b + 1,
+                    r->st.running_loss / r->o.print_every);
+    r->st.running_loss = 0;
+    r->st.running_count = 0;
+}
+
+// ---- checkpoints ----
+
+// Saves the training state when --checkpoint asks for it now. Returns 0 or CLI_EXIT_DATA.
+static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
+    const run_options *o = &r->o;
+    if (!o->checkpoint) return 0;
+    if (!stopping && !at_end &&
+        !(o->checkpoint_every && r->st.global_step % o->checkpoint_every == 0))
+        return 0;
+    if (train_state_write(&r->st, &r->m, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
+                          sizeof r->err) == 0)
+        return 0;
+    progress_error(&r->pg, "%s", r->err);
+    return CLI_EXIT_DATA;
+}
+
+// ---- the loop ----
+
+static int max_steps_done(const train_run *r) {
+    return r->o.max_steps && r->st.global_step >= r->o.max_steps;
+}
+
+// Books a finished step: counters, log, bar, the seed's line, the position in the data.
+static void after_step(train_run *r, int epoch, int b, int batches, float loss, double ips) {
+    train_state *st = &r->st;
+    st->global_step++;
+    st->running_loss += loss;
+    st->running_count++;
+    log_step(r, epoch, loss, ips);
+    progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
+    print_running_loss(r, epoch, b);
+    int at_end = b + 1 == batches;
+    st->epoch = at_end ? epoch + 1 : epoch;
+    st->batch = at_end ? 0 : b + 1;
+    if (at_end) { st->running_loss = 0; st->running_count = 0; }
+}
+
+// Trains epoch `epoch` from the saved position. Returns 0 or an exit status; *stopped is set
+// at --max-steps or a signal.
+static int train_epoch(train_run *r, int epoch, int *stopped) {
+    int batches = loader_batches_per_epoch(&r->ld);
+    int first = epoch == r->st.epoch ? r->st.batch : 0;
+    loader_start_epoch(&r->ld, epoch, first);
+    progress_start_epoch(&r->pg);
+    double t_last = session_now();
+    int n = 0, rc = 0;
+    for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
+        float loss;
+        train_status s = train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
+        if (s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
+            progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
+                           "nothing saved; try a lower --lr", train_status_what(s), loss,
+                           r->st.global_step + 1, epoch + 1, b + 1);
+            return CLI_EXIT_DATA;
+        }
+        double t = session_now(), ips = n / (t - t_last);
+        t_last = t;
+        after_step(r, epoch, b, batches, loss, ips);
+        int stopping = max_steps_done(r) || stop_signal;
+        if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
+        if (stopping) { *stopped = 1; break; }
+    }
+    if (n < 0) {  // a file that failed mid-run: save the state as SIGTERM does
+        int saved = r->o.checkpoint &&
+                    train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
+                                      r->o.checkpoint, r->err, sizeof r->err) == 0;
+        progress_error(&r->pg, "%s%s%s", r->ld.error, saved ? "; training state saved to " : "",
+                       saved ? r->o.checkpoint : "");
+        return CLI_EXIT_DATA;
+    }
+    progress_keep(&r->pg);
+    return 0;
+}
+
+static int train_loop(train_run *r) {
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    progress_init(&r->pg, stderr);
+    int stopped = max_steps_done(r), rc = 0;  // a resumed run may be done already
+    for (int epoch = r->st.epoch; rc == 0 && epoch < r->o.epochs && !stopped; epoch++)
+        rc = train_epoch(r, epoch, &stopped);
+    progress_clear(&r->pg);
+    if (stop_signal && rc == 0) {
+        fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
+                (int)stop_signal, r->st.global_step,
+                r->o.checkpoint ? "; training state saved to " : "",
+                r->o.checkpoint ? r->o.checkpoint : "");
+        rc = stop_signal == SIGINT ? 130 : 143;
+    }
+    return rc;
+}
+
+// ---- after training: the model file and the test accuracy ----
+
+static int save_model(resnet *m, const char *path) {
+    ckpt c;
+    ckpt_init(&c);
+    char err[1024];
+    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : ckpt_write(&c, path, err, sizeof err);
+    if (rc != 0) fprintf(stderr, "cltrain: error: --save %s: %s\n", path, err);
+    ckpt_free(&c);
+    return rc;
+}
+
+static int evaluate(train_run *r) {
+    loader_config lc;
+    session_eval_loader(&r->o, &lc);
+    long total = 0;
+    long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
+                                    sizeof r->err);
+    if (correct < 0) {
+        fprintf(stderr, "cltrain: error: %s\n", r->err);
+        return CLI_EXIT_DATA;
+    }
+    double acc = total ? 100.0 * correct / total : 0.0;
+    printf("Accuracy of the network on the %ld test images: %.2f%%\n", total, acc);
+    if (r->logf) fprintf(r->logf, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", r->st.epoch, acc);
+    return 0;
+}
+
+static int finish(train_run *r) {
+    printf("Finished Training\n");
+    fflush(stdout);
+    if (r->o.save && save_model(&r->m, r->o.save) != 0) return CLI_EXIT_DATA;
+    return evaluate(r);
+}
+
+int cmd_train(int argc, char **argv) {
+    train_run r;
+    memset(&r, 0, sizeof r);
+    train_state_init(&r.st);
+    int rc = validate(&r, argc, argv);
+    if (rc == 0 && (rc = set_up(&r)) != 0) fprintf(stderr, "cltrain: error: %s\n", r.err);
+    if (rc == 0) rc = train_loop(&r);
+    if (rc == 0) rc = finish(&r);
+    run_free(&r);
+    return rc < 0 ? 0 : rc;
+}

@@ -1,0 +1,63 @@
+// Start-up: the environment and the tuning files, read once (startup.h).
+#define _POSIX_C_SOURCE 200809L
+#include "host/cli/startup.h"
+#include "host/tune/tune.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+// "0" or "1" exactly: that value; anything else (or unset): -1, the launcher's own rule.
+static int env_switch(const char *name) {
+    const char *e = getenv(name);
+    return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] - '0' : -1;
+}
+
+void cli_cache_dir(char *out, size_t outlen) {
+    out[0] = 0;
+    const char *no = getenv("CLTRAIN_NO_CACHE");
+    if (no && *no && strcmp(no, "0") != 0) return;
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(out, outlen, "%s/cltrain", xdg);
+    else if (home && *home) snprintf(out, outlen, "%s/.cache/cltrain", home);
+}
+
+void cli_runtime_options(clrt_options *o, char *buf, size_t buflen) {
+    if (!o->device_spec || !*o->device_spec) o->device_spec = getenv("CLTRAIN_DEVICE");
+    o->kernel_dir = getenv("CLTRAIN_KERNEL_DIR");
+    cli_cache_dir(buf, buflen);
+    o->cache_dir = buf;
+}
+
+void cli_ops_config(ops_config *c, const clrt_devinfo *d) {
+    ops_config_init(c);
+    c->splitk = env_switch("CLTRAIN_SPLITK");
+    c->winograd = env_switch("CLTRAIN_WINOGRAD");
+    c->bn_interleave = env_switch("CLTRAIN_BN_INTERLEAVE");
+    c->keep_cols = env_switch("CLTRAIN_KEEP_COLS");
+    const char *no = getenv("CLTRAIN_NO_TUNE");
+    if (no && *no && strcmp(no, "0") != 0) return;
+    char cache[1024];
+    cli_cache_dir(cache, sizeof cache);
+    c->has_gemm = tune_find(d, getenv("CLTRAIN_TUNE_FILE"), cache, &c->gemm, c->gemm_source,
+                            sizeof c->gemm_source);
+    if (!c->has_gemm) snprintf(c->gemm_source, sizeof c->gemm_source, "none");
+}
+
+int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
+    clrt_options o = opt ? *opt : (clrt_options){ 0 };
+    char cache[1024];
+    cli_runtime_options(&o, cache, sizeof cache);
+    int rc = clrt_init(rt, &o, err, errlen);
+    if (rc != 0) return rc;
+    ops_config *c = malloc(sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "out of host memory");
+        clrt_free(rt);
+        return 1;
+    }
+    cli_ops_config(c, &rt->dev);
+    rt->ops_cfg = c;
+    rt->ops_cfg_owned = 1;
+    return 0;
+}

@@ -1,0 +1,31 @@
+// Start-up: the command layer reads the environment (README.md, "Environment") and the GEMM
+// tuning files once, and hands the result down as structs (DESIGN.md, "Configuration flows
+// down"): ops_config to the ops through the runtime, clrt_options to the runtime.
+#ifndef CLTRAIN_CLI_STARTUP_H
+#define CLTRAIN_CLI_STARTUP_H
+
+#include "host/ops/ops.h"
+#include "host/runtime/clrt.h"
+
+#include <stddef.h>
+
+// The runtime's share of the environment, into o: device_spec from CLTRAIN_DEVICE when o has
+// none, kernel_dir from CLTRAIN_KERNEL_DIR, cache_dir = cli_cache_dir (in buf, which must
+// outlive the clrt_init call).
+void cli_runtime_options(clrt_options *o, char *buf, size_t buflen);
+// The cache folder: "$XDG_CACHE_HOME/cltrain", else "$HOME/.cache/cltrain"; "" when
+// CLTRAIN_NO_CACHE is set and not "0" (the kernel binaries and the tuning files live there).
+void cli_cache_dir(char *out, size_t outlen);
+
+// The ops' configuration for device d: the switches CLTRAIN_SPLITK, CLTRAIN_WINOGRAD,
+// CLTRAIN_BN_INTERLEAVE, CLTRAIN_KEEP_COLS ("0" or "1"; unset or anything else: -1, the
+// launcher's own rule), and the GEMM tuning that applies to d (none with CLTRAIN_NO_TUNE set
+// and not "0"; else CLTRAIN_TUNE_FILE, the cache folder, the shipped files: tune_find).
+void cli_ops_config(ops_config *c, const clrt_devinfo *d);
+
+// clrt_init (same contract) with opt completed by cli_runtime_options, then cli_ops_config
+// for the chosen device, handed down with rt (rt->ops_cfg, freed by clrt_free). What every
+// command that runs ops starts with.
+int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen);
+
+#endif

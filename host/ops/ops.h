@@ -1,0 +1,158 @@
+// ops: one host launcher per ResNet18 operation (forward and backward), float32, on the
+// device of a clrt. model/ calls these; they call the kernels of cl/ and CLBlast.
+//
+// Conventions
+// - Activations are channel-major (C, N, H, W): one GEMM covers the whole batch, and every
+//   per-channel reduction (batch norm) runs over one contiguous block of N*H*W values.
+// - A tensor is a device buffer plus an offset in floats (dten). A dten whose mem is NULL
+//   means "not needed": the launcher skips that output (frozen weights, the first layer's
+//   input gradient).
+// - Backward launchers OVERWRITE their gradient outputs (never accumulate); where two
+//   gradients meet (residual connections) the model adds them with op_add.
+// - Every launcher validates its shapes and exits with a message on misuse.
+// - Everything is deterministic: no floating-point atomics; reductions run in a fixed order.
+#ifndef CLTRAIN_OPS_H
+#define CLTRAIN_OPS_H
+
+#include "host/ops/gemm_tuning.h"
+#include "host/runtime/clrt.h"
+
+typedef struct dten {
+    cl_mem mem;
+    size_t off;                    // in floats (or int32 elements for label buffers)
+} dten;
+
+static inline dten dten_at(dten t, size_t off) { t.off += off; return t; }
+static const dten DTEN_NONE = {0, 0};
+
+// ---- configuration, handed down: the ops read no environment and no files ----
+// The command layer fills one at start-up from the environment (README.md, "Environment") and
+// the tuning files (host/cli/startup.c) and hands it down with the runtime (clrt.ops_cfg); a
+// test sets a field. Each performance switch: 0 off, 1 on, -1 the launcher's own rule.
+typedef struct ops_config {
+    int splitk;                    // CLTRAIN_SPLITK: 0 never splits a GEMM's k (op_gemm)
+    int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
+    int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's reduction split
+                                   // (-1: interleaved on GPUs)
+    int keep_cols;                 // CLTRAIN_KEEP_COLS: 0 = no kept col matrices (the model's
+                                   // plan option; session_plan hands it over)
+    int has_gemm;                  // 1: gemm is what op_gemm starts with on this device
+    tune_config gemm;              // the GEMM tuning that applies (host/tune/tune.h)
+    char gemm_source[1100];        // where it came from ("cache /path", "shipped tune/x", ...)
+} ops_config;
+void ops_config_init(ops_config *c);   // every switch -1, no GEMM tuning
+
+// ---- GEMM (CLBlast), row-major: C = alpha * op(A) * op(B) + beta * C ----
+void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+             dten a, int lda, dten b, int ldb, float beta, dten c, int ldc);
+
+// `count` products at once: the j-th on a + j*stride_a, b + j*stride_b into c + j*stride_c.
+void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+                     dten a, int lda, size_t stride_a, dten b, int ldb, size_t stride_b,
+                     float beta, dten c, int ldc, size_t stride_c, int count);
+
+// ---- conv2d (no bias), weights OIHW ----
+typedef struct conv_shape {
+    int n, c, h, w;                // input (C, N, H, W)
+    int o, kh, kw, stride, pad;    // weights (O, C, KH, KW)
+    int oh, ow;                    // output (O, N, OH, OW)
+} conv_shape;
+void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, int stride,
+                     int pad);
+// Floats of workspace the conv needs (the im2col matrix, (C*KH*KW, N*OH*OW)).
+size_t conv_workspace_floats(const conv_shape *s);
+// out (O, N, OH, OW) = conv(in (C, N, H, W), w (O, C, KH, KW)); work: conv_workspace_floats.
+// The 3x3 stride-1 pad-1 convs run as Winograd F(2x2, 3x3) (forward and data gradient; see
+// host/ops/ops_conv.c), the others as im2col + GEMM.
+void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work);
+// The forward as im2col + GEMM whatever the shape, leaving the col matrix of `in` in `work`
+// for op_conv2d_backward_col (the weight gradient needs it anyway).
+void op_conv2d_forward_col(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+                           dten work);
+// din (C, N, H, W) and dw (O, C, KH, KW) from dout (O, N, OH, OW); either may be DTEN_NONE.
+void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                        const conv_shape *s, dten work);
+// The same when `work` still holds what op_conv2d_forward_col of `in` left in it (the col
+// matrix): the weight gradient skips the im2col. The caller keeps one workspace per conv.
+void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+                            const conv_shape *s, dten work);
+// The layout kernels on their own (tested against the C reference).
+void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s);   // col (C*KH*KW, N*OH*OW)
+void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s);   // gather-sum, overwrite
+
+// ---- batchnorm2d over (C, M) with M = N*H*W; eps 1e-5, momentum 0.1 in ResNet18 ----
+// Training mode: normalise with the batch mean and biased variance; save mean and 1/sqrt(var+eps)
+// for backward; running_mean/running_var updated with momentum, the variance unbiased (PyTorch).
+void op_bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+                         dten running_mean, dten running_var, dten in, dten gamma,
+                         dten beta, int c, int m, float momentum, float eps);
+// Eval mode: normalise with the running statistics.
+void op_bn_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
+                        dten running_mean, dten running_var, int c, int m, float eps);
+// Training-mode backward; din, dgamma, dbeta may each be DTEN_NONE.
+void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
+                          dten gamma, dten save_mean, dten save_invstd, int c, int m);
+// Eval-mode backward (statistics are constants); din, dgamma, dbeta may be DTEN_NONE.
+void op_bn_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
+                         dten gamma, dten running_mean, dten running_var, int c, int m,
+                         float eps);
+// Batch norm followed by relu, fused (BasicBlock's bn1 + relu, the stem): out = relu(bn(in)),
+// bit for bit what op_bn_forward_* then op_relu_forward give, in one pass.
+void op_bn_relu_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+                              dten running_mean, dten running_var, dten in, dten gamma,
+                              dten beta, int c, int m, float momentum, float eps);
+void op_bn_relu_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
+                             dten running_mean, dten running_var, int c, int m, float eps);
+// Their backward: dout is the gradient of the relu's output `out` (C, M); the same results
+// as op_relu_backward (on out) then op_bn_backward_*, without the intermediate tensor.
+void op_bn_relu_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+                               dten out, dten in, dten gamma, dten save_mean,
+                               dten save_invstd, int c, int m);
+void op_bn_relu_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+                              dten out, dten in, dten gamma, dten running_mean,
+                              dten running_var, int c, int m, float eps);
+
+// ---- element-wise, n floats ----
+void op_relu_forward(clrt *rt, dten out, dten in, size_t n);
+// din = dout where out > 0 (PyTorch's threshold_backward on the result); may run in place.
+void op_relu_backward(clrt *rt, dten din, dten dout, dten out, size_t n);
+void op_add(clrt *rt, dten out, dten a, dten b, size_t n);
+void op_add_relu(clrt *rt, dten out, dten a, dten b, size_t n);   // relu(a + b)
+
+// ---- max pool (PyTorch MaxPool2d: padding never wins, first maximum in scan order) ----
+typedef struct pool_shape { int n, c, h, w, k, stride, pad, oh, ow; } pool_shape;
+void pool_shape_init(pool_shape *s, int n, int c, int h, int w, int k, int stride, int pad);
+// out (C, N, OH, OW); argmax (C, N, OH, OW) int32 index into the H*W plane.
+void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s);
+void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s);
+
+// ---- adaptive average pool to 1x1: (C, N, HW) -> (C, N) ----
+void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw);
+void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw);
+
+// ---- linear with bias: out (K, N) = w (K, I) * x (I, N) + b (K) ----
+void op_linear_forward(clrt *rt, dten out, dten x, dten w, dten b, int k, int i, int n);
+// dx (I, N), dw (K, I), db (K); any may be DTEN_NONE.
+void op_linear_backward(clrt *rt, dten dx, dten dw, dten db, dten dout, dten x, dten w,
+                        int k, int i, int n);
+
+// ---- softmax cross-entropy, mean over the batch, fused with its gradient ----
+// logits (K, N), labels int32 (N). losses (N) per-sample -log softmax; loss_mean (1) their
+// mean; dlogits (K, N) = (softmax - onehot) / N. Stable (log-sum-exp).
+void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+                              dten logits, dten labels, int k, int n);
+
+// ---- SGD with momentum over one contiguous range of n parameters (PyTorch's SGD):
+// g = grad + weight_decay * p; buf = first_step ? g : momentum * buf + g; p -= lr * buf.
+// With momentum == 0 the buffer is not used: p -= lr * g.
+void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                 float momentum, float weight_decay, int first_step);
+
+// ---- checks ----
+// 1 when all n floats are finite (one deterministic reduction; reads back one int).
+int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int);
+// The same without the read: flag (one int32) gets 1 or 0 on the device (the trainer reads
+// several flags and the loss in one transfer).
+void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n);
+
+#endif

@@ -1,0 +1,235 @@
+// Element-wise ops, pooling, the loss, the optimizer step and the finiteness check.
+#include "host/ops/ops_internal.h"
+
+#include <string.h>
+
+// ---- element-wise ----
+
+// The (out, a, b, n) kernels: add and add_relu.
+static void ew_binary(clrt *rt, const char *kernel, const char *op, dten out, dten a, dten b,
+                      size_t n) {
+    int ni = ops_int(n, op, "n");
+    OPS_REQUIRE(ops_has(out) && ops_has(a) && ops_has(b), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, kernel);
+    ops_arg_ten(k, 0, out);
+    ops_arg_ten(k, 2, a);
+    ops_arg_ten(k, 4, b);
+    CLRT_ARG(k, 6, ni);
+    clrt_launch1d(rt, k, n);
+}
+
+void op_relu_forward(clrt *rt, dten out, dten in, size_t n) {
+    const char *op = "op_relu_forward";
+    int ni = ops_int(n, op, "n");
+    OPS_REQUIRE(ops_has(out) && ops_has(in), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "relu_forward");
+    ops_arg_ten(k, 0, out);
+    ops_arg_ten(k, 2, in);
+    CLRT_ARG(k, 4, ni);
+    clrt_launch1d(rt, k, n);
+}
+
+void op_relu_backward(clrt *rt, dten din, dten dout, dten out, size_t n) {
+    const char *op = "op_relu_backward";
+    int ni = ops_int(n, op, "n");
+    OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(out), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "relu_backward");
+    ops_arg_ten(k, 0, din);
+    ops_arg_ten(k, 2, dout);
+    ops_arg_ten(k, 4, out);
+    CLRT_ARG(k, 6, ni);
+    clrt_launch1d(rt, k, n);
+}
+
+void op_add(clrt *rt, dten out, dten a, dten b, size_t n) {
+    ew_binary(rt, "add", "op_add", out, a, b, n);
+}
+
+void op_add_relu(clrt *rt, dten out, dten a, dten b, size_t n) {
+    ew_binary(rt, "add_relu", "op_add_relu", out, a, b, n);
+}
+
+// ---- max pool ----
+
+void pool_shape_init(pool_shape *s, int n, int c, int h, int w, int k, int stride, int pad) {
+    const char *op = "pool_shape_init";
+    OPS_REQUIRE(n > 0 && c > 0 && h > 0 && w > 0 && k > 0 && stride > 0 && pad >= 0, op,
+                "bad pool n=%d c=%d h=%d w=%d k=%d stride=%d pad=%d", n, c, h, w, k, stride,
+                pad);
+    // PyTorch: "pad should be at most half of kernel size" (so no window is all padding).
+    OPS_REQUIRE(2 * pad <= k, op, "pad %d is more than half the kernel %d", pad, k);
+    OPS_REQUIRE(h + 2 * pad >= k && w + 2 * pad >= k, op,
+                "kernel %d larger than the padded input %dx%d (pad %d)", k, h, w, pad);
+    *s = (pool_shape){.n = n, .c = c, .h = h, .w = w, .k = k, .stride = stride, .pad = pad};
+    s->oh = (h + 2 * pad - k) / stride + 1;   // floor mode
+    s->ow = (w + 2 * pad - k) / stride + 1;
+}
+
+static void pool_check(const pool_shape *s, const char *op) {
+    OPS_REQUIRE(s->n > 0 && s->c > 0 && s->oh > 0 && s->ow > 0, op,
+                "pool_shape not initialised (use pool_shape_init)");
+    ops_int((size_t)s->c * s->n * s->h * s->w, op, "C*N*H*W");
+}
+
+// ResNet's 3x3 stride-2 pool has its own backward kernel (2-D range, written-out window),
+// which splits plane indices with float arithmetic exact below 2^30 (cl/pool.cl, pool_div).
+static int pool_is_k3s2(const pool_shape *s) {
+    return s->k == 3 && s->stride == 2 && (size_t)s->h * s->w < (1u << 30);
+}
+
+// The 2-D range (plane positions, C*N planes) of the _k3s2 kernel.
+static void pool_launch_planes(clrt *rt, cl_kernel k, size_t positions, const pool_shape *s) {
+    size_t global[2] = {positions, (size_t)s->c * s->n}, local[2] = {64, 1};
+    clrt_launch(rt, k, 2, global, local);
+}
+
+static void pool_layout_args(cl_kernel k, cl_uint i, const pool_shape *s) {
+    CLRT_ARG(k, i + 0, s->n);
+    CLRT_ARG(k, i + 1, s->c);
+    CLRT_ARG(k, i + 2, s->h);
+    CLRT_ARG(k, i + 3, s->w);
+    CLRT_ARG(k, i + 4, s->k);
+    CLRT_ARG(k, i + 5, s->stride);
+    CLRT_ARG(k, i + 6, s->pad);
+    CLRT_ARG(k, i + 7, s->oh);
+    CLRT_ARG(k, i + 8, s->ow);
+}
+
+void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
+    const char *op = "op_maxpool_forward";
+    pool_check(s, op);
+    OPS_REQUIRE(ops_has(out) && ops_has(argmax) && ops_has(in), op, "missing buffer");
+    int k3s2 = pool_is_k3s2(s);
+    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_forward_k3s2" : "maxpool_forward");
+    ops_arg_ten(k, 0, out);
+    ops_arg_ten(k, 2, argmax);
+    ops_arg_ten(k, 4, in);
+    pool_layout_args(k, 6, s);
+    if (k3s2)
+        pool_launch_planes(rt, k, (size_t)s->oh * s->ow, s);
+    else
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->oh * s->ow);
+}
+
+void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s) {
+    const char *op = "op_maxpool_backward";
+    pool_check(s, op);
+    OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(argmax), op, "missing buffer");
+    int k3s2 = pool_is_k3s2(s);
+    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_backward_k3s2" : "maxpool_backward");
+    ops_arg_ten(k, 0, din);
+    ops_arg_ten(k, 2, dout);
+    ops_arg_ten(k, 4, argmax);
+    pool_layout_args(k, 6, s);
+    if (k3s2)
+        pool_launch_planes(rt, k, (size_t)s->h * s->w, s);
+    else
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+}
+
+// ---- global average pool ----
+
+void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
+    const char *op = "op_avgpool_forward";
+    OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
+    int cn = ops_int((size_t)c * n, op, "C*N");
+    ops_int((size_t)cn * hw, op, "C*N*HW");
+    OPS_REQUIRE(ops_has(out) && ops_has(in), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "avgpool_forward");
+    ops_arg_ten(k, 0, out);
+    ops_arg_ten(k, 2, in);
+    CLRT_ARG(k, 4, cn);
+    CLRT_ARG(k, 5, hw);
+    clrt_launch1d(rt, k, (size_t)cn);
+}
+
+void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw) {
+    const char *op = "op_avgpool_backward";
+    OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
+    int cn = ops_int((size_t)c * n, op, "C*N");
+    ops_int((size_t)cn * hw, op, "C*N*HW");
+    OPS_REQUIRE(ops_has(din) && ops_has(dout), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "avgpool_backward");
+    ops_arg_ten(k, 0, din);
+    ops_arg_ten(k, 2, dout);
+    CLRT_ARG(k, 4, cn);
+    CLRT_ARG(k, 5, hw);
+    clrt_launch1d(rt, k, (size_t)cn * hw);
+}
+
+// ---- softmax cross-entropy ----
+
+void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+                              dten logits, dten labels, int k, int n) {
+    const char *op = "op_xent_forward_backward";
+    OPS_REQUIRE(k > 0 && n > 0, op, "bad sizes k=%d n=%d", k, n);
+    ops_int((size_t)k * n, op, "K*N");
+    OPS_REQUIRE(ops_has(logits) && ops_has(labels), op, "missing buffer");
+    int want = (ops_has(loss_mean) ? 1 : 0) | (ops_has(losses) ? 2 : 0) |
+               (ops_has(dlogits) ? 4 : 0);
+    if (!want) return;
+    cl_kernel kr = clrt_kernel(rt, "xent_forward_backward");
+    ops_arg_ten(kr, 0, loss_mean);
+    ops_arg_ten(kr, 2, losses);
+    ops_arg_ten(kr, 4, dlogits);
+    ops_arg_ten(kr, 6, logits);
+    ops_arg_ten(kr, 8, labels);
+    CLRT_ARG(kr, 10, k);
+    CLRT_ARG(kr, 11, n);
+    CLRT_ARG(kr, 12, want);
+    // One work-group; the per-sample losses wait in local memory for the ordered mean.
+    ops_set_local(rt, kr, 13, (size_t)n * sizeof(float), op);
+    size_t l = ops_group_size(rt, kr, OPS_REDUCE_CAP, 0);
+    clrt_launch(rt, kr, 1, &l, &l);
+}
+
+// ---- SGD ----
+
+void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                 float momentum, float weight_decay, int first_step) {
+    const char *op = "op_sgd_step";
+    int ni = ops_int(n, op, "n");
+    OPS_REQUIRE(ops_has(params) && ops_has(grads), op, "missing buffer");
+    OPS_REQUIRE(momentum == 0.0f || ops_has(bufs), op, "momentum %g needs momentum buffers",
+                (double)momentum);
+    int first = first_step ? 1 : 0;
+    cl_kernel k = clrt_kernel(rt, "sgd_step");
+    ops_arg_ten(k, 0, params);
+    ops_arg_ten(k, 2, grads);
+    ops_arg_ten(k, 4, bufs);
+    CLRT_ARG(k, 6, ni);
+    CLRT_ARG(k, 7, lr);
+    CLRT_ARG(k, 8, momentum);
+    CLRT_ARG(k, 9, weight_decay);
+    CLRT_ARG(k, 10, first);
+    clrt_launch1d(rt, k, n);
+}
+
+// ---- checks ----
+
+void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
+    const char *op = "op_all_finite";
+    int ni = ops_int(n, op, "n");
+    OPS_REQUIRE(ops_has(x) && ops_has(flag), op, "missing buffer");
+    cl_kernel k = clrt_kernel(rt, "all_finite");
+    ops_arg_ten(k, 0, flag);
+    ops_arg_ten(k, 2, x);
+    CLRT_ARG(k, 4, ni);
+    size_t l = ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(cl_int));
+    ops_set_local(rt, k, 5, l * sizeof(cl_int), op);
+    clrt_launch(rt, k, 1, &l, &l);
+}
+
+int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
+    op_all_finite_flag(rt, scratch_int, x, n);
+    cl_int flag = 0;
+    clrt_read(rt, scratch_int.mem, scratch_int.off * sizeof(cl_int), &flag, sizeof flag);
+    return flag == 1;
+}
+
+void ops_config_init(ops_config *c) {
+    memset(c, 0, sizeof *c);
+    c->splitk = c->winograd = c->bn_interleave = c->keep_cols = -1;
+    tune_config_init(&c->gemm);
+    snprintf(c->gemm_source, sizeof c->gemm_source, "none");
+}

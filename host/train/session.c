@@ -1,0 +1,126 @@
+// Shared set-up and evaluation for train, eval and bench.
+#define _POSIX_C_SOURCE 200809L
+#include "host/train/session.h"
+#include "common/clock.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void run_options_defaults(run_options *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 10;          // the seed's defaults
+    o->batch_size = 64;
+    o->lr = 0.001;
+    o->momentum = 0.9;
+    o->image_size = 224;
+    o->shuffle = 1;
+    o->print_every = 100;
+    o->freeze = -1;
+    o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
+    o->steps = 10;
+    o->strict = 1;           // load_state_dict(strict=True)
+}
+
+double session_now(void) { return util_now(); }
+
+// The config a checkpoint holds (base "model." for a training state); a file with no ResNet at
+// all gets resnet18, so that loading it names the problem after the device checks.
+static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num_classes,
+                   char *err, size_t errlen) {
+    const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
+    int rc = resnet_config_from_ckpt(cfg, c, base, fname, err, errlen);
+    if (rc == 1) return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
+    cfg->num_classes = num_classes;
+    return rc ? 1 : 0;
+}
+
+int session_arch(resnet_config *cfg, const run_options *o, const ckpt *state, int num_classes,
+                 char *err, size_t errlen) {
+    if (state) {  // resuming: the state holds its model; --arch may only repeat it
+        if (arch_of(cfg, state, o->resume, num_classes, err, errlen) != 0) return 1;
+        if (o->arch && strcmp(o->arch, cfg->arch)) {
+            snprintf(err, errlen, "--arch %s contradicts the saved training state's %s in %s",
+                     o->arch, cfg->arch, o->resume);
+            return 2;
+        }
+        return 0;
+    }
+    if (o->arch || !o->weights)
+        return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
+    ckpt c;
+    ckpt_init(&c);
+    if (ckpt_read(&c, o->weights, err, errlen) != 0) return 1;
+    int rc = arch_of(cfg, &c, o->weights, num_classes, err, errlen);
+    ckpt_free(&c);
+    return rc;
+}
+
+int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
+    const ops_config *oc = m->rt->ops_cfg;   // CLTRAIN_KEEP_COLS, read at start-up
+    resnet_plan_options po = { oc && oc->keep_cols == 0 ? 0 : -1 };
+    char why[512];
+    int rc = resnet_plan(m, batch, image_size, &po, why, sizeof why);
+    if (rc == RESNET_PLAN_NO_FIT) {
+        int fit = resnet_largest_batch(m, batch, image_size);
+        char tail[96];
+        if (fit) snprintf(tail, sizeof tail, "the largest batch size that fits is %d", fit);
+        else snprintf(tail, sizeof tail, "not even batch size 1 fits: use a smaller --image-size");
+        snprintf(err, errlen, "--batch-size %d at --image-size %d: %s; %s", batch, image_size, why,
+                 tail);
+        return 1;
+    }
+    if (rc) snprintf(err, errlen, "%s", why);
+    return rc;
+}
+
+int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen) {
+    ckpt c;
+    ckpt_init(&c);
+    if (ckpt_read(&c, o->weights, err, errlen) != 0) return 1;
+    // A cltrain training state keeps the model under "model.".
+    const char *base = ckpt_find(&c, "model.conv1.weight") >= 0 ? "model." : NULL;
+    int replaced = 0;
+    int rc = resnet_from_ckpt(m, &c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
+                              o->weights, err, errlen);
+    ckpt_free(&c);
+    if (rc == 0 && err[0]) fprintf(stderr, "cltrain: warning: %s\n", err);
+    if (rc == 0 && replaced)
+        fprintf(stderr, "cltrain: %s: fc has another number of classes; replaced by a freshly "
+                        "initialised fc with %d outputs\n", o->weights, m->num_classes);
+    return rc;
+}
+
+void session_eval_loader(const run_options *o, loader_config *lc) {
+    *lc = session_loader_config(o, 0);
+}
+
+void session_train_loader(const run_options *o, loader_config *lc) {
+    *lc = session_loader_config(o, 1);
+}
+
+static void session_warn(void *ctx, const char *msg) {
+    (void)ctx;
+    fprintf(stderr, "cltrain: warning: %s (skipped)\n", msg);
+}
+
+int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen) {
+    dataset_options dopt = { .format = o->dataset, .val_split = o->val_split,
+                             .seed = (uint64_t)o->seed, .skip_bad = o->skip_bad,
+                             .warn = session_warn };
+    if (dataset_open_ex(ds, o->data, &dopt, err, errlen) != 0) return 1;
+    if (ds->skipped) fprintf(stderr, "cltrain: %d bad files skipped\n", ds->skipped);
+    if (o->val_split > 0)
+        fprintf(stderr, "cltrain: --val-split %g (seed %lld): %d train, %d val images\n",
+                o->val_split, o->seed, ds->train.n, ds->test.n);
+    return 0;
+}
+
+loader_config session_loader_config(const run_options *o, int train) {
+    loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
+                         .normalize = o->normalize, .augment = train ? o->augment : 0,
+                         .shuffle = train ? o->shuffle : 0, .seed = (uint64_t)o->seed,
+                         .limit = train ? o->train_limit : o->test_limit,
+                         .resize = o->resize, .workers = o->workers };
+    return lc;
+}

@@ -1,0 +1,320 @@
+// Training state files: see train_state.h.
+#define _POSIX_C_SOURCE 200809L
+#include "host/train/train_state.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+// Version 2 adds the data set's format and folder (args.dataset, args.data); version 1 files
+// load (their data set is then checked by its classes and image count only).
+static const char state_prefix[] = "cltrain-training-state-";
+enum { STATE_VERSION = 2 };
+
+void train_state_init(train_state *st) {
+    memset(st, 0, sizeof *st);
+    ckpt_init(&st->file);
+}
+
+void train_state_free(train_state *st) { ckpt_free(&st->file); }
+
+static int get_int(const ckpt *c, const char *name, long long *v) {
+    int i = ckpt_find(c, name);
+    if (i < 0 || c->e[i].kind != CKPT_INT) return -1;
+    *v = c->e[i].ival;
+    return 0;
+}
+
+// Floats are stored as strings ("%.17g" round-trips a double exactly): PyTorch 1.13's
+// weights_only unpickler has no BINFLOAT opcode, and the file must load there.
+static int get_float(const ckpt *c, const char *name, double *v) {
+    int i = ckpt_find(c, name);
+    if (i < 0) return -1;
+    if (c->e[i].kind == CKPT_FLOAT) { *v = c->e[i].fval; return 0; }
+    if (c->e[i].kind != CKPT_STRING) return -1;
+    char *end = NULL;
+    *v = strtod(c->e[i].sval, &end);
+    return (end == c->e[i].sval || *end || !isfinite(*v)) ? -1 : 0;
+}
+
+static int add_float(ckpt *c, const char *name, double v) {
+    char s[64];
+    snprintf(s, sizeof s, "%.17g", v);
+    return ckpt_add_string(c, name, s);
+}
+
+// The run-shaping integer arguments: flag name (state key "args.<flag>"), field, and the range
+// the command line allows (a hostile file must not bring a value the flags would refuse).
+// Choice flags name their values (names[v - lo]) in messages.
+typedef struct int_arg { const char *flag; int *field; int lo, hi; const char *const *names; } int_arg;
+
+static const char *const normalize_names[] = { "none", "imagenet" };
+static const char *const augment_names[] = { "none", "flip-crop", "rrc-flip" };
+static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", "layer3",
+                                            "layer4" };
+
+// "--seed 5 contradicts the saved training state's 4 in FILE" (a usage error).
+// The shortest "%g" text that reads back as v (0.003, not 0.0030000000000000001).
+static void shortest(char *out, size_t len, double v) {
+    for (int digits = 6; digits <= 17; digits++) {
+        snprintf(out, len, "%.*g", digits, v);
+        if (strtod(out, NULL) == v) return;
+    }
+}
+
+static int contradiction(train_state *st, char *err, size_t errlen, const char *path,
+                         const char *flag, double given, double saved) {
+    char g[32], s[32];
+    shortest(g, sizeof g, given);
+    shortest(s, sizeof s, saved);
+    snprintf(err, errlen, "--%s %s contradicts the saved training state's %s in %s", flag, g, s,
+             path);
+    st->usage_error = 1;
+    return -1;
+}
+
+// The run's string arguments (version 2): the data set's format. A version 1 file has none.
+static int read_strings(train_state *st, const char *path, const run_options *o,
+                        unsigned long long given, train_flag_given_fn cmd_flag_given,
+                        char *err, size_t errlen) {
+    int i = ckpt_find(&st->file, "args.dataset");
+    if (i < 0) return 0;
+    const ckpt_entry *e = &st->file.e[i];
+    if (e->kind != CKPT_STRING || !*e->sval || strlen(e->sval) >= sizeof st->dataset) {
+        snprintf(err, errlen, "%s: training state is damaged: 'args.dataset'", path);
+        return -1;
+    }
+    snprintf(st->dataset, sizeof st->dataset, "%s", e->sval);
+    if (cmd_flag_given(given, "dataset") && o->dataset && strcmp(o->dataset, "auto") &&
+        strcmp(o->dataset, st->dataset)) {
+        snprintf(err, errlen, "--dataset %s contradicts the saved training state's %s in %s",
+                 o->dataset, st->dataset, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    int d = ckpt_find(&st->file, "args.data");
+    if (d >= 0 && st->file.e[d].kind == CKPT_STRING)
+        snprintf(st->data, sizeof st->data, "%s", st->file.e[d].sval);
+    return 0;
+}
+
+int train_state_read(train_state *st, const char *path, run_options *o,
+                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
+                     size_t errlen) {
+    if (ckpt_read(&st->file, path, err, errlen) != 0) return -1;
+    const ckpt *c = &st->file;
+    int f = ckpt_find(c, "cltrain.format");
+    const char *fmt = f >= 0 && c->e[f].kind == CKPT_STRING ? c->e[f].sval : "";
+    size_t plen = strlen(state_prefix);
+    char *end = NULL;
+    long version = strncmp(fmt, state_prefix, plen) ? 0 : strtol(fmt + plen, &end, 10);
+    if (version < 1 || !end || *end) {
+        snprintf(err, errlen, "%s: not a cltrain training state (written by --checkpoint); "
+                              "use --weights for model weights", path);
+        return -1;
+    }
+    if (version > STATE_VERSION) {
+        snprintf(err, errlen, "%s: training state version %ld is newer than this cltrain reads "
+                              "(1 to %d); resume it with the cltrain that wrote it", path,
+                 version, STATE_VERSION);
+        return -1;
+    }
+    int_arg ints[] = {
+        { "batch-size", &o->batch_size, 1, 1048576, NULL },
+        { "image-size", &o->image_size, 1, 4096, NULL },
+        { "normalize", &o->normalize, 0, 1, normalize_names },
+        { "augment", &o->augment, 0, 2, augment_names },
+        { "train-limit", &o->train_limit, 0, 2000000000, NULL },
+        { "freeze", &o->freeze, -1, 4, freeze_names },
+        { "bn-eval", &o->bn_eval, 0, 1, NULL },
+        { "num-classes", &o->num_classes, 1, 100000, NULL },
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        long long v;
+        char key[64];
+        snprintf(key, sizeof key, "args.%s", ints[i].flag);
+        if (get_int(c, key, &v) != 0) {
+            snprintf(err, errlen, "%s: training state lacks '%s'", path, key);
+            return -1;
+        }
+        if (v < ints[i].lo || v > ints[i].hi) {
+            snprintf(err, errlen, "%s: training state is damaged: '%s' is %lld, outside %d..%d",
+                     path, key, v, ints[i].lo, ints[i].hi);
+            return -1;
+        }
+        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v && ints[i].names) {
+            snprintf(err, errlen, "--%s %s contradicts the saved training state's %s in %s",
+                     ints[i].flag, ints[i].names[*ints[i].field - ints[i].lo],
+                     ints[i].names[v - ints[i].lo], path);
+            st->usage_error = 1;
+            return -1;
+        }
+        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v)
+            return contradiction(st, err, errlen, path, ints[i].flag, *ints[i].field, v);
+        *ints[i].field = (int)v;
+    }
+    long long shuffle, seed, epochs, epoch, batch, step, rcount;
+    double lr, mom, wd, rloss;
+    if (get_int(c, "args.shuffle", &shuffle) || get_int(c, "args.seed", &seed) ||
+        get_int(c, "args.epochs", &epochs) || get_int(c, "epoch", &epoch) ||
+        get_int(c, "batch", &batch) || get_int(c, "global_step", &step) ||
+        get_int(c, "running_count", &rcount) || get_float(c, "args.lr", &lr) ||
+        get_float(c, "args.momentum", &mom) || get_float(c, "args.weight-decay", &wd) ||
+        get_float(c, "running_loss", &rloss) || shuffle < 0 || shuffle > 1 || seed < 0 ||
+        epochs < 1 || epochs > 1000000 || epoch < 0 || epoch > epochs || batch < 0 ||
+        batch > 2000000000 || step < 0 || rcount < 0 || rcount > 2000000000 || lr < 0 ||
+        lr > 1e6 || mom < 0 || mom > 1 || wd < 0 || wd > 1e6) {
+        snprintf(err, errlen, "%s: training state is incomplete or damaged", path);
+        return -1;
+    }
+    if (cmd_flag_given(given, "no-shuffle") && shuffle) {
+        snprintf(err, errlen, "--no-shuffle contradicts the saved training state in %s, "
+                              "which shuffles", path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (cmd_flag_given(given, "seed") && o->seed != seed)
+        return contradiction(st, err, errlen, path, "seed", (double)o->seed, (double)seed);
+    const struct { const char *flag; double given, saved; } floats[] = {
+        { "lr", o->lr, lr }, { "momentum", o->momentum, mom },
+        { "weight-decay", o->weight_decay, wd },
+    };
+    for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
+        if (cmd_flag_given(given, floats[i].flag) && floats[i].given != floats[i].saved)
+            return contradiction(st, err, errlen, path, floats[i].flag, floats[i].given,
+                                 floats[i].saved);
+    if (read_strings(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
+    // Training longer is allowed; asking for less than is done already is a mistake.
+    if (cmd_flag_given(given, "epochs") && o->epochs < epoch) {
+        snprintf(err, errlen, "--epochs %d is fewer than the %lld epochs the training state in "
+                              "%s has done", o->epochs, epoch, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (o->max_steps && o->max_steps < step) {
+        snprintf(err, errlen, "--max-steps %d is fewer than the %lld steps the training state "
+                              "in %s has taken", o->max_steps, step, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    o->shuffle = (int)shuffle;
+    o->seed = seed;
+    o->lr = lr;
+    o->momentum = mom;
+    o->weight_decay = wd;
+    if (!cmd_flag_given(given, "epochs")) o->epochs = (int)epochs;
+    st->epoch = (int)epoch;
+    st->batch = (int)batch;
+    st->global_step = (long)step;
+    st->running_loss = rloss;
+    st->running_count = (int)rcount;
+    return 0;
+}
+
+int train_state_check_data(const train_state *st, const char *format, int num_classes,
+                           int train_images, const char *path, char *err, size_t errlen) {
+    long long k, n;
+    if (get_int(&st->file, "num_classes", &k) || get_int(&st->file, "train_images", &n)) {
+        snprintf(err, errlen, "%s: training state is incomplete", path);
+        return -1;
+    }
+    char from[1100] = "";
+    if (*st->data) snprintf(from, sizeof from, " (--data %s)", st->data);
+    if (*st->dataset && strcmp(st->dataset, format)) {
+        snprintf(err, errlen, "%s was saved for a %s data set%s; this --data is %s", path,
+                 st->dataset, from, format);
+        return -1;
+    }
+    if (k != num_classes || n != train_images) {
+        snprintf(err, errlen, "%s was saved for %lld classes and %lld training images%s; this "
+                              "data gives %d and %d", path, k, n, from, num_classes,
+                 train_images);
+        return -1;
+    }
+    return 0;
+}
+
+int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen) {
+    int replaced = 0;
+    if (resnet_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) != 0)
+        return -1;
+    long long ready = 0;
+    get_int(&st->file, "momentum_ready", &ready);
+    m->momentum_ready = ready != 0;
+    if (!ready) return 0;
+    float *host = calloc(m->n_param_floats, sizeof(float));
+    if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
+    for (int i = 0; i < m->nparams; i++) {
+        if (!resnet_param_trainable(m, i)) continue;
+        char key[128];
+        snprintf(key, sizeof key, "optimizer.momentum.%s", m->params[i].name);
+        int k = ckpt_find(&st->file, key);
+        const ckpt_entry *e = k >= 0 ? &st->file.e[k] : NULL;
+        if (!e || e->kind != CKPT_TENSOR || e->dtype != CKPT_F32 ||
+            (size_t)e->numel != m->params[i].numel) {
+            snprintf(err, errlen, "%s: missing or wrong momentum buffer '%s'", path, key);
+            free(host);
+            return -1;
+        }
+        memcpy(host + m->params[i].off, e->data, m->params[i].numel * sizeof(float));
+    }
+    clrt_write(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
+    free(host);
+    return 0;
+}
+
+int train_state_write(const train_state *st, resnet *m, const run_options *o,
+                      const char *format, int train_images, const char *path, char *err,
+                      size_t errlen) {
+    ckpt c;
+    ckpt_init(&c);
+    char version[64];
+    snprintf(version, sizeof version, "%s%d", state_prefix, STATE_VERSION);
+    int rc = ckpt_add_string(&c, "cltrain.format", version);
+    rc |= resnet_to_ckpt(m, &c, "model.");
+    rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
+    float *host = NULL;
+    if (m->momentum_ready) {
+        host = malloc(m->n_param_floats * sizeof(float));
+        if (!host) rc = -1;
+        else clrt_read(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
+        for (int i = 0; host && i < m->nparams && rc == 0; i++) {
+            if (!resnet_param_trainable(m, i)) continue;
+            const resnet_param *p = &m->params[i];
+            int64_t shape[4];
+            for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+            char key[128];
+            snprintf(key, sizeof key, "optimizer.momentum.%s", p->name);
+            rc |= ckpt_add_tensor_f32(&c, key, p->ndim, shape, host + p->off);
+        }
+    }
+    rc |= ckpt_add_int(&c, "momentum_ready", m->momentum_ready);
+    rc |= ckpt_add_int(&c, "epoch", st->epoch);
+    rc |= ckpt_add_int(&c, "batch", st->batch);
+    rc |= ckpt_add_int(&c, "global_step", st->global_step);
+    rc |= add_float(&c, "running_loss", st->running_loss);
+    rc |= ckpt_add_int(&c, "running_count", st->running_count);
+    rc |= ckpt_add_int(&c, "train_images", train_images);
+    rc |= ckpt_add_int(&c, "args.batch-size", o->batch_size);
+    rc |= ckpt_add_int(&c, "args.image-size", o->image_size);
+    rc |= ckpt_add_int(&c, "args.normalize", o->normalize);
+    rc |= ckpt_add_int(&c, "args.augment", o->augment);
+    rc |= ckpt_add_int(&c, "args.train-limit", o->train_limit);
+    rc |= ckpt_add_int(&c, "args.freeze", o->freeze);
+    rc |= ckpt_add_int(&c, "args.bn-eval", o->bn_eval);
+    rc |= ckpt_add_int(&c, "args.num-classes", m->num_classes);
+    rc |= ckpt_add_int(&c, "args.shuffle", o->shuffle);
+    rc |= ckpt_add_int(&c, "args.seed", o->seed);
+    rc |= ckpt_add_int(&c, "args.epochs", o->epochs);
+    rc |= add_float(&c, "args.lr", o->lr);
+    rc |= add_float(&c, "args.momentum", o->momentum);
+    rc |= add_float(&c, "args.weight-decay", o->weight_decay);
+    rc |= ckpt_add_string(&c, "args.dataset", format);
+    rc |= ckpt_add_string(&c, "args.data", o->data ? o->data : "");
+    free(host);
+    char why[1024] = "out of host memory";
+    if (rc == 0) rc = ckpt_write(&c, path, why, sizeof why);
+    if (rc != 0) snprintf(err, errlen, "--checkpoint %s: %s", path, why);
+    ckpt_free(&c);
+    return rc ? -1 : 0;
+}

@@ -1,0 +1,43 @@
+// The whole training state as one torch-loadable file (a dict of tensors, ints, floats and
+// strings): model, SGD momentum, position in the data (epoch, batch: the loader is stateless,
+// so these and the seed fix the data order and augmentation), and the arguments that shape
+// the run.
+#ifndef CLTRAIN_TRAIN_STATE_H
+#define CLTRAIN_TRAIN_STATE_H
+
+#include "host/train/session.h"
+
+typedef struct train_state {
+    int epoch, batch;              // the next batch to train: batch `batch` of epoch `epoch`
+    long global_step;              // optimizer steps taken
+    double running_loss;           // the seed's running_loss since the last print
+    int running_count;
+    int usage_error;               // set when a flag contradicts the saved state
+    char dataset[16];              // the saved data set's format ("" in version 1 files)
+    char data[1024];               // the saved --data folder, for messages ("" if unknown)
+    ckpt file;                     // as read by train_state_read
+} train_state;
+
+void train_state_init(train_state *st);
+void train_state_free(train_state *st);
+// Was the long flag `name` ("batch-size") among those in `mask`? The command layer's answer
+// (cmd_flag_given), handed down: the train layer does not know the flag table.
+typedef int (*train_flag_given_fn)(unsigned long long mask, const char *name);
+// Reads `path`, takes the saved run arguments into o. Flags given that match the saved run
+// are accepted, --epochs and --max-steps may ask for more; a flag that contradicts the saved
+// run (or asks for fewer epochs or steps than are done) is refused naming the flag, the saved
+// value and the given one, with usage_error set. Returns 0 or -1 with a message.
+int train_state_read(train_state *st, const char *path, run_options *o,
+                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
+                     size_t errlen);
+// The saved state fits this data set (format as dataset_open detected it) and model?
+int train_state_check_data(const train_state *st, const char *format, int num_classes,
+                           int train_images, const char *path, char *err, size_t errlen);
+// Loads the model and the momentum buffers into m.
+int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
+// Writes the state atomically (format version 2). Returns 0, or -1 with a message.
+int train_state_write(const train_state *st, resnet *m, const run_options *o,
+                      const char *format, int train_images, const char *path, char *err,
+                      size_t errlen);
+
+#endif

@@ -1,0 +1,78 @@
+#!/bin/sh
+# Check that includes only point down the layers of DESIGN.md ("layers that only call down"):
+# every C file of a layer folder may include its own layer and the layers listed for it below,
+# nothing else. tests/ and tools/ are exempt. Prints file:line and the forbidden include, and
+# fails, for each breach; also fails for a C file outside every layer folder.
+#
+#   layer     folder         may include
+#   cli       host/cli       train tune model ops runtime dataset common
+#   train     host/train     model ops runtime dataset common
+#   tune      host/tune      ops runtime common
+#   model     model          ops runtime common
+#   ops       host/ops       runtime common
+#   runtime   host/runtime   common
+#   dataset   dataset        common
+#   common    common         (none)
+#
+# Usage: sh tools/check-layers.sh [ROOT]   (default: the repository this script is in)
+set -eu
+root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
+cd "$root"
+
+files=$(find host model dataset common -name '*.[ch]' 2>/dev/null | LC_ALL=C sort)
+[ -n "$files" ] || { echo "check-layers: no sources under $root" >&2; exit 1; }
+
+# shellcheck disable=SC2086
+awk '
+function layer_of(p) {
+    if (p ~ /^host\/cli\//) return "cli"
+    if (p ~ /^host\/train\//) return "train"
+    if (p ~ /^host\/tune\//) return "tune"
+    if (p ~ /^host\/ops\//) return "ops"
+    if (p ~ /^host\/runtime\//) return "runtime"
+    if (p ~ /^model\//) return "model"
+    if (p ~ /^dataset\//) return "dataset"
+    if (p ~ /^common\//) return "common"
+    return ""
+}
+function list(s) { gsub(/^ +| +$/, "", s); return s }
+BEGIN {
+    allow["cli"] = " cli train tune model ops runtime dataset common "
+    allow["train"] = " train model ops runtime dataset common "
+    allow["tune"] = " tune ops runtime common "
+    allow["model"] = " model ops runtime common "
+    allow["ops"] = " ops runtime common "
+    allow["runtime"] = " runtime common "
+    allow["dataset"] = " dataset common "
+    allow["common"] = " common "
+    bad = 0
+}
+FNR == 1 {
+    me = layer_of(FILENAME)
+    if (me == "") {
+        printf "%s: not in a layer folder (host/{cli,train,tune,ops,runtime}/, model/, dataset/, common/)\n", FILENAME
+        bad++
+    }
+}
+/^[ \t]*#[ \t]*include[ \t]*"/ {
+    inc = $0
+    sub(/^[^"]*"/, "", inc)
+    sub(/".*$/, "", inc)
+    if (me == "") next
+    to = layer_of(inc)
+    if (to == "") {
+        if (inc ~ /^(host|model|dataset|common|tests|tools)\//) {
+            printf "%s:%d: #include \"%s\": not a layer header (%s may include: %s)\n", FILENAME, FNR, inc, me, list(allow[me])
+            bad++
+        }
+        next   # generated or local headers outside the layer folders
+    }
+    if (index(allow[me], " " to " ") == 0) {
+        printf "%s:%d: #include \"%s\": %s may not include %s (allowed: %s)\n", FILENAME, FNR, inc, me, to, list(allow[me])
+        bad++
+    }
+}
+END {
+    if (bad) { printf "check-layers: %d forbidden include(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
+}
+' $files && echo "check-layers: includes follow the layers ($(echo "$files" | wc -l) files)"
