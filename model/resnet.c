@@ -54,7 +54,7 @@ static int add_conv_bn(table *t, const char *name, const char *bn_name, int cin,
                                                 RP_BN_COUNT };
     resnet *m = t->m;
     if (m->nconvs >= t->cap_convs) return -1;
-    char full[64];
+    char full[96];
     snprintf(full, sizeof full, "%s.weight", name);
     resnet_conv *c = &m->convs[m->nconvs];
     c->w = add_param(t, full, RP_CONV, stage, 4, cout, cin, k, k);
@@ -80,7 +80,7 @@ static int add_conv_bn(table *t, const char *name, const char *bn_name, int cin,
 static int add_block(table *t, resnet_block *b, int s, int j, int cin, int stride) {
     const resnet_config *cfg = &t->m->cfg;
     int planes = cfg->widths[s - 1], bottle = cfg->block == RESNET_BOTTLENECK;
-    char pre[24], name[40], bn[40];
+    char pre[40], name[64], bn[64];
     snprintf(pre, sizeof pre, "layer%d.%d", s, j);
     b->stage = s;
     b->cin = cin;

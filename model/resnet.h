@@ -62,7 +62,7 @@ typedef enum {
 
 // One state_dict entry.
 typedef struct resnet_param {
-    char name[48];                 // torchvision's name, e.g. "layer2.0.downsample.1.weight"
+    char name[96];                 // torchvision's name, e.g. "layer2.0.downsample.1.weight"
     resnet_param_kind kind;
     int ndim, shape[4];
     size_t numel;
@@ -75,13 +75,13 @@ typedef struct resnet_conv {
     int cin, cout, k, stride, pad;
     int stage;
     int ih, iw, oh, ow;            // spatial size in and out (set by resnet_plan)
-    char label[40];                // module name for profiles, e.g. "layer1.0.conv1"
+    char label[64];                // module name for profiles, e.g. "layer1.0.conv1"
 } resnet_conv;
 
 typedef struct resnet_bn {
     int w, b, mean, var, count;    // parameter indices
     int c, stage;
-    char label[40];
+    char label[64];
 } resnet_bn;
 
 // One residual block: conv j feeds bn j; every bn but the last is followed by a relu; the
