@@ -185,10 +185,11 @@ int resnet_init(resnet *m, clrt *rt, const resnet_config *cfg, char *err, size_t
     m->rt = rt;
     size_t pbytes = m->n_param_floats * sizeof(float);
     size_t bbytes = m->n_buffer_floats * sizeof(float);
-    m->arena_params = clrt_alloc(rt, pbytes, "parameters");
-    m->arena_grads = clrt_alloc(rt, pbytes, "gradients");
-    m->arena_momentum = clrt_alloc(rt, pbytes, "SGD momentum");
-    m->arena_buffers = clrt_alloc(rt, bbytes, "batch-norm statistics");
+    if (clrt_alloc_buf(rt, &m->arena_params, pbytes, "parameters", err, errlen) ||
+        clrt_alloc_buf(rt, &m->arena_grads, pbytes, "gradients", err, errlen) ||
+        clrt_alloc_buf(rt, &m->arena_momentum, pbytes, "SGD momentum", err, errlen) ||
+        clrt_alloc_buf(rt, &m->arena_buffers, bbytes, "batch-norm statistics", err, errlen))
+        return 1;  // resnet_free releases what was made
     m->device_bytes = 3 * pbytes + bbytes;
     clrt_fill_zero(rt, m->arena_grads, 0, pbytes);
     clrt_fill_zero(rt, m->arena_momentum, 0, pbytes);

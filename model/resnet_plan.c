@@ -14,6 +14,9 @@ typedef struct planner {
     int alloc, keep;         // keep: a workspace per conv (resnet.h, keep_cols)
     size_t bytes, biggest;   // all buffers, the largest one
     size_t max_act, max_work;
+    int failed;              // an allocation failed: its message is in err
+    char *err;
+    size_t errlen;
 } planner;
 
 static dten plan_buf(planner *pl, size_t floats, const char *what) {
@@ -21,7 +24,9 @@ static dten plan_buf(planner *pl, size_t floats, const char *what) {
     size_t bytes = (floats ? floats : 1) * sizeof(float);
     pl->bytes += bytes;
     if (bytes > pl->biggest) pl->biggest = bytes;
-    if (pl->alloc) t.mem = clrt_alloc(pl->m->rt, bytes, what);
+    if (pl->alloc && !pl->failed &&
+        clrt_alloc_buf(pl->m->rt, &t.mem, bytes, what, pl->err, pl->errlen) != 0)
+        pl->failed = 1;
     return t;
 }
 
@@ -73,7 +78,7 @@ static int plan_block(planner *pl, int bi, int B) {
 
 static int plan_walk(resnet *m, int B, int S, int alloc, int keep, size_t *bytes_out,
                      size_t *biggest, char *err, size_t errlen) {
-    planner pl = { m, alloc, keep, 0, 0, 0, 0 };
+    planner pl = { m, alloc, keep, 0, 0, 0, 0, 0, err, errlen };
     const resnet_conv *stem = &m->convs[0];
     int C0 = stem->cout, rc = S < 1 || plan_conv(&pl, 0, B, S, S) != 0;
     int h = stem->oh, w = stem->ow;
@@ -113,7 +118,7 @@ static int plan_walk(resnet *m, int B, int S, int alloc, int keep, size_t *bytes
     if (!keep) m->work = plan_buf(&pl, pl.max_work, "convolution workspace");
     *bytes_out = pl.bytes;
     if (biggest) *biggest = pl.biggest;
-    return 0;
+    return pl.failed;  // resnet_free releases what was made
 }
 
 static size_t arena_bytes(const resnet *m) {

@@ -24,23 +24,6 @@ static const char eval_usage[] =
     "                           (index,path,label,... for image folders)\n"
     "  --device SPEC\n";
 
-// The number of classes of a weights file's fc (0 when it has none).
-static int fc_classes(const char *path, char *err, size_t errlen) {
-    ckpt c;
-    ckpt_init(&c);
-    if (ckpt_read(&c, path, err, errlen) != 0) return -1;
-    int k = 0;
-    static const char *keys[] = { "fc.weight", "module.fc.weight", "state_dict.fc.weight",
-                                  "model.fc.weight", "state_dict.module.fc.weight",
-                                  "model.module.fc.weight" };
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0] && !k; i++) {
-        int j = ckpt_find(&c, keys[i]);
-        if (j >= 0 && c.e[j].kind == CKPT_TENSOR && c.e[j].ndim == 2) k = (int)c.e[j].shape[0];
-    }
-    ckpt_free(&c);
-    return k;
-}
-
 int cmd_eval(int argc, char **argv) {
     run_options o;
     run_options_defaults(&o);
@@ -48,14 +31,16 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (!o.data || !o.weights) return cli_usage_error(eval_usage, "eval needs --data and --weights");
     char err[2048];
-    int K = o.num_classes;
-    if (!K) {
-        K = fc_classes(o.weights, err, sizeof err);
-        if (K < 0) { fprintf(stderr, "cltrain: error: %s\n", err); return CLI_EXIT_DATA; }
+    ckpt w;  // the weights, read once
+    if (session_read_weights(&w, &o, err, sizeof err) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        return CLI_EXIT_DATA;
     }
+    int K = o.num_classes ? o.num_classes : session_weights_classes(&w);
     dataset ds;
     if (session_open_data(&ds, &o, err, sizeof err) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
+        ckpt_free(&w);
         return CLI_EXIT_DATA;
     }
     if (!K) K = ds.num_classes;
@@ -68,6 +53,7 @@ int cmd_eval(int argc, char **argv) {
             fprintf(stderr, "cltrain: error: --predictions %s: %s\n", o.predictions,
                     is_dir ? "is a folder, not a file name" : err);
             dataset_free(&ds);
+            ckpt_free(&w);
             return CLI_EXIT_DATA;
         }
         csv = pred.f;
@@ -81,10 +67,11 @@ int cmd_eval(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
     resnet_config cfg;
-    if (rc == 0) rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
+    if (rc == 0) rc = session_arch(&cfg, &o, &w, K, err, sizeof err);
     if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
     if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
-    if (rc == 0) rc = session_load_weights(&m, &o, err, sizeof err);
+    if (rc == 0) rc = session_load_weights(&m, &w, &o, err, sizeof err);
+    ckpt_free(&w);
     if (rc == 0) {
         long total = 0;
         long *pc = calloc((size_t)K, sizeof(long)), *pt = calloc((size_t)K, sizeof(long));

@@ -63,6 +63,7 @@ typedef struct train_run {
     run_options o;
     unsigned long long given;      // flags on the command line (cmd_flag_given)
     train_state st;                // position, running loss; the file read by --resume
+    ckpt weights;                  // the --weights file, read once (empty without)
     dataset ds;
     int ds_open;
     clrt rt;
@@ -155,7 +156,11 @@ static int start_weights(train_run *r) {
     r->m.freeze = o->freeze;
     r->m.bn_eval = o->bn_eval;
     resnet_init_weights(&r->m, (uint64_t)o->seed);
-    if (o->weights) return session_load_weights(&r->m, o, r->err, sizeof r->err);
+    if (o->weights) {
+        int rc = session_load_weights(&r->m, &r->weights, o, r->err, sizeof r->err);
+        ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
+        return rc;
+    }
     if (o->resume && train_state_apply(&r->st, &r->m, o->resume, r->err, sizeof r->err))
         return CLI_EXIT_DATA;
     return 0;
@@ -178,7 +183,10 @@ static int set_up(train_run *r) {
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
     // The device limits are checked (resnet_plan) before the loader's host batch buffers.
     resnet_config cfg;
-    if (rc == 0) rc = session_arch(&cfg, o, o->resume ? &r->st.file : NULL, K, err, errlen);
+    if (rc == 0 && session_read_weights(&r->weights, o, err, errlen) != 0) rc = CLI_EXIT_DATA;
+    if (rc == 0)
+        rc = session_arch(&cfg, o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL, K,
+                          err, errlen);
     if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(&r->m, o->batch_size, o->image_size, err, errlen);
     if (rc) return rc;
@@ -211,6 +219,7 @@ static void run_free(train_run *r) {
     clrt_free(&r->rt);
     if (r->ds_open) dataset_free(&r->ds);
     train_state_free(&r->st);
+    ckpt_free(&r->weights);
 }
 
 // ---- logging and the seed's printed lines ----

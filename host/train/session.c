@@ -35,10 +35,23 @@ static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num
     return rc ? 1 : 0;
 }
 
-int session_arch(resnet_config *cfg, const run_options *o, const ckpt *state, int num_classes,
+int session_read_weights(ckpt *c, const run_options *o, char *err, size_t errlen) {
+    ckpt_init(c);
+    return o->weights && ckpt_read(c, o->weights, err, errlen) != 0;
+}
+
+int session_weights_classes(const ckpt *c) {
+    char prefix[192], key[256];
+    if (resnet_ckpt_prefix(c, NULL, prefix, sizeof prefix) != 0) return 0;
+    snprintf(key, sizeof key, "%sfc.weight", prefix);
+    int j = ckpt_find(c, key);
+    return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
+}
+
+int session_arch(resnet_config *cfg, const run_options *o, const ckpt *from, int num_classes,
                  char *err, size_t errlen) {
-    if (state) {  // resuming: the state holds its model; --arch may only repeat it
-        if (arch_of(cfg, state, o->resume, num_classes, err, errlen) != 0) return 1;
+    if (o->resume && from) {  // the state holds its model; --arch may only repeat it
+        if (arch_of(cfg, from, o->resume, num_classes, err, errlen) != 0) return 1;
         if (o->arch && strcmp(o->arch, cfg->arch)) {
             snprintf(err, errlen, "--arch %s contradicts the saved training state's %s in %s",
                      o->arch, cfg->arch, o->resume);
@@ -46,14 +59,9 @@ int session_arch(resnet_config *cfg, const run_options *o, const ckpt *state, in
         }
         return 0;
     }
-    if (o->arch || !o->weights)
+    if (o->arch || !from)
         return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
-    ckpt c;
-    ckpt_init(&c);
-    if (ckpt_read(&c, o->weights, err, errlen) != 0) return 1;
-    int rc = arch_of(cfg, &c, o->weights, num_classes, err, errlen);
-    ckpt_free(&c);
-    return rc;
+    return arch_of(cfg, from, o->weights, num_classes, err, errlen);
 }
 
 int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
@@ -74,16 +82,13 @@ int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen)
     return rc;
 }
 
-int session_load_weights(resnet *m, const run_options *o, char *err, size_t errlen) {
-    ckpt c;
-    ckpt_init(&c);
-    if (ckpt_read(&c, o->weights, err, errlen) != 0) return 1;
+int session_load_weights(resnet *m, const ckpt *c, const run_options *o, char *err,
+                         size_t errlen) {
     // A cltrain training state keeps the model under "model.".
-    const char *base = ckpt_find(&c, "model.conv1.weight") >= 0 ? "model." : NULL;
+    const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
     int replaced = 0;
-    int rc = resnet_from_ckpt(m, &c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
+    int rc = resnet_from_ckpt(m, c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
                               o->weights, err, errlen);
-    ckpt_free(&c);
     if (rc == 0 && err[0]) fprintf(stderr, "cltrain: warning: %s\n", err);
     if (rc == 0 && replaced)
         fprintf(stderr, "cltrain: %s: fc has another number of classes; replaced by a freshly "
