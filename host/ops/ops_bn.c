@@ -47,15 +47,8 @@ static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invst
     OPS_REQUIRE(ops_has(running_mean) == ops_has(running_var), op,
                 "running_mean and running_var go together");
     int update = ops_has(running_mean) && ops_has(running_var);
-    cl_kernel k = clrt_kernel(rt, "bn_forward_train");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, save_mean);
-    ops_arg_ten(k, 4, save_invstd);
-    ops_arg_ten(k, 6, running_mean);
-    ops_arg_ten(k, 8, running_var);
-    ops_arg_ten(k, 10, in);
-    ops_arg_ten(k, 12, gamma);
-    ops_arg_ten(k, 14, beta);
+    dten ts[] = {out, save_mean, save_invstd, running_mean, running_var, in, gamma, beta};
+    cl_kernel k = ops_kernel_ten(rt, "bn_forward_train", ts, 8);
     CLRT_ARG(k, 16, c);
     CLRT_ARG(k, 17, m);
     CLRT_ARG(k, 18, momentum);
@@ -75,13 +68,8 @@ static void bn_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
     OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(gamma) && ops_has(beta) &&
                     ops_has(running_mean) && ops_has(running_var),
                 op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "bn_forward_eval");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, in);
-    ops_arg_ten(k, 4, gamma);
-    ops_arg_ten(k, 6, beta);
-    ops_arg_ten(k, 8, running_mean);
-    ops_arg_ten(k, 10, running_var);
+    cl_kernel k = ops_kernel_ten(rt, "bn_forward_eval",
+                                 (dten[]){out, in, gamma, beta, running_mean, running_var}, 6);
     CLRT_ARG(k, 12, c);
     CLRT_ARG(k, 13, m);
     CLRT_ARG(k, 14, eps);
@@ -129,16 +117,9 @@ static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, 
                 op, "missing buffer");
     int want = (ops_has(din) ? 1 : 0) | (ops_has(dgamma) ? 2 : 0) | (ops_has(dbeta) ? 4 : 0);
     if (!want) return;
-    cl_kernel k = clrt_kernel(rt, "bn_backward");
-    ops_arg_ten(k, 0, din);
-    ops_arg_ten(k, 2, dgamma);
-    ops_arg_ten(k, 4, dbeta);
-    ops_arg_ten(k, 6, dout);
-    ops_arg_ten(k, 8, in);
-    ops_arg_ten(k, 10, relu ? yrelu : dout);   // not read without the relu
-    ops_arg_ten(k, 12, gamma);
-    ops_arg_ten(k, 14, mean);
-    ops_arg_ten(k, 16, stat);
+    dten yr = relu ? yrelu : dout;   // not read without the relu
+    dten ts[] = {din, dgamma, dbeta, dout, in, yr, gamma, mean, stat};
+    cl_kernel k = ops_kernel_ten(rt, "bn_backward", ts, 9);
     CLRT_ARG(k, 18, c);
     CLRT_ARG(k, 19, m);
     CLRT_ARG(k, 20, train);
