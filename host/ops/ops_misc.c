@@ -67,32 +67,29 @@ static void pool_layout_args(cl_kernel k, cl_uint i, const pool_shape *s) {
     CLRT_ARG(k, i + 8, s->ow);
 }
 
-void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
-    const char *op = "op_maxpool_forward";
+// Both directions: kernel `name` (`name_k3s2` for that shape) with the tensors ts[0..3) and
+// the layout, one work item per element of the (C, N, plane) maps it writes.
+static void maxpool_launch(clrt *rt, const char *name, const char *name_k3s2, const char *op,
+                           const dten ts[3], const pool_shape *s, size_t plane) {
     pool_check(s, op);
-    OPS_REQUIRE(ops_has(out) && ops_has(argmax) && ops_has(in), op, "missing buffer");
+    OPS_REQUIRE(ops_has(ts[0]) && ops_has(ts[1]) && ops_has(ts[2]), op, "missing buffer");
     int k3s2 = pool_is_k3s2(s);
-    cl_kernel k = ops_kernel_ten(rt, k3s2 ? "maxpool_forward_k3s2" : "maxpool_forward",
-                                 (dten[]){out, argmax, in}, 3);
+    cl_kernel k = ops_kernel_ten(rt, k3s2 ? name_k3s2 : name, ts, 3);
     pool_layout_args(k, 6, s);
     if (k3s2)
-        pool_launch_planes(rt, k, (size_t)s->oh * s->ow, s);
+        pool_launch_planes(rt, k, plane, s);
     else
-        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->oh * s->ow);
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * plane);
+}
+
+void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
+    maxpool_launch(rt, "maxpool_forward", "maxpool_forward_k3s2", "op_maxpool_forward",
+                   (dten[]){out, argmax, in}, s, (size_t)s->oh * s->ow);
 }
 
 void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s) {
-    const char *op = "op_maxpool_backward";
-    pool_check(s, op);
-    OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(argmax), op, "missing buffer");
-    int k3s2 = pool_is_k3s2(s);
-    cl_kernel k = ops_kernel_ten(rt, k3s2 ? "maxpool_backward_k3s2" : "maxpool_backward",
-                                 (dten[]){din, dout, argmax}, 3);
-    pool_layout_args(k, 6, s);
-    if (k3s2)
-        pool_launch_planes(rt, k, (size_t)s->h * s->w, s);
-    else
-        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+    maxpool_launch(rt, "maxpool_backward", "maxpool_backward_k3s2", "op_maxpool_backward",
+                   (dten[]){din, dout, argmax}, s, (size_t)s->h * s->w);
 }
 
 // ---- global average pool ----
