@@ -23,12 +23,14 @@ static int bn_interleave(const clrt *rt) {
     return sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
-// Launch a one-work-group-per-channel kernel whose last argument `arg` is a float scratch of
-// `per_item` floats per work item plus 2.
+// Launch a one-work-group-per-channel kernel whose last two arguments are the split
+// (bn_interleave) at `arg` and a float scratch of `per_item` floats per work item plus 2.
 static void bn_launch_channels(clrt *rt, cl_kernel k, cl_uint arg, int c, size_t per_item,
                                const char *op) {
+    int il = bn_interleave(rt);
+    CLRT_ARG(k, arg, il);
     size_t l = bn_group_size(rt, k, (per_item + 2) * sizeof(float));
-    ops_set_local(rt, k, arg, (l * per_item + 2) * sizeof(float), op);
+    ops_set_local(rt, k, arg + 1, (l * per_item + 2) * sizeof(float), op);
     size_t global = (size_t)c * l;
     clrt_launch(rt, k, 1, &global, &l);
 }
@@ -55,9 +57,7 @@ static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invst
     CLRT_ARG(k, 19, eps);
     CLRT_ARG(k, 20, update);
     CLRT_ARG(k, 21, relu);
-    int il = bn_interleave(rt);
-    CLRT_ARG(k, 22, il);
-    bn_launch_channels(rt, k, 23, c, 2, op);
+    bn_launch_channels(rt, k, 22, c, 2, op);
 }
 
 // Eval-mode forward: normalise with the running statistics, the relu when `relu`.
@@ -126,9 +126,7 @@ static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, 
     CLRT_ARG(k, 21, eps);
     CLRT_ARG(k, 22, want);
     CLRT_ARG(k, 23, relu);
-    int il = bn_interleave(rt);
-    CLRT_ARG(k, 24, il);
-    bn_launch_channels(rt, k, 25, c, 2, op);
+    bn_launch_channels(rt, k, 24, c, 2, op);
 }
 
 void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
