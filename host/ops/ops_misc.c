@@ -94,28 +94,27 @@ void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_
 
 // ---- global average pool ----
 
-void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
-    const char *op = "op_avgpool_forward";
+// Both directions over (C*N, HW) maps: kernel `name` with the tensors ts[0..2), one work item
+// per map, or per element when `per_element`.
+static void avgpool_launch(clrt *rt, const char *name, const char *op, const dten ts[2], int c,
+                           int n, int hw, int per_element) {
     OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
     int cn = ops_int((size_t)c * n, op, "C*N");
     ops_int((size_t)cn * hw, op, "C*N*HW");
-    OPS_REQUIRE(ops_has(out) && ops_has(in), op, "missing buffer");
-    cl_kernel k = ops_kernel_ten(rt, "avgpool_forward", (dten[]){out, in}, 2);
+    OPS_REQUIRE(ops_has(ts[0]) && ops_has(ts[1]), op, "missing buffer");
+    cl_kernel k = ops_kernel_ten(rt, name, ts, 2);
     CLRT_ARG(k, 4, cn);
     CLRT_ARG(k, 5, hw);
-    clrt_launch1d(rt, k, (size_t)cn);
+    clrt_launch1d(rt, k, per_element ? (size_t)cn * hw : (size_t)cn);
+}
+
+void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
+    avgpool_launch(rt, "avgpool_forward", "op_avgpool_forward", (dten[]){out, in}, c, n, hw, 0);
 }
 
 void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw) {
-    const char *op = "op_avgpool_backward";
-    OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
-    int cn = ops_int((size_t)c * n, op, "C*N");
-    ops_int((size_t)cn * hw, op, "C*N*HW");
-    OPS_REQUIRE(ops_has(din) && ops_has(dout), op, "missing buffer");
-    cl_kernel k = ops_kernel_ten(rt, "avgpool_backward", (dten[]){din, dout}, 2);
-    CLRT_ARG(k, 4, cn);
-    CLRT_ARG(k, 5, hw);
-    clrt_launch1d(rt, k, (size_t)cn * hw);
+    avgpool_launch(rt, "avgpool_backward", "op_avgpool_backward", (dten[]){din, dout}, c, n, hw,
+                   1);
 }
 
 // ---- softmax cross-entropy ----
