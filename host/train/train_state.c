@@ -53,7 +53,8 @@ static const char *const augment_names[] = { "none", "flip-crop", "rrc-flip" };
 static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", "layer3",
                                             "layer4" };
 
-// The table for the options o, in the order train_state_write saves them.
+// The int_arg table of the options o: what train_state_write saves (in this order) and
+// train_state_read checks a saved state against.
 enum { INT_ARGS = 8 };
 static void int_args_of(run_options *o, int_arg ints[INT_ARGS]) {
     const int_arg t[INT_ARGS] = {
