@@ -23,12 +23,14 @@ static int bn_interleave(const clrt *rt) {
     return sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
-// Launch a one-work-group-per-channel kernel whose last argument `arg` is a float scratch of
-// `per_item` floats per work item plus 2.
+// Launch a one-work-group-per-channel kernel whose last two arguments are the split
+// (bn_interleave) at `arg` and a float scratch of `per_item` floats per work item plus 2.
 static void bn_launch_channels(clrt *rt, cl_kernel k, cl_uint arg, int c, size_t per_item,
                                const char *op) {
+    int il = bn_interleave(rt);
+    CLRT_ARG(k, arg, il);
     size_t l = bn_group_size(rt, k, (per_item + 2) * sizeof(float));
-    ops_set_local(rt, k, arg, (l * per_item + 2) * sizeof(float), op);
+    ops_set_local(rt, k, arg + 1, (l * per_item + 2) * sizeof(float), op);
     size_t global = (size_t)c * l;
     clrt_launch(rt, k, 1, &global, &l);
 }
@@ -47,24 +49,15 @@ static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invst
     OPS_REQUIRE(ops_has(running_mean) == ops_has(running_var), op,
                 "running_mean and running_var go together");
     int update = ops_has(running_mean) && ops_has(running_var);
-    cl_kernel k = clrt_kernel(rt, "bn_forward_train");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, save_mean);
-    ops_arg_ten(k, 4, save_invstd);
-    ops_arg_ten(k, 6, running_mean);
-    ops_arg_ten(k, 8, running_var);
-    ops_arg_ten(k, 10, in);
-    ops_arg_ten(k, 12, gamma);
-    ops_arg_ten(k, 14, beta);
+    dten ts[] = {out, save_mean, save_invstd, running_mean, running_var, in, gamma, beta};
+    cl_kernel k = ops_kernel_ten(rt, "bn_forward_train", ts, 8);
     CLRT_ARG(k, 16, c);
     CLRT_ARG(k, 17, m);
     CLRT_ARG(k, 18, momentum);
     CLRT_ARG(k, 19, eps);
     CLRT_ARG(k, 20, update);
     CLRT_ARG(k, 21, relu);
-    int il = bn_interleave(rt);
-    CLRT_ARG(k, 22, il);
-    bn_launch_channels(rt, k, 23, c, 2, op);
+    bn_launch_channels(rt, k, 22, c, 2, op);
 }
 
 // Eval-mode forward: normalise with the running statistics, the relu when `relu`.
@@ -75,13 +68,8 @@ static void bn_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
     OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(gamma) && ops_has(beta) &&
                     ops_has(running_mean) && ops_has(running_var),
                 op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "bn_forward_eval");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, in);
-    ops_arg_ten(k, 4, gamma);
-    ops_arg_ten(k, 6, beta);
-    ops_arg_ten(k, 8, running_mean);
-    ops_arg_ten(k, 10, running_var);
+    cl_kernel k = ops_kernel_ten(rt, "bn_forward_eval",
+                                 (dten[]){out, in, gamma, beta, running_mean, running_var}, 6);
     CLRT_ARG(k, 12, c);
     CLRT_ARG(k, 13, m);
     CLRT_ARG(k, 14, eps);
@@ -129,25 +117,16 @@ static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, 
                 op, "missing buffer");
     int want = (ops_has(din) ? 1 : 0) | (ops_has(dgamma) ? 2 : 0) | (ops_has(dbeta) ? 4 : 0);
     if (!want) return;
-    cl_kernel k = clrt_kernel(rt, "bn_backward");
-    ops_arg_ten(k, 0, din);
-    ops_arg_ten(k, 2, dgamma);
-    ops_arg_ten(k, 4, dbeta);
-    ops_arg_ten(k, 6, dout);
-    ops_arg_ten(k, 8, in);
-    ops_arg_ten(k, 10, relu ? yrelu : dout);   // not read without the relu
-    ops_arg_ten(k, 12, gamma);
-    ops_arg_ten(k, 14, mean);
-    ops_arg_ten(k, 16, stat);
+    dten yr = relu ? yrelu : dout;   // not read without the relu
+    dten ts[] = {din, dgamma, dbeta, dout, in, yr, gamma, mean, stat};
+    cl_kernel k = ops_kernel_ten(rt, "bn_backward", ts, 9);
     CLRT_ARG(k, 18, c);
     CLRT_ARG(k, 19, m);
     CLRT_ARG(k, 20, train);
     CLRT_ARG(k, 21, eps);
     CLRT_ARG(k, 22, want);
     CLRT_ARG(k, 23, relu);
-    int il = bn_interleave(rt);
-    CLRT_ARG(k, 24, il);
-    bn_launch_channels(rt, k, 25, c, 2, op);
+    bn_launch_channels(rt, k, 24, c, 2, op);
 }
 
 void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,

@@ -150,9 +150,7 @@ static cl_mem wino_region(clrt *rt, dten work, size_t *at, size_t n) {
 // (N * th * tw tiles, ch channels) of maps h x w.
 static void wino_tiles(clrt *rt, const char *name, dten dst, dten src, int n, int ch, int h,
                        int w, int th, int tw) {
-    cl_kernel k = clrt_kernel(rt, name);
-    ops_arg_ten(k, 0, dst);
-    ops_arg_ten(k, 2, src);
+    cl_kernel k = ops_kernel_ten(rt, name, (dten[]){dst, src}, 2);
     CLRT_ARG(k, 4, n);
     CLRT_ARG(k, 5, ch);
     CLRT_ARG(k, 6, h);
@@ -172,9 +170,7 @@ static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_sha
     dten v = { wino_region(rt, work, &at, 16 * vc), 0 };
     dten m = { wino_region(rt, work, &at, 16 * mc), 0 };
 
-    cl_kernel k = clrt_kernel(rt, "winograd_weights");
-    ops_arg_ten(k, 0, u);
-    ops_arg_ten(k, 2, w);
+    cl_kernel k = ops_kernel_ten(rt, "winograd_weights", (dten[]){u, w}, 2);
     CLRT_ARG(k, 4, s->o);
     CLRT_ARG(k, 5, s->c);
     clrt_launch1d(rt, k, uc);
@@ -211,9 +207,7 @@ static void weight_window_args(cl_kernel k, const conv_shape *s, const conv_plan
 
 // dst (O, C, KH', KW') = the window of w (O, C, KH, KW).
 static void weight_window(clrt *rt, dten dst, dten w, const conv_shape *s, const conv_plan *p) {
-    cl_kernel k = clrt_kernel(rt, "conv_weight_window");
-    ops_arg_ten(k, 0, dst);
-    ops_arg_ten(k, 2, w);
+    cl_kernel k = ops_kernel_ten(rt, "conv_weight_window", (dten[]){dst, w}, 2);
     weight_window_args(k, s, p);
     clrt_launch1d(rt, k, (size_t)s->o * s->c);
 }
@@ -221,9 +215,7 @@ static void weight_window(clrt *rt, dten dst, dten w, const conv_shape *s, const
 // dw (O, C, KH, KW) = src (O, C, KH', KW') in the window, 0 elsewhere.
 static void weight_unwindow(clrt *rt, dten dw, dten src, const conv_shape *s,
                             const conv_plan *p) {
-    cl_kernel k = clrt_kernel(rt, "conv_weight_unwindow");
-    ops_arg_ten(k, 0, dw);
-    ops_arg_ten(k, 2, src);
+    cl_kernel k = ops_kernel_ten(rt, "conv_weight_unwindow", (dten[]){dw, src}, 2);
     weight_window_args(k, s, p);
     clrt_launch1d(rt, k, (size_t)s->o * s->c);
 }
@@ -288,9 +280,7 @@ static const char *col2im_kernel_name(const conv_shape *s) {
 void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
     conv_check(s, "op_im2col");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col", "missing buffer");
-    cl_kernel k = clrt_kernel(rt, im2col_kernel_name(s));
-    ops_arg_ten(k, 0, col);
-    ops_arg_ten(k, 2, in);
+    cl_kernel k = ops_kernel_ten(rt, im2col_kernel_name(s), (dten[]){col, in}, 2);
     conv_layout_args(k, 4, s);
     // im2col_k7 takes one kernel row per item.
     int rows = s->kh == 7 && s->kw == 7 ? s->c * 7 : s->c;
@@ -300,9 +290,7 @@ void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
     conv_check(s, "op_col2im");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_col2im", "missing buffer");
-    cl_kernel k = clrt_kernel(rt, col2im_kernel_name(s));
-    ops_arg_ten(k, 0, in);
-    ops_arg_ten(k, 2, col);
+    cl_kernel k = ops_kernel_ten(rt, col2im_kernel_name(s), (dten[]){in, col}, 2);
     conv_layout_args(k, 4, s);
     conv_layout_launch(rt, k, (size_t)s->n * s->h * s->w, s->c);
 }
@@ -395,9 +383,7 @@ void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dte
 
 // out (K, N) = b (K) broadcast along each row: the GEMM then adds w x.
 static void linear_bias_fill(clrt *rt, dten out, dten b, int k, int n) {
-    cl_kernel kr = clrt_kernel(rt, "linear_bias_fill");
-    ops_arg_ten(kr, 0, out);
-    ops_arg_ten(kr, 2, b);
+    cl_kernel kr = ops_kernel_ten(rt, "linear_bias_fill", (dten[]){out, b}, 2);
     CLRT_ARG(kr, 4, k);
     CLRT_ARG(kr, 5, n);
     clrt_launch1d(rt, kr, (size_t)k * n);
@@ -405,9 +391,7 @@ static void linear_bias_fill(clrt *rt, dten out, dten b, int k, int n) {
 
 // db (K) = row sums of dout (K, N), each summed by one work item in column order.
 static void linear_bias_grad(clrt *rt, dten db, dten dout, int k, int n) {
-    cl_kernel kr = clrt_kernel(rt, "linear_bias_grad");
-    ops_arg_ten(kr, 0, db);
-    ops_arg_ten(kr, 2, dout);
+    cl_kernel kr = ops_kernel_ten(rt, "linear_bias_grad", (dten[]){db, dout}, 2);
     CLRT_ARG(kr, 4, k);
     CLRT_ARG(kr, 5, n);
     clrt_launch1d(rt, kr, (size_t)k);

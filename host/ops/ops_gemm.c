@@ -348,9 +348,7 @@ static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts,
                   dten_at(a, (size_t)full * sa), lda, dten_at(b, (size_t)full * sb), ldb, 0.0f,
                   dten_at(p, (size_t)full * mn), n);
     if (s != CLBlastSuccess) return s;
-    cl_kernel kr = clrt_kernel(rt, "gemm_splitk_reduce");
-    ops_arg_ten(kr, 0, c);
-    ops_arg_ten(kr, 2, p);
+    cl_kernel kr = ops_kernel_ten(rt, "gemm_splitk_reduce", (dten[]){c, p}, 2);
     CLRT_ARG(kr, 4, m);
     CLRT_ARG(kr, 5, n);
     CLRT_ARG(kr, 6, ldc);

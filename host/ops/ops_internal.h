@@ -41,6 +41,26 @@ static inline void ops_arg_ten(cl_kernel k, cl_uint i, dten t) {
     CLRT_ARG(k, i + 1, off);
 }
 
+// The kernel `name` with its leading arguments set to the (pointer, ulong offset) pairs of
+// ts[0..count), in order: the scalars that follow start at argument 2 * count.
+static inline cl_kernel ops_kernel_ten(clrt *rt, const char *name, const dten *ts,
+                                       cl_uint count) {
+    cl_kernel k = clrt_kernel(rt, name);
+    for (cl_uint i = 0; i < count; i++) ops_arg_ten(k, 2 * i, ts[i]);
+    return k;
+}
+
+// The element-wise shape, kernel(t0, t0_off, ..., n) over n work items: n checked as an int
+// count, every tensor of ts[0..count) required.
+static inline void ops_launch_ew(clrt *rt, const char *name, const char *op, size_t n,
+                                 const dten *ts, cl_uint count) {
+    int ni = ops_int(n, op, "n");
+    for (cl_uint i = 0; i < count; i++) OPS_REQUIRE(ops_has(ts[i]), op, "missing buffer");
+    cl_kernel k = ops_kernel_ten(rt, name, ts, count);
+    CLRT_ARG(k, 2 * count, ni);
+    clrt_launch1d(rt, k, n);
+}
+
 // Work-group size for a one-group-per-reduction kernel: the largest power of two within
 // `cap`, the kernel's and the device's limits, and the device's local memory for
 // `local_bytes_per_item` bytes of scratch per work item. It depends on nothing that changes

@@ -5,48 +5,20 @@
 
 // ---- element-wise ----
 
-// The (out, a, b, n) kernels: add and add_relu.
-static void ew_binary(clrt *rt, const char *kernel, const char *op, dten out, dten a, dten b,
-                      size_t n) {
-    int ni = ops_int(n, op, "n");
-    OPS_REQUIRE(ops_has(out) && ops_has(a) && ops_has(b), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, kernel);
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, a);
-    ops_arg_ten(k, 4, b);
-    CLRT_ARG(k, 6, ni);
-    clrt_launch1d(rt, k, n);
-}
-
 void op_relu_forward(clrt *rt, dten out, dten in, size_t n) {
-    const char *op = "op_relu_forward";
-    int ni = ops_int(n, op, "n");
-    OPS_REQUIRE(ops_has(out) && ops_has(in), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "relu_forward");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, in);
-    CLRT_ARG(k, 4, ni);
-    clrt_launch1d(rt, k, n);
+    ops_launch_ew(rt, "relu_forward", "op_relu_forward", n, (dten[]){out, in}, 2);
 }
 
 void op_relu_backward(clrt *rt, dten din, dten dout, dten out, size_t n) {
-    const char *op = "op_relu_backward";
-    int ni = ops_int(n, op, "n");
-    OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(out), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "relu_backward");
-    ops_arg_ten(k, 0, din);
-    ops_arg_ten(k, 2, dout);
-    ops_arg_ten(k, 4, out);
-    CLRT_ARG(k, 6, ni);
-    clrt_launch1d(rt, k, n);
+    ops_launch_ew(rt, "relu_backward", "op_relu_backward", n, (dten[]){din, dout, out}, 3);
 }
 
 void op_add(clrt *rt, dten out, dten a, dten b, size_t n) {
-    ew_binary(rt, "add", "op_add", out, a, b, n);
+    ops_launch_ew(rt, "add", "op_add", n, (dten[]){out, a, b}, 3);
 }
 
 void op_add_relu(clrt *rt, dten out, dten a, dten b, size_t n) {
-    ew_binary(rt, "add_relu", "op_add_relu", out, a, b, n);
+    ops_launch_ew(rt, "add_relu", "op_add_relu", n, (dten[]){out, a, b}, 3);
 }
 
 // ---- max pool ----
@@ -95,66 +67,54 @@ static void pool_layout_args(cl_kernel k, cl_uint i, const pool_shape *s) {
     CLRT_ARG(k, i + 8, s->ow);
 }
 
-void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
-    const char *op = "op_maxpool_forward";
+// Both directions: kernel `name` (`name_k3s2` for that shape) with the tensors ts[0..3) and
+// the layout, one work item per element of the (C, N, plane) maps it writes.
+static void maxpool_launch(clrt *rt, const char *name, const char *name_k3s2, const char *op,
+                           const dten ts[3], const pool_shape *s, size_t plane) {
     pool_check(s, op);
-    OPS_REQUIRE(ops_has(out) && ops_has(argmax) && ops_has(in), op, "missing buffer");
+    OPS_REQUIRE(ops_has(ts[0]) && ops_has(ts[1]) && ops_has(ts[2]), op, "missing buffer");
     int k3s2 = pool_is_k3s2(s);
-    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_forward_k3s2" : "maxpool_forward");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, argmax);
-    ops_arg_ten(k, 4, in);
+    cl_kernel k = ops_kernel_ten(rt, k3s2 ? name_k3s2 : name, ts, 3);
     pool_layout_args(k, 6, s);
     if (k3s2)
-        pool_launch_planes(rt, k, (size_t)s->oh * s->ow, s);
+        pool_launch_planes(rt, k, plane, s);
     else
-        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->oh * s->ow);
+        clrt_launch1d(rt, k, (size_t)s->c * s->n * plane);
+}
+
+void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
+    maxpool_launch(rt, "maxpool_forward", "maxpool_forward_k3s2", "op_maxpool_forward",
+                   (dten[]){out, argmax, in}, s, (size_t)s->oh * s->ow);
 }
 
 void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s) {
-    const char *op = "op_maxpool_backward";
-    pool_check(s, op);
-    OPS_REQUIRE(ops_has(din) && ops_has(dout) && ops_has(argmax), op, "missing buffer");
-    int k3s2 = pool_is_k3s2(s);
-    cl_kernel k = clrt_kernel(rt, k3s2 ? "maxpool_backward_k3s2" : "maxpool_backward");
-    ops_arg_ten(k, 0, din);
-    ops_arg_ten(k, 2, dout);
-    ops_arg_ten(k, 4, argmax);
-    pool_layout_args(k, 6, s);
-    if (k3s2)
-        pool_launch_planes(rt, k, (size_t)s->h * s->w, s);
-    else
-        clrt_launch1d(rt, k, (size_t)s->c * s->n * s->h * s->w);
+    maxpool_launch(rt, "maxpool_backward", "maxpool_backward_k3s2", "op_maxpool_backward",
+                   (dten[]){din, dout, argmax}, s, (size_t)s->h * s->w);
 }
 
 // ---- global average pool ----
 
-void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
-    const char *op = "op_avgpool_forward";
+// Both directions over (C*N, HW) maps: kernel `name` with the tensors ts[0..2), one work item
+// per map, or per element when `per_element`.
+static void avgpool_launch(clrt *rt, const char *name, const char *op, const dten ts[2], int c,
+                           int n, int hw, int per_element) {
     OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
     int cn = ops_int((size_t)c * n, op, "C*N");
     ops_int((size_t)cn * hw, op, "C*N*HW");
-    OPS_REQUIRE(ops_has(out) && ops_has(in), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "avgpool_forward");
-    ops_arg_ten(k, 0, out);
-    ops_arg_ten(k, 2, in);
+    OPS_REQUIRE(ops_has(ts[0]) && ops_has(ts[1]), op, "missing buffer");
+    cl_kernel k = ops_kernel_ten(rt, name, ts, 2);
     CLRT_ARG(k, 4, cn);
     CLRT_ARG(k, 5, hw);
-    clrt_launch1d(rt, k, (size_t)cn);
+    clrt_launch1d(rt, k, per_element ? (size_t)cn * hw : (size_t)cn);
+}
+
+void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
+    avgpool_launch(rt, "avgpool_forward", "op_avgpool_forward", (dten[]){out, in}, c, n, hw, 0);
 }
 
 void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw) {
-    const char *op = "op_avgpool_backward";
-    OPS_REQUIRE(c > 0 && n > 0 && hw > 0, op, "bad sizes c=%d n=%d hw=%d", c, n, hw);
-    int cn = ops_int((size_t)c * n, op, "C*N");
-    ops_int((size_t)cn * hw, op, "C*N*HW");
-    OPS_REQUIRE(ops_has(din) && ops_has(dout), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "avgpool_backward");
-    ops_arg_ten(k, 0, din);
-    ops_arg_ten(k, 2, dout);
-    CLRT_ARG(k, 4, cn);
-    CLRT_ARG(k, 5, hw);
-    clrt_launch1d(rt, k, (size_t)cn * hw);
+    avgpool_launch(rt, "avgpool_backward", "op_avgpool_backward", (dten[]){din, dout}, c, n, hw,
+                   1);
 }
 
 // ---- softmax cross-entropy ----
@@ -168,12 +128,8 @@ void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogit
     int want = (ops_has(loss_mean) ? 1 : 0) | (ops_has(losses) ? 2 : 0) |
                (ops_has(dlogits) ? 4 : 0);
     if (!want) return;
-    cl_kernel kr = clrt_kernel(rt, "xent_forward_backward");
-    ops_arg_ten(kr, 0, loss_mean);
-    ops_arg_ten(kr, 2, losses);
-    ops_arg_ten(kr, 4, dlogits);
-    ops_arg_ten(kr, 6, logits);
-    ops_arg_ten(kr, 8, labels);
+    cl_kernel kr = ops_kernel_ten(rt, "xent_forward_backward",
+                                  (dten[]){loss_mean, losses, dlogits, logits, labels}, 5);
     CLRT_ARG(kr, 10, k);
     CLRT_ARG(kr, 11, n);
     CLRT_ARG(kr, 12, want);
@@ -193,10 +149,7 @@ void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float l
     OPS_REQUIRE(momentum == 0.0f || ops_has(bufs), op, "momentum %g needs momentum buffers",
                 (double)momentum);
     int first = first_step ? 1 : 0;
-    cl_kernel k = clrt_kernel(rt, "sgd_step");
-    ops_arg_ten(k, 0, params);
-    ops_arg_ten(k, 2, grads);
-    ops_arg_ten(k, 4, bufs);
+    cl_kernel k = ops_kernel_ten(rt, "sgd_step", (dten[]){params, grads, bufs}, 3);
     CLRT_ARG(k, 6, ni);
     CLRT_ARG(k, 7, lr);
     CLRT_ARG(k, 8, momentum);
@@ -211,9 +164,7 @@ void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
     const char *op = "op_all_finite";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(x) && ops_has(flag), op, "missing buffer");
-    cl_kernel k = clrt_kernel(rt, "all_finite");
-    ops_arg_ten(k, 0, flag);
-    ops_arg_ten(k, 2, x);
+    cl_kernel k = ops_kernel_ten(rt, "all_finite", (dten[]){flag, x}, 2);
     CLRT_ARG(k, 4, ni);
     size_t l = ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(cl_int));
     ops_set_local(rt, k, 5, l * sizeof(cl_int), op);

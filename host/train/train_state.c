@@ -53,6 +53,23 @@ static const char *const augment_names[] = { "none", "flip-crop", "rrc-flip" };
 static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", "layer3",
                                             "layer4" };
 
+// The int_arg table of the options o: what train_state_write saves (in this order) and
+// train_state_read checks a saved state against.
+enum { INT_ARGS = 8 };
+static void int_args_of(run_options *o, int_arg ints[INT_ARGS]) {
+    const int_arg t[INT_ARGS] = {
+        { "batch-size", &o->batch_size, 1, 1048576, NULL },
+        { "image-size", &o->image_size, 1, 4096, NULL },
+        { "normalize", &o->normalize, 0, 1, normalize_names },
+        { "augment", &o->augment, 0, 2, augment_names },
+        { "train-limit", &o->train_limit, 0, 2000000000, NULL },
+        { "freeze", &o->freeze, -1, 4, freeze_names },
+        { "bn-eval", &o->bn_eval, 0, 1, NULL },
+        { "num-classes", &o->num_classes, 1, 100000, NULL },
+    };
+    memcpy(ints, t, sizeof t);
+}
+
 // "--seed 5 contradicts the saved training state's 4 in FILE" (a usage error).
 // The shortest "%g" text that reads back as v (0.003, not 0.0030000000000000001).
 static void shortest(char *out, size_t len, double v) {
@@ -119,17 +136,9 @@ int train_state_read(train_state *st, const char *path, run_options *o,
                  version, STATE_VERSION);
         return -1;
     }
-    int_arg ints[] = {
-        { "batch-size", &o->batch_size, 1, 1048576, NULL },
-        { "image-size", &o->image_size, 1, 4096, NULL },
-        { "normalize", &o->normalize, 0, 1, normalize_names },
-        { "augment", &o->augment, 0, 2, augment_names },
-        { "train-limit", &o->train_limit, 0, 2000000000, NULL },
-        { "freeze", &o->freeze, -1, 4, freeze_names },
-        { "bn-eval", &o->bn_eval, 0, 1, NULL },
-        { "num-classes", &o->num_classes, 1, 100000, NULL },
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+    int_arg ints[INT_ARGS];
+    int_args_of(o, ints);
+    for (size_t i = 0; i < INT_ARGS; i++) {
         long long v;
         char key[64];
         snprintf(key, sizeof key, "args.%s", ints[i].flag);
@@ -295,14 +304,17 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o,
     rc |= add_float(&c, "running_loss", st->running_loss);
     rc |= ckpt_add_int(&c, "running_count", st->running_count);
     rc |= ckpt_add_int(&c, "train_images", train_images);
-    rc |= ckpt_add_int(&c, "args.batch-size", o->batch_size);
-    rc |= ckpt_add_int(&c, "args.image-size", o->image_size);
-    rc |= ckpt_add_int(&c, "args.normalize", o->normalize);
-    rc |= ckpt_add_int(&c, "args.augment", o->augment);
-    rc |= ckpt_add_int(&c, "args.train-limit", o->train_limit);
-    rc |= ckpt_add_int(&c, "args.freeze", o->freeze);
-    rc |= ckpt_add_int(&c, "args.bn-eval", o->bn_eval);
-    rc |= ckpt_add_int(&c, "args.num-classes", m->num_classes);
+    // The run-shaping integers under the keys train_state_read checks; the class count is the
+    // model's.
+    run_options saved = *o;
+    saved.num_classes = m->num_classes;
+    int_arg ints[INT_ARGS];
+    int_args_of(&saved, ints);
+    for (int i = 0; i < INT_ARGS; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "args.%s", ints[i].flag);
+        rc |= ckpt_add_int(&c, key, *ints[i].field);
+    }
     rc |= ckpt_add_int(&c, "args.shuffle", o->shuffle);
     rc |= ckpt_add_int(&c, "args.seed", o->seed);
     rc |= ckpt_add_int(&c, "args.epochs", o->epochs);

@@ -2,6 +2,7 @@
 // (The kernel tables and applying them to CLBlast: host/ops/gemm_tuning.c.)
 #define _POSIX_C_SOURCE 200809L
 #include "host/tune/tune.h"
+#include "common/check.h"
 #include "common/fs.h"
 #include "common/hash.h"
 
@@ -19,14 +20,6 @@ extern const size_t tune_file_count;
 
 #define TUNE_MAGIC "cltrain-gemm-tune"
 #define TUNE_VERSION 1
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (!(cond)) {                                     \
-            snprintf(err, errlen, __VA_ARGS__);            \
-            return 1;                                      \
-        }                                                  \
-    } while (0)
 
 // ---- text form ----
 
@@ -52,24 +45,24 @@ static int parse_size(const char *s, size_t *out) {
 static int parse_kernel(tune_config *c, char *rest, char *err, size_t errlen) {
     char *save = NULL, *name = strtok_r(rest, " \t", &save);
     int k = name ? tune_kernel_by_name(name) : -1;
-    CHECK(k >= 0, "unknown kernel family '%s'", name ? name : "");
-    CHECK(!c->has_kernel[k], "kernel %s given twice", name);
+    UTIL_CHECK(k >= 0, "unknown kernel family '%s'", name ? name : "");
+    UTIL_CHECK(!c->has_kernel[k], "kernel %s given twice", name);
     int seen[TUNE_MAX_PARAMS] = { 0 };
     for (char *kv = strtok_r(NULL, " \t", &save); kv; kv = strtok_r(NULL, " \t", &save)) {
         char *eq = strchr(kv, '=');
-        CHECK(eq, "expected NAME=VALUE, got '%s'", kv);
+        UTIL_CHECK(eq, "expected NAME=VALUE, got '%s'", kv);
         *eq = 0;
         int i = 0;
         while (i < tune_kernel_nparams(k) && strcmp(tune_param_name(k, i), kv)) i++;
-        CHECK(i < tune_kernel_nparams(k), "%s has no parameter %s", tune_kernel_name(k), kv);
-        CHECK(!seen[i], "%s %s given twice", tune_kernel_name(k), kv);
-        CHECK(!parse_size(eq + 1, &c->kernel[k][i]), "%s %s: bad value '%s'", tune_kernel_name(k),
-              kv, eq + 1);
+        UTIL_CHECK(i < tune_kernel_nparams(k), "%s has no parameter %s", tune_kernel_name(k), kv);
+        UTIL_CHECK(!seen[i], "%s %s given twice", tune_kernel_name(k), kv);
+        UTIL_CHECK(!parse_size(eq + 1, &c->kernel[k][i]), "%s %s: bad value '%s'",
+                   tune_kernel_name(k), kv, eq + 1);
         seen[i] = 1;
     }
     for (int i = 0; i < tune_kernel_nparams(k); i++)
-        CHECK(seen[i], "%s misses %s (CLBlast needs every parameter)", tune_kernel_name(k),
-              tune_param_name(k, i));
+        UTIL_CHECK(seen[i], "%s misses %s (CLBlast needs every parameter)", tune_kernel_name(k),
+                   tune_param_name(k, i));
     if (tune_kernel_check(k, c->kernel[k], NULL, err, errlen)) return 1;
     c->has_kernel[k] = 1;
     return 0;
@@ -81,29 +74,29 @@ static int parse_route(tune_config *c, char *rest, int *seen, char *err, size_t 
     int ci = -1;
     for (int i = 0; cs && i < TUNE_CASES; i++)
         if (!strcmp(cs, tune_case_name(i))) ci = i;
-    CHECK(ci >= 0, "unknown route case '%s' (NN, NT, TN or TT)", cs ? cs : "");
-    CHECK(!seen[ci], "route %s given twice", cs);
+    UTIL_CHECK(ci >= 0, "unknown route case '%s' (NN, NT, TN or TT)", cs ? cs : "");
+    UTIL_CHECK(!seen[ci], "route %s given twice", cs);
     int got = 0;
     tune_route *r = &c->route[ci];
     for (char *kv = strtok_r(NULL, " \t", &save); kv; kv = strtok_r(NULL, " \t", &save)) {
         char *eq = strchr(kv, '=');
-        CHECK(eq, "expected NAME=VALUE, got '%s'", kv);
+        UTIL_CHECK(eq, "expected NAME=VALUE, got '%s'", kv);
         *eq = 0;
         const char *v = eq + 1;
         if (!strcmp(kv, "indirect-mnk")) {
             size_t x;
-            CHECK(!parse_size(v, &x), "indirect-mnk: bad value '%s'", v);
+            UTIL_CHECK(!parse_size(v, &x), "indirect-mnk: bad value '%s'", v);
             r->indirect_mnk = x;
             got |= 1;
         } else if (!strcmp(kv, "direct") || !strcmp(kv, "indirect")) {
-            CHECK(!strcmp(v, "row") || !strcmp(v, "col"), "%s must be row or col", kv);
+            UTIL_CHECK(!strcmp(v, "row") || !strcmp(v, "col"), "%s must be row or col", kv);
             *(kv[0] == 'd' ? &r->direct_colmajor : &r->indirect_colmajor) = v[0] == 'c';
             got |= kv[0] == 'd' ? 2 : 4;
         } else {
-            CHECK(0, "unknown route setting '%s'", kv);
+            UTIL_CHECK(0, "unknown route setting '%s'", kv);
         }
     }
-    CHECK(got == 7, "route %s needs indirect-mnk=, direct= and indirect=", cs);
+    UTIL_CHECK(got == 7, "route %s needs indirect-mnk=, direct= and indirect=", cs);
     seen[ci] = 1;
     return 0;
 }
@@ -135,19 +128,19 @@ static int parse_line(tune_config *c, char *line, int *state, int *route_seen, c
     if (*sp) *sp = 0;
     trim(rest);
     if (*state == 0) {
-        CHECK(!strcmp(line, TUNE_MAGIC), "not a cltrain GEMM tuning file (no '%s' line)",
-              TUNE_MAGIC);
+        UTIL_CHECK(!strcmp(line, TUNE_MAGIC), "not a cltrain GEMM tuning file (no '%s' line)",
+                   TUNE_MAGIC);
         size_t v;
-        CHECK(!parse_size(rest, &v) && v == TUNE_VERSION, "format version '%s' is not %d "
-              "(made by another cltrain; run `cltrain tune` again)", rest, TUNE_VERSION);
+        UTIL_CHECK(!parse_size(rest, &v) && v == TUNE_VERSION, "format version '%s' is not %d "
+                   "(made by another cltrain; run `cltrain tune` again)", rest, TUNE_VERSION);
         *state = 1;
         return 0;
     }
-    CHECK(*state == 1, "text after 'end'");
+    UTIL_CHECK(*state == 1, "text after 'end'");
     if (!strcmp(line, "end")) { *state = 2; return 0; }
     if (!strcmp(line, "kernel")) return parse_kernel(c, rest, err, errlen);
     if (!strcmp(line, "route")) return parse_route(c, rest, route_seen, err, errlen);
-    CHECK(parse_identity(c, line, rest), "unknown setting '%s'", line);
+    UTIL_CHECK(parse_identity(c, line, rest), "unknown setting '%s'", line);
     return 0;
 }
 
@@ -172,13 +165,13 @@ int tune_parse(tune_config *c, const char *text, char *err, size_t errlen) {
     // find the line, and exact for files tune_write wrote.
     free(copy);
     if (rc) return rc;
-    CHECK(state == 2, "%s", state == 0 ? "empty or truncated (no '" TUNE_MAGIC "' line)"
-                                        : "truncated (no 'end' line)");
+    UTIL_CHECK(state == 2, "%s", state == 0 ? "empty or truncated (no '" TUNE_MAGIC "' line)"
+                                             : "truncated (no 'end' line)");
     int nroutes = 0;
     for (int i = 0; i < TUNE_CASES; i++) nroutes += route_seen[i];
-    CHECK(nroutes == 0 || nroutes == TUNE_CASES, "routes must cover NN, NT, TN and TT");
+    UTIL_CHECK(nroutes == 0 || nroutes == TUNE_CASES, "routes must cover NN, NT, TN and TT");
     c->has_routes = nroutes == TUNE_CASES;
-    CHECK(c->device[0] || c->match_device[0], "no device or match-device line");
+    UTIL_CHECK(c->device[0] || c->match_device[0], "no device or match-device line");
     return 0;
 }
 
@@ -212,13 +205,13 @@ void tune_write(FILE *f, const tune_config *c) {
 
 int tune_read_file(const char *path, tune_config *c, char *err, size_t errlen) {
     FILE *f = fopen(path, "rb");
-    CHECK(f, "cannot open %s: %s", path, strerror(errno));
+    UTIL_CHECK(f, "cannot open %s: %s", path, strerror(errno));
     char buf[16384];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     int big = fgetc(f) != EOF;
     fclose(f);
-    CHECK(!big, "%s: larger than a tuning file can be", path);
-    CHECK(memchr(buf, 0, n) == NULL, "%s: binary data in a text file", path);
+    UTIL_CHECK(!big, "%s: larger than a tuning file can be", path);
+    UTIL_CHECK(memchr(buf, 0, n) == NULL, "%s: binary data in a text file", path);
     buf[n] = 0;
     char msg[400];
     if (tune_parse(c, buf, msg, sizeof msg)) {
@@ -229,9 +222,9 @@ int tune_read_file(const char *path, tune_config *c, char *err, size_t errlen) {
 }
 
 int tune_write_file(const char *path, const tune_config *c, char *err, size_t errlen) {
-    CHECK(path && *path, "no path to write the tuning file to");
-    CHECK(util_mkdir_parent(path) == 0, "cannot create the folder of %s: %s", path,
-          strerror(errno));
+    UTIL_CHECK(path && *path, "no path to write the tuning file to");
+    UTIL_CHECK(util_mkdir_parent(path) == 0, "cannot create the folder of %s: %s", path,
+               strerror(errno));
     util_atomic_file a;
     if (util_atomic_open(&a, path, err, errlen) != 0) return 1;
     tune_write(a.f, c);
