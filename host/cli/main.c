@@ -1,4 +1,4 @@
-// cltrain: fine-tune and evaluate ResNet18 on any OpenCL device.
+// cltrain: fine-tune and evaluate torchvision's ResNets on any OpenCL device.
 #include "host/cli/cli.h"
 
 #include <string.h>
@@ -11,7 +11,7 @@ typedef struct command {
 
 static const command commands[] = {
     { "devices", cmd_devices, "list OpenCL platforms and devices" },
-    { "train", cmd_train, "fine-tune ResNet18 on a data set, then evaluate it" },
+    { "train", cmd_train, "fine-tune a ResNet on a data set, then evaluate it" },
     { "eval", cmd_eval, "evaluate weights on a data set's test split" },
     { "bench", cmd_bench, "time training and evaluation steps on synthetic data" },
     { "selftest", cmd_selftest, "build the kernels and run a round trip on the device" },

@@ -1,4 +1,4 @@
-// ops: one host launcher per ResNet18 operation (forward and backward), float32, on the
+// ops: one host launcher per ResNet operation (forward and backward), float32, on the
 // device of a clrt. model/ calls these; they call the kernels of cl/ and CLBlast.
 //
 // Conventions
@@ -80,7 +80,7 @@ void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dte
 void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s);   // col (C*KH*KW, N*OH*OW)
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s);   // gather-sum, overwrite
 
-// ---- batchnorm2d over (C, M) with M = N*H*W; eps 1e-5, momentum 0.1 in ResNet18 ----
+// ---- batchnorm2d over (C, M) with M = N*H*W; eps 1e-5, momentum 0.1 in the ResNets ----
 // Training mode: normalise with the batch mean and biased variance; save mean and 1/sqrt(var+eps)
 // for backward; running_mean/running_var updated with momentum, the variance unbiased (PyTorch).
 void op_bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
