@@ -4,7 +4,8 @@
 # suite run with Oclgrind as the only OpenCL platform (the `oclgrind` wrapper preloads its
 # runtime; CLTRAIN_DEVICE=oclgrind picks its device by name). Oclgrind always reports
 # invalid global/local memory accesses, barrier divergence and bad work-group sizes; pass 1
-# adds --data-races and --check-api, pass 2 --uninitialized.
+# adds --data-races and --check-api (and --inst-counts, to check that every kernel of cl/
+# ran), pass 2 --uninitialized.
 #
 # CLBlast's GEMMs are not stubbed: its real kernels run under Oclgrind too (tiny shapes).
 #
@@ -103,9 +104,25 @@ run_pass() {
     return $fail
 }
 
+# Every kernel of cl/ must have run in pass 1 (--inst-counts prints "Instructions executed
+# for kernel 'NAME'" per launch): a new kernel without a small test fails here.
+check_coverage() {
+    sed -n 's/^__kernel void \([A-Za-z0-9_]*\).*/\1/p' cl/*.cl | sort -u > "$OUT/kernels"
+    sed -n "s/^Instructions executed for kernel '\(.*\)':$/\1/p" "$OUT/races.log" | sort -u \
+        > "$OUT/ran"
+    missing=$(comm -23 "$OUT/kernels" "$OUT/ran")
+    echo "check-oclgrind: kernels run: the $(wc -l < "$OUT/kernels") of cl/, and CLBlast's" \
+         "$(comm -13 "$OUT/kernels" "$OUT/ran" | tr '\n' ' ')" >&2
+    if [ -n "$missing" ]; then
+        echo "check-oclgrind: kernels of cl/ no test ran under Oclgrind:" $missing >&2
+        return 1
+    fi
+}
+
 start=$(date +%s)
 rc=0
-run_pass races "--data-races --check-api" "$PASS1" || rc=1
+run_pass races "--data-races --check-api --inst-counts" "$PASS1" || rc=1
+check_coverage || rc=1
 run_pass uninit "--uninitialized --check-api" "$PASS2" || rc=1
 echo "check-oclgrind: $( [ $rc = 0 ] && echo OK || echo FAILED ) in $(( $(date +%s) - start )) s" >&2
 exit $rc
