@@ -7,7 +7,11 @@
 # adds --data-races and --check-api (and --inst-counts, to check that every kernel of cl/
 # ran), pass 2 --uninitialized.
 #
-# CLBlast's GEMMs are not stubbed: its real kernels run under Oclgrind too (tiny shapes).
+# CLBlast's GEMMs are not stubbed: its real kernels run under Oclgrind too (tiny shapes). Without
+# a tuning file's routes CLBlast picks its direct kernels (XgemmDirect*, strided-batched too) for
+# shapes this small; the indirect route (Xgemm with its copy/pad/transpose kernels, which
+# tune_gemm/indirect_both_layouts forces) is left out: that test is killed by a signal under
+# Oclgrind 21.10 inside CLBlast's indirect call, before any Oclgrind report (not investigated).
 #
 # Oclgrind's exit status does not say whether it reported anything, so each pass's output
 # is scanned for its markers (a "Kernel:" context line under every kernel report, "Oclgrind -
