@@ -34,7 +34,8 @@ TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 DEPS     := $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d) $(MAIN_OBJ:.o=.d)
 
-.PHONY: all debug test demo install deps clean check-cl check-layers bench gen-fixtures bench-loader
+.PHONY: all debug test demo install deps clean check-cl check-layers check-oclgrind bench gen-fixtures \
+        bench-loader
 
 all: cltrain
 
@@ -115,6 +116,11 @@ check-layers:
 # Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
 check-cl:
 	sh tools/check-cl.sh
+
+# Every kernel under Oclgrind (bounds, data races, barrier divergence, uninitialised values,
+# API misuse) through the op tests' small shapes; fails on any report (tools/check-oclgrind.sh).
+check-oclgrind: deps $(BUILD)/tests/cltrain_tests
+	sh tools/check-oclgrind.sh $(BUILD)/tests/cltrain_tests
 
 install: cltrain
 	install -d $(DESTDIR)$(PREFIX)/bin

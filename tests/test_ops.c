@@ -963,6 +963,76 @@ Test(ops_determinism, reductions_repeat_bitwise) {
     bn_data_free(&d);
 }
 
+// ============================== the Oclgrind set ==============================
+// What `make check-oclgrind` (tools/check-oclgrind.sh) adds to the small ops_* tests above: the
+// paths those reach only on a device of the other type or on shapes too large to simulate.
+// Oclgrind reports a GPU; the batch-norm launchers size their groups by the device type
+// (8 items on a CPU, up to 256 elsewhere), so these cases set the type the launcher reads.
+// On pocl they are a few more small cases of the same references.
+
+// Batch norm with `type`'s group size and the given split of a channel among the items.
+static void bn_groups_case(cl_device_type type, int interleave) {
+    clrt *rt = test_rt();
+    cl_device_type keep = rt->dev.type;
+    rt->dev.type = type;
+    rt->ops_cfg->bn_interleave = interleave;
+    bn_train_case(3, 2 * 5 * 7, 0.0f, 100);    // a partial last vector, idle items
+    bn_train_case(2, 15, 2.0f, 150);           // fewer values than one vector
+    bn_relu_train_case(4, 9, -0.3f, 180);
+    // With 8 items: more than BN_BLOCK (64) vectors per item, and a tail.
+    if (type == CL_DEVICE_TYPE_CPU) bn_train_case(1, 8 * 1024 + 3 * 16 + 5, 0.5f, 120);
+    rt->ops_cfg->bn_interleave = -1;
+    rt->dev.type = keep;
+}
+Test(oclgrind, bn_cpu_contiguous) { bn_groups_case(CL_DEVICE_TYPE_CPU, 0); }
+Test(oclgrind, bn_cpu_interleaved) { bn_groups_case(CL_DEVICE_TYPE_CPU, 1); }
+Test(oclgrind, bn_gpu_contiguous) { bn_groups_case(CL_DEVICE_TYPE_GPU, 0); }
+Test(oclgrind, bn_gpu_interleaved) { bn_groups_case(CL_DEVICE_TYPE_GPU, 1); }
+
+// Winograd forced on (its default is CPUs only) at the smallest shape it takes (128 input
+// channels, 7x7: partial tiles, batch 1); the forward only (off, the same shape runs im2col +
+// GEMM, the path of every other 3x3 case here).
+Test(oclgrind, winograd_forward) {
+    clrt *rt = test_rt();
+    conv_shape s;
+    conv_shape_init(&s, 1, 128, 7, 7, 2, 3, 1, 1);
+    size_t nin = conv_in_n(&s), nw = conv_w_n(&s), nout = conv_out_n(&s);
+    float *in = rnd(nin, 160, -1, 1), *wt = rnd(nw, 161, -1, 1), *want = zeros(nout);
+    dten d_in = dev_tensor(in, nin), d_w = dev_tensor(wt, nw), d_out = dev_tensor(NULL, nout);
+    dten work = dev_tensor(NULL, conv_workspace_floats(&s));
+    rt->ops_cfg->winograd = 1;
+    op_conv2d_forward(rt, d_out, d_in, d_w, &s, work);
+    rt->ops_cfg->winograd = -1;
+    ref_conv2d_forward(want, in, wt, &s);
+    // Sums of 1152 products through the transforms (as ops_conv/k3_s1_p1_winograd).
+    check("winograd forward out", d_out, want, nout, 1e-4f, 1e-5f);
+    expect_guards("winograd workspace", work, conv_workspace_floats(&s));
+    free(in), free(wt), free(want);
+}
+
+// Split-K on a tiny output: two chunks of k and a remainder, then gemm_splitk_reduce with a
+// beta that reads C; and the same product unsplit (ops_config.splitk = 0).
+Test(oclgrind, gemm_splitk) {
+    clrt *rt = test_rt();
+    int m = 3, n = 5, k = 2 * 2048 + 77;
+    cr_assert_geq(op_gemm_splitk_parts(rt, m, n, k), 3, "chunks and a remainder");
+    float *a = rnd((size_t)m * k, 7, -1, 1), *b = rnd((size_t)n * k, 8, -1, 1);
+    float *c = rnd((size_t)m * n, 9, -1, 1), *want = malloc((size_t)m * n * sizeof *want);
+    cr_assert_not_null(want);
+    dten da = dev_tensor(a, (size_t)m * k), db = dev_tensor(b, (size_t)n * k);
+    for (int split = 1; split >= 0; split--) {
+        rt->ops_cfg->splitk = split ? -1 : 0;
+        dten dc = dev_tensor(c, (size_t)m * n);
+        op_gemm(rt, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.5f, dc, n);
+        memcpy(want, c, (size_t)m * n * sizeof *want);
+        ref_gemm(0, 1, m, n, k, 1.0f, a, k, b, k, 0.5f, want, n);
+        // Sums of 4173 products of [-1, 1] values in another order: float error ~1e-4.
+        check(split ? "gemm split-K" : "gemm unsplit", dc, want, (size_t)m * n, 2e-4f, 1e-5f);
+    }
+    rt->ops_cfg->splitk = -1;
+    free(a), free(b), free(c), free(want);
+}
+
 // ============================== misuse ==============================
 
 // PyTorch refuses to train batch norm on one value per channel; so does the launcher.
