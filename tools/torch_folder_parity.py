@@ -31,9 +31,9 @@ import torchvision.transforms as T
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import make_image_fixtures as fx  # noqa: E402
 
-LOGIT_TOL = 1e-4   # max |diff| / max |logit| (float32, different summation orders)
-FIRST_LOSS_RTOL = 1e-4  # per-step training loss, relative: tools/torch_parity.py's bounds
-LATER_LOSS_RTOL = 1e-3  # (batch norm on 4 images at 32x32 amplifies float32 noise)
+LOGIT_TOL = 1e-5   # max |diff| / max |logit| (issue 13: within 1e-5 of the largest logit)
+FIRST_LOSS_RTOL = 1e-5  # per-step training loss, relative (issue 13), or 10x PyTorch's own
+LATER_LOSS_RTOL = 1e-5  # float32 error when that is larger (a conditioned start keeps it small)
 TRAIN_STEPS, TRAIN_BATCH = 3, 4
 
 
@@ -85,8 +85,10 @@ def train_parity(a, data, weights, tf, work):
     tloss, t64 = torch_losses(torch.float32), torch_losses(torch.float64)
     rel = [abs(c - t) / abs(t) for c, t in zip(closs, tloss)]
     floor = [abs(t - d) / abs(d) for t, d in zip(tloss, t64)]
+    # Within the bound, or 10x PyTorch float32's own distance to float64 (tools/torch_parity.py).
     ok = len(closs) == len(tloss) and all(
-        r <= (FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL) for i, r in enumerate(rel))
+        r <= max(FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL, 10 * floor[i])
+        for i, r in enumerate(rel))
     print(f"folder train parity: {len(closs)} steps, per-step loss rel diff "
           f"{' '.join(f'{v:.1e}' for v in rel)} (PyTorch float32 vs float64: "
           f"{' '.join(f'{v:.1e}' for v in floor)}; tolerance {FIRST_LOSS_RTOL:g} first, "
@@ -111,6 +113,12 @@ def main():
     write_folder(data)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=3).eval()
+    # Batch norm on 4 images at 32x32 from torchvision's initialisation is chaotic (PyTorch's
+    # own float32 and float64 runs part by 3e-2 in the third loss); each residual branch's last
+    # batch norm at 0.2 conditions the start as tools/torch_parity.py does for the deeper nets.
+    for mod in model.modules():
+        if isinstance(mod, torchvision.models.resnet.BasicBlock):
+            torch.nn.init.constant_(mod.bn2.weight, 0.2)
     weights = os.path.join(work, "w.pth")
     torch.save(model.state_dict(), weights)
     preds = os.path.join(work, "pred.csv")
