@@ -6,6 +6,13 @@ CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -Wall -Wextra $(if $(CI),-Werror) $(EXTRA_CFLAGS) -I. -Ibuild \
             $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+# MPI (Open MPI's mpicc wrapper flags) for data-parallel runs over processes: on when mpicc is
+# found; `make MPI=0` builds the single-process binary (host/train/comm.c without MPI).
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+CFLAGS   += -DCLTRAIN_MPI $(shell mpicc --showme:compile)
+LDLIBS   += $(shell mpicc --showme:link)
+endif
 PREFIX   ?= /usr/local
 BUILD    ?= build
 PYTHON   ?= /usr/bin/python3

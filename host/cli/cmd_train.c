@@ -3,6 +3,7 @@
 #include "host/cli/cmd_options.h"
 #include "host/cli/progress.h"
 #include "host/cli/startup.h"
+#include "host/train/replicas.h"
 #include "host/train/train_state.h"
 #include "host/train/trainer.h"
 
@@ -48,7 +49,11 @@ static const char train_usage[] =
     "                         but fc): no gradients, no updates, and their batch norms run in\n"
     "                         eval mode, as PyTorch users do with model.eval() on frozen parts\n"
     "  --bn-eval              keep every batch norm in eval mode (running statistics)\n"
-    "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n";
+    "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n"
+    "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
+    "                         --batch-size is the global batch, split evenly; under mpirun\n"
+    "                         each rank runs its own replicas (one per rank by default, on\n"
+    "                         device index = its local rank unless --device/--devices say)\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -76,6 +81,12 @@ typedef struct train_run {
     FILE *logf;
     progress pg;
     char err[2048];
+    // Data parallel (world > 1): this process's replicas and the processes of the run.
+    comm comm;
+    replicas rep;
+    int world, local;              // replicas in all, in this process
+    char specs_buf[1024], rank_spec[16];
+    const char *specs[64];         // (local) --devices, split at commas
 } train_run;
 
 // ---- validation: flags, the resumed state, the output files ----
@@ -133,6 +144,90 @@ static int validate(train_run *r, int argc, char **argv) {
     return 0;
 }
 
+// ---- data parallel: processes (MPI), devices, replicas ----
+
+// MPI is started only under a launcher (mpirun sets OMPI_COMM_WORLD_SIZE; PMI_SIZE for
+// others), so a plain run never touches it. Ranks other than 0 print nothing on stdout.
+static int start_processes(train_run *r) {
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE");
+    if (comm_init(&r->comm, launched, NULL, NULL, r->err, sizeof r->err)) {
+        fprintf(stderr, "cltrain: error: %s\n", r->err);
+        return CLI_EXIT_USAGE;
+    }
+    if (r->comm.rank != 0 && !freopen("/dev/null", "w", stdout)) return CLI_EXIT_DATA;
+    return 0;
+}
+
+// The replicas: --devices' list (else one), times the processes. Only rank 0 writes files.
+static int split_world(train_run *r) {
+    run_options *o = &r->o;
+    r->local = 1;
+    if (o->devices) {
+        snprintf(r->specs_buf, sizeof r->specs_buf, "%s", o->devices);
+        r->local = 0;
+        for (char *save = NULL, *t = strtok_r(r->specs_buf, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            if (r->local == (int)(sizeof r->specs / sizeof *r->specs))
+                return cli_usage_error(train_usage, "--devices: at most 64 devices");
+            r->specs[r->local++] = t;
+        }
+        if (!r->local) return cli_usage_error(train_usage, "--devices needs SPEC[,SPEC...]");
+    } else if (r->comm.size > 1 && !o->device && !getenv("CLTRAIN_DEVICE")) {
+        snprintf(r->rank_spec, sizeof r->rank_spec, "%d", r->comm.local_rank);
+        r->specs[0] = o->device = r->rank_spec;  // one device per rank of a host
+    } else {
+        r->specs[0] = o->device;
+    }
+    r->world = r->local * r->comm.size;
+    if (o->batch_size % r->world)
+        return cli_usage_error(train_usage, "--batch-size %d is not a multiple of the %d "
+                               "replicas (devices x processes): each takes an equal share",
+                               o->batch_size, r->world);
+    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = NULL;
+    return 0;
+}
+
+// The other replicas of this process, each on its own device, holding replica 0's state
+// (broadcast from rank 0's replica 0 to every process).
+static int set_up_replicas(train_run *r) {
+    const run_options *o = &r->o;
+    int rows = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
+    if (rows % r->world) {
+        snprintf(r->err, sizeof r->err, "the last batch of an epoch holds %d images, not a "
+                 "multiple of the %d replicas: change --batch-size or --train-limit", rows,
+                 r->world);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = replicas_init(&r->rep, &r->tr, &r->comm, r->local, o->image_size, r->err,
+                           sizeof r->err);
+    for (int i = 1; rc == 0 && i < r->local; i++) {
+        clrt rt;
+        clrt_options ro = { .device_spec = r->specs[i] };
+        rc = cli_runtime_init(&rt, &ro, r->err, sizeof r->err);
+        if (rc == 0) rc = replicas_add(&r->rep, i, &rt, r->err, sizeof r->err);
+    }
+    if (rc == 0) replicas_sync_state(&r->rep);
+    return rc;
+}
+
+// Every process learns whether one failed to set up, and the failing rank is named.
+static int agree(train_run *r, int rc) {
+    if (r->comm.size <= 1) return rc;
+    int who, worst = comm_max_int(&r->comm, rc, &who);
+    if (worst && !rc)
+        fprintf(stderr, "cltrain: error: rank %d of %d failed to start (its message is above); "
+                        "stopping\n", who, r->comm.size);
+    return worst ? worst : 0;
+}
+
+// A signal seen by any process stops all of them after the same step.
+static int any_stop_signal(train_run *r) {
+    if (r->comm.size <= 1) return stop_signal != 0;
+    int sig = comm_max_int(&r->comm, (int)stop_signal, NULL);
+    if (sig && !stop_signal) stop_signal = sig;
+    return sig != 0;
+}
+
 // ---- set-up: data, device, model, loader, starting weights ----
 
 // One image whose layer4 output is 1x1 gives a training batch norm one value per channel,
@@ -174,13 +269,13 @@ static int set_up(train_run *r) {
                  r->ds.num_classes - 1);
         return CLI_EXIT_USAGE;
     }
-    clrt_options ro = { .device_spec = o->device };
+    clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
     // The device limits are checked (resnet_plan) before the loader's host batch buffers.
     resnet_config cfg;
     if (rc == 0) rc = session_arch(&cfg, o, o->resume ? &r->st.file : NULL, K, err, errlen);
     if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&r->m, o->batch_size, o->image_size, err, errlen);
+    if (rc == 0) rc = session_plan(&r->m, o->batch_size / r->world, o->image_size, err, errlen);
     if (rc) return rc;
     loader_config lc;
     session_train_loader(o, &lc);
@@ -190,6 +285,7 @@ static int set_up(train_run *r) {
         return CLI_EXIT_DATA;
     if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
+    if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
     if (o->log && !(r->logf = fopen(o->log, o->resume ? "a" : "w"))) {
         snprintf(err, errlen, "--log %s: %s", o->log, strerror(errno));
@@ -202,6 +298,7 @@ static int set_up(train_run *r) {
 }
 
 static void run_free(train_run *r) {
+    replicas_free(&r->rep);
     if (r->logf) fclose(r->logf);
     clrt_host_free(&r->rt, &r->xb);
     clrt_host_free(&r->rt, &r->yb);
@@ -280,7 +377,8 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     int n = 0, rc = 0;
     for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
         float loss;
-        train_status s = train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
+        train_status s = r->world > 1 ? replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &loss)
+                                      : train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
         if (s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
             progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
                            "nothing saved; try a lower --lr", train_status_what(s), loss,
@@ -290,7 +388,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         double t = session_now(), ips = n / (t - t_last);
         t_last = t;
         after_step(r, epoch, b, batches, loss, ips);
-        int stopping = max_steps_done(r) || stop_signal;
+        int stopping = max_steps_done(r) || any_stop_signal(r);
         if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
         if (stopping) { *stopped = 1; break; }
     }
@@ -339,6 +437,7 @@ static int save_model(resnet *m, const char *path) {
 static int evaluate(train_run *r) {
     loader_config lc;
     session_eval_loader(&r->o, &lc);
+    if (r->world > 1) lc.batch_size = r->m.max_batch;  // replica 0 alone, planned for a shard
     long total = 0;
     long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
                                     sizeof r->err);
@@ -353,6 +452,7 @@ static int evaluate(train_run *r) {
 }
 
 static int finish(train_run *r) {
+    if (r->comm.rank != 0) return 0;  // only replica 0 prints and writes files
     printf("Finished Training\n");
     fflush(stdout);
     if (r->o.save && save_model(&r->m, r->o.save) != 0) return CLI_EXIT_DATA;
@@ -363,10 +463,14 @@ int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
     train_state_init(&r.st);
-    int rc = validate(&r, argc, argv);
+    int rc = start_processes(&r);
+    if (rc == 0) rc = validate(&r, argc, argv);
+    if (rc == 0) rc = split_world(&r);
     if (rc == 0 && (rc = set_up(&r)) != 0) fprintf(stderr, "cltrain: error: %s\n", r.err);
+    rc = agree(&r, rc);
     if (rc == 0) rc = train_loop(&r);
     if (rc == 0) rc = finish(&r);
     run_free(&r);
+    comm_free(&r.comm);
     return rc < 0 ? 0 : rc;
 }
