@@ -8,6 +8,7 @@
 #include "host/train/trainer.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,6 +88,7 @@ typedef struct train_run {
     int world, local;              // replicas in all, in this process
     char specs_buf[1024], rank_spec[16];
     const char *specs[64];         // (local) --devices, split at commas
+    int agreed_rc;                 // a status every process returns (agree)
 } train_run;
 
 // ---- validation: flags, the resumed state, the output files ----
@@ -187,8 +189,8 @@ static int split_world(train_run *r) {
     return 0;
 }
 
-// The other replicas of this process, each on its own device, holding replica 0's state
-// (broadcast from rank 0's replica 0 to every process).
+// The other replicas of this process, each on its own device (replica 0's state reaches
+// them, and every process, once every process has set up: cmd_train).
 static int set_up_replicas(train_run *r) {
     const run_options *o = &r->o;
     int rows = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
@@ -206,14 +208,35 @@ static int set_up_replicas(train_run *r) {
         rc = cli_runtime_init(&rt, &ro, r->err, sizeof r->err);
         if (rc == 0) rc = replicas_add(&r->rep, i, &rt, r->err, sizeof r->err);
     }
-    if (rc == 0) replicas_sync_state(&r->rep);
-    return rc;
+    return rc;  // replicas_sync_state after agree: set-up holds no collective call
+}
+
+// Ranks started with other arguments than rank 0's would train other runs and wait on each
+// other for ever: refuse at once, naming the rank.
+static int same_arguments(train_run *r, int argc, char **argv) {
+    if (r->comm.size <= 1) return 0;
+    uint64_t h = 1469598103934665603ull, h0;  // FNV-1a over the arguments and their ends
+    for (int i = 1; i < argc; i++)
+        for (const char *p = argv[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            if (!*p) break;
+        }
+    h0 = h;
+    comm_broadcast(&r->comm, &h0, sizeof h0, 0);
+    int who, differ = comm_max_int(&r->comm, h0 != h, &who);
+    if (!differ) return 0;
+    if (r->comm.rank == 0)
+        fprintf(stderr, "cltrain: error: rank %d of %d was started with other arguments than "
+                        "rank 0: every rank must run the same command line\n", who,
+                r->comm.size);
+    return CLI_EXIT_USAGE;
 }
 
 // Every process learns whether one failed to set up, and the failing rank is named.
 static int agree(train_run *r, int rc) {
     if (r->comm.size <= 1) return rc;
     int who, worst = comm_max_int(&r->comm, rc, &who);
+    r->agreed_rc = worst;
     if (worst && !rc)
         fprintf(stderr, "cltrain: error: rank %d of %d failed to start (its message is above); "
                         "stopping\n", who, r->comm.size);
@@ -464,13 +487,18 @@ int cmd_train(int argc, char **argv) {
     memset(&r, 0, sizeof r);
     train_state_init(&r.st);
     int rc = start_processes(&r);
+    if (rc == 0) rc = same_arguments(&r, argc, argv);
     if (rc == 0) rc = validate(&r, argc, argv);
     if (rc == 0) rc = split_world(&r);
     if (rc == 0 && (rc = set_up(&r)) != 0) fprintf(stderr, "cltrain: error: %s\n", r.err);
     rc = agree(&r, rc);
+    if (rc == 0 && r.world > 1) replicas_sync_state(&r.rep);
     if (rc == 0) rc = train_loop(&r);
     if (rc == 0) rc = finish(&r);
     run_free(&r);
-    comm_free(&r.comm);
+    // A rank that fails alone (a file that fails to decode on its host) while the others wait
+    // in a collective exits without MPI_Finalize: mpirun then ends the whole job at once.
+    // Failures every rank agreed on (set-up, non-finite steps, signals) finalise normally.
+    if (rc == 0 || rc == 130 || rc == 143 || r.agreed_rc) comm_free(&r.comm);
     return rc < 0 ? 0 : rc;
 }
