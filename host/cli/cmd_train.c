@@ -186,6 +186,14 @@ static int split_world(train_run *r) {
                                "replicas (devices x processes): each takes an equal share",
                                o->batch_size, r->world);
     if (r->comm.rank != 0) o->log = o->save = o->checkpoint = NULL;
+    o->replicas = r->world;
+    int saved = o->resume ? r->st.replicas : r->world;
+    if (saved != r->world) {  // the shards, hence the numbers, depend on the world size
+        fprintf(stderr, "cltrain: error: --resume %s was trained by %d replica%s and this run "
+                        "has %d (devices x processes): resume with the same number\n",
+                o->resume, saved, saved > 1 ? "s" : "", r->world);
+        return CLI_EXIT_USAGE;
+    }
     return 0;
 }
 
@@ -259,7 +267,8 @@ static int any_stop_signal(train_run *r) {
 static int check_last_batch(train_run *r) {
     const run_options *o = &r->o;
     int last = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last) >= 2) return 0;
+    // Each replica trains on its share of the batch.
+    if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last / r->world) >= 2) return 0;
     snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
              "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
              "or --train-limit, or use a larger --image-size", r->ld.n, o->batch_size,
