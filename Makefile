@@ -6,6 +6,13 @@ CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -Wall -Wextra $(if $(CI),-Werror) $(EXTRA_CFLAGS) -I. -Ibuild \
             $(shell pkg-config --cflags $(PKGS))
 LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+# MPI (Open MPI's mpicc wrapper flags) for data-parallel runs over processes: on when mpicc is
+# found; `make MPI=0` builds the single-process binary (host/train/comm.c without MPI).
+MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+CFLAGS   += -DCLTRAIN_MPI $(shell mpicc --showme:compile)
+LDLIBS   += $(shell mpicc --showme:link)
+endif
 PREFIX   ?= /usr/local
 BUILD    ?= build
 PYTHON   ?= /usr/bin/python3
@@ -86,6 +93,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
 	    --arch resnet50 --steps 3 --eval-size 64 --format safetensors
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
+	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain)
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:

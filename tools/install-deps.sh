@@ -7,7 +7,7 @@ set -eu
 PACKAGES="build-essential pkg-config clang ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
 libclblast-dev libzip-dev zlib1g-dev libcriterion-dev libjpeg62-turbo-dev libpng-dev
 python3 python3-numpy python3-torch python3-torchvision python3-pil dataset-fashion-mnist
-libopenblas0-pthread oclgrind"
+libopenblas0-pthread oclgrind libopenmpi-dev openmpi-bin"
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "install-deps: this system has no apt; install these (or your distribution's" >&2

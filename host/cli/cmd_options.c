@@ -11,6 +11,7 @@ enum {
     O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE, O_CHECKPOINT, O_CKPT_EVERY,
     O_RESUME, O_FREEZE, O_BN_EVAL, O_STRICT, O_PREDICTIONS, O_STEPS, O_PROFILE, O_HELP,
     O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
+    O_DEVICES,
 };
 
 static const struct option all_opts[] = {
@@ -51,6 +52,7 @@ static const struct option all_opts[] = {
     { "skip-bad", no_argument, 0, O_SKIP_BAD },
     { "workers", required_argument, 0, O_WORKERS },
     { "resize", required_argument, 0, O_RESIZE },
+    { "devices", required_argument, 0, O_DEVICES },
     { 0, 0, 0, 0 },
 };
 
@@ -66,7 +68,7 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE,
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
-                                 O_SKIP_BAD, O_WORKERS, O_RESIZE, 0 };
+                                 O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
@@ -102,6 +104,7 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         switch (c) {
         case O_HELP: fputs(usage, stdout); return -1;
         case O_DEVICE: o->device = optarg; break;
+        case O_DEVICES: o->devices = optarg; break;
         case O_DATA: o->data = optarg; break;
         case O_DATASET:
             if (cli_parse_choice("--dataset", optarg, dataset_choices) < 0) bad = 1;

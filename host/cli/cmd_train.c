@@ -3,10 +3,12 @@
 #include "host/cli/cmd_options.h"
 #include "host/cli/progress.h"
 #include "host/cli/startup.h"
+#include "host/train/replicas.h"
 #include "host/train/train_state.h"
 #include "host/train/trainer.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,7 +50,11 @@ static const char train_usage[] =
     "                         but fc): no gradients, no updates, and their batch norms run in\n"
     "                         eval mode, as PyTorch users do with model.eval() on frozen parts\n"
     "  --bn-eval              keep every batch norm in eval mode (running statistics)\n"
-    "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n";
+    "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n"
+    "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
+    "                         --batch-size is the global batch, split evenly; under mpirun\n"
+    "                         each rank runs its own replicas (one per rank by default, on\n"
+    "                         device index = its local rank unless --device/--devices say)\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -77,6 +83,13 @@ typedef struct train_run {
     FILE *logf;
     progress pg;
     char err[2048];
+    // Data parallel (world > 1): this process's replicas and the processes of the run.
+    comm comm;
+    replicas rep;
+    int world, local;              // replicas in all, in this process
+    char specs_buf[1024], rank_spec[16];
+    const char *specs[64];         // (local) --devices, split at commas
+    int agreed_rc;                 // a status every process returns (agree)
 } train_run;
 
 // ---- validation: flags, the resumed state, the output files ----
@@ -134,6 +147,119 @@ static int validate(train_run *r, int argc, char **argv) {
     return 0;
 }
 
+// ---- data parallel: processes (MPI), devices, replicas ----
+
+// MPI is started only under a launcher (mpirun sets OMPI_COMM_WORLD_SIZE; PMI_SIZE for
+// others), so a plain run never touches it. Ranks other than 0 print nothing on stdout.
+static int start_processes(train_run *r) {
+    int launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE");
+    if (comm_init(&r->comm, launched, NULL, NULL, r->err, sizeof r->err)) {
+        fprintf(stderr, "cltrain: error: %s\n", r->err);
+        return CLI_EXIT_USAGE;
+    }
+    if (r->comm.rank != 0 && !freopen("/dev/null", "w", stdout)) return CLI_EXIT_DATA;
+    return 0;
+}
+
+// The replicas: --devices' list (else one), times the processes. Only rank 0 writes files.
+static int split_world(train_run *r) {
+    run_options *o = &r->o;
+    r->local = 1;
+    if (o->devices) {
+        snprintf(r->specs_buf, sizeof r->specs_buf, "%s", o->devices);
+        r->local = 0;
+        for (char *save = NULL, *t = strtok_r(r->specs_buf, ",", &save); t;
+             t = strtok_r(NULL, ",", &save)) {
+            if (r->local == (int)(sizeof r->specs / sizeof *r->specs))
+                return cli_usage_error(train_usage, "--devices: at most 64 devices");
+            r->specs[r->local++] = t;
+        }
+        if (!r->local) return cli_usage_error(train_usage, "--devices needs SPEC[,SPEC...]");
+    } else if (r->comm.size > 1 && !o->device && !getenv("CLTRAIN_DEVICE")) {
+        snprintf(r->rank_spec, sizeof r->rank_spec, "%d", r->comm.local_rank);
+        r->specs[0] = o->device = r->rank_spec;  // one device per rank of a host
+    } else {
+        r->specs[0] = o->device;
+    }
+    r->world = r->local * r->comm.size;
+    if (o->batch_size % r->world)
+        return cli_usage_error(train_usage, "--batch-size %d is not a multiple of the %d "
+                               "replicas (devices x processes): each takes an equal share",
+                               o->batch_size, r->world);
+    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = NULL;
+    o->replicas = r->world;
+    int saved = o->resume ? r->st.replicas : r->world;
+    if (saved != r->world) {  // the shards, hence the numbers, depend on the world size
+        fprintf(stderr, "cltrain: error: --resume %s was trained by %d replica%s and this run "
+                        "has %d (devices x processes): resume with the same number\n",
+                o->resume, saved, saved > 1 ? "s" : "", r->world);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+// The other replicas of this process, each on its own device (replica 0's state reaches
+// them, and every process, once every process has set up: cmd_train).
+static int set_up_replicas(train_run *r) {
+    const run_options *o = &r->o;
+    int rows = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
+    if (rows % r->world) {
+        snprintf(r->err, sizeof r->err, "the last batch of an epoch holds %d images, not a "
+                 "multiple of the %d replicas: change --batch-size or --train-limit", rows,
+                 r->world);
+        return CLI_EXIT_USAGE;
+    }
+    int rc = replicas_init(&r->rep, &r->tr, &r->comm, r->local, o->image_size, r->err,
+                           sizeof r->err);
+    for (int i = 1; rc == 0 && i < r->local; i++) {
+        clrt rt;
+        clrt_options ro = { .device_spec = r->specs[i] };
+        rc = cli_runtime_init(&rt, &ro, r->err, sizeof r->err);
+        if (rc == 0) rc = replicas_add(&r->rep, i, &rt, r->err, sizeof r->err);
+    }
+    return rc;  // replicas_sync_state after agree: set-up holds no collective call
+}
+
+// Ranks started with other arguments than rank 0's would train other runs and wait on each
+// other for ever: refuse at once, naming the rank.
+static int same_arguments(train_run *r, int argc, char **argv) {
+    if (r->comm.size <= 1) return 0;
+    uint64_t h = 1469598103934665603ull, h0;  // FNV-1a over the arguments and their ends
+    for (int i = 1; i < argc; i++)
+        for (const char *p = argv[i];; p++) {
+            h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            if (!*p) break;
+        }
+    h0 = h;
+    comm_broadcast(&r->comm, &h0, sizeof h0, 0);
+    int who, differ = comm_max_int(&r->comm, h0 != h, &who);
+    if (!differ) return 0;
+    if (r->comm.rank == 0)
+        fprintf(stderr, "cltrain: error: rank %d of %d was started with other arguments than "
+                        "rank 0: every rank must run the same command line\n", who,
+                r->comm.size);
+    return CLI_EXIT_USAGE;
+}
+
+// Every process learns whether one failed to set up, and the failing rank is named.
+static int agree(train_run *r, int rc) {
+    if (r->comm.size <= 1) return rc;
+    int who, worst = comm_max_int(&r->comm, rc, &who);
+    r->agreed_rc = worst;
+    if (worst && !rc)
+        fprintf(stderr, "cltrain: error: rank %d of %d failed to start (its message is above); "
+                        "stopping\n", who, r->comm.size);
+    return worst ? worst : 0;
+}
+
+// A signal seen by any process stops all of them after the same step.
+static int any_stop_signal(train_run *r) {
+    if (r->comm.size <= 1) return stop_signal != 0;
+    int sig = comm_max_int(&r->comm, (int)stop_signal, NULL);
+    if (sig && !stop_signal) stop_signal = sig;
+    return sig != 0;
+}
+
 // ---- set-up: data, device, model, loader, starting weights ----
 
 // One image whose layer4 output is 1x1 gives a training batch norm one value per channel,
@@ -142,7 +268,8 @@ static int validate(train_run *r, int argc, char **argv) {
 static int check_last_batch(train_run *r) {
     const run_options *o = &r->o;
     int last = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last) >= 2) return 0;
+    // Each replica trains on its share of the batch.
+    if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last / r->world) >= 2) return 0;
     snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
              "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
              "or --train-limit, or use a larger --image-size", r->ld.n, o->batch_size,
@@ -179,7 +306,7 @@ static int set_up(train_run *r) {
                  r->ds.num_classes - 1);
         return CLI_EXIT_USAGE;
     }
-    clrt_options ro = { .device_spec = o->device };
+    clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
     // The device limits are checked (resnet_plan) before the loader's host batch buffers.
     resnet_config cfg;
@@ -188,7 +315,7 @@ static int set_up(train_run *r) {
         rc = session_arch(&cfg, o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL, K,
                           err, errlen);
     if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&r->m, o->batch_size, o->image_size, err, errlen);
+    if (rc == 0) rc = session_plan(&r->m, o->batch_size / r->world, o->image_size, err, errlen);
     if (rc) return rc;
     loader_config lc;
     session_train_loader(o, &lc);
@@ -198,6 +325,7 @@ static int set_up(train_run *r) {
         return CLI_EXIT_DATA;
     if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
+    if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
     if (o->log && !(r->logf = fopen(o->log, o->resume ? "a" : "w"))) {
         snprintf(err, errlen, "--log %s: %s", o->log, strerror(errno));
@@ -210,6 +338,7 @@ static int set_up(train_run *r) {
 }
 
 static void run_free(train_run *r) {
+    replicas_free(&r->rep);
     if (r->logf) fclose(r->logf);
     clrt_host_free(&r->rt, &r->xb);
     clrt_host_free(&r->rt, &r->yb);
@@ -289,7 +418,8 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     int n = 0, rc = 0;
     for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
         float loss;
-        train_status s = train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
+        train_status s = r->world > 1 ? replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &loss)
+                                      : train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
         if (s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
             progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
                            "nothing saved; try a lower --lr", train_status_what(s), loss,
@@ -299,7 +429,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         double t = session_now(), ips = n / (t - t_last);
         t_last = t;
         after_step(r, epoch, b, batches, loss, ips);
-        int stopping = max_steps_done(r) || stop_signal;
+        int stopping = max_steps_done(r) || any_stop_signal(r);
         if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
         if (stopping) { *stopped = 1; break; }
     }
@@ -348,6 +478,7 @@ static int save_model(resnet *m, const char *path) {
 static int evaluate(train_run *r) {
     loader_config lc;
     session_eval_loader(&r->o, &lc);
+    if (r->world > 1) lc.batch_size = r->m.max_batch;  // replica 0 alone, planned for a shard
     long total = 0;
     long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
                                     sizeof r->err);
@@ -362,6 +493,7 @@ static int evaluate(train_run *r) {
 }
 
 static int finish(train_run *r) {
+    if (r->comm.rank != 0) return 0;  // only replica 0 prints and writes files
     printf("Finished Training\n");
     fflush(stdout);
     if (r->o.save && save_model(&r->m, r->o.save) != 0) return CLI_EXIT_DATA;
@@ -372,10 +504,19 @@ int cmd_train(int argc, char **argv) {
     train_run r;
     memset(&r, 0, sizeof r);
     train_state_init(&r.st);
-    int rc = validate(&r, argc, argv);
+    int rc = start_processes(&r);
+    if (rc == 0) rc = same_arguments(&r, argc, argv);
+    if (rc == 0) rc = validate(&r, argc, argv);
+    if (rc == 0) rc = split_world(&r);
     if (rc == 0 && (rc = set_up(&r)) != 0) fprintf(stderr, "cltrain: error: %s\n", r.err);
+    rc = agree(&r, rc);
+    if (rc == 0 && r.world > 1) replicas_sync_state(&r.rep);
     if (rc == 0) rc = train_loop(&r);
     if (rc == 0) rc = finish(&r);
     run_free(&r);
+    // A rank that fails alone (a file that fails to decode on its host) while the others wait
+    // in a collective exits without MPI_Finalize: mpirun then ends the whole job at once.
+    // Failures every rank agreed on (set-up, non-finite steps, signals) finalise normally.
+    if (rc == 0 || rc == 130 || rc == 143 || r.agreed_rc) comm_free(&r.comm);
     return rc < 0 ? 0 : rc;
 }

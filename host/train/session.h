@@ -22,6 +22,8 @@ typedef struct run_options {
     int profile;                   // bench --profile
     int resize, workers, skip_bad; // image folders: --resize N, --workers N, --skip-bad
     double val_split;              // --val-split F
+    const char *devices;           // --devices SPEC,SPEC,...: one data-parallel replica each
+    int replicas;                  // data-parallel replicas of the run (0 or 1: one device)
 } run_options;
 
 void run_options_defaults(run_options *o);

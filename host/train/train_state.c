@@ -162,6 +162,8 @@ int train_state_read(train_state *st, const char *path, run_options *o,
             return contradiction(st, err, errlen, path, ints[i].flag, *ints[i].field, v);
         *ints[i].field = (int)v;
     }
+    long long replicas;
+    st->replicas = get_int(c, "args.replicas", &replicas) == 0 ? (int)replicas : 1;
     long long shuffle, seed, epochs, epoch, batch, step, rcount;
     double lr, mom, wd, rloss;
     if (get_int(c, "args.shuffle", &shuffle) || get_int(c, "args.seed", &seed) ||
@@ -315,6 +317,8 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o,
         snprintf(key, sizeof key, "args.%s", ints[i].flag);
         rc |= ckpt_add_int(&c, key, *ints[i].field);
     }
+    if (o->replicas > 1)  // absent for one device: its files stay as they were
+        rc |= ckpt_add_int(&c, "args.replicas", o->replicas);
     rc |= ckpt_add_int(&c, "args.shuffle", o->shuffle);
     rc |= ckpt_add_int(&c, "args.seed", o->seed);
     rc |= ckpt_add_int(&c, "args.epochs", o->epochs);

@@ -15,6 +15,7 @@ typedef struct train_state {
     int usage_error;               // set when a flag contradicts the saved state
     char dataset[16];              // the saved data set's format ("" in version 1 files)
     char data[1024];               // the saved --data folder, for messages ("" if unknown)
+    int replicas;                  // data-parallel replicas that trained it (1: one device)
     ckpt file;                     // as read by train_state_read
 } train_state;
 

@@ -32,14 +32,23 @@ static void upload(resnet *m, const float *x, const int32_t *labels, int n) {
 
 static dten status_word(const trainer *t, int i) { return (dten){ t->status, (size_t)i }; }
 
-train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
-                        const sgd_config *sgd, float *loss) {
+void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
     resnet *m = t->m;
-    clrt *rt = m->rt;
     upload(m, x, labels, n);
     resnet_forward(m, n, 1);
     resnet_loss(m, n);
     resnet_backward(m, n);
+}
+
+train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
+                        const sgd_config *sgd, float *loss) {
+    train_step_backward(t, x, labels, n);
+    return train_step_update(t, sgd, loss);
+}
+
+train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss) {
+    resnet *m = t->m;
+    clrt *rt = m->rt;
     clrt_profile_layer(rt, "checks");
     if (t->grad_n)
         op_all_finite_flag(rt, status_word(t, STATUS_GRADS),

@@ -40,6 +40,11 @@ void trainer_free(trainer *t);     // accepts a zeroed struct
 // and must not be saved; the caller stops.
 train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
                         const sgd_config *sgd, float *loss);
+// train_step in two halves, for data-parallel replicas (replicas.h) that average the
+// gradients in between: upload, forward, loss and backward (enqueued), then the checks, SGD
+// and the one sync. train_step is exactly the two in a row.
+void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n);
+train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss);
 // What failed, for messages: "loss", "gradient", "weights after the update" ("" for OK).
 const char *train_status_what(train_status s);
 

@@ -1,0 +1,196 @@
+// Data-parallel replicas: see replicas.h.
+#include "host/train/replicas.h"
+#include "host/train/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, char *err,
+                  size_t errlen) {
+    memset(R, 0, sizeof *R);
+    R->c = c;
+    R->local = local;
+    R->world = local * c->size;
+    R->first = c->rank * local;
+    R->image_size = image_size;
+    resnet *m = t0->m;
+    size_t S = (size_t)image_size, b = (size_t)m->max_batch;
+    R->tr = calloc((size_t)local, sizeof *R->tr);
+    R->xs = calloc((size_t)local, sizeof *R->xs);
+    R->ys = calloc((size_t)local, sizeof *R->ys);
+    if (local > 1) {
+        R->rt = calloc((size_t)local - 1, sizeof *R->rt);
+        R->m = calloc((size_t)local - 1, sizeof *R->m);
+        R->own = calloc((size_t)local - 1, sizeof *R->own);
+    }
+    R->grad = malloc((m->n_param_floats + 1) * sizeof(float));
+    R->tmp = malloc((m->n_param_floats + 1) * sizeof(float));
+    R->bufs = malloc((m->n_buffer_floats + 1) * sizeof(float));
+    int bad = !R->tr || !R->xs || !R->ys || !R->grad || !R->tmp || !R->bufs ||
+              (local > 1 && (!R->rt || !R->m || !R->own));
+    for (int i = 0; !bad && i < local; i++) {
+        R->xs[i] = malloc(3 * b * S * S * sizeof(float));
+        R->ys[i] = malloc(b * sizeof(int32_t));
+        bad = !R->xs[i] || !R->ys[i];
+    }
+    if (bad) {
+        snprintf(err, errlen, "out of host memory for %d replicas", local);
+        return 1;
+    }
+    R->tr[0] = t0;
+    return 0;
+}
+
+int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
+    resnet *m0 = R->tr[0]->m, *m = &R->m[i - 1];
+    R->rt[i - 1] = *rt;  // the struct moves here (clrt holds no pointer to itself)
+    rt = &R->rt[i - 1];
+    int rc = resnet_init(m, rt, &m0->cfg, err, errlen);
+    if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, err, errlen);
+    if (rc) return rc;
+    m->freeze = m0->freeze;
+    m->bn_eval = m0->bn_eval;
+    trainer_init(&R->own[i - 1], m);
+    R->tr[i] = &R->own[i - 1];
+    return 0;
+}
+
+// A replica's weights, momentum and running statistics to host memory, or back (write).
+static void state_io(resnet *m, float *p, float *mom, float *buf, int write) {
+    size_t np = m->n_param_floats * sizeof(float), nb = m->n_buffer_floats * sizeof(float);
+    cl_mem mems[3] = { m->arena_params, m->arena_momentum, m->arena_buffers };
+    float *host[3] = { p, mom, buf };
+    size_t bytes[3] = { np, np, nb };
+    for (int k = 0; k < 3; k++) {
+        if (!bytes[k]) continue;
+        if (write) clrt_write(m->rt, mems[k], 0, host[k], bytes[k]);
+        else clrt_read(m->rt, mems[k], 0, host[k], bytes[k]);
+    }
+}
+
+void replicas_sync_state(replicas *R) {
+    if (R->world <= 1) return;
+    resnet *m0 = R->tr[0]->m;
+    size_t np = m0->n_param_floats;
+    float *mom = malloc((np + 1) * sizeof(float));
+    if (!mom) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
+    state_io(m0, R->grad, mom, R->bufs, 0);
+    comm *c = R->c;
+    comm_broadcast(c, R->grad, np * sizeof(float), 0);
+    comm_broadcast(c, mom, np * sizeof(float), 0);
+    comm_broadcast(c, R->bufs, m0->n_buffer_floats * sizeof(float), 0);
+    comm_broadcast(c, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t), 0);
+    comm_broadcast(c, &m0->momentum_ready, sizeof m0->momentum_ready, 0);
+    for (int i = c->rank == 0 ? 1 : 0; i < R->local; i++) {
+        resnet *m = R->tr[i]->m;
+        state_io(m, R->grad, mom, R->bufs, 1);
+        if (m != m0) {
+            memcpy(m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
+            m->momentum_ready = m0->momentum_ready;
+        }
+    }
+    free(mom);
+}
+
+void replicas_free(replicas *R) {
+    for (int i = 1; i < R->local; i++) {
+        if (R->own) trainer_free(&R->own[i - 1]);
+        if (R->m) resnet_free(&R->m[i - 1]);
+        if (R->rt) clrt_free(&R->rt[i - 1]);
+    }
+    for (int i = 0; i < R->local; i++) {
+        if (R->xs) free(R->xs[i]);
+        if (R->ys) free(R->ys[i]);
+    }
+    free(R->xs); free(R->ys); free(R->tr); free(R->own); free(R->m); free(R->rt);
+    free(R->grad); free(R->tmp); free(R->bufs);
+    memset(R, 0, sizeof *R);
+}
+
+// DistributedSampler's stride inside the batch: replica g takes samples g, g+W, ... of x
+// (3, n, S, S) into xs (3, n/W, S, S).
+static void shard(const float *x, const int32_t *y, int n, int g, int W, size_t SS, float *xs,
+                  int32_t *ys) {
+    int b = n / W;
+    for (int k = 0; k < b; k++) {
+        ys[k] = y[g + (size_t)k * W];
+        for (int c = 0; c < 3; c++)
+            memcpy(xs + ((size_t)c * b + k) * SS, x + ((size_t)c * n + g + (size_t)k * W) * SS,
+                   SS * sizeof(float));
+    }
+}
+
+// DDP's broadcast_buffers=True: replica 0's running statistics reach every replica before
+// each forward (they do not change the training forward, only what eval and files see).
+static void sync_buffers(replicas *R) {
+    resnet *m0 = R->tr[0]->m;
+    size_t nb = m0->n_buffer_floats * sizeof(float);
+    if (!nb) return;
+    if (R->c->rank == 0) clrt_read(m0->rt, m0->arena_buffers, 0, R->bufs, nb);
+    comm_broadcast(R->c, R->bufs, nb, 0);
+    for (int i = R->c->rank == 0 ? 1 : 0; i < R->local; i++)
+        clrt_write(R->tr[i]->m->rt, R->tr[i]->m->arena_buffers, 0, R->bufs, nb);
+}
+
+// DDP's average: each replica's gradient times 1/W, summed in replica order here, then over
+// the processes; the result is written back into every local replica's gradient arena.
+static void average_grads(replicas *R) {
+    trainer *t0 = R->tr[0];
+    size_t off = t0->grad_off, n = t0->grad_n, bytes = n * sizeof(float);
+    if (!n) return;
+    const float inv = 1.0f / (float)R->world;
+    for (int i = 0; i < R->local; i++) {
+        resnet *m = R->tr[i]->m;
+        float *g = i == 0 ? R->grad : R->tmp;
+        clrt_read(m->rt, m->arena_grads, off * sizeof(float), g, bytes);
+        if (i == 0)
+            for (size_t k = 0; k < n; k++) R->grad[k] = g[k] * inv;
+        else
+            for (size_t k = 0; k < n; k++) R->grad[k] += g[k] * inv;
+    }
+    comm_sum_floats(R->c, R->grad, n);
+    for (int i = 0; i < R->local; i++)
+        clrt_write(R->tr[i]->m->rt, R->tr[i]->m->arena_grads, off * sizeof(float), R->grad,
+                   bytes);
+}
+
+train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
+                           const sgd_config *sgd, float *loss) {
+    int W = R->world, b = n / W;
+    size_t SS = (size_t)R->image_size * R->image_size;
+    sync_buffers(R);
+    for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
+        shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
+        train_step_backward(R->tr[i], R->xs[i], R->ys[i], b);
+    }
+    average_grads(R);
+    int worst = TRAIN_OK;
+    float sum = 0;
+    for (int i = 0; i < R->local; i++) {
+        float l;
+        train_status s = train_step_update(R->tr[i], sgd, &l);
+        if ((int)s > worst) worst = (int)s;
+        sum += l;
+    }
+    comm_sum_floats(R->c, &sum, 1);
+    *loss = sum / (float)W;
+    return (train_status)comm_max_int(R->c, worst, NULL);
+}
+
+int replicas_identical(replicas *R) {
+    resnet *m0 = R->tr[0]->m;
+    size_t bytes = m0->n_param_floats * sizeof(float);
+    float *a = malloc(bytes + 4), *b = malloc(bytes + 4);
+    int same = a && b;
+    for (int k = 0; same && k < 2; k++) {  // weights, then momentum
+        clrt_read(m0->rt, k ? m0->arena_momentum : m0->arena_params, 0, a, bytes);
+        for (int i = 1; same && i < R->local; i++) {
+            resnet *m = R->tr[i]->m;
+            clrt_read(m->rt, k ? m->arena_momentum : m->arena_params, 0, b, bytes);
+            same = memcmp(a, b, bytes) == 0;
+        }
+    }
+    free(a);
+    free(b);
+    return same;
+}

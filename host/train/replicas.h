@@ -1,0 +1,51 @@
+// Data-parallel training with PyTorch DistributedDataParallel's numbers: W replicas (devices
+// of this process x MPI ranks), each with its own runtime, model and trainer, each taking
+// the samples at positions r, r+W, r+2W, ... of the global batch (DistributedSampler's
+// stride). After backward the gradients are averaged as DDP does (each scaled by 1/W, then
+// summed: in replica order inside a process, then MPI_Allreduce between processes), SGD runs
+// on every replica, and the running statistics are replica 0's (broadcast_buffers=True).
+#ifndef CLTRAIN_REPLICAS_H
+#define CLTRAIN_REPLICAS_H
+
+#include "host/train/comm.h"
+#include "host/train/trainer.h"
+
+typedef struct replicas {
+    comm *c;                       // borrowed: the processes (size 1 without MPI)
+    int local;                     // replicas in this process (>= 1)
+    int world;                     // local * c->size
+    int first;                     // global index of this process's replica 0
+    trainer **tr;                  // (local) tr[0] is the caller's; the others are owned
+    clrt *rt;                      // (local - 1) the other replicas' runtimes
+    resnet *m;                     // (local - 1) their models
+    trainer *own;                  // (local - 1) their trainers
+    int image_size;
+    float **xs;                    // (local) shard of the batch (3, B/W, S, S)
+    int32_t **ys;                  // (local) its labels (B/W)
+    float *grad, *tmp;             // (grad_n) the averaged gradient, one replica's gradient
+    float *bufs;                   // (n_buffer_floats) replica 0's running statistics
+} replicas;
+
+// Replicas around t0 (the caller's replica 0, planned for the shard size B/W): the other
+// local replicas are added with replicas_add. 0, or nonzero with a message.
+int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, char *err,
+                  size_t errlen);
+// Adds replica i (1..local-1) on runtime rt (initialised by the caller, owned from now on),
+// built like replica 0 (same config and shard plan) and holding a copy of its state.
+int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen);
+// Copies replica 0's whole state (weights, momentum, running statistics, counters) of
+// process 0 to every replica: after loading weights or resuming.
+void replicas_sync_state(replicas *R);
+void replicas_free(replicas *R);   // accepts a zeroed struct; frees the runtimes it owns
+
+// One data-parallel step on the global host batch x (3, n, S, S), labels (n); n must be a
+// multiple of world. *loss gets the mean of the replicas' losses; the status is the worst of
+// every replica's, the same on every process.
+train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
+                           const sgd_config *sgd, float *loss);
+
+// 1 when every local replica holds bitwise the weights and momentum of replica 0 (a check
+// for tests; reads the arenas).
+int replicas_identical(replicas *R);
+
+#endif

@@ -1,0 +1,155 @@
+#!/usr/bin/python3
+"""PyTorch DistributedDataParallel parity: the same few steps of data-parallel training in
+cltrain (2 MPI ranks under mpirun, and 2 devices in one process) and in PyTorch DDP (gloo,
+2 processes, DistributedSampler), from the same weights and images; compares the per-step
+losses (the mean of the replicas' losses) and the final weights, and checks that cltrain's
+2-rank and 2-device runs are bitwise identical.
+
+Usage: tools/torch_ddp_parity.py [--cltrain ./cltrain] [--device SPEC] [--steps 3]
+                                 [--batch-size 16] [--image-size 32] [--keep DIR]
+
+Recipe: resnet18 at 32x32, global batch 16 (8 per replica), SGD lr 0.001 momentum 0.9, no
+shuffling (DistributedSampler(shuffle=False): rank r takes samples r, r+2, ...), as the
+single-device parity (tools/torch_parity.py). Exit status 0 when every check passes.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_parity import batches, write_cifar  # noqa: E402
+
+LOSS_RTOL = 1e-5      # per-step loss, relative (issue 16)
+WEIGHT_TOL = 1e-4     # final weights: max |diff| / max |w| per tensor (float32 noise)
+WORLD = 2
+
+
+def torch_rank(rank, a, work, pix, labels, q):
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="file://" + os.path.join(work, "rendezvous"),
+                            rank=rank, world_size=WORLD)
+    m = torchvision.models.resnet18(num_classes=10)
+    m.load_state_dict(torch.load(os.path.join(work, "init.pth")))
+    ddp = torch.nn.parallel.DistributedDataParallel(m)  # broadcast_buffers=True
+    opt = torch.optim.SGD(ddp.parameters(), lr=a.lr, momentum=0.9)
+    xs, ys = zip(*batches(pix, labels, a.image_size, 1))
+    ds = list(zip(xs, ys))
+    sampler = torch.utils.data.distributed.DistributedSampler(ds, num_replicas=WORLD, rank=rank,
+                                                              shuffle=False)
+    idx = list(sampler)
+    per = a.batch_size // WORLD
+    ddp.train()
+    losses = []
+    for s in range(a.steps):
+        pick = idx[s * per:(s + 1) * per]
+        x = torch.cat([ds[i][0] for i in pick])
+        y = torch.cat([ds[i][1] for i in pick])
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ddp(x), y)
+        loss.backward()
+        opt.step()
+        t = loss.detach().clone()
+        dist.all_reduce(t)  # the logged loss: the mean over the replicas
+        losses.append(t.item() / WORLD)
+    if rank == 0:
+        torch.save(m.state_dict(), os.path.join(work, "torch_ddp.pth"))
+        q.put(losses)
+    dist.destroy_process_group()
+
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if r.returncode != 0:
+        print("FAILED: %s\n%s" % (" ".join(cmd), r.stdout))
+        sys.exit(1)
+    return r.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cltrain", default="./cltrain")
+    ap.add_argument("--device", default=os.environ.get("CLTRAIN_DEVICE", "cpu"))
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=0.001)
+    ap.add_argument("--keep", help="keep the work folder here")
+    a = ap.parse_args()
+    work = a.keep or tempfile.mkdtemp(prefix="cltrain-ddp-")
+    os.makedirs(work, exist_ok=True)
+    n = a.steps * a.batch_size
+    pix, labels = write_cifar(os.path.join(work, "data_batch_1.bin"), n, 1)
+    write_cifar(os.path.join(work, "test_batch.bin"), 2, 2)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.resnet18(num_classes=10).state_dict(),
+               os.path.join(work, "init.pth"))
+
+    common = ["train", "--data", work, "--weights", os.path.join(work, "init.pth"),
+              "--arch", "resnet18", "--image-size", str(a.image_size),
+              "--batch-size", str(a.batch_size), "--no-shuffle", "--epochs", "1",
+              "--max-steps", str(a.steps), "--lr", repr(a.lr), "--momentum", "0.9",
+              "--test-limit", "1"]
+    env = dict(os.environ, CLTRAIN_DEVICE=a.device)
+    out = {}
+    for how in ("mpi", "devices"):
+        log, pth = os.path.join(work, how + ".jsonl"), os.path.join(work, how + ".pth")
+        if how == "mpi":
+            cmd = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np", str(WORLD),
+                   "-x", "CLTRAIN_DEVICE", a.cltrain]
+        else:
+            cmd = [a.cltrain]
+        extra = [] if how == "mpi" else ["--devices", ",".join([a.device] * WORLD)]
+        run(cmd + common + extra + ["--log", log, "--save", pth], env=env)
+        out[how] = ([json.loads(l)["loss"] for l in open(log) if '"loss"' in l],
+                    torch.load(pth, weights_only=True))
+
+    q = mp.get_context("spawn").SimpleQueue()
+    mp.spawn(torch_rank, args=(a, work, pix, labels, q), nprocs=WORLD, join=True)
+    tloss = q.get()
+    tsd = torch.load(os.path.join(work, "torch_ddp.pth"))
+
+    ok = True
+    closs, csd = out["mpi"]
+    print("step  cltrain (2 ranks)   PyTorch DDP (gloo)   rel diff")
+    for i, (c, t) in enumerate(zip(closs, tloss)):
+        rel = abs(c - t) / abs(t)
+        ok &= rel <= LOSS_RTOL
+        print("%4d  %16.8f   %16.8f   %.2e%s" % (i + 1, c, t, rel,
+                                                "" if rel <= LOSS_RTOL else "   FAIL"))
+    if len(closs) != len(tloss):
+        print("FAIL: %d cltrain steps, %d PyTorch steps" % (len(closs), len(tloss)))
+        ok = False
+    worst, worst_name, nfail = 0.0, "", 0
+    for k, v in tsd.items():
+        if v.dtype != torch.float32:
+            if not torch.equal(v, csd[k]):
+                print("FAIL: %s %s vs %s" % (k, csd[k].tolist(), v.tolist()))
+                ok = False
+            continue
+        err = (csd[k] - v).abs().max().item() / max(v.abs().max().item(), 1e-12)
+        nfail += err > WEIGHT_TOL
+        if err > worst:
+            worst, worst_name = err, k
+    ok &= nfail == 0
+    print("final weights vs PyTorch DDP: worst max|diff|/max|w| %.2e (%s); %d tensors over %g"
+          % (worst, worst_name, nfail, WEIGHT_TOL))
+
+    dloss, dsd = out["devices"]
+    same = dloss == closs and all(torch.equal(dsd[k], csd[k]) for k in csd)
+    ok &= same
+    print("2 devices in one process vs 2 MPI ranks: %s" %
+          ("bitwise identical (losses, weights, buffers)" if same else "FAIL: they differ"))
+    print("DDP parity: %s" % ("OK" if ok else "FAILED"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
