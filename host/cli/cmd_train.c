@@ -3,6 +3,7 @@
 #include "host/cli/cmd_options.h"
 #include "host/cli/progress.h"
 #include "host/cli/startup.h"
+#include "host/train/model_meta.h"
 #include "host/train/train_state.h"
 #include "host/train/trainer.h"
 
@@ -326,11 +327,20 @@ static int train_loop(train_run *r) {
 
 // ---- after training: the model file and the test accuracy ----
 
-static int save_model(resnet *m, const char *path) {
+// The state_dict, and for `predict` the class names and the eval transform (model_meta.h:
+// where PyTorch does not look).
+static int save_model(train_run *r, resnet *m, const char *path) {
     ckpt c;
     ckpt_init(&c);
-    char err[1024];
-    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : ckpt_write(&c, path, err, sizeof err);
+    char err[1024] = "out of memory";
+    model_meta meta = { .num_classes = m->cfg.num_classes, .image_size = r->o.image_size,
+                        .resize = r->o.resize, .normalize = r->o.normalize };
+    snprintf(meta.arch, sizeof meta.arch, "%s", m->cfg.arch);
+    if (r->ds.num_classes == m->cfg.num_classes) meta.classes = r->ds.class_names;
+    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : 0;
+    if (rc == 0) rc = model_meta_save(&meta, path, &c, 0, err, sizeof err);
+    if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
+    if (rc == 0) rc = model_meta_save(&meta, path, &c, 1, err, sizeof err);
     if (rc != 0) fprintf(stderr, "cltrain: error: --save %s: %s\n", path, err);
     ckpt_free(&c);
     return rc;
@@ -355,7 +365,7 @@ static int evaluate(train_run *r) {
 static int finish(train_run *r) {
     printf("Finished Training\n");
     fflush(stdout);
-    if (r->o.save && save_model(&r->m, r->o.save) != 0) return CLI_EXIT_DATA;
+    if (r->o.save && save_model(r, &r->m, r->o.save) != 0) return CLI_EXIT_DATA;
     return evaluate(r);
 }
 
