@@ -82,6 +82,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_predict_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:

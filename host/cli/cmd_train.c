@@ -4,6 +4,7 @@
 #include "host/cli/progress.h"
 #include "host/cli/startup.h"
 #include "host/train/model_meta.h"
+#include "host/train/schedule.h"
 #include "host/train/train_state.h"
 #include "host/train/trainer.h"
 
@@ -49,6 +50,12 @@ static const char train_usage[] =
     "                         but fc): no gradients, no updates, and their batch norms run in\n"
     "                         eval mode, as PyTorch users do with model.eval() on frozen parts\n"
     "  --bn-eval              keep every batch norm in eval mode (running statistics)\n"
+    "  --lr-schedule none|step:STEP:GAMMA|cosine   per epoch, as torch's StepLR (the\n"
+    "                         tutorial's step:7:0.1) or CosineAnnealingLR to 0 over the run\n"
+    "  --warmup-epochs N      linear warm-up from lr/100 first (torchvision's references)\n"
+    "  --label-smoothing X    CrossEntropyLoss(label_smoothing=X)\n"
+    "  --eval-every-epoch     validation accuracy after every epoch (stdout and --log)\n"
+    "  --save-best FILE       keep the model of the best validation accuracy (implies it)\n"
     "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n";
 
 static volatile sig_atomic_t stop_signal;
@@ -71,6 +78,8 @@ typedef struct train_run {
     loader ld;
     trainer tr;
     sgd_config sgd;
+    lr_schedule sched;             // --lr-schedule, --warmup-epochs over the run's horizon
+    double lr_now;                 // this epoch's lr (sgd.lr is its float)
     clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
     float *x;                      // (3, B, S, S)
     int32_t *y;                    // (B)
@@ -129,7 +138,7 @@ static int validate(train_run *r, int argc, char **argv) {
         o->weights = NULL;
     }
     if (check_writable("--save", o->save) || check_writable("--checkpoint", o->checkpoint) ||
-        check_writable("--log", o->log))
+        check_writable("--log", o->log) || check_writable("--save-best", o->save_best))
         return CLI_EXIT_DATA;
     return 0;
 }
@@ -155,6 +164,7 @@ static int start_weights(train_run *r) {
     const run_options *o = &r->o;
     r->m.freeze = o->freeze;
     r->m.bn_eval = o->bn_eval;
+    r->m.label_smoothing = (float)o->label_smoothing;
     resnet_init_weights(&r->m, (uint64_t)o->seed);
     if (o->weights) return session_load_weights(&r->m, o, r->err, sizeof r->err);
     if (o->resume && train_state_apply(&r->st, &r->m, o->resume, r->err, sizeof r->err))
@@ -192,6 +202,10 @@ static int set_up(train_run *r) {
     if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
+    lr_schedule_parse(&r->sched, o->lr_schedule, err, errlen);  // checked with the flags
+    r->sched.warmup = o->warmup_epochs;
+    if (!r->st.schedule_epochs) r->st.schedule_epochs = o->epochs;  // new run, or a version 2 state
+    r->sched.epochs = r->st.schedule_epochs;
     if (o->log && !(r->logf = fopen(o->log, o->resume ? "a" : "w"))) {
         snprintf(err, errlen, "--log %s: %s", o->log, strerror(errno));
         return CLI_EXIT_DATA;
@@ -219,7 +233,7 @@ static void run_free(train_run *r) {
 static void log_step(train_run *r, int epoch, float loss, double ips) {
     if (!r->logf) return;
     fprintf(r->logf, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
-                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->o.lr,
+                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->lr_now,
             ips);
     fflush(r->logf);
 }
@@ -247,6 +261,37 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
         return 0;
     progress_error(&r->pg, "%s", r->err);
     return CLI_EXIT_DATA;
+}
+
+// ---- the end of an epoch: --eval-every-epoch, --save-best ----
+
+static int save_model(train_run *r, resnet *m, const char *path);
+
+// Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
+// written (atomically) when it beats the best so far, which the training state keeps.
+static int end_of_epoch(train_run *r, int epoch) {
+    if (!r->o.eval_every_epoch && !r->o.save_best) return 0;
+    loader_config lc;
+    session_eval_loader(&r->o, &lc);
+    long total = 0;
+    long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
+                                    sizeof r->err);
+    if (correct < 0) {
+        progress_error(&r->pg, "%s", r->err);
+        return CLI_EXIT_DATA;
+    }
+    double acc = total ? 100.0 * correct / total : 0.0;
+    int best = r->o.save_best && acc > r->st.best_accuracy;
+    progress_printf(&r->pg, stdout, "[Epoch %d] validation accuracy on %ld images: %.2f%%%s\n",
+                    epoch + 1, total, acc, best ? " (best so far)" : "");
+    if (r->logf) {
+        fprintf(r->logf, "{\"epoch\":%d,\"val_accuracy\":%.4f,\"lr\":%.9g}\n", epoch + 1, acc,
+                r->lr_now);
+        fflush(r->logf);
+    }
+    if (!best) return 0;
+    r->st.best_accuracy = acc;
+    return save_model(r, &r->m, r->o.save_best) ? CLI_EXIT_DATA : 0;
 }
 
 // ---- the loop ----
@@ -277,6 +322,12 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     int first = epoch == r->st.epoch ? r->st.batch : 0;
     loader_start_epoch(&r->ld, epoch, first);
     progress_start_epoch(&r->pg);
+    r->lr_now = lr_schedule_at(&r->sched, r->o.lr, epoch);
+    r->sgd.lr = (float)r->lr_now;
+    if (r->logf && first == 0) {
+        fprintf(r->logf, "{\"epoch\":%d,\"lr\":%.9g}\n", epoch + 1, r->lr_now);
+        fflush(r->logf);
+    }
     double t_last = session_now();
     int n = 0, rc = 0;
     for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
@@ -292,6 +343,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         t_last = t;
         after_step(r, epoch, b, batches, loss, ips);
         int stopping = max_steps_done(r) || stop_signal;
+        if (b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
         if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
         if (stopping) { *stopped = 1; break; }
     }

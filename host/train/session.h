@@ -22,6 +22,11 @@ typedef struct run_options {
     int profile;                   // bench --profile
     int resize, workers, skip_bad; // image folders: --resize N, --workers N, --skip-bad
     double val_split;              // --val-split F
+    const char *lr_schedule;       // --lr-schedule none|step:STEP:GAMMA|cosine (NULL: none)
+    int warmup_epochs;             // --warmup-epochs N (linear, host/train/schedule.h)
+    double label_smoothing;        // --label-smoothing X
+    int eval_every_epoch;          // --eval-every-epoch: validation after each epoch
+    const char *save_best;         // --save-best FILE: the best model by validation accuracy
 } run_options;
 
 void run_options_defaults(run_options *o);
