@@ -1,5 +1,5 @@
 # cltrain — see README.md. `make` builds ./cltrain; `make test` runs the Criterion suite on
-# the pocl CPU device; `make demo` runs the main job on Fashion-MNIST.
+# the pocl CPU device; `make demo` runs the transfer-learning workflow on Fashion-MNIST.
 CC       ?= cc
 PKGS     := OpenCL clblast libzip zlib libjpeg libpng
 CFLAGS   ?= -O2

@@ -17,7 +17,7 @@ OUT=${OUT:-build/demo}
 PY=${PYTHON:-/usr/bin/python3}
 SOURCE_TRAIN=${SOURCE_TRAIN:-3000}
 PER_CLASS=${PER_CLASS:-50}
-EPOCHS=${EPOCHS:-8}
+EPOCHS=${EPOCHS:-5}
 mkdir -p "$OUT"
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b - a }'; }

@@ -8,7 +8,7 @@ OUT_DIR/source/: the source task as IDX files (gzipped): the first N training im
   and test images of the same classes.
 OUT_DIR/target/: the target task as an image folder of PNG files (8-bit gray, 28x28): the
   other five classes (Sandal, Shirt, Sneaker, Bag, Ankle boot), --per-class training images
-  each in train/<class>/, 100 each from the test set in val/<class>/.
+  each in train/<class>/, --val-per-class (50) each from the test set in val/<class>/.
 OUT_DIR/heldout/: five more test images of the target classes (one per class) for predict.
 Deterministic: always the first images of each class, in file order.
 """
@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--source-train", type=int, default=6000)
     ap.add_argument("--source-test", type=int, default=1000)
     ap.add_argument("--per-class", type=int, default=50)
+    ap.add_argument("--val-per-class", type=int, default=50)
     a = ap.parse_args()
     tr_x, tr_y = idx("train-images-idx3-ubyte.gz"), idx("train-labels-idx1-ubyte.gz")
     te_x, te_y = idx("t10k-images-idx3-ubyte.gz"), idx("t10k-labels-idx1-ubyte.gz")
@@ -67,8 +68,8 @@ def main():
         write_idx(os.path.join(src, split), [xs[i] for i in keep], [ys[i] for i in keep])
     tgt = os.path.join(a.out, "target")
     for split, xs, ys, n, skip in (("train", tr_x, tr_y, a.per_class, 0),
-                                   ("val", te_x, te_y, 100, 0),
-                                   ("heldout", te_x, te_y, 1, 100)):
+                                   ("val", te_x, te_y, a.val_per_class, 0),
+                                   ("heldout", te_x, te_y, 1, a.val_per_class)):
         for c in TARGET:
             d = os.path.join(a.out, "heldout") if split == "heldout" else \
                 os.path.join(tgt, split, NAMES[c])
