@@ -1,5 +1,5 @@
 # cltrain — see README.md. `make` builds ./cltrain; `make test` runs the Criterion suite on
-# the pocl CPU device; `make demo` runs the main job on Fashion-MNIST.
+# the pocl CPU device; `make demo` runs the transfer-learning workflow on Fashion-MNIST.
 CC       ?= cc
 PKGS     := OpenCL clblast libzip zlib libjpeg libpng
 CFLAGS   ?= -O2
@@ -94,6 +94,8 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	    --arch resnet50 --steps 3 --eval-size 64 --format safetensors
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
 	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain)
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_predict_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 debug:

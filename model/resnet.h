@@ -135,6 +135,7 @@ typedef struct resnet {
     // Training set-up.
     int freeze;                    // stages 0..freeze are frozen (-1 none)
     int bn_eval;                   // all batch norms in eval mode
+    float label_smoothing;         // resnet_loss: CrossEntropyLoss(label_smoothing=...)
 
     // Activation plan for batch <= max_batch at image size S.
     int max_batch, image_size;

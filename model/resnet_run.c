@@ -146,8 +146,8 @@ void resnet_forward(resnet *m, int n, int train) {
 
 void resnet_loss(resnet *m, int n) {
     clrt_profile_layer(m->rt, "loss");
-    op_xent_forward_backward(m->rt, m->loss_mean, m->losses, m->dlogits, m->logits, m->labels,
-                             m->num_classes, n);
+    op_xent_smooth_forward_backward(m->rt, m->loss_mean, m->losses, m->dlogits, m->logits,
+                                    m->labels, m->num_classes, n, m->label_smoothing);
 }
 
 // Does anything below block i need its input gradient?

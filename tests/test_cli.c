@@ -201,7 +201,7 @@ static void set_format(ckpt *c, const char *format) {
     free(c->e[i].sval);
     c->e[i].sval = strdup(format);
 }
-static void edit_newer(ckpt *c) { set_format(c, "cltrain-training-state-3"); }
+static void edit_newer(ckpt *c) { set_format(c, "cltrain-training-state-4"); }
 // What cltrain wrote before the state recorded the data set (format version 1).
 static void edit_version1(ckpt *c) {
     set_format(c, "cltrain-training-state-1");
@@ -225,7 +225,7 @@ Test(cli, resume_hostile, .timeout = 240) {
     make_model_files(data, dir);
     static const struct { const char *file; ckpt_edit edit; const char *msg; } bad[] = {
         { "other.pth", edit_not_state, "not a cltrain training state" },
-        { "newer.pth", edit_newer, "version 3 is newer than this cltrain reads" },
+        { "newer.pth", edit_newer, "version 4 is newer than this cltrain reads" },
         { "batch.pth", edit_negative_batch, "args.batch-size" },
         { "image.pth", edit_huge_image, "args.image-size" },
         { "freeze.pth", edit_bad_freeze, "args.freeze" },

@@ -29,7 +29,7 @@ static long load_state(const char *path, int check_finite) {
     }
     int f = ckpt_find(&c, "cltrain.format"), s = ckpt_find(&c, "global_step");
     cr_expect(f >= 0 && c.e[f].kind == CKPT_STRING &&
-              !strcmp(c.e[f].sval, "cltrain-training-state-2"), "%s: not a training state", path);
+              !strcmp(c.e[f].sval, "cltrain-training-state-3"), "%s: not a training state", path);
     long step = s >= 0 && c.e[s].kind == CKPT_INT ? (long)c.e[s].ival : -1;
     cr_expect_geq(step, 0, "%s: no global_step", path);
     for (int i = 0; check_finite && i < c.n; i++) {

@@ -855,6 +855,54 @@ Test(ops_xent, skip_outputs_and_bad_label) {
     free(gm), free(gl), free(gz);
 }
 
+// CrossEntropyLoss(label_smoothing=eps) in double: loss = (1 - eps) nll + eps / K *
+// sum_j -log p_j; dlogits = (p - ((1 - eps) onehot + eps / K)) / N.
+static void ref_xent_smooth(float *mean, float *losses, float *dz, const float *z,
+                            const int32_t *y, int k, int n, double eps) {
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        double mx = -INFINITY, sum = 0, slp = 0;
+        for (int j = 0; j < k; j++) mx = fmax(mx, z[(size_t)j * n + i]);
+        for (int j = 0; j < k; j++) sum += exp(z[(size_t)j * n + i] - mx);
+        double ls = log(sum);
+        for (int j = 0; j < k; j++) slp += z[(size_t)j * n + i] - mx - ls;
+        double l = -(1 - eps) * (z[(size_t)y[i] * n + i] - mx - ls) - eps / k * slp;
+        losses[i] = (float)l;
+        total += l;
+        for (int j = 0; j < k; j++) {
+            double p = exp(z[(size_t)j * n + i] - mx - ls);
+            double t = (1 - eps) * (j == y[i]) + eps / k;
+            dz[(size_t)j * n + i] = (float)((p - t) / n);
+        }
+    }
+    *mean = (float)(total / n);
+}
+
+Test(ops_xent, label_smoothing) {
+    clrt *rt = test_rt();
+    const struct { int k, n; float scale, eps; } cases[] = {
+        { 10, 7, 3.0f, 0.1f }, { 1000, 3, 5.0f, 0.2f }, { 5, 16, 30.0f, 0.05f }, { 3, 2, 1.0f, 1.0f },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int k = cases[c].k, n = cases[c].n;
+        size_t nz = (size_t)k * n;
+        float *z = rnd(nz, 750 + c, -cases[c].scale, cases[c].scale);
+        int32_t *y = malloc((size_t)n * sizeof *y);
+        for (int i = 0; i < n; i++) y[i] = (int32_t)((i * 5 + 1) % k);
+        float w_mean, *w_losses = zeros(n), *w_dz = zeros(nz);
+        ref_xent_smooth(&w_mean, w_losses, w_dz, z, y, k, n, cases[c].eps);
+        dten dz_in = dev_tensor(z, nz), labels = dev_tensor(y, n);
+        dten mean = dev_tensor(NULL, 1), losses = dev_tensor(NULL, n), dz = dev_tensor(NULL, nz);
+        op_xent_smooth_forward_backward(rt, mean, losses, dz, dz_in, labels, k, n, cases[c].eps);
+        // The smoothing term sums K log-probabilities in float: a K-fold larger error bound.
+        float atol = 2e-6f * (cases[c].scale > 1 ? cases[c].scale : 1) * (k > 10 ? 50 : 5);
+        check("smoothed xent losses", losses, w_losses, n, atol, 1e-5f);
+        check("smoothed xent loss_mean", mean, &w_mean, 1, atol, 1e-5f);
+        check("smoothed xent dlogits", dz, w_dz, nz, 1e-7f, 1e-4f);
+        free(z), free(y), free(w_losses), free(w_dz);
+    }
+}
+
 // ============================== SGD ==============================
 
 static void sgd_case(float momentum, float weight_decay, int steps) {

@@ -132,7 +132,9 @@ Test(train, seed_lines_and_falling_loss, .timeout = 300) {
     cr_expect(last < 0.7 * first, "loss falls: first epoch %.4f, last epoch %.4f", first, last);
     char *log = slurp(path, NULL);
     cr_expect(strstr(log, "\"test_accuracy\":") != NULL, "evaluation logged");
-    cr_expect(strstr(log, "{\"epoch\":1,\"step\":1,\"loss\":") == log, "%.80s", log);
+    // Each epoch opens with its lr (the schedule's value), then one line per step.
+    cr_expect(strstr(log, "{\"epoch\":1,\"lr\":0.003}\n{\"epoch\":1,\"step\":1,\"loss\":") == log,
+              "%.80s", log);
     free(log);
     // The saved model loads back and evaluates to the same accuracy line.
     const char *acc = strstr(out, "Accuracy of the network");

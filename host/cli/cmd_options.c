@@ -1,6 +1,7 @@
 // The flags of train, eval and bench: one table, each command allowing its own subset.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
+#include "host/train/schedule.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -12,6 +13,7 @@ enum {
     O_RESUME, O_FREEZE, O_BN_EVAL, O_STRICT, O_PREDICTIONS, O_STEPS, O_PROFILE, O_HELP,
     O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
     O_DEVICES,
+    O_LR_SCHEDULE, O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
 };
 
 static const struct option all_opts[] = {
@@ -53,6 +55,11 @@ static const struct option all_opts[] = {
     { "workers", required_argument, 0, O_WORKERS },
     { "resize", required_argument, 0, O_RESIZE },
     { "devices", required_argument, 0, O_DEVICES },
+    { "lr-schedule", required_argument, 0, O_LR_SCHEDULE },
+    { "warmup-epochs", required_argument, 0, O_WARMUP },
+    { "label-smoothing", required_argument, 0, O_LABEL_SMOOTHING },
+    { "eval-every-epoch", no_argument, 0, O_EVAL_EVERY_EPOCH },
+    { "save-best", required_argument, 0, O_SAVE_BEST },
     { 0, 0, 0, 0 },
 };
 
@@ -68,7 +75,8 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_TRAIN_LIMIT, O_TEST_LIMIT, O_PRINT_EVERY, O_LOG, O_SAVE,
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
-                                 O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, 0 };
+                                 O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, O_LR_SCHEDULE,
+                                 O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
@@ -168,6 +176,22 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_SKIP_BAD: o->skip_bad = 1; break;
         case O_WORKERS: bad |= cli_parse_int("--workers", optarg, 1, 64, &o->workers) != 0; break;
         case O_RESIZE: bad |= cli_parse_int("--resize", optarg, 1, 4096, &o->resize) != 0; break;
+        case O_LR_SCHEDULE: {
+            lr_schedule ls;
+            char e[256];
+            if (lr_schedule_parse(&ls, optarg, e, sizeof e) != 0) {
+                fprintf(stderr, "cltrain: error: %s\n", e);
+                bad = 1;
+            }
+            o->lr_schedule = optarg;
+            break;
+        }
+        case O_WARMUP: bad |= cli_parse_int("--warmup-epochs", optarg, 0, 1000000, &o->warmup_epochs) != 0; break;
+        case O_LABEL_SMOOTHING:
+            bad |= cli_parse_float("--label-smoothing", optarg, 0.0, 1.0, &o->label_smoothing) != 0;
+            break;
+        case O_EVAL_EVERY_EPOCH: o->eval_every_epoch = 1; break;
+        case O_SAVE_BEST: o->save_best = optarg; break;
         }
         if (bad) return cli_show_usage(usage);
     }

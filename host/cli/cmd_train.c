@@ -3,7 +3,10 @@
 #include "host/cli/cmd_options.h"
 #include "host/cli/progress.h"
 #include "host/cli/startup.h"
+#include "common/hash.h"
+#include "host/train/model_meta.h"
 #include "host/train/replicas.h"
+#include "host/train/schedule.h"
 #include "host/train/train_state.h"
 #include "host/train/trainer.h"
 
@@ -50,6 +53,12 @@ static const char train_usage[] =
     "                         but fc): no gradients, no updates, and their batch norms run in\n"
     "                         eval mode, as PyTorch users do with model.eval() on frozen parts\n"
     "  --bn-eval              keep every batch norm in eval mode (running statistics)\n"
+    "  --lr-schedule none|step:STEP:GAMMA|cosine   per epoch, as torch's StepLR (the\n"
+    "                         tutorial's step:7:0.1) or CosineAnnealingLR to 0 over the run\n"
+    "  --warmup-epochs N      linear warm-up from lr/100 first (torchvision's references)\n"
+    "  --label-smoothing X    CrossEntropyLoss(label_smoothing=X)\n"
+    "  --eval-every-epoch     validation accuracy after every epoch (stdout and --log)\n"
+    "  --save-best FILE       keep the model of the best validation accuracy (implies it)\n"
     "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n"
     "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
     "                         --batch-size is the global batch, split evenly; under mpirun\n"
@@ -77,6 +86,8 @@ typedef struct train_run {
     loader ld;
     trainer tr;
     sgd_config sgd;
+    lr_schedule sched;             // --lr-schedule, --warmup-epochs over the run's horizon
+    double lr_now;                 // this epoch's lr (sgd.lr is its float)
     clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
     float *x;                      // (3, B, S, S)
     int32_t *y;                    // (B)
@@ -142,7 +153,7 @@ static int validate(train_run *r, int argc, char **argv) {
         o->weights = NULL;
     }
     if (check_writable("--save", o->save) || check_writable("--checkpoint", o->checkpoint) ||
-        check_writable("--log", o->log))
+        check_writable("--log", o->log) || check_writable("--save-best", o->save_best))
         return CLI_EXIT_DATA;
     return 0;
 }
@@ -224,12 +235,8 @@ static int set_up_replicas(train_run *r) {
 // other for ever: refuse at once, naming the rank.
 static int same_arguments(train_run *r, int argc, char **argv) {
     if (r->comm.size <= 1) return 0;
-    uint64_t h = 1469598103934665603ull, h0;  // FNV-1a over the arguments and their ends
-    for (int i = 1; i < argc; i++)
-        for (const char *p = argv[i];; p++) {
-            h = (h ^ (unsigned char)*p) * 1099511628211ull;
-            if (!*p) break;
-        }
+    uint64_t h = UTIL_HASH_INIT, h0;  // the arguments and their ends
+    for (int i = 1; i < argc; i++) h = util_hash_bytes(h, argv[i], strlen(argv[i]) + 1);
     h0 = h;
     comm_broadcast(&r->comm, &h0, sizeof h0, 0);
     int who, differ = comm_max_int(&r->comm, h0 != h, &who);
@@ -282,6 +289,7 @@ static int start_weights(train_run *r) {
     const run_options *o = &r->o;
     r->m.freeze = o->freeze;
     r->m.bn_eval = o->bn_eval;
+    r->m.label_smoothing = (float)o->label_smoothing;
     resnet_init_weights(&r->m, (uint64_t)o->seed);
     if (o->weights) {
         int rc = session_load_weights(&r->m, &r->weights, o, r->err, sizeof r->err);
@@ -327,6 +335,10 @@ static int set_up(train_run *r) {
     trainer_init(&r->tr, &r->m);
     if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
+    lr_schedule_parse(&r->sched, o->lr_schedule, err, errlen);  // checked with the flags
+    r->sched.warmup = o->warmup_epochs;
+    if (!r->st.schedule_epochs) r->st.schedule_epochs = o->epochs;  // new run, or a version 2 state
+    r->sched.epochs = r->st.schedule_epochs;
     if (o->log && !(r->logf = fopen(o->log, o->resume ? "a" : "w"))) {
         snprintf(err, errlen, "--log %s: %s", o->log, strerror(errno));
         return CLI_EXIT_DATA;
@@ -356,7 +368,7 @@ static void run_free(train_run *r) {
 static void log_step(train_run *r, int epoch, float loss, double ips) {
     if (!r->logf) return;
     fprintf(r->logf, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
-                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->o.lr,
+                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->lr_now,
             ips);
     fflush(r->logf);
 }
@@ -384,6 +396,37 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
         return 0;
     progress_error(&r->pg, "%s", r->err);
     return CLI_EXIT_DATA;
+}
+
+// ---- the end of an epoch: --eval-every-epoch, --save-best ----
+
+static int save_model(train_run *r, resnet *m, const char *path);
+
+// Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
+// written (atomically) when it beats the best so far, which the training state keeps.
+static int end_of_epoch(train_run *r, int epoch) {
+    if (!r->o.eval_every_epoch && !r->o.save_best) return 0;
+    loader_config lc;
+    session_eval_loader(&r->o, &lc);
+    long total = 0;
+    long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
+                                    sizeof r->err);
+    if (correct < 0) {
+        progress_error(&r->pg, "%s", r->err);
+        return CLI_EXIT_DATA;
+    }
+    double acc = total ? 100.0 * correct / total : 0.0;
+    int best = r->o.save_best && acc > r->st.best_accuracy;
+    progress_printf(&r->pg, stdout, "[Epoch %d] validation accuracy on %ld images: %.2f%%%s\n",
+                    epoch + 1, total, acc, best ? " (best so far)" : "");
+    if (r->logf) {
+        fprintf(r->logf, "{\"epoch\":%d,\"val_accuracy\":%.4f,\"lr\":%.9g}\n", epoch + 1, acc,
+                r->lr_now);
+        fflush(r->logf);
+    }
+    if (!best) return 0;
+    r->st.best_accuracy = acc;
+    return save_model(r, &r->m, r->o.save_best) ? CLI_EXIT_DATA : 0;
 }
 
 // ---- the loop ----
@@ -414,6 +457,12 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     int first = epoch == r->st.epoch ? r->st.batch : 0;
     loader_start_epoch(&r->ld, epoch, first);
     progress_start_epoch(&r->pg);
+    r->lr_now = lr_schedule_at(&r->sched, r->o.lr, epoch);
+    r->sgd.lr = (float)r->lr_now;
+    if (r->logf && first == 0) {
+        fprintf(r->logf, "{\"epoch\":%d,\"lr\":%.9g}\n", epoch + 1, r->lr_now);
+        fflush(r->logf);
+    }
     double t_last = session_now();
     int n = 0, rc = 0;
     for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
@@ -430,6 +479,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         t_last = t;
         after_step(r, epoch, b, batches, loss, ips);
         int stopping = max_steps_done(r) || any_stop_signal(r);
+        if (b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
         if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
         if (stopping) { *stopped = 1; break; }
     }
@@ -465,11 +515,20 @@ static int train_loop(train_run *r) {
 
 // ---- after training: the model file and the test accuracy ----
 
-static int save_model(resnet *m, const char *path) {
+// The state_dict, and for `predict` the class names and the eval transform (model_meta.h:
+// where PyTorch does not look).
+static int save_model(train_run *r, resnet *m, const char *path) {
     ckpt c;
     ckpt_init(&c);
-    char err[1024];
-    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : ckpt_write(&c, path, err, sizeof err);
+    char err[1024] = "out of memory";
+    model_meta meta = { .num_classes = m->cfg.num_classes, .image_size = r->o.image_size,
+                        .resize = r->o.resize, .normalize = r->o.normalize };
+    snprintf(meta.arch, sizeof meta.arch, "%s", m->cfg.arch);
+    if (r->ds.num_classes == m->cfg.num_classes) meta.classes = r->ds.class_names;
+    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : 0;
+    if (rc == 0) rc = model_meta_save(&meta, path, &c, 0, err, sizeof err);
+    if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
+    if (rc == 0) rc = model_meta_save(&meta, path, &c, 1, err, sizeof err);
     if (rc != 0) fprintf(stderr, "cltrain: error: --save %s: %s\n", path, err);
     ckpt_free(&c);
     return rc;
@@ -496,7 +555,7 @@ static int finish(train_run *r) {
     if (r->comm.rank != 0) return 0;  // only replica 0 prints and writes files
     printf("Finished Training\n");
     fflush(stdout);
-    if (r->o.save && save_model(&r->m, r->o.save) != 0) return CLI_EXIT_DATA;
+    if (r->o.save && save_model(r, &r->m, r->o.save) != 0) return CLI_EXIT_DATA;
     return evaluate(r);
 }
 

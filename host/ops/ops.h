@@ -141,6 +141,10 @@ void op_linear_backward(clrt *rt, dten dx, dten dw, dten db, dten dout, dten x, 
 // mean; dlogits (K, N) = (softmax - onehot) / N. Stable (log-sum-exp).
 void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
                               dten logits, dten labels, int k, int n);
+// The same with CrossEntropyLoss(label_smoothing=smoothing): targets (1 - s) onehot + s / K,
+// dlogits = (softmax - targets) / N; smoothing 0 gives op_xent_forward_backward's bits.
+void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+                                     dten logits, dten labels, int k, int n, float smoothing);
 
 // ---- SGD with momentum over one contiguous range of n parameters (PyTorch's SGD):
 // g = grad + weight_decay * p; buf = first_step ? g : momentum * buf + g; p -= lr * buf.

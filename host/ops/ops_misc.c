@@ -121,7 +121,14 @@ void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw) {
 
 void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
                               dten logits, dten labels, int k, int n) {
+    op_xent_smooth_forward_backward(rt, loss_mean, losses, dlogits, logits, labels, k, n, 0.0f);
+}
+
+void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+                                     dten logits, dten labels, int k, int n, float smoothing) {
     const char *op = "op_xent_forward_backward";
+    OPS_REQUIRE(smoothing >= 0.0f && smoothing <= 1.0f, op, "label smoothing %g outside [0, 1]",
+                (double)smoothing);
     OPS_REQUIRE(k > 0 && n > 0, op, "bad sizes k=%d n=%d", k, n);
     ops_int((size_t)k * n, op, "K*N");
     OPS_REQUIRE(ops_has(logits) && ops_has(labels), op, "missing buffer");
@@ -135,6 +142,7 @@ void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogit
     CLRT_ARG(kr, 12, want);
     // One work-group; the per-sample losses wait in local memory for the ordered mean.
     ops_set_local(rt, kr, 13, (size_t)n * sizeof(float), op);
+    CLRT_ARG(kr, 14, smoothing);
     size_t l = ops_group_size(rt, kr, OPS_REDUCE_CAP, 0);
     clrt_launch(rt, kr, 1, &l, &l);
 }

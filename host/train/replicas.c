@@ -50,6 +50,7 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
     if (rc) return rc;
     m->freeze = m0->freeze;
     m->bn_eval = m0->bn_eval;
+    m->label_smoothing = m0->label_smoothing;
     trainer_init(&R->own[i - 1], m);
     R->tr[i] = &R->own[i - 1];
     return 0;

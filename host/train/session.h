@@ -24,6 +24,11 @@ typedef struct run_options {
     double val_split;              // --val-split F
     const char *devices;           // --devices SPEC,SPEC,...: one data-parallel replica each
     int replicas;                  // data-parallel replicas of the run (0 or 1: one device)
+    const char *lr_schedule;       // --lr-schedule none|step:STEP:GAMMA|cosine (NULL: none)
+    int warmup_epochs;             // --warmup-epochs N (linear, host/train/schedule.h)
+    double label_smoothing;        // --label-smoothing X
+    int eval_every_epoch;          // --eval-every-epoch: validation after each epoch
+    const char *save_best;         // --save-best FILE: the best model by validation accuracy
 } run_options;
 
 void run_options_defaults(run_options *o);

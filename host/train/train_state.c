@@ -1,18 +1,22 @@
 // Training state files: see train_state.h.
 #define _POSIX_C_SOURCE 200809L
 #include "host/train/train_state.h"
+#include "host/train/schedule.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 // Version 2 adds the data set's format and folder (args.dataset, args.data); version 1 files
-// load (their data set is then checked by its classes and image count only).
+// load (their data set is then checked by its classes and image count only). Version 3 adds
+// the lr schedule (args.lr-schedule, args.warmup-epochs, schedule_epochs), args.label-smoothing
+// and best_accuracy; older files load as runs without them (constant lr, no smoothing).
 static const char state_prefix[] = "cltrain-training-state-";
-enum { STATE_VERSION = 2 };
+enum { STATE_VERSION = 3 };
 
 void train_state_init(train_state *st) {
     memset(st, 0, sizeof *st);
+    st->best_accuracy = -1;
     ckpt_init(&st->file);
 }
 
@@ -115,6 +119,52 @@ static int read_strings(train_state *st, const char *path, const run_options *o,
     return 0;
 }
 
+// Version 3: the schedule, label smoothing and the best accuracy; defaults for older files.
+static int read_schedule(train_state *st, const char *path, run_options *o,
+                         unsigned long long given, train_flag_given_fn cmd_flag_given,
+                         char *err, size_t errlen) {
+    const ckpt *c = &st->file;
+    int i = ckpt_find(c, "args.lr-schedule");
+    const char *saved = i >= 0 && c->e[i].kind == CKPT_STRING ? c->e[i].sval : "none";
+    long long warm = 0, horizon = 0;
+    double eps = 0, best = -1;
+    lr_schedule a, b;
+    char why[256];
+    if ((ckpt_find(c, "args.warmup-epochs") >= 0 && get_int(c, "args.warmup-epochs", &warm)) ||
+        (ckpt_find(c, "schedule_epochs") >= 0 && get_int(c, "schedule_epochs", &horizon)) ||
+        (ckpt_find(c, "args.label-smoothing") >= 0 && get_float(c, "args.label-smoothing", &eps)) ||
+        (ckpt_find(c, "best_accuracy") >= 0 && get_float(c, "best_accuracy", &best)) ||
+        warm < 0 || warm > 1000000 || horizon < 0 || horizon > 1000000 || eps < 0 || eps > 1 ||
+        lr_schedule_parse(&a, saved, why, sizeof why)) {
+        snprintf(err, errlen, "%s: training state is damaged: its lr schedule or label smoothing",
+                 path);
+        return -1;
+    }
+    char gs[64], ss[64];
+    if (cmd_flag_given(given, "lr-schedule") &&
+        lr_schedule_parse(&b, o->lr_schedule, why, sizeof why) == 0) {
+        lr_schedule_format(&a, ss, sizeof ss);
+        lr_schedule_format(&b, gs, sizeof gs);
+        if (strcmp(gs, ss)) {
+            snprintf(err, errlen, "--lr-schedule %s contradicts the saved training state's %s in %s",
+                     gs, ss, path);
+            st->usage_error = 1;
+            return -1;
+        }
+    }
+    if (cmd_flag_given(given, "warmup-epochs") && o->warmup_epochs != warm)
+        return contradiction(st, err, errlen, path, "warmup-epochs", o->warmup_epochs, (double)warm);
+    if (cmd_flag_given(given, "label-smoothing") && o->label_smoothing != eps)
+        return contradiction(st, err, errlen, path, "label-smoothing", o->label_smoothing, eps);
+    lr_schedule_format(&a, st->schedule_spec, sizeof st->schedule_spec);
+    o->lr_schedule = st->schedule_spec;
+    o->warmup_epochs = (int)warm;
+    o->label_smoothing = eps;
+    st->schedule_epochs = (int)horizon;
+    st->best_accuracy = best;
+    return 0;
+}
+
 int train_state_read(train_state *st, const char *path, run_options *o,
                      unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
                      size_t errlen) {
@@ -195,6 +245,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
             return contradiction(st, err, errlen, path, floats[i].flag, floats[i].given,
                                  floats[i].saved);
     if (read_strings(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
+    if (read_schedule(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
     // Training longer is allowed; asking for less than is done already is a mistake.
     if (cmd_flag_given(given, "epochs") && o->epochs < epoch) {
         snprintf(err, errlen, "--epochs %d is fewer than the %lld epochs the training state in "
@@ -327,6 +378,15 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o,
     rc |= add_float(&c, "args.weight-decay", o->weight_decay);
     rc |= ckpt_add_string(&c, "args.dataset", format);
     rc |= ckpt_add_string(&c, "args.data", o->data ? o->data : "");
+    lr_schedule ls;
+    char spec[64] = "none", bad[256];
+    if (lr_schedule_parse(&ls, o->lr_schedule, bad, sizeof bad) == 0)
+        lr_schedule_format(&ls, spec, sizeof spec);
+    rc |= ckpt_add_string(&c, "args.lr-schedule", spec);
+    rc |= ckpt_add_int(&c, "args.warmup-epochs", o->warmup_epochs);
+    rc |= ckpt_add_int(&c, "schedule_epochs", st->schedule_epochs);
+    rc |= add_float(&c, "args.label-smoothing", o->label_smoothing);
+    rc |= add_float(&c, "best_accuracy", st->best_accuracy);
     free(host);
     char why[1024] = "out of host memory";
     if (rc == 0) rc = ckpt_write(&c, path, why, sizeof why);

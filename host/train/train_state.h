@@ -16,6 +16,10 @@ typedef struct train_state {
     char dataset[16];              // the saved data set's format ("" in version 1 files)
     char data[1024];               // the saved --data folder, for messages ("" if unknown)
     int replicas;                  // data-parallel replicas that trained it (1: one device)
+    int schedule_epochs;           // the lr schedule's horizon (the first run's --epochs;
+                                   // raising --epochs on resume does not bend the curve)
+    char schedule_spec[64];        // the saved --lr-schedule (o->lr_schedule points here)
+    double best_accuracy;          // --save-best: the best validation accuracy so far (-1 none)
     ckpt file;                     // as read by train_state_read
 } train_state;
 
@@ -36,7 +40,7 @@ int train_state_check_data(const train_state *st, const char *format, int num_cl
                            int train_images, const char *path, char *err, size_t errlen);
 // Loads the model and the momentum buffers into m.
 int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
-// Writes the state atomically (format version 2). Returns 0, or -1 with a message.
+// Writes the state atomically (format version 3). Returns 0, or -1 with a message.
 int train_state_write(const train_state *st, resnet *m, const run_options *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
