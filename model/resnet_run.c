@@ -113,7 +113,7 @@ static void block_forward(resnet *m, int i, dten in, int n, int train) {
         conv_fwd(m, b->conv[j], a->c[j], x, n);
         bn_fwd(m, b->bn[j], last ? a->out : a->r[j], a->c[j], a->mean[j], a->invstd[j], cm,
                train, !last);
-        x = a->r[j];
+        if (!last) x = a->r[j];
     }
     int cm = n * b->oh * b->ow;
     dten shortcut = in;
