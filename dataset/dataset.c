@@ -1,6 +1,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "common/check.h"
 #include "dataset/dataset.h"
 #include "dataset/dataset_internal.h"
 
@@ -29,21 +30,10 @@ static const char *const fashion_names[10] = {"T-shirt/top", "Trouser", "Pullove
                                               "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                                               "Ankle boot"};
 
-static int ds_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
-
 static int ds_join(char *out, const char *dir, const char *name, char *err, size_t errlen)
 {
     int n = snprintf(out, DS_PATH_MAX, "%s/%s", dir, name);
-    if (n < 0 || n >= DS_PATH_MAX) return ds_error(err, errlen, "%s: path too long", dir);
+    if (n < 0 || n >= DS_PATH_MAX) return util_error(err, errlen, "%s: path too long", dir);
     return 0;
 }
 
@@ -62,10 +52,10 @@ static int ds_is_dir(const char *path)
 static int ds_file_size(const char *path, size_t *size, char *err, size_t errlen)
 {
     struct stat st;
-    if (stat(path, &st) != 0) return ds_error(err, errlen, "%s: %s", path, strerror(errno));
-    if (!S_ISREG(st.st_mode)) return ds_error(err, errlen, "%s: not a regular file", path);
+    if (stat(path, &st) != 0) return util_error(err, errlen, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return util_error(err, errlen, "%s: not a regular file", path);
     if ((unsigned long long)st.st_size > SIZE_MAX / 2)
-        return ds_error(err, errlen, "%s: file too large", path);
+        return util_error(err, errlen, "%s: file too large", path);
     *size = (size_t)st.st_size;
     return 0;
 }
@@ -103,13 +93,13 @@ int dataset_read(const dataset_split *s, int i, image *img, char *err, size_t er
     if (s->files) {
         char path[DS_PATH_MAX];
         if (folder_path(s->files, i, path, sizeof(path)) >= (int)sizeof(path))
-            return ds_error(err, errlen, "%s: path too long", s->files->root);
+            return util_error(err, errlen, "%s: path too long", s->files->root);
         return image_decode(path, img, err, errlen);
     }
     size_t bytes = (size_t)s->c * s->h * s->w;
     if (bytes > img->cap) {
         uint8_t *p = realloc(img->pixels, bytes);
-        if (!p) return ds_error(err, errlen, "out of memory for a %dx%d image", s->w, s->h);
+        if (!p) return util_error(err, errlen, "out of memory for a %dx%d image", s->w, s->h);
         img->pixels = p;
         img->cap = bytes;
     }
@@ -150,16 +140,16 @@ static int cifar_read_file(dataset_split *s, int first, int nrec, const char *pa
                            char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
-    if (!f) return ds_error(err, errlen, "%s: %s", path, strerror(errno));
+    if (!f) return util_error(err, errlen, "%s: %s", path, strerror(errno));
     uint8_t rec[CIFAR_RECORD];
     for (int r = 0; r < nrec; r++) {
         if (fread(rec, 1, CIFAR_RECORD, f) != CIFAR_RECORD) {
             fclose(f);
-            return ds_error(err, errlen, "%s: short read at record %d", path, r);
+            return util_error(err, errlen, "%s: short read at record %d", path, r);
         }
         if (rec[0] > 9) {
             fclose(f);
-            return ds_error(err, errlen, "%s: label %d out of range at record %d (expected 0-9)",
+            return util_error(err, errlen, "%s: label %d out of range at record %d (expected 0-9)",
                             path, rec[0], r);
         }
         s->labels[first + r] = rec[0];
@@ -167,7 +157,7 @@ static int cifar_read_file(dataset_split *s, int first, int nrec, const char *pa
     }
     int extra = fgetc(f);
     fclose(f);
-    if (extra != EOF) return ds_error(err, errlen, "%s: file grew while reading", path);
+    if (extra != EOF) return util_error(err, errlen, "%s: file grew while reading", path);
     return 0;
 }
 
@@ -179,17 +169,17 @@ static int cifar_read_split(dataset_split *s, char (*paths)[DS_PATH_MAX], int co
     for (int i = 0; i < count; i++) {
         size_t size;
         if (ds_file_size(paths[i], &size, err, errlen)) return 1;
-        if (size == 0) return ds_error(err, errlen, "%s: empty file", paths[i]);
+        if (size == 0) return util_error(err, errlen, "%s: empty file", paths[i]);
         if (size % CIFAR_RECORD != 0)
-            return ds_error(err, errlen, "%s: size %zu is not a multiple of the %d-byte CIFAR-10 "
+            return util_error(err, errlen, "%s: size %zu is not a multiple of the %d-byte CIFAR-10 "
                             "record", paths[i], size, CIFAR_RECORD);
         if (size / CIFAR_RECORD > (size_t)(INT_MAX - total))
-            return ds_error(err, errlen, "%s: too many records", paths[i]);
+            return util_error(err, errlen, "%s: too many records", paths[i]);
         nrec[i] = (int)(size / CIFAR_RECORD);
         total += nrec[i];
     }
     if ((size_t)total > SIZE_MAX / (CIFAR_RECORD - 1) || ds_split_alloc(s, total, 3, 32, 32))
-        return ds_error(err, errlen, "%s: out of memory for %d images", paths[0], total);
+        return util_error(err, errlen, "%s: out of memory for %d images", paths[0], total);
     for (int i = 0, first = 0; i < count; first += nrec[i], i++)
         if (cifar_read_file(s, first, nrec[i], paths[i], err, errlen)) return 1;
     return 0;
@@ -201,13 +191,13 @@ static int cifar_read_meta(dataset *d, const char *path, char *err, size_t errle
     size_t size;
     if (ds_file_size(path, &size, err, errlen)) return 1;
     if (size > META_MAX_BYTES)
-        return ds_error(err, errlen, "%s: %zu bytes is too large for a class list", path, size);
+        return util_error(err, errlen, "%s: %zu bytes is too large for a class list", path, size);
     char *buf = malloc(META_MAX_BYTES + 1);
     FILE *f = fopen(path, "rb");
     if (!f || !buf) {
         if (f) fclose(f);
         free(buf);
-        return ds_error(err, errlen, "%s: %s", path, f ? "out of memory" : strerror(errno));
+        return util_error(err, errlen, "%s: %s", path, f ? "out of memory" : strerror(errno));
     }
     size_t len = fread(buf, 1, META_MAX_BYTES, f);
     fclose(f);
@@ -224,8 +214,8 @@ static int cifar_read_meta(dataset *d, const char *path, char *err, size_t errle
         if (count < 10) names[count] = line;
         count++;
     }
-    int rc = count != 10 ? ds_error(err, errlen, "%s: %d class names (expected 10)", path, count)
-             : ds_set_names(d, 10, names) ? ds_error(err, errlen, "%s: out of memory", path) : 0;
+    int rc = count != 10 ? util_error(err, errlen, "%s: %d class names (expected 10)", path, count)
+             : ds_set_names(d, 10, names) ? util_error(err, errlen, "%s: out of memory", path) : 0;
     free(buf);
     return rc;
 }
@@ -243,13 +233,13 @@ static int cifar_open(dataset *d, const char *dir, char *err, size_t errlen)
         if (ds_join(paths[count], base, name, err, errlen)) return 1;
         if (!ds_is_file(paths[count])) break;
     }
-    if (count == 0) return ds_error(err, errlen, "%s: No such file or directory", paths[0]);
+    if (count == 0) return util_error(err, errlen, "%s: No such file or directory", paths[0]);
     if (cifar_read_split(&d->train, paths, count, err, errlen)) return 1;
     if (ds_join(paths[0], base, "test_batch.bin", err, errlen)) return 1;
     if (cifar_read_split(&d->test, paths, 1, err, errlen)) return 1;
     if (ds_join(meta, base, "batches.meta.txt", err, errlen)) return 1;
     if (ds_is_file(meta)) return cifar_read_meta(d, meta, err, errlen);
-    return ds_set_names(d, 10, cifar_names) ? ds_error(err, errlen, "%s: out of memory", dir) : 0;
+    return ds_set_names(d, 10, cifar_names) ? util_error(err, errlen, "%s: out of memory", dir) : 0;
 }
 
 // ---- IDX (MNIST / Fashion-MNIST), raw or gzipped ----
@@ -261,8 +251,8 @@ static int idx_find(char *path, const char *dir, const char *name, char *err, si
     if (ds_join(path, dir, name, err, errlen)) return 1;
     if (ds_is_file(path)) return 0;
     if (snprintf(gz, sizeof(gz), "%s.gz", path) >= (int)sizeof(gz))
-        return ds_error(err, errlen, "%s: path too long", dir);
-    if (!ds_is_file(gz)) return ds_error(err, errlen, "%s[.gz]: No such file or directory", path);
+        return util_error(err, errlen, "%s: path too long", dir);
+    if (!ds_is_file(gz)) return util_error(err, errlen, "%s[.gz]: No such file or directory", path);
     memcpy(path, gz, sizeof(gz));
     return 0;
 }
@@ -291,7 +281,7 @@ static int idx_read_body(gzFile f, const char *path, size_t total, uint8_t **out
         if (r <= 0) break;
         got += (size_t)r;
     }
-    if (!buf) return ds_error(err, errlen, "%s: out of memory for %zu bytes", path, total);
+    if (!buf) return util_error(err, errlen, "%s: out of memory for %zu bytes", path, total);
     uint8_t extra;
     int errnum = 0;
     const char *zmsg = gzerror(f, &errnum);
@@ -299,12 +289,12 @@ static int idx_read_body(gzFile f, const char *path, size_t total, uint8_t **out
     zmsg = colon && colon[1] == ' ' ? colon + 2 : zmsg ? zmsg : "";
     if (got < total) {
         free(buf);
-        return ds_error(err, errlen, "%s: truncated: header promises %zu data bytes, got %zu%s%s",
+        return util_error(err, errlen, "%s: truncated: header promises %zu data bytes, got %zu%s%s",
                         path, total, got, errnum ? ": " : "", errnum ? zmsg : "");
     }
     if (gzread(f, &extra, 1) > 0) {
         free(buf);
-        return ds_error(err, errlen, "%s: trailing bytes after the %zu data bytes", path, total);
+        return util_error(err, errlen, "%s: trailing bytes after the %zu data bytes", path, total);
     }
     *out = buf;
     return 0;
@@ -315,7 +305,7 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint32_t *dims,
                     char *err, size_t errlen)
 {
     gzFile f = gzopen(path, "rb");
-    if (!f) return ds_error(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+    if (!f) return util_error(err, errlen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
     gzbuffer(f, 1 << 17);
     uint8_t head[16];
     size_t hlen = 4 + 4 * (size_t)ndims;
@@ -323,15 +313,15 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint32_t *dims,
     if (r != (int)hlen) {
         int errnum = 0;
         const char *zmsg = gzerror(f, &errnum);  // a damaged .gz says so rather than "truncated"
-        int rc = errnum ? ds_error(err, errlen, "%s: not valid gzip data (%s)", path, zmsg)
-                        : ds_error(err, errlen, "%s: truncated IDX header (%d of %zu bytes)",
+        int rc = errnum ? util_error(err, errlen, "%s: not valid gzip data (%s)", path, zmsg)
+                        : util_error(err, errlen, "%s: truncated IDX header (%d of %zu bytes)",
                                    path, r < 0 ? 0 : r, hlen);
         gzclose(f);
         return rc;
     }
     if (idx_be32(head) != magic) {
         gzclose(f);
-        return ds_error(err, errlen, "%s: bad magic 0x%08x (expected 0x%08x)", path,
+        return util_error(err, errlen, "%s: bad magic 0x%08x (expected 0x%08x)", path,
                         idx_be32(head), magic);
     }
     size_t total = 1;
@@ -341,7 +331,7 @@ static int idx_read(const char *path, uint32_t magic, int ndims, uint32_t *dims,
                          : dims[i] == 0 || dims[i] > IDX_MAX_SIDE;
         if (bad || dims[i] > SIZE_MAX / total) {
             gzclose(f);
-            return ds_error(err, errlen, "%s: bad dimension %d = %u", path, i, dims[i]);
+            return util_error(err, errlen, "%s: bad dimension %d = %u", path, i, dims[i]);
         }
         total *= dims[i];
     }
@@ -362,7 +352,7 @@ static int idx_read_split(dataset_split *s, const char *dir, const char *images,
     s->n = (int)idims[0]; s->c = 1; s->h = (int)idims[1]; s->w = (int)idims[2];
     if (idx_read(lpath, IDX_MAGIC_LABELS, 1, ldims, &s->labels, err, errlen)) return 1;
     if (ldims[0] != idims[0])
-        return ds_error(err, errlen, "%s: %u labels but %s has %u images", lpath, ldims[0],
+        return util_error(err, errlen, "%s: %u labels but %s has %u images", lpath, ldims[0],
                         ipath, idims[0]);
     return 0;
 }
@@ -387,14 +377,14 @@ static int idx_open(dataset *d, const char *dir, char *err, size_t errlen)
                        err, errlen))
         return 1;
     if (d->test.h != d->train.h || d->test.w != d->train.w)
-        return ds_error(err, errlen, "%s: t10k images are %dx%d but train images are %dx%d", dir,
+        return util_error(err, errlen, "%s: t10k images are %dx%d but train images are %dx%d", dir,
                         d->test.h, d->test.w, d->train.h, d->train.w);
     int max = 1;  // at least 2 classes
     for (int i = 0; i < d->train.n; i++) max = d->train.labels[i] > max ? d->train.labels[i] : max;
     for (int i = 0; i < d->test.n; i++) max = d->test.labels[i] > max ? d->test.labels[i] : max;
     int fashion = max + 1 == 10 && idx_is_fashion(dir);
     if (ds_set_names(d, max + 1, fashion ? fashion_names : NULL))
-        return ds_error(err, errlen, "%s: out of memory", dir);
+        return util_error(err, errlen, "%s: out of memory", dir);
     return 0;
 }
 
@@ -414,7 +404,7 @@ static int ds_detect(const char *dir, double val_split, const char **format, cha
     else if (ds_join(a, dir, "train", err, errlen) == 0 && (ds_is_dir(a) || val_split > 0))
         *format = "folder";
     else
-        return ds_error(err, errlen, "%s: no CIFAR-10 (data_batch_1.bin) or IDX "
+        return util_error(err, errlen, "%s: no CIFAR-10 (data_batch_1.bin) or IDX "
                         "(train-images-idx3-ubyte[.gz]) files found, nor an image folder "
                         "(train/<class>/...; a folder of class folders needs --val-split)", dir);
     return 0;
@@ -433,8 +423,8 @@ int dataset_open_ex(dataset *d, const char *dir, const dataset_options *opt, cha
     memset(d, 0, sizeof(*d));
     if (err && errlen) err[0] = '\0';
     struct stat st;
-    if (stat(dir, &st) != 0) return ds_error(err, errlen, "%s: %s", dir, strerror(errno));
-    if (!S_ISDIR(st.st_mode)) return ds_error(err, errlen, "%s: not a directory", dir);
+    if (stat(dir, &st) != 0) return util_error(err, errlen, "%s: %s", dir, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return util_error(err, errlen, "%s: not a directory", dir);
     if (!format || strcmp(format, "auto") == 0)
         if (ds_detect(dir, opt->val_split, &format, err, errlen)) return 1;
     int rc;
@@ -442,7 +432,7 @@ int dataset_open_ex(dataset *d, const char *dir, const dataset_options *opt, cha
     else if (strcmp(format, "idx") == 0) rc = idx_open(d, dir, err, errlen);
     else if (strcmp(format, "folder") == 0) rc = dataset_folder_open(d, dir, opt, err, errlen);
     else
-        return ds_error(err, errlen, "%s: unknown data set format '%s' (expected auto, cifar10, "
+        return util_error(err, errlen, "%s: unknown data set format '%s' (expected auto, cifar10, "
                         "idx or folder)", dir, format);
     if (rc) {
         dataset_free(d);

@@ -2,6 +2,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "common/check.h"
 #include "dataset/dataset_internal.h"
 #include "dataset/rng.h"
 
@@ -14,17 +15,6 @@
 
 #define DF_PATH_MAX 4096
 #define DF_TAG_VAL 0x76616c5f73706c74ull
-
-static int df_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
 
 static int df_is_dir(const char *path)
 {
@@ -48,7 +38,7 @@ static int df_check_files(dataset *d, folder_list **l, const dataset_options *o,
 {
     folder_list *src = *l;
     uint8_t *keep = malloc(src->n ? (size_t)src->n : 1);
-    if (!keep) return df_error(err, errlen, "%s: out of memory", src->root);
+    if (!keep) return util_error(err, errlen, "%s: out of memory", src->root);
     char path[DF_PATH_MAX], msg[DF_PATH_MAX + 256];
     int bad = 0;
     for (int i = 0; i < src->n; i++) {
@@ -58,7 +48,7 @@ static int df_check_files(dataset *d, folder_list **l, const dataset_options *o,
         if (keep[i]) continue;
         if (!o->skip_bad) {
             free(keep);
-            return df_error(err, errlen, "%s", msg);
+            return util_error(err, errlen, "%s", msg);
         }
         bad++;
         if (o->warn) o->warn(o->warn_ctx, msg);
@@ -69,7 +59,7 @@ static int df_check_files(dataset *d, folder_list **l, const dataset_options *o,
         rc = !kept || folder_list_filter(kept, src, keep);
         if (rc) {
             free(kept);
-            rc = df_error(err, errlen, "%s: out of memory", src->root);
+            rc = util_error(err, errlen, "%s: out of memory", src->root);
         } else {
             folder_list_free(src);
             free(src);
@@ -79,7 +69,7 @@ static int df_check_files(dataset *d, folder_list **l, const dataset_options *o,
     }
     free(keep);
     if (rc == 0 && (*l)->n == 0)
-        rc = df_error(err, errlen, "%s: no readable image files", (*l)->root);
+        rc = util_error(err, errlen, "%s: no readable image files", (*l)->root);
     return rc;
 }
 
@@ -107,7 +97,7 @@ static int df_val_split(const folder_list *all, double frac, uint64_t seed, fold
     for (int i = 0; rc == 0 && i < all->n; i++) is_train[i] = !is_val[i];
     rc = rc || folder_list_filter(train, all, is_train) || folder_list_filter(val, all, is_val);
     free(is_val); free(is_train); free(key);
-    return rc ? df_error(err, errlen, "%s: out of memory", all->root) : 0;
+    return rc ? util_error(err, errlen, "%s: out of memory", all->root) : 0;
 }
 
 // Every class of val_root must be one of train's.
@@ -122,7 +112,7 @@ static int df_check_val_classes(const char *val_root, char **classes, int n, cha
         int found = 0;
         for (int k = 0; k < n && !found; k++) found = strcmp(vc[i], classes[k]) == 0;
         if (!found)
-            rc = df_error(err, errlen, "%s/%s: class not in the training folder", val_root, vc[i]);
+            rc = util_error(err, errlen, "%s/%s: class not in the training folder", val_root, vc[i]);
     }
     folder_free_classes(vc, vn);
     return rc;
@@ -144,7 +134,7 @@ static int df_lists(const char *dir, const dataset_options *o, char **classes, i
     snprintf(val_root, sizeof(val_root), "%s/val", dir);
     if (!df_is_dir(val_root)) snprintf(val_root, sizeof(val_root), "%s/test", dir);
     if (!df_is_dir(val_root))
-        return df_error(err, errlen, "%s: no val/ or test/ folder next to train/ (or give "
+        return util_error(err, errlen, "%s: no val/ or test/ folder next to train/ (or give "
                         "--val-split F)", dir);
     return folder_list_init(tr, train_root, classes, n, 1, err, errlen) ||
            df_check_val_classes(val_root, classes, n, err, errlen) ||
@@ -155,12 +145,12 @@ int dataset_folder_open(dataset *d, const char *dir, const dataset_options *o, c
                         size_t errlen)
 {
     if (o->val_split < 0 || o->val_split >= 1)
-        return df_error(err, errlen, "%s: val_split %g must be in (0, 1)", dir, o->val_split);
+        return util_error(err, errlen, "%s: val_split %g must be in (0, 1)", dir, o->val_split);
     char train_root[DF_PATH_MAX];
     snprintf(train_root, sizeof(train_root), "%s/train", dir);
     if (!df_is_dir(train_root)) {
         if (o->val_split <= 0)
-            return df_error(err, errlen, "%s/train: not a folder (or give --val-split F to hold "
+            return util_error(err, errlen, "%s/train: not a folder (or give --val-split F to hold "
                             "out part of the class folders of %s)", dir, dir);
         snprintf(train_root, sizeof(train_root), "%s", dir);
     }
@@ -172,7 +162,7 @@ int dataset_folder_open(dataset *d, const char *dir, const dataset_options *o, c
     folder_list *tr = df_new_list(), *va = df_new_list();
     if (!tr || !va) {
         free(tr); free(va);
-        return df_error(err, errlen, "%s: out of memory", dir);
+        return util_error(err, errlen, "%s: out of memory", dir);
     }
     df_set_split(&d->train, tr);  // owned by d from here, freed by dataset_free
     df_set_split(&d->test, va);

@@ -1,6 +1,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "common/check.h"
 #include "dataset/folder.h"
 
 #include <ctype.h>
@@ -14,17 +15,6 @@
 
 #define FOLDER_PATH_MAX 4096
 #define FOLDER_MAX_DEPTH 256
-
-static int folder_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
 
 // A growable array of strings.
 typedef struct strvec { char **v; int n, cap; } strvec;
@@ -74,7 +64,7 @@ static int folder_is_image(const char *name)
 static int folder_join(char *out, const char *a, const char *b, char *err, size_t errlen)
 {
     int n = snprintf(out, FOLDER_PATH_MAX, "%s/%s", a, b);
-    return n < 0 || n >= FOLDER_PATH_MAX ? folder_error(err, errlen, "%s/%s: path too long", a, b)
+    return n < 0 || n >= FOLDER_PATH_MAX ? util_error(err, errlen, "%s/%s: path too long", a, b)
                                          : 0;
 }
 
@@ -83,7 +73,7 @@ static int folder_join(char *out, const char *a, const char *b, char *err, size_
 static int folder_scan(const char *dir, strvec *dirs, strvec *files, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
-    if (!d) return folder_error(err, errlen, "%s: %s", dir, strerror(errno));
+    if (!d) return util_error(err, errlen, "%s: %s", dir, strerror(errno));
     struct dirent *e;
     char path[FOLDER_PATH_MAX];
     int rc = 0;
@@ -94,7 +84,7 @@ static int folder_scan(const char *dir, strvec *dirs, strvec *files, char *err, 
         int is_dir = stat(path, &st) == 0 && S_ISDIR(st.st_mode);
         strvec *to = is_dir ? dirs : files;
         if (to && strvec_push(to, e->d_name))
-            rc = folder_error(err, errlen, "%s: out of memory", dir);
+            rc = util_error(err, errlen, "%s: out of memory", dir);
     }
     closedir(d);
     return rc;
@@ -111,7 +101,7 @@ int folder_find_classes(const char *root, char ***names, int *n, char *err, size
     }
     if (dirs.n == 0) {
         strvec_free(&dirs);
-        return folder_error(err, errlen, "%s: Couldn't find any class folder", root);
+        return util_error(err, errlen, "%s: Couldn't find any class folder", root);
     }
     strvec_sort(&dirs);
     *names = dirs.v;
@@ -164,14 +154,14 @@ static int folder_collect_dirs(const char *root, const char *rel, folder_walk *w
     char path[FOLDER_PATH_MAX], child[FOLDER_PATH_MAX];
     struct stat st;
     if (folder_join(path, root, rel, err, errlen)) return 1;
-    if (stat(path, &st) != 0) return folder_error(err, errlen, "%s: %s", path, strerror(errno));
+    if (stat(path, &st) != 0) return util_error(err, errlen, "%s: %s", path, strerror(errno));
     for (int i = 0; i < w->depth; i++)
         if (w->dev[i] == st.st_dev && w->ino[i] == st.st_ino)
-            return folder_error(err, errlen, "%s: symlink loop (a folder that contains itself)",
+            return util_error(err, errlen, "%s: symlink loop (a folder that contains itself)",
                                 path);
     if (w->depth == FOLDER_MAX_DEPTH)
-        return folder_error(err, errlen, "%s: folders nested too deep", path);
-    if (strvec_push(out, rel)) return folder_error(err, errlen, "%s: out of memory", path);
+        return util_error(err, errlen, "%s: folders nested too deep", path);
+    if (strvec_push(out, rel)) return util_error(err, errlen, "%s: out of memory", path);
     strvec subs = {0};
     int rc = folder_scan(path, &subs, NULL, err, errlen);
     w->dev[w->depth] = st.st_dev;
@@ -202,13 +192,13 @@ static int folder_add_class(folder_list *l, const char *cls, int32_t label, char
             if (!folder_is_image(files.v[f])) continue;
             rc = folder_join(rel, dirs.v[d], files.v[f], err, errlen);
             if (rc == 0 && folder_add(l, rel, label))
-                rc = folder_error(err, errlen, "%s: out of memory", path);
+                rc = util_error(err, errlen, "%s: out of memory", path);
         }
         strvec_free(&files);
     }
     strvec_free(&dirs);
     if (rc == 0 && l->n == before)
-        rc = folder_error(err, errlen, "%s/%s: class folder without image files (torchvision: "
+        rc = util_error(err, errlen, "%s/%s: class folder without image files (torchvision: "
                           "Found no valid file for the classes %s)", l->root, cls, cls);
     return rc;
 }
@@ -218,13 +208,13 @@ int folder_list_init(folder_list *l, const char *root, char *const *classes, int
 {
     memset(l, 0, sizeof(*l));
     char path[FOLDER_PATH_MAX];
-    if (!(l->root = strdup(root))) return folder_error(err, errlen, "%s: out of memory", root);
+    if (!(l->root = strdup(root))) return util_error(err, errlen, "%s: out of memory", root);
     for (int c = 0; c < nclasses; c++) {
         struct stat st;
         if (folder_join(path, root, classes[c], err, errlen)) goto fail;
         if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
             if (!want_all) continue;
-            folder_error(err, errlen, "%s: class folder missing", path);
+            util_error(err, errlen, "%s: class folder missing", path);
             goto fail;
         }
         if (folder_add_class(l, classes[c], c, err, errlen)) goto fail;

@@ -1,6 +1,7 @@
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#include "common/check.h"
 #include "dataset/loader.h"
 #include "dataset/rng.h"
 
@@ -17,17 +18,6 @@
 #define LOADER_TAG_PERM 0x7065726d5f746167ull
 #define LOADER_TAG_AUG 0x6175675f74616721ull
 #define LOADER_TAG_RRC 0x7272635f64726177ull
-
-static int loader_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return 1;
-}
 
 // Fisher-Yates over [0, n) with the i-th draw = hash(seed, epoch, i): no state carried over.
 static void loader_make_perm(loader *l, int epoch)
@@ -96,7 +86,7 @@ static int loader_image(loader_worker *w, loader_slot *s, int b, int pos, int ep
     transform_op op;
     if (loader_geometry(w, epoch, idx, &src, &op) ||
         transform_apply(w->out, src, w->img.c, w->img.h, w->img.w, &op, &w->scratch))
-        return loader_error(msg, msglen, "loader: out of memory transforming a %dx%d image",
+        return util_error(msg, msglen, "loader: out of memory transforming a %dx%d image",
                             w->img.w, w->img.h);
     static const float mean[3] = TRANSFORM_IMAGENET_MEAN, std[3] = TRANSFORM_IMAGENET_STD;
     size_t plane = (size_t)S * S;
@@ -163,26 +153,26 @@ static void *loader_work(void *arg)
 static int loader_check(const dataset_split *s, const loader_config *c, char *err, size_t errlen)
 {
     if (!s || s->n < 1 || (!s->files && (!s->pixels || !s->labels)))
-        return loader_error(err, errlen, "loader: the data split is empty");
+        return util_error(err, errlen, "loader: the data split is empty");
     if (!s->files && ((s->c != 1 && s->c != 3) || s->h < 1 || s->w < 1 ||
                       s->h > LOADER_MAX_SIDE || s->w > LOADER_MAX_SIDE))
-        return loader_error(err, errlen, "loader: unsupported image shape (%d, %d, %d)", s->c,
+        return util_error(err, errlen, "loader: unsupported image shape (%d, %d, %d)", s->c,
                             s->h, s->w);
     if (c->batch_size < 1 || c->batch_size > LOADER_MAX_BATCH)
-        return loader_error(err, errlen, "loader: batch_size %d out of range [1, %d]",
+        return util_error(err, errlen, "loader: batch_size %d out of range [1, %d]",
                             c->batch_size, LOADER_MAX_BATCH);
     if (c->image_size < 1 || c->image_size > LOADER_MAX_SIDE)
-        return loader_error(err, errlen, "loader: image_size %d out of range [1, %d]",
+        return util_error(err, errlen, "loader: image_size %d out of range [1, %d]",
                             c->image_size, LOADER_MAX_SIDE);
     if (c->normalize < 0 || c->normalize > 1 || c->augment < 0 || c->augment > 2)
-        return loader_error(err, errlen, "loader: normalize %d must be 0 or 1, augment %d 0-2",
+        return util_error(err, errlen, "loader: normalize %d must be 0 or 1, augment %d 0-2",
                             c->normalize, c->augment);
     if (c->limit < 0 || c->resize < 0 || c->resize > LOADER_MAX_SIDE)
-        return loader_error(err, errlen, "loader: limit %d / resize %d out of range", c->limit,
+        return util_error(err, errlen, "loader: limit %d / resize %d out of range", c->limit,
                             c->resize);
     if (c->workers < 0 || c->workers > LOADER_MAX_WORKERS || c->prefetch < 0 ||
         c->prefetch > LOADER_MAX_PREFETCH)
-        return loader_error(err, errlen, "loader: workers %d (0-%d) / prefetch %d (0-%d) out of "
+        return util_error(err, errlen, "loader: workers %d (0-%d) / prefetch %d (0-%d) out of "
                             "range", c->workers, LOADER_MAX_WORKERS, c->prefetch,
                             LOADER_MAX_PREFETCH);
     return 0;
@@ -228,7 +218,7 @@ int loader_init(loader *l, const dataset_split *split, const loader_config *cfg,
     l->nslots = cfg->prefetch > 0 ? cfg->prefetch : 2;
     if (loader_alloc(l)) {
         loader_free(l);
-        return loader_error(err, errlen, "loader: out of memory for batches of %d at %dx%d",
+        return util_error(err, errlen, "loader: out of memory for batches of %d at %dx%d",
                             cfg->batch_size, cfg->image_size, cfg->image_size);
     }
     l->have_mu = pthread_mutex_init(&l->mu, NULL) == 0;
@@ -238,12 +228,12 @@ int loader_init(loader *l, const dataset_split *split, const loader_config *cfg,
         w->started = pthread_create(&w->thread, NULL, loader_work, w) == 0;
         if (!w->started) {
             loader_free(l);
-            return loader_error(err, errlen, "loader: cannot start worker thread %d", i);
+            return util_error(err, errlen, "loader: cannot start worker thread %d", i);
         }
     }
     if (!l->have_cv) {
         loader_free(l);
-        return loader_error(err, errlen, "loader: cannot create its lock");
+        return util_error(err, errlen, "loader: cannot create its lock");
     }
     return 0;
 }
