@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <jpeglib.h>
 
 #include "dataset/image.h"
 
@@ -117,6 +118,66 @@ static void timg_check_kind(const char *kind, int min_files)
 }
 
 Test(image_pil, jpeg_byte_exact) { timg_check_kind("jpeg", 20); }
+// YCCK JPEG (Adobe transform 2, as Photoshop writes CMYK): PIL cannot write one, so libjpeg
+// does, from a CMYK pattern, at 4:2:0-style default sampling and at 1x1; PIL decodes it.
+static void timg_write_ycck(const char *path, int w, int h, int subsample)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "cannot create %s", path);
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr jerr;
+    c.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_colorspace(&c, JCS_YCCK);  // writes the Adobe marker with transform 2
+    if (!subsample)
+        for (int i = 0; i < 4; i++) c.comp_info[i].h_samp_factor = c.comp_info[i].v_samp_factor = 1;
+    jpeg_set_quality(&c, 90, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    JSAMPLE *row = malloc((size_t)w * 4);
+    while (c.next_scanline < c.image_height) {
+        int y = (int)c.next_scanline;
+        for (int x = 0; x < w; x++) {
+            row[x * 4 + 0] = (JSAMPLE)((x * 255) / (w - 1));
+            row[x * 4 + 1] = (JSAMPLE)((y * 255) / (h - 1));
+            row[x * 4 + 2] = (JSAMPLE)(((x + y) * 7) & 255);
+            row[x * 4 + 3] = (JSAMPLE)((x * y) & 255);
+        }
+        JSAMPROW rows[1] = { row };
+        jpeg_write_scanlines(&c, rows, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    free(row);
+    fclose(f);
+}
+
+Test(image_pil, jpeg_ycck_byte_exact)
+{
+    char dir[64], path[256], cmd[1024], why[1024];
+    timg_tmpdir(dir, sizeof(dir));
+    const struct { const char *name; int w, h, sub; } cases[] = {
+        { "ycck_420_37x23.jpg", 37, 23, 1 }, { "ycck_444_20x31.jpg", 20, 31, 0 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, cases[i].name);
+        timg_write_ycck(path, cases[i].w, cases[i].h, cases[i].sub);
+        snprintf(cmd, sizeof cmd,
+                 "/usr/bin/python3 -c 'import sys; from PIL import Image; im = Image.open(sys.argv[1]);"
+                 " assert (im.mode, im.info.get(\"adobe_transform\")) == (\"CMYK\", 2), im.info; open(sys.argv[1] + \".rgb\", \"wb\")"
+                 ".write(im.convert(\"RGB\").tobytes())' %s", path);
+        cr_assert_eq(system(cmd), 0, "PIL could not decode %s", path);
+        long bad = timg_compare(dir, cases[i].name, cases[i].w, cases[i].h, why, sizeof why);
+        cr_expect_eq(bad, 0, "%s", why);
+    }
+    timg_rmtree(dir);
+}
+
 Test(image_pil, png_byte_exact) { timg_check_kind("png", 23); }
 Test(image_pil, bmp_byte_exact) { timg_check_kind("bmp", 15); }
 Test(image_pil, pnm_byte_exact) { timg_check_kind("pnm", 6); }
