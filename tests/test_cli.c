@@ -280,6 +280,8 @@ Test(cli, resume_rerun_flags, .timeout = 240) {
         { "--dataset idx", "--dataset idx", "state's cifar10" },
         { "--no-shuffle", "--no-shuffle", "which shuffles" },
         { "--arch resnet34", "--arch resnet34", "state's resnet18" },
+        { "--resize 40", "--resize 40", "state's 0" },
+        { "--val-split 0.5", "--val-split 0.5", "state's 0" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cli_result r = cli_run(60, "", "train --data %s " TINY " --freeze backbone %s --resume %s",

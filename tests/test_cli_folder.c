@@ -52,12 +52,15 @@ Test(cli_folder, bad_file_is_named_or_skipped, .timeout = 180)
     cr_expect_not_null(strstr(r.err, "train/b/bad.jpg"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "1 bad files skipped"), "%s", r.err);
     cr_expect_not_null(strstr(r.out, "Accuracy of the network on the 2 test images"), "%s", r.out);
+    const char *end = strstr(r.err, "--skip-bad: 1 bad files left out of this run");
+    cr_expect(end && !strchr(strchr(end, '\n') + 1, '\n'), "the count ends the run: %s", r.err);
     cli_result_free(&r);
     r = cli_run(120, "", "eval --data %s --weights %s --image-size 32 --resize 40 "
                 "--skip-bad --predictions %s", d, cli_path(out, "m.pth"),
                 cli_path(out, "p.csv"));
     cr_assert_eq(r.status, 0, "eval: status %d\n%s", r.status, r.err);
     cr_expect_not_null(strstr(r.out, "Accuracy of a "), "per-class names: %s", r.out);
+    cr_expect_not_null(strstr(r.err, "--skip-bad: 1 bad files left out"), "%s", r.err);
     cli_result_free(&r);
     size_t n;
     char *csv = cli_read_file(cli_path(out, "p.csv"), &n);
@@ -82,5 +85,36 @@ Test(cli_folder, val_split_reports_counts, .timeout = 120)
     cr_expect_not_null(strstr(r.err, "--val-split 0.5 (seed 3): 2 train, 2 val images"), "%s",
                        r.err);
     cli_result_free(&r);
+    cli_rmtree(d);
+}
+
+// --resize is part of the training state: resuming without it keeps the saved value (the saved
+// model's metadata says 40), and a different one is refused naming both.
+Test(cli_folder, resume_keeps_resize, .timeout = 180)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    char state[512], model[512];
+    snprintf(state, sizeof state, "%s", cli_path(out, "state.pth"));
+    snprintf(model, sizeof model, "%s", cli_path(out, "m.pth"));
+    cli_result r = cli_run(120, "", "train --data %s " FOLDER_TINY " --resize 40 --epochs 2 "
+                           "--checkpoint %s", d, state);
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    r = cli_run(60, "", "train --data %s " FOLDER_TINY " --resize 36 --epochs 2 --resume %s", d,
+                state);
+    cli_expect_error(&r, 2, "--resize 36 contradicts", "state's 40", NULL);
+    cli_result_free(&r);
+    r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 2 --max-steps 2 "
+                "--workers 2 --epochs 2 --resume %s --save %s", d, state, model);
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    size_t n;
+    char path[600];
+    snprintf(path, sizeof path, "%s.json", model);
+    char *meta = cli_read_file(path, &n);
+    cr_assert_not_null(meta, "no %s", path);
+    cr_expect_not_null(strstr(meta, "\"resize\":40"), "%s", meta);
+    free(meta);
+    cli_rmtree(out);
     cli_rmtree(d);
 }

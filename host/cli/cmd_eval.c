@@ -93,6 +93,7 @@ int cmd_eval(int argc, char **argv) {
                 printf("Accuracy of %-12s: %6.2f%% (%ld/%ld)\n", name, 100.0 * pc[k] / pt[k],
                        pc[k], pt[k]);
             }
+            session_report_skipped(&ds);
         }
         free(pc);
         free(pt);

@@ -548,6 +548,7 @@ static int evaluate(train_run *r) {
     double acc = total ? 100.0 * correct / total : 0.0;
     printf("Accuracy of the network on the %ld test images: %.2f%%\n", total, acc);
     if (r->logf) fprintf(r->logf, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", r->st.epoch, acc);
+    session_report_skipped(&r->ds);
     return 0;
 }
 

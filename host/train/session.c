@@ -121,6 +121,12 @@ int session_open_data(dataset *ds, const run_options *o, char *err, size_t errle
     return 0;
 }
 
+void session_report_skipped(const dataset *ds) {
+    if (ds->skipped)
+        fprintf(stderr, "cltrain: --skip-bad: %d bad files left out of this run (%d train, %d "
+                        "test images used)\n", ds->skipped, ds->train.n, ds->test.n);
+}
+
 loader_config session_loader_config(const run_options *o, int train) {
     loader_config lc = { .batch_size = o->batch_size, .image_size = o->image_size,
                          .normalize = o->normalize, .augment = train ? o->augment : 0,

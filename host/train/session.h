@@ -63,6 +63,9 @@ void session_train_loader(const run_options *o, loader_config *lc);
 // Opens --data with --dataset, --val-split, --seed and --skip-bad (a warning per skipped file
 // and the count on stderr). 0 or nonzero with the message in err.
 int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen);
+// The end of a run on data opened with --skip-bad: one line with the count of files left out
+// (each was named when the folder was opened). Nothing when none was.
+void session_report_skipped(const dataset *ds);
 
 // The loader settings of o for a split: training (augment, shuffle, --train-limit) or eval.
 loader_config session_loader_config(const run_options *o, int train);

@@ -119,6 +119,33 @@ static int read_strings(train_state *st, const char *path, const run_options *o,
     return 0;
 }
 
+// The data-shaping arguments added after version 3 first shipped: --resize (0: none) and
+// --val-split (0: none). A file without them keeps what the command line says.
+static int read_data_args(train_state *st, const char *path, run_options *o,
+                          unsigned long long given, train_flag_given_fn cmd_flag_given,
+                          char *err, size_t errlen) {
+    const ckpt *c = &st->file;
+    long long resize = 0;
+    double split = 0;
+    int has_resize = ckpt_find(c, "args.resize") >= 0, has_split = ckpt_find(c, "args.val-split") >= 0;
+    if ((has_resize && (get_int(c, "args.resize", &resize) || resize < 0 || resize > 4096)) ||
+        (has_split && (get_float(c, "args.val-split", &split) || split < 0 || split >= 1))) {
+        snprintf(err, errlen, "%s: training state is damaged: its --resize or --val-split", path);
+        return -1;
+    }
+    if (has_resize) {
+        if (cmd_flag_given(given, "resize") && o->resize != resize)
+            return contradiction(st, err, errlen, path, "resize", o->resize, (double)resize);
+        o->resize = (int)resize;
+    }
+    if (has_split) {
+        if (cmd_flag_given(given, "val-split") && o->val_split != split)
+            return contradiction(st, err, errlen, path, "val-split", o->val_split, split);
+        o->val_split = split;
+    }
+    return 0;
+}
+
 // Version 3: the schedule, label smoothing and the best accuracy; defaults for older files.
 static int read_schedule(train_state *st, const char *path, run_options *o,
                          unsigned long long given, train_flag_given_fn cmd_flag_given,
@@ -246,6 +273,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
                                  floats[i].saved);
     if (read_strings(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
     if (read_schedule(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
+    if (read_data_args(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
     // Training longer is allowed; asking for less than is done already is a mistake.
     if (cmd_flag_given(given, "epochs") && o->epochs < epoch) {
         snprintf(err, errlen, "--epochs %d is fewer than the %lld epochs the training state in "
@@ -370,6 +398,8 @@ int train_state_write(const train_state *st, resnet *m, const run_options *o,
     }
     if (o->replicas > 1)  // absent for one device: its files stay as they were
         rc |= ckpt_add_int(&c, "args.replicas", o->replicas);
+    rc |= ckpt_add_int(&c, "args.resize", o->resize);
+    rc |= add_float(&c, "args.val-split", o->val_split);
     rc |= ckpt_add_int(&c, "args.shuffle", o->shuffle);
     rc |= ckpt_add_int(&c, "args.seed", o->seed);
     rc |= ckpt_add_int(&c, "args.epochs", o->epochs);
