@@ -118,3 +118,25 @@ Test(cli_folder, resume_keeps_resize, .timeout = 180)
     cli_rmtree(out);
     cli_rmtree(d);
 }
+
+// A file that passes the open's header check but is cut in its data: the run stops at that
+// batch with one line naming it, after saving --checkpoint as SIGTERM does (exit 1).
+Test(cli_folder, file_cut_mid_run_saves_state, .timeout = 180)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    char cut[512], state[512], cmd[1200];
+    snprintf(cut, sizeof cut, "%s", cli_path(d, "train/b/cut.jpg"));
+    snprintf(state, sizeof state, "%s", cli_path(out, "state.pth"));
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import sys; from PIL import Image; "
+             "Image.new(\"RGB\", (40, 40), (9, 99, 199)).save(sys.argv[1], quality=90)' %s && "
+             "truncate -s 300 %s", cut, cut);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    cli_result r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 3 --workers 2 "
+                           "--no-shuffle --checkpoint %s", d, state);
+    cli_expect_error(&r, 1, "train/b/cut.jpg", "truncated", "training state saved to", NULL);
+    cr_expect(strstr(r.out, "Finished Training") == NULL, "%s", r.out);
+    cli_result_free(&r);
+    cr_expect(cli_exists(state), "no training state at %s", state);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}
