@@ -19,10 +19,11 @@ static double resize_triangle(double x)
 }
 
 // PIL's clip8: the accumulator carries a +0.5 rounding term, so the shift rounds half up.
-static uint8_t resize_clip8(int64_t ss)
+// Pillow's accumulator is an int (22 fractional bits leave room for 255 x weights summing to 1).
+static uint8_t resize_clip8(int32_t ss)
 {
     if (ss <= 0) return 0;
-    if (ss >= ((int64_t)256 << RESIZE_PRECISION_BITS)) return 255;
+    if (ss >= ((int32_t)256 << RESIZE_PRECISION_BITS)) return 255;
     return (uint8_t)(ss >> RESIZE_PRECISION_BITS);
 }
 
@@ -80,7 +81,8 @@ int transform_resize_init(transform_resize *r, int dh, int dw, int sh, int sw)
     r->ksize_h = resize_coeffs(sw, dw, &r->bounds_h, &r->k_h);
     r->ksize_v = resize_coeffs(sh, dh, &r->bounds_v, &r->k_v);
     r->tmp = malloc((size_t)sh * (size_t)dw);
-    if (r->ksize_h < 0 || r->ksize_v < 0 || !r->tmp) {
+    r->acc = malloc((size_t)dw * sizeof(int32_t));
+    if (r->ksize_h < 0 || r->ksize_v < 0 || !r->tmp || !r->acc) {
         transform_resize_free(r);
         return 1;
     }
@@ -93,52 +95,80 @@ void transform_resize_free(transform_resize *r)
     free(r->bounds_h); free(r->bounds_v);
     free(r->k_h); free(r->k_v);
     free(r->tmp);
+    free(r->acc);
     memset(r, 0, sizeof(*r));
 }
 
-// PIL ImagingResampleHorizontal_8bpc. dst (rows, dw), src (rows, sw).
-static void resize_pass_h(const transform_resize *r, uint8_t *dst, const uint8_t *src, int rows)
+// PIL ImagingResampleHorizontal_8bpc on the output columns [x0, x1) of source rows [r0, r1):
+// src rows of stride sstride, dst (r1 - r0, x1 - x0) with row stride ds.
+static void resize_pass_h(const transform_resize *r, uint8_t *dst, size_t ds, const uint8_t *src,
+                          size_t sstride, int r0, int r1, int x0, int x1)
 {
-    for (int y = 0; y < rows; y++) {
-        const uint8_t *s = src + (size_t)y * r->sw;
-        for (int xx = 0; xx < r->dw; xx++) {
+    for (int y = r0; y < r1; y++) {
+        const uint8_t *s = src + (size_t)y * sstride;
+        uint8_t *d = dst + (size_t)(y - r0) * ds;
+        for (int xx = x0; xx < x1; xx++) {
             int xmin = r->bounds_h[2 * xx], cnt = r->bounds_h[2 * xx + 1];
             const int32_t *k = r->k_h + (size_t)xx * r->ksize_h;
-            int64_t ss = 1 << (RESIZE_PRECISION_BITS - 1);
-            for (int x = 0; x < cnt; x++) ss += (int64_t)s[xmin + x] * k[x];
-            dst[(size_t)y * r->dw + xx] = resize_clip8(ss);
+            int32_t ss = 1 << (RESIZE_PRECISION_BITS - 1);
+            for (int x = 0; x < cnt; x++) ss += (int32_t)s[xmin + x] * k[x];
+            d[xx - x0] = resize_clip8(ss);
         }
     }
 }
 
-// PIL ImagingResampleVertical_8bpc. dst (dh, w), src (sh, w).
-static void resize_pass_v(const transform_resize *r, uint8_t *dst, const uint8_t *src, int w)
+// PIL ImagingResampleVertical_8bpc on the output rows [y0, y1), w columns: src holds source
+// rows from row0 on (stride sstride), dst has row stride ds. A row of accumulators at a time,
+// so the inner loop runs along contiguous columns; integer sums do not depend on the order.
+static void resize_pass_v(const transform_resize *r, uint8_t *dst, size_t ds, const uint8_t *src,
+                          size_t sstride, int row0, int y0, int y1, int w)
 {
-    for (int yy = 0; yy < r->dh; yy++) {
-        int ymin = r->bounds_v[2 * yy], cnt = r->bounds_v[2 * yy + 1];
+    int32_t *acc = r->acc;
+    for (int yy = y0; yy < y1; yy++) {
+        int ymin = r->bounds_v[2 * yy] - row0, cnt = r->bounds_v[2 * yy + 1];
         const int32_t *k = r->k_v + (size_t)yy * r->ksize_v;
-        for (int x = 0; x < w; x++) {
-            int64_t ss = 1 << (RESIZE_PRECISION_BITS - 1);
-            for (int y = 0; y < cnt; y++) ss += (int64_t)src[(size_t)(ymin + y) * w + x] * k[y];
-            dst[(size_t)yy * w + x] = resize_clip8(ss);
+        for (int x = 0; x < w; x++) acc[x] = 1 << (RESIZE_PRECISION_BITS - 1);
+        for (int y = 0; y < cnt; y++) {
+            const uint8_t *row = src + (size_t)(ymin + y) * sstride;
+            int32_t ky = k[y];
+            for (int x = 0; x < w; x++) acc[x] += (int32_t)row[x] * ky;
         }
+        uint8_t *d = dst + (size_t)(yy - y0) * ds;
+        for (int x = 0; x < w; x++) d[x] = resize_clip8(acc[x]);
     }
 }
 
 // PIL ImagingResampleInner: horizontal pass first, each pass rounded to uint8, an unchanged
-// dimension's pass skipped (Image.resize to the same size is a copy).
+// dimension's pass skipped (Image.resize to the same size is a copy). Only the output window
+// is computed, and the horizontal pass only on the source rows that window reads: each output
+// pixel depends on its own coefficients alone, so the bytes are those of the whole resize.
+void transform_resize_window(transform_resize *r, uint8_t *dst, size_t ds, const uint8_t *src,
+                             size_t sstride, int y0, int y1, int x0, int x1)
+{
+    int w = x1 - x0;
+    if (y0 < 0 || x0 < 0 || y1 > r->dh || x1 > r->dw || y0 >= y1 || w <= 0) return;
+    if (r->need_h && r->need_v) {
+        int r0 = r->bounds_v[2 * y0], r1 = r0;
+        for (int yy = y0; yy < y1; yy++) {
+            int end = r->bounds_v[2 * yy] + r->bounds_v[2 * yy + 1];
+            if (end > r1) r1 = end;
+            if (r->bounds_v[2 * yy] < r0) r0 = r->bounds_v[2 * yy];
+        }
+        resize_pass_h(r, r->tmp, (size_t)w, src, sstride, r0, r1, x0, x1);
+        resize_pass_v(r, dst, ds, r->tmp, (size_t)w, r0, y0, y1, w);
+    } else if (r->need_h) {
+        resize_pass_h(r, dst, ds, src, sstride, y0, y1, x0, x1);
+    } else if (r->need_v) {
+        resize_pass_v(r, dst, ds, src + x0, sstride, 0, y0, y1, w);
+    } else {
+        for (int y = y0; y < y1; y++)
+            memcpy(dst + (size_t)(y - y0) * ds, src + (size_t)y * sstride + x0, (size_t)w);
+    }
+}
+
 void transform_resize_apply(transform_resize *r, uint8_t *dst, const uint8_t *src)
 {
-    if (r->need_h && r->need_v) {
-        resize_pass_h(r, r->tmp, src, r->sh);
-        resize_pass_v(r, dst, r->tmp, r->dw);
-    } else if (r->need_h) {
-        resize_pass_h(r, dst, src, r->sh);
-    } else if (r->need_v) {
-        resize_pass_v(r, dst, src, r->sw);
-    } else {
-        memcpy(dst, src, (size_t)r->sh * (size_t)r->sw);
-    }
+    transform_resize_window(r, dst, (size_t)r->dw, src, (size_t)r->sw, 0, r->dh, 0, r->dw);
 }
 
 int transform_resize_u8(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw)
@@ -304,16 +334,35 @@ int transform_apply(uint8_t *dst, const uint8_t *src, int c, int h, int w,
     if (op->kind == TRANSFORM_CENTER) {
         int oh, ow, top, left;
         transform_shorter_side(h, w, op->resize, &oh, &ow);
+        transform_center_box(oh, ow, S, &top, &left);
+        if (top >= 0 && left >= 0 && top + S <= oh && left + S <= ow) {
+            // Resize then CenterCrop: only the crop's window of the resize is computed.
+            if (scratch_plan(s, oh, ow, h, w)) return 1;
+            for (int ch = 0; ch < c; ch++)
+                transform_resize_window(&s->plan, dst + (size_t)ch * S * S, (size_t)S,
+                                        src + (size_t)ch * h * w, (size_t)w, top, top + S, left,
+                                        left + S);
+            return 0;
+        }
         uint8_t *mid = scratch_buf(s, c, oh, ow);
         if (!mid || resize_planes(s, mid, oh, ow, src, c, h, w)) return 1;
-        transform_center_box(oh, ow, S, &top, &left);
         transform_crop_u8(dst, S, S, mid, c, oh, ow, top, left);
         return 0;
     }
-    uint8_t *box = scratch_buf(s, c, op->bh, op->bw);
-    if (!box || op->bh < 1 || op->bw < 1) return 1;
-    transform_crop_u8(box, op->bh, op->bw, src, c, h, w, op->top, op->left);
-    if (resize_planes(s, dst, S, S, box, c, op->bh, op->bw)) return 1;
+    if (op->bh < 1 || op->bw < 1) return 1;
+    if (op->top >= 0 && op->left >= 0 && op->top + op->bh <= h && op->left + op->bw <= w) {
+        // RandomResizedCrop's box lies inside the image: resize straight from it.
+        if (scratch_plan(s, S, S, op->bh, op->bw)) return 1;
+        for (int ch = 0; ch < c; ch++)
+            transform_resize_window(&s->plan, dst + (size_t)ch * S * S, (size_t)S,
+                                    src + ((size_t)ch * h + op->top) * w + op->left, (size_t)w,
+                                    0, S, 0, S);
+    } else {
+        uint8_t *box = scratch_buf(s, c, op->bh, op->bw);
+        if (!box) return 1;
+        transform_crop_u8(box, op->bh, op->bw, src, c, h, w, op->top, op->left);
+        if (resize_planes(s, dst, S, S, box, c, op->bh, op->bw)) return 1;
+    }
     if (op->flip) transform_hflip_u8(dst, c, S, S);
     return 0;
 }

@@ -22,12 +22,18 @@ typedef struct transform_resize {
     int32_t *k_h;           // (dw, ksize_h) fixed-point weights, 22 fractional bits
     int32_t *k_v;           // (dh, ksize_v)
     uint8_t *tmp;           // (sh, dw) result of the horizontal pass
+    int32_t *acc;           // (dw) accumulators of the vertical pass
 } transform_resize;
 
 // Returns 0, or nonzero for bad sizes (< 1 or > 65536) or out of memory.
 int  transform_resize_init(transform_resize *r, int dh, int dw, int sh, int sw);
 // dst (dh, dw), src (sh, sw); dst and src must not overlap. Uses r->tmp: one thread per plan.
 void transform_resize_apply(transform_resize *r, uint8_t *dst, const uint8_t *src);
+// Only the output window rows [y0, y1) x columns [x0, x1), written to dst with row stride ds;
+// src rows have stride sstride (a plane inside a larger one). The bytes equal the same window
+// of transform_resize_apply's output. An empty or out-of-range window writes nothing.
+void transform_resize_window(transform_resize *r, uint8_t *dst, size_t ds, const uint8_t *src,
+                             size_t sstride, int y0, int y1, int x0, int x1);
 // Accepts a zeroed or half-built plan.
 void transform_resize_free(transform_resize *r);
 

@@ -202,6 +202,41 @@ Test(transform, resize_constant_plane_stays_constant)
     for (int i = 0; i < 60; i++) cr_assert_eq(dst[i], 200, "index %d", i);
 }
 
+// A window of the resize (inside a larger source plane, as RandomResizedCrop's box is) equals
+// the same window of the whole resize, byte for byte, for every combination of passes.
+Test(transform, resize_window_equals_whole)
+{
+    const int shapes[][4] = { {37, 53, 20, 29}, {37, 53, 37, 29}, {37, 53, 20, 53},
+                              {37, 53, 37, 53}, {23, 17, 61, 44} };  // sh sw dh dw
+    uint32_t seed = 7;
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int sh = shapes[t][0], sw = shapes[t][1], dh = shapes[t][2], dw = shapes[t][3];
+        int pad = 5, stride = sw + 2 * pad;
+        uint8_t *big = malloc((size_t)(sh + 2 * pad) * stride), *src = malloc((size_t)sh * sw);
+        uint8_t *whole = malloc((size_t)dh * dw), *win = malloc((size_t)dh * dw);
+        for (int i = 0; i < (sh + 2 * pad) * stride; i++) big[i] = (uint8_t)((seed = seed * 1103515245u + 12345u) >> 24);
+        for (int y = 0; y < sh; y++) memcpy(src + (size_t)y * sw, big + (size_t)(y + pad) * stride + pad, (size_t)sw);
+        transform_resize r;
+        cr_assert_eq(transform_resize_init(&r, dh, dw, sh, sw), 0);
+        transform_resize_apply(&r, whole, src);
+        for (int k = 0; k < 20; k++) {
+            int y0 = (int)((seed = seed * 1103515245u + 12345u) >> 16) % dh;
+            int x0 = (int)((seed = seed * 1103515245u + 12345u) >> 16) % dw;
+            int y1 = y0 + 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % (dh - y0);
+            int x1 = x0 + 1 + (int)((seed = seed * 1103515245u + 12345u) >> 16) % (dw - x0);
+            if (k == 0) { y0 = x0 = 0; y1 = dh; x1 = dw; }
+            int w = x1 - x0;
+            transform_resize_window(&r, win, (size_t)w, big + (size_t)pad * stride + pad,
+                                    (size_t)stride, y0, y1, x0, x1);
+            for (int y = y0; y < y1; y++)
+                cr_assert_arr_eq(win + (size_t)(y - y0) * w, whole + (size_t)y * dw + x0, (size_t)w,
+                                 "shape %zu window [%d,%d)x[%d,%d) row %d", t, y0, y1, x0, x1, y);
+        }
+        transform_resize_free(&r);
+        free(big); free(src); free(whole); free(win);
+    }
+}
+
 // Values printed by PyTorch 1.13: x.float().div(255) and F.normalize with ImageNet mean/std.
 Test(transform, to_tensor_and_normalize_match_torch)
 {
