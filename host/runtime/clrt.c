@@ -146,6 +146,12 @@ void clrt_fill_zero(clrt *rt, cl_mem m, size_t off, size_t bytes) {
     CL_CHECK(clEnqueueFillBuffer(rt->queue, m, &zero, sizeof zero, off, bytes, 0, NULL, NULL));
 }
 
+void clrt_fill_int(clrt *rt, cl_mem m, size_t off, size_t bytes, cl_int value) {
+    if (bytes)
+        CL_CHECK(clEnqueueFillBuffer(rt->queue, m, &value, sizeof value, off, bytes, 0, NULL,
+                                     NULL));
+}
+
 void clrt_copy(clrt *rt, cl_mem dst, size_t dst_off, cl_mem src, size_t src_off,
                size_t bytes) {
     if (bytes)

@@ -102,6 +102,8 @@ cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what);
 void clrt_write(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
 void clrt_read(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes);
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes);
+// The same with one int32 value repeated (bytes a multiple of 4), enqueued without a wait.
+void clrt_fill_int(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes, cl_int value);
 // Device-side copy, enqueued (no wait): dst[dst_off..] = src[src_off..], offsets in bytes.
 void clrt_copy(clrt *rt, cl_mem dst, size_t dst_off, cl_mem src, size_t src_off, size_t bytes);
 void clrt_finish(clrt *rt);
