@@ -215,13 +215,13 @@ static size_t first_trainable_off(const resnet *m) {
     return m->n_param_floats;
 }
 
-static void sgd(resnet *m, float lr, float momentum, float weight_decay, dten flags) {
+static void sgd(resnet *m, float lr, float momentum, float weight_decay, dten guard) {
     size_t off = first_trainable_off(m);
     clrt_profile_layer(m->rt, "sgd");
     dten p = { m->arena_params, off }, g = { m->arena_grads, off }, b = { m->arena_momentum, off };
-    if (flags.mem)
-        op_sgd_step_checked(m->rt, p, g, b, m->n_param_floats - off, lr, momentum,
-                            weight_decay, !m->momentum_ready, flags);
+    if (guard.mem)
+        op_sgd_step_guarded(m->rt, p, g, b, m->n_param_floats - off, lr, momentum,
+                            weight_decay, !m->momentum_ready, guard);
     else
         op_sgd_step(m->rt, p, g, b, m->n_param_floats - off, lr, momentum, weight_decay,
                     !m->momentum_ready);
@@ -232,8 +232,8 @@ void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay) {
     sgd(m, lr, momentum, weight_decay, (dten){ 0 });
 }
 
-void resnet_sgd_checked(resnet *m, float lr, float momentum, float weight_decay, dten flags) {
-    sgd(m, lr, momentum, weight_decay, flags);
+void resnet_sgd_guarded(resnet *m, float lr, float momentum, float weight_decay, dten guard) {
+    sgd(m, lr, momentum, weight_decay, guard);
 }
 
 int resnet_grads_finite(resnet *m) {

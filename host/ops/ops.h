@@ -151,11 +151,10 @@ void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten
 // With momentum == 0 the buffer is not used: p -= lr * g.
 void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
                  float momentum, float weight_decay, int first_step);
-// The same, guarded and checked: flags (two int32) are the guard, 1 when the step may update
-// (else nothing is written), and a sticky weights flag, cleared when a written weight is not
-// finite (op_finite_and's test fused into the update: no second pass over the weights).
-void op_sgd_step_checked(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
-                         float momentum, float weight_decay, int first_step, dten flags);
+// The same, guarded: guard (one int32) is 1 when the step may update; otherwise nothing is
+// written (the trainer's on-device skip of a non-finite step).
+void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                         float momentum, float weight_decay, int first_step, dten guard);
 
 // ---- checks ----
 // 1 when all n floats are finite (deterministic; reads back one int).

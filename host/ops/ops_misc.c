@@ -150,22 +150,22 @@ void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten
 // ---- SGD ----
 
 static void sgd_launch(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
-                       float momentum, float weight_decay, int first_step, dten flags) {
+                       float momentum, float weight_decay, int first_step, dten guard) {
     const char *op = "op_sgd_step";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(params) && ops_has(grads), op, "missing buffer");
     OPS_REQUIRE(momentum == 0.0f || ops_has(bufs), op, "momentum %g needs momentum buffers",
                 (double)momentum);
-    int first = first_step ? 1 : 0, checked = ops_has(flags);
-    if (!checked) flags = params;  // a valid buffer the kernel does not touch
+    int first = first_step ? 1 : 0, guarded = ops_has(guard);
+    if (!guarded) guard = params;  // a valid buffer the kernel does not read
     cl_kernel k = ops_kernel_ten(rt, "sgd_step", (dten[]){params, grads, bufs}, 3);
     CLRT_ARG(k, 6, ni);
     CLRT_ARG(k, 7, lr);
     CLRT_ARG(k, 8, momentum);
     CLRT_ARG(k, 9, weight_decay);
     CLRT_ARG(k, 10, first);
-    ops_arg_ten(k, 11, flags);
-    CLRT_ARG(k, 13, checked);
+    ops_arg_ten(k, 11, guard);
+    CLRT_ARG(k, 13, guarded);
     clrt_launch1d(rt, k, n);
 }
 
@@ -174,10 +174,10 @@ void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float l
     sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, (dten){0});
 }
 
-void op_sgd_step_checked(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
-                         float momentum, float weight_decay, int first_step, dten flags) {
-    OPS_REQUIRE(ops_has(flags), "op_sgd_step", "missing flags");
-    sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, flags);
+void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                         float momentum, float weight_decay, int first_step, dten guard) {
+    OPS_REQUIRE(ops_has(guard), "op_sgd_step", "missing guard");
+    sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, guard);
 }
 
 // ---- checks ----

@@ -94,8 +94,8 @@ train_status train_step(trainer *t, const float *x, const int32_t *labels, int n
 }
 
 // The checks, the guarded update and the status read, all enqueued: the loss and every
-// gradient into the guard before the update (which it skips unless the guard is 1), each
-// written weight's test inside the update, the frozen weights and running statistics after.
+// gradient into the guard before the update (which it skips unless the guard is 1), the
+// weights and running statistics after it.
 static void update_enqueue(trainer *t, const sgd_config *sgd) {
     resnet *m = t->m;
     clrt *rt = m->rt;
@@ -103,11 +103,11 @@ static void update_enqueue(trainer *t, const sgd_config *sgd) {
     op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);
     op_finite_and(rt, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
                   t->grad_n);
-    resnet_sgd_checked(m, sgd->lr, sgd->momentum, sgd->weight_decay,
+    resnet_sgd_guarded(m, sgd->lr, sgd->momentum, sgd->weight_decay,
                        status_word(t, STATUS_GUARD));
     clrt_profile_layer(rt, "checks");
     op_finite_and(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
-                  t->grad_off);
+                  m->n_param_floats);
     op_finite_and(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
                   m->n_buffer_floats);
     clrt_copy(rt, t->status, STATUS_LOSS * sizeof(cl_int), m->loss_mean.mem,
