@@ -55,24 +55,27 @@ __kernel void avgpool_backward(__global float *din, ulong dio, __global const fl
     din[dio + i] = dout[doo + i / hw] / hw;
 }
 
-// flag[0] = 1 when all n floats are finite, else 0. One work-group (a power of two in size,
-// `scratch` one int per item): each item ORs the non-finite test over a strided subset, then
-// a tree combines them. Tests the exponent bits, so it holds under any math flags.
+// flag[fo] is cleared (set to 0) when any of the n floats is not finite; otherwise it is left
+// as it is (the launcher pre-sets it, or a sticky flag keeps a step's earlier result). Many
+// groups, no barriers: with `interleave` the items stride over x (coalesced on a GPU), else
+// each item scans one contiguous run (a core's cache lines on a CPU). The maximum of the
+// exponent fields is 0x7f800000 only for an Inf or a NaN, under any math flags; a clear is
+// the same value whichever item writes it, so the result is deterministic.
 __kernel void all_finite(__global int *flag, ulong fo, __global const float *x, ulong xo,
-                         int n, __local int *scratch) {
-    // Bounds check without a return before the barriers (pocl miscompiles that): only
-    // group 0 scans and writes.
-    int valid = get_group_id(0) == 0, len = valid ? n : 0;
-    int lid = get_local_id(0), l = get_local_size(0);
+                         int n, int interleave) {
+    int gid = get_global_id(0), items = get_global_size(0);
     __global const uint *u = (__global const uint *)(x + xo);
-    int bad = 0;
-    for (int i = lid; i < len; i += l) bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
-    scratch[lid] = bad;
-    for (int span = l / 2; span > 0; span /= 2) {
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (lid < span) scratch[lid] |= scratch[lid + span];
+    uint e = 0;
+    if (interleave) {
+        for (int i = gid; i < n; i += items) e = max(e, u[i] & 0x7f800000u);
+    } else {
+        // A division without its remainder (Oclgrind's --uninitialized cannot follow the
+        // pair LLVM makes of the two).
+        long run = ((long)n + items - 1) / items, lo = min(gid * run, (long)n);
+        long hi = min(lo + run, (long)n);
+        for (long i = lo; i < hi; i++) e = max(e, u[i] & 0x7f800000u);
     }
-    if (lid == 0 && valid) flag[fo] = !scratch[0];
+    if (e == 0x7f800000u) atomic_and(flag + fo, 0);
 }
 
 // Linear bias: out (K, N) = b (K) broadcast along each row, before the GEMM adds w x.

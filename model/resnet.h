@@ -197,6 +197,8 @@ void resnet_loss(resnet *m, int n);
 void resnet_backward(resnet *m, int n);
 // One SGD step on the trainable parameters.
 void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay);
+// The same, guarded (op_sgd_step_guarded): nothing is written unless guard (one int32) is 1.
+void resnet_sgd_guarded(resnet *m, float lr, float momentum, float weight_decay, dten guard);
 // 1 when every trainable gradient is finite.
 int resnet_grads_finite(resnet *m);
 // 1 when every parameter and batch-norm running statistic is finite (checked after each

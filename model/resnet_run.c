@@ -215,13 +215,25 @@ static size_t first_trainable_off(const resnet *m) {
     return m->n_param_floats;
 }
 
-void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay) {
+static void sgd(resnet *m, float lr, float momentum, float weight_decay, dten guard) {
     size_t off = first_trainable_off(m);
     clrt_profile_layer(m->rt, "sgd");
     dten p = { m->arena_params, off }, g = { m->arena_grads, off }, b = { m->arena_momentum, off };
-    op_sgd_step(m->rt, p, g, b, m->n_param_floats - off, lr, momentum, weight_decay,
-                !m->momentum_ready);
+    if (guard.mem)
+        op_sgd_step_guarded(m->rt, p, g, b, m->n_param_floats - off, lr, momentum,
+                            weight_decay, !m->momentum_ready, guard);
+    else
+        op_sgd_step(m->rt, p, g, b, m->n_param_floats - off, lr, momentum, weight_decay,
+                    !m->momentum_ready);
     m->momentum_ready = 1;
+}
+
+void resnet_sgd(resnet *m, float lr, float momentum, float weight_decay) {
+    sgd(m, lr, momentum, weight_decay, (dten){ 0 });
+}
+
+void resnet_sgd_guarded(resnet *m, float lr, float momentum, float weight_decay, dten guard) {
+    sgd(m, lr, momentum, weight_decay, guard);
 }
 
 int resnet_grads_finite(resnet *m) {

@@ -673,6 +673,54 @@ Test(ops_elementwise, avgpool_forward_backward) {
     }
 }
 
+// The multi-item check against the host reference: sizes that are no multiple of any group
+// size or run length, an Inf or NaN at the first, a middle and the last element, both split
+// patterns (contiguous runs, interleaved), and the sticky form's AND over several arrays.
+Test(ops_elementwise, all_finite_positions) {
+    clrt *rt = test_rt();
+    size_t sizes[] = {1, 2, 3, 255, 257, 16385, 100003, 300007};
+    float bad[3] = {NAN, INFINITY, -INFINITY};
+    dten flag = test_upload_i32(rt, NULL, 1);
+    for (int il = 0; il < 2; il++) {
+        rt->ops_cfg->bn_interleave = il;
+        for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+            size_t n = sizes[t];
+            float *x = rnd(n, 445 + (unsigned)t, -1e38f, 1e38f);
+            dten d = dev_tensor(x, n);
+            cr_expect_eq(op_all_finite(rt, d, n, flag), ref_all_finite(x, n), "n %zu", n);
+            size_t where[3] = {0, n / 2, n - 1};
+            for (int w = 0; w < 3; w++) {
+                float keep = x[where[w]];
+                x[where[w]] = bad[w];
+                dten e = dev_tensor(x, n);
+                cr_expect_eq(ref_all_finite(x, n), 0);
+                cr_expect_eq(op_all_finite(rt, e, n, flag), 0, "interleave %d, n %zu, %g at %zu",
+                             il, n, (double)bad[w], where[w]);
+                // Sticky: a finite array after a bad one leaves the flag at 0; before it, 1.
+                dten ok = dev_tensor(&keep, 1);
+                int32_t one = 1, got = -1;
+                clrt_write(rt, flag.mem, flag.off * sizeof one, &one, sizeof one);
+                op_finite_and(rt, flag, ok, 1);
+                clrt_read(rt, flag.mem, flag.off * sizeof got, &got, sizeof got);
+                cr_expect_eq(got, 1, "finite value keeps the flag");
+                op_finite_and(rt, flag, e, n);
+                op_finite_and(rt, flag, ok, 1);
+                clrt_read(rt, flag.mem, flag.off * sizeof got, &got, sizeof got);
+                cr_expect_eq(got, 0, "sticky after n %zu", n);
+                if (n > 1) {  // exactly n values: the bad last one just past n - 1 does not count
+                    cr_expect_eq(op_all_finite(rt, e, n - 1, flag), where[w] == n - 1,
+                                 "n - 1 of %zu", n);
+                }
+                x[where[w]] = keep;
+            }
+            // n = 0 reads nothing: the flag says finite.
+            cr_expect_eq(op_all_finite(rt, d, 0, flag), 1, "n = 0");
+            free(x);
+        }
+    }
+    rt->ops_cfg->bn_interleave = -1;
+}
+
 Test(ops_elementwise, all_finite) {
     clrt *rt = test_rt();
     size_t n = 12345;
@@ -945,6 +993,41 @@ Test(ops_sgd, first_step_copies_gradient) {
 Test(ops_sgd, momentum_steps) { sgd_case(0.9f, 0.0f, 4); }
 Test(ops_sgd, weight_decay) { sgd_case(0.9f, 5e-4f, 3); }
 Test(ops_sgd, momentum_zero_no_buffer) { sgd_case(0.0f, 1e-2f, 2); }
+
+// The guarded form: with the guard at 1 it writes what op_sgd_step writes, bitwise; with the
+// guard at 0 (another value than 1) it writes nothing, not even where the gradient is Inf.
+Test(ops_sgd, guarded_skips_unless_the_guard_is_one) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    float *p = rnd(n, 850, -1, 1), *g = rnd(n, 851, -1, 1);
+    dten dg = dev_tensor(g, n);
+    dten pa = dev_tensor(p, n), ba = dev_tensor(NULL, n);
+    dten pb = dev_tensor(p, n), bb = dev_tensor(NULL, n);
+    int32_t one = 1, got = -1;
+    dten guard = test_upload_i32(rt, &one, 1);
+    for (int t = 0; t < 2; t++) {
+        op_sgd_step(rt, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
+        op_sgd_step_guarded(rt, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, t == 0, guard);
+    }
+    float *wa = dev_read(pa, n), *wb = dev_read(pb, n);
+    float *ma = dev_read(ba, n), *mb = dev_read(bb, n);
+    cr_expect(memcmp(wa, wb, n * sizeof(float)) == 0, "guarded params equal bitwise");
+    cr_expect(memcmp(ma, mb, n * sizeof(float)) == 0, "guarded momentum equal bitwise");
+    clrt_read(rt, guard.mem, guard.off * sizeof got, &got, sizeof got);
+    cr_expect_eq(got, 1, "the guard is only read");
+    float inf = INFINITY;
+    clrt_write(rt, dg.mem, (dg.off + 7) * sizeof(float), &inf, sizeof inf);
+    int32_t closed[2] = {0, 2};
+    for (int c = 0; c < 2; c++) {
+        clrt_write(rt, guard.mem, guard.off * sizeof got, &closed[c], sizeof closed[c]);
+        op_sgd_step_guarded(rt, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, 0, guard);
+        float *wc = dev_read(pb, n), *mc = dev_read(bb, n);
+        cr_expect(memcmp(wb, wc, n * sizeof(float)) == 0, "guard %d leaves params", closed[c]);
+        cr_expect(memcmp(mb, mc, n * sizeof(float)) == 0, "guard %d leaves momentum", closed[c]);
+        free(wc), free(mc);
+    }
+    free(p), free(g), free(wa), free(wb), free(ma), free(mb);
+}
 
 // ============================== determinism ==============================
 

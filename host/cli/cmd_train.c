@@ -450,8 +450,59 @@ static void after_step(train_run *r, int epoch, int b, int batches, float loss, 
     if (at_end) { st->running_loss = 0; st->running_count = 0; }
 }
 
+// A step enqueued whose result is not read yet (train_step_enqueue; with replicas the result
+// is taken at once, replicas_step being synchronous).
+typedef struct pending_step {
+    int b, n;
+    train_status s;
+    float loss;
+} pending_step;
+
+static void step_enqueue(train_run *r, pending_step *p, int b, int n) {
+    p->b = b;
+    p->n = n;
+    if (r->world > 1)
+        p->s = replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &p->loss);
+    else
+        train_step_enqueue(&r->tr, r->x, r->y, n, &r->sgd);
+}
+
+// Whether the step after p may be enqueued before p's result is booked: only when booking p
+// does nothing but the counters, the log and the bar (no checkpoint, no stop, not the end of
+// the epoch), so nothing reads the weights between the two. Ranks always take this in step.
+static int may_overlap(train_run *r, const pending_step *p, int batches) {
+    const run_options *o = &r->o;
+    long step = r->st.global_step + 1;  // p's, once booked
+    if (r->world > 1 || stop_signal || p->b + 1 == batches) return 0;
+    if (o->max_steps && step >= o->max_steps) return 0;
+    return !(o->checkpoint && o->checkpoint_every && step % o->checkpoint_every == 0);
+}
+
+// Books step p: its result (stopping on a non-finite one), counters, log, bar; with
+// `boundary`, the end of the epoch, the checkpoint and the stop that may follow it.
+static int step_finish(train_run *r, int epoch, int batches, pending_step *p, int boundary,
+                       double *t_last, int *stopped) {
+    if (r->world <= 1) p->s = train_step_result(&r->tr, &p->loss);
+    if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
+        progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
+                       "nothing saved; try a lower --lr", train_status_what(p->s), p->loss,
+                       r->st.global_step + 1, epoch + 1, p->b + 1);
+        return CLI_EXIT_DATA;
+    }
+    double t = session_now(), ips = p->n / (t - *t_last);
+    *t_last = t;
+    after_step(r, epoch, p->b, batches, p->loss, ips);
+    if (!boundary) return 0;
+    int stopping = max_steps_done(r) || any_stop_signal(r), rc;
+    if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
+    if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
+    if (stopping) *stopped = 1;
+    return 0;
+}
+
 // Trains epoch `epoch` from the saved position. Returns 0 or an exit status; *stopped is set
-// at --max-steps or a signal.
+// at --max-steps or a signal. Each step's result is read while the next one runs (no wait
+// inside a step), except where booking it saves, evaluates or stops (may_overlap).
 static int train_epoch(train_run *r, int epoch, int *stopped) {
     int batches = loader_batches_per_epoch(&r->ld);
     int first = epoch == r->st.epoch ? r->st.batch : 0;
@@ -464,25 +515,27 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         fflush(r->logf);
     }
     double t_last = session_now();
-    int n = 0, rc = 0;
-    for (int b = first; (n = loader_next(&r->ld, r->x, r->y)) > 0; b++) {
-        float loss;
-        train_status s = r->world > 1 ? replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &loss)
-                                      : train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
-        if (s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
-            progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
-                           "nothing saved; try a lower --lr", train_status_what(s), loss,
-                           r->st.global_step + 1, epoch + 1, b + 1);
-            return CLI_EXIT_DATA;
+    int n = 0, rc = 0, have = 0;
+    pending_step p = { 0 }, next;
+    for (int b = first;; b++) {
+        if (have && !may_overlap(r, &p, batches)) {  // before the next batch is even read
+            have = 0;
+            if ((rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
+            if (*stopped) break;
         }
-        double t = session_now(), ips = n / (t - t_last);
-        t_last = t;
-        after_step(r, epoch, b, batches, loss, ips);
-        int stopping = max_steps_done(r) || any_stop_signal(r);
-        if (b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
-        if ((rc = maybe_checkpoint(r, b + 1 == batches, stopping))) return rc;
-        if (stopping) { *stopped = 1; break; }
+        if ((n = loader_next(&r->ld, r->x, r->y)) <= 0) break;
+        step_enqueue(r, &next, b, n);
+        if (have && (rc = step_finish(r, epoch, batches, &p, 0, &t_last, stopped))) {
+            float loss;  // the step behind it was guarded (sticky flags): read and drop it
+            if (r->world <= 1) train_step_result(&r->tr, &loss);
+            return rc;
+        }
+        p = next;
+        have = 1;
     }
+    // Only a file that failed mid-epoch leaves a step unbooked here (the last one of an
+    // epoch never overlaps).
+    if (have && (rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
     if (n < 0) {  // a file that failed mid-run: save the state as SIGTERM does
         int saved = r->o.checkpoint &&
                     train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,

@@ -32,7 +32,7 @@ static const dten DTEN_NONE = {0, 0};
 typedef struct ops_config {
     int splitk;                    // CLTRAIN_SPLITK: 0 never splits a GEMM's k (op_gemm)
     int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
-    int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's reduction split
+    int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's, op_finite_and's split
                                    // (-1: interleaved on GPUs)
     int keep_cols;                 // CLTRAIN_KEEP_COLS: 0 = no kept col matrices (the model's
                                    // plan option; session_plan hands it over)
@@ -151,12 +151,19 @@ void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten
 // With momentum == 0 the buffer is not used: p -= lr * g.
 void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
                  float momentum, float weight_decay, int first_step);
+// The same, guarded: guard (one int32) is 1 when the step may update; otherwise nothing is
+// written (the trainer's on-device skip of a non-finite step).
+void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                         float momentum, float weight_decay, int first_step, dten guard);
 
 // ---- checks ----
-// 1 when all n floats are finite (one deterministic reduction; reads back one int).
+// 1 when all n floats are finite (deterministic; reads back one int).
 int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int);
 // The same without the read: flag (one int32) gets 1 or 0 on the device (the trainer reads
 // several flags and the loss in one transfer).
 void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n);
+// The sticky form: flag (one int32) is set to 0 when a float is not finite and left as it is
+// otherwise, so one flag can AND several checks (and steps) without a pass to combine them.
+void op_finite_and(clrt *rt, dten flag, dten x, size_t n);
 
 #endif

@@ -149,34 +149,67 @@ void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten
 
 // ---- SGD ----
 
-void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
-                 float momentum, float weight_decay, int first_step) {
+static void sgd_launch(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                       float momentum, float weight_decay, int first_step, dten guard) {
     const char *op = "op_sgd_step";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(params) && ops_has(grads), op, "missing buffer");
     OPS_REQUIRE(momentum == 0.0f || ops_has(bufs), op, "momentum %g needs momentum buffers",
                 (double)momentum);
-    int first = first_step ? 1 : 0;
+    int first = first_step ? 1 : 0, guarded = ops_has(guard);
+    if (!guarded) guard = params;  // a valid buffer the kernel does not read
     cl_kernel k = ops_kernel_ten(rt, "sgd_step", (dten[]){params, grads, bufs}, 3);
     CLRT_ARG(k, 6, ni);
     CLRT_ARG(k, 7, lr);
     CLRT_ARG(k, 8, momentum);
     CLRT_ARG(k, 9, weight_decay);
     CLRT_ARG(k, 10, first);
+    ops_arg_ten(k, 11, guard);
+    CLRT_ARG(k, 13, guarded);
     clrt_launch1d(rt, k, n);
+}
+
+void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                 float momentum, float weight_decay, int first_step) {
+    sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, (dten){0});
+}
+
+void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+                         float momentum, float weight_decay, int first_step, dten guard) {
+    OPS_REQUIRE(ops_has(guard), "op_sgd_step", "missing guard");
+    sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, guard);
 }
 
 // ---- checks ----
 
-void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
+// How many items scan, and in which pattern (cl/elementwise.cl all_finite): on a CPU a few
+// groups of one item per compute unit, each over a contiguous run; elsewhere interleaved
+// groups of up to 256, enough to fill the device. Sized by n and the device only.
+// ops_config.bn_interleave (CLTRAIN_BN_INTERLEAVE) picks the pattern, as for batch norm.
+void op_finite_and(clrt *rt, dten flag, dten x, size_t n) {
     const char *op = "op_all_finite";
-    int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(x) && ops_has(flag), op, "missing buffer");
+    if (!n) return;  // nothing to read: the flag stays as it is
+    int ni = ops_int(n, op, "n");
     cl_kernel k = ops_kernel_ten(rt, "all_finite", (dten[]){flag, x}, 2);
+    int sw = OPS_SWITCH(rt, bn_interleave);
+    int interleave = sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU), cpu = !interleave;
     CLRT_ARG(k, 4, ni);
-    size_t l = ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(cl_int));
-    ops_set_local(rt, k, 5, l * sizeof(cl_int), op);
-    clrt_launch(rt, k, 1, &l, &l);
+    CLRT_ARG(k, 5, interleave);
+    size_t cu = rt->dev.compute_units ? rt->dev.compute_units : 1;
+    size_t l = cpu ? 1 : ops_group_size(rt, k, OPS_REDUCE_CAP, 0);
+    size_t per_item = cpu ? 16384 : 64;  // floats an item scans at least
+    size_t groups = (n + l * per_item - 1) / (l * per_item), cap = cpu ? 4 * cu : 16 * cu;
+    if (groups > cap) groups = cap;
+    if (groups < 1) groups = 1;
+    size_t global = groups * l;
+    clrt_launch(rt, k, 1, &global, &l);
+}
+
+void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
+    OPS_REQUIRE(ops_has(x) && ops_has(flag), "op_all_finite", "missing buffer");
+    clrt_fill_int(rt, flag.mem, flag.off * sizeof(cl_int), sizeof(cl_int), 1);
+    op_finite_and(rt, flag, x, n);
 }
 
 int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {

@@ -139,11 +139,33 @@ void clrt_read(clrt *rt, cl_mem m, size_t off, void *dst, size_t bytes) {
         CL_CHECK(clEnqueueReadBuffer(rt->queue, m, CL_TRUE, off, bytes, dst, 0, NULL, NULL));
 }
 
+void clrt_read_async(clrt *rt, cl_mem m, size_t off, void *dst, size_t bytes, cl_event *ev) {
+    CL_CHECK(clEnqueueReadBuffer(rt->queue, m, CL_FALSE, off, bytes, dst, 0, NULL, ev));
+}
+
+void clrt_write_async(clrt *rt, cl_mem m, size_t off, const void *src, size_t bytes) {
+    if (bytes)
+        CL_CHECK(clEnqueueWriteBuffer(rt->queue, m, CL_FALSE, off, bytes, src, 0, NULL, NULL));
+}
+
+void clrt_wait(cl_event ev) {
+    CL_CHECK(clWaitForEvents(1, &ev));
+    CL_CHECK(clReleaseEvent(ev));
+}
+
+void clrt_flush(clrt *rt) { CL_CHECK(clFlush(rt->queue)); }
+
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off, size_t bytes) {
     if (!bytes) return;
     // bytes must be a multiple of 4 (floats and int32 only).
     cl_uint zero = 0;
     CL_CHECK(clEnqueueFillBuffer(rt->queue, m, &zero, sizeof zero, off, bytes, 0, NULL, NULL));
+}
+
+void clrt_fill_int(clrt *rt, cl_mem m, size_t off, size_t bytes, cl_int value) {
+    if (bytes)
+        CL_CHECK(clEnqueueFillBuffer(rt->queue, m, &value, sizeof value, off, bytes, 0, NULL,
+                                     NULL));
 }
 
 void clrt_copy(clrt *rt, cl_mem dst, size_t dst_off, cl_mem src, size_t src_off,

@@ -101,7 +101,16 @@ int clrt_alloc_buf(clrt *rt, cl_mem *out, size_t bytes, const char *what, char *
 cl_mem clrt_alloc(clrt *rt, size_t bytes, const char *what);
 void clrt_write(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
 void clrt_read(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes);
+// Non-blocking forms: dst/src must stay untouched until *ev completes (clrt_wait).
+void clrt_read_async(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t bytes,
+                     cl_event *ev);
+void clrt_write_async(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
+// Waits for ev and releases it; submits what is queued so far (clFlush) without waiting.
+void clrt_wait(cl_event ev);
+void clrt_flush(clrt *rt);
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes);
+// The same with one int32 value repeated (bytes a multiple of 4), enqueued without a wait.
+void clrt_fill_int(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes, cl_int value);
 // Device-side copy, enqueued (no wait): dst[dst_off..] = src[src_off..], offsets in bytes.
 void clrt_copy(clrt *rt, cl_mem dst, size_t dst_off, cl_mem src, size_t src_off, size_t bytes);
 void clrt_finish(clrt *rt);

@@ -2,24 +2,42 @@
 #include "host/train/trainer.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { STATUS_LOSS, STATUS_GRADS, STATUS_PARAMS, STATUS_BUFFERS, STATUS_WORDS };
+enum { STATUS_LOSS, STATUS_GUARD, STATUS_PARAMS, STATUS_BUFFERS };
+
+// The sticky flags back to 1 (enqueued: the steps already queued keep what they saw).
+static void arm(trainer *t) {
+    clrt_fill_int(t->m->rt, t->status, STATUS_GUARD * sizeof(cl_int),
+                  (TRAINER_STATUS_WORDS - STATUS_GUARD) * sizeof(cl_int), 1);
+}
+
+static size_t stage_bytes(const resnet *m) {
+    size_t S = (size_t)m->image_size, B = (size_t)m->max_batch;
+    return 3 * B * S * S * sizeof(float) + B * sizeof(int32_t);
+}
 
 int trainer_init(trainer *t, resnet *m) {
     memset(t, 0, sizeof *t);
     t->m = m;
-    t->status = clrt_alloc(m->rt, STATUS_WORDS * sizeof(cl_int), "training step status");
+    t->status = clrt_alloc(m->rt, TRAINER_STATUS_WORDS * sizeof(cl_int), "training step status");
     // The trainable parameters form one contiguous suffix of the arena (stages are in order),
     // as resnet_sgd updates them.
     t->grad_off = m->n_param_floats;
     for (int i = 0; i < m->nparams; i++)
         if (resnet_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
     t->grad_n = m->n_param_floats - t->grad_off;
+    for (int i = 0; i < 2; i++) clrt_host_alloc(m->rt, &t->stage[i], stage_bytes(m));
+    arm(t);
     return 0;
 }
 
 void trainer_free(trainer *t) {
+    float loss;
+    while (t->pending) train_step_result(t, &loss);
+    if (t->m)
+        for (int i = 0; i < 2; i++) clrt_host_free(t->m->rt, &t->stage[i]);
     if (t->status) clReleaseMemObject(t->status);
     t->status = NULL;
 }
@@ -30,11 +48,40 @@ static void upload(resnet *m, const float *x, const int32_t *labels, int n) {
     if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
 }
 
+// A step's batch through a pinned copy, without a wait. The copy's last reader is the step
+// two before, whose status (read after its upload, in queue order) has been taken: at most
+// one step is pending when a step is enqueued.
+static void upload_staged(trainer *t, const float *x, const int32_t *labels, int n) {
+    resnet *m = t->m;
+    size_t S = (size_t)m->image_size, xb = 3 * (size_t)n * S * S * sizeof(float);
+    size_t yb = (size_t)n * sizeof(int32_t);
+    unsigned char *p = t->stage[t->next_stage].ptr;
+    unsigned char *py = p + 3 * (size_t)m->max_batch * S * S * sizeof(float);
+    t->next_stage ^= 1;
+    memcpy(p, x, xb);
+    memcpy(py, labels, yb);
+    clrt_write_async(m->rt, m->x.mem, 0, p, xb);
+    clrt_write_async(m->rt, m->labels.mem, 0, py, yb);
+}
+
 static dten status_word(const trainer *t, int i) { return (dten){ t->status, (size_t)i }; }
+
+static void require_room(const trainer *t) {
+    if (t->pending < 2) return;
+    fprintf(stderr, "cltrain: internal error: a third training step enqueued before the "
+                    "first one's status was read\n");
+    abort();
+}
 
 void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
     resnet *m = t->m;
-    upload(m, x, labels, n);
+    if (n > m->max_batch || !labels) {
+        fprintf(stderr, "cltrain: internal error: a training batch of %d images with%s labels "
+                        "for a model planned for %d\n", n, labels ? "" : "out", m->max_batch);
+        abort();
+    }
+    require_room(t);
+    upload_staged(t, x, labels, n);
     resnet_forward(m, n, 1);
     resnet_loss(m, n);
     resnet_backward(m, n);
@@ -46,30 +93,60 @@ train_status train_step(trainer *t, const float *x, const int32_t *labels, int n
     return train_step_update(t, sgd, loss);
 }
 
-train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss) {
+// The checks, the guarded update and the status read, all enqueued: the loss and every
+// gradient into the guard before the update (which it skips unless the guard is 1), the
+// weights and running statistics after it.
+static void update_enqueue(trainer *t, const sgd_config *sgd) {
     resnet *m = t->m;
     clrt *rt = m->rt;
     clrt_profile_layer(rt, "checks");
-    if (t->grad_n)
-        op_all_finite_flag(rt, status_word(t, STATUS_GRADS),
-                           (dten){ m->arena_grads, t->grad_off }, t->grad_n);
-    resnet_sgd(m, sgd->lr, sgd->momentum, sgd->weight_decay);
+    op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);
+    op_finite_and(rt, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
+                  t->grad_n);
+    resnet_sgd_guarded(m, sgd->lr, sgd->momentum, sgd->weight_decay,
+                       status_word(t, STATUS_GUARD));
     clrt_profile_layer(rt, "checks");
-    op_all_finite_flag(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
-                       m->n_param_floats);
-    if (m->n_buffer_floats)
-        op_all_finite_flag(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
-                           m->n_buffer_floats);
+    op_finite_and(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
+                  m->n_param_floats);
+    op_finite_and(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
+                  m->n_buffer_floats);
     clrt_copy(rt, t->status, STATUS_LOSS * sizeof(cl_int), m->loss_mean.mem,
               m->loss_mean.off * sizeof(float), sizeof(float));
-    cl_int w[STATUS_WORDS];
-    clrt_read(rt, t->status, 0, w, sizeof w);  // the step's one sync
+    int slot = (t->head + t->pending) % 2;
+    clrt_read_async(rt, t->status, 0, t->words[slot], sizeof t->words[slot], &t->ev[slot]);
+    t->pending++;
+    clrt_flush(rt);  // the device starts on the step while the host prepares the next
+}
+
+void train_step_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
+                        const sgd_config *sgd) {
+    train_step_backward(t, x, labels, n);
+    update_enqueue(t, sgd);
+}
+
+train_status train_step_result(trainer *t, float *loss) {
+    if (!t->pending) {
+        fprintf(stderr, "cltrain: internal error: no training step to read\n");
+        abort();
+    }
+    int slot = t->head;
+    clrt_wait(t->ev[slot]);
+    t->ev[slot] = NULL;
+    t->head ^= 1;
+    t->pending--;
+    const cl_int *w = t->words[slot];
     memcpy(loss, &w[STATUS_LOSS], sizeof *loss);
-    if (!isfinite(*loss)) return TRAIN_BAD_LOSS;
-    if (t->grad_n && w[STATUS_GRADS] != 1) return TRAIN_BAD_GRADIENT;
-    if (w[STATUS_PARAMS] != 1 || (m->n_buffer_floats && w[STATUS_BUFFERS] != 1))
-        return TRAIN_BAD_WEIGHTS;
-    return TRAIN_OK;
+    train_status s = TRAIN_OK;
+    if (!isfinite(*loss)) s = TRAIN_BAD_LOSS;
+    else if (w[STATUS_GUARD] != 1) s = TRAIN_BAD_GRADIENT;
+    else if (w[STATUS_PARAMS] != 1 || w[STATUS_BUFFERS] != 1) s = TRAIN_BAD_WEIGHTS;
+    if (s != TRAIN_OK) arm(t);
+    return s;
+}
+
+train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss) {
+    update_enqueue(t, sgd);
+    return train_step_result(t, loss);
 }
 
 const char *train_status_what(train_status s) {

@@ -1,6 +1,7 @@
 // The training step and evaluation: what `train`, `bench` and `tune` run on a model, written
-// once. A step is upload, forward (training mode), loss, backward, SGD and the finiteness
-// checks, with one device sync: the loss and the three check flags come back in one read.
+// once. A step is upload, forward (training mode), loss, backward, the finiteness checks and
+// a guarded SGD, with no device sync inside: the loss and the check flags come back in one
+// read, which the caller may take one step late (train_step_enqueue, train_step_result).
 // Data-parallel replicas and other precisions plug in here.
 #ifndef CLTRAIN_TRAINER_H
 #define CLTRAIN_TRAINER_H
@@ -22,27 +23,50 @@ typedef enum {
     TRAIN_BAD_WEIGHTS,     // a weight or running statistic is not finite after the update
 } train_status;
 
+enum { TRAINER_STATUS_WORDS = 4 };
+
 typedef struct trainer {
     resnet *m;                     // planned (resnet_plan) before trainer_init
-    cl_mem status;                 // (4) int32: the loss's bits, then 1/0: gradients,
-                                   // weights, running statistics finite
+    cl_mem status;                 // (4) int32: the step's loss bits, then sticky flags (1
+                                   // until a check fails): the guard (loss and gradients
+                                   // finite), weights, running statistics finite
     size_t grad_off, grad_n;       // the trainable parameters: one suffix of the arenas
+    // Steps enqueued whose status is not read yet (at most 2, oldest at `head`): each one's
+    // status words are read without a wait into words[slot] (ev[slot] says when).
+    int pending, head;
+    cl_event ev[2];
+    cl_int words[2][TRAINER_STATUS_WORDS];
+    // Pinned copies of the last two steps' batches, uploaded without a wait (the caller may
+    // refill its own buffer while the device still has to read the batch).
+    clrt_host_buf stage[2];
+    int next_stage;
 } trainer;
 
 // Allocates the status buffer for model m, planned and with its freezing set (the trainable
 // range is taken now). Returns 0.
 int trainer_init(trainer *t, resnet *m);
-void trainer_free(trainer *t);     // accepts a zeroed struct
+void trainer_free(trainer *t);     // accepts a zeroed struct; waits for pending steps
 
-// One optimizer step on the host batch x (3, n, S, S) with labels (n). *loss gets the mean
-// cross-entropy. The update is enqueued before the checks are read (reading them first would
-// be a second sync per step), so on any status but TRAIN_OK the model has taken a bad step
-// and must not be saved; the caller stops.
+// One optimizer step on the host batch x (3, n, S, S) with labels (n), waiting for its
+// status. *loss gets the mean cross-entropy. On a non-finite loss or gradient an on-device
+// guard skips the update (weights and momentum stay those of the step before, bitwise); on
+// TRAIN_BAD_WEIGHTS the update itself overflowed. Either way the model must not be saved and
+// the caller stops.
 train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
                         const sgd_config *sgd, float *loss);
+// train_step without the wait: enqueues the step and the read of its status; at most one
+// other step may be pending. train_step_result waits for the oldest pending step's status
+// (there must be one), so a loop reads each step's loss and checks one step late and the
+// device never waits for the host inside a step. A failed check stays set (sticky) for the
+// steps enqueued behind it, so their guard skips their updates too; it is re-armed after its
+// result is read. Anything that reads the weights (saving, evaluation) must first read every
+// pending result, or it sees a later step's weights.
+void train_step_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
+                        const sgd_config *sgd);
+train_status train_step_result(trainer *t, float *loss);
 // train_step in two halves, for data-parallel replicas (replicas.h) that average the
 // gradients in between: upload, forward, loss and backward (enqueued), then the checks, SGD
-// and the one sync. train_step is exactly the two in a row.
+// and the wait for the status. train_step is exactly the two in a row.
 void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n);
 train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss);
 // What failed, for messages: "loss", "gradient", "weights after the update" ("" for OK).
