@@ -223,6 +223,12 @@ Test(cli_report, draws_the_last_evaluation, .timeout = 120) {
     r = cli_run(30, "", "report %s", cli_path(d, "bad.jsonl"));
     cli_expect_error(&r, 1, "bad.jsonl:2", "confusion", NULL);
     cli_result_free(&r);
+    bad = "{\"epoch\":1,\"step\":1,\"loss\":1}\n{\"evaluation\":\"test\",\"classes\":[\"a\"],"
+          "\"confusion\":[[1]],\"per_class_accuracy\":[100],\"worst\":[{\"path\":\"x.png\"}]}\n";
+    cli_write_file(d, "bad2.jsonl", bad, strlen(bad));
+    r = cli_run(30, "", "report %s", cli_path(d, "bad2.jsonl"));
+    cli_expect_error(&r, 1, "bad2.jsonl:2", "worst", NULL);
+    cli_result_free(&r);
     cli_rmtree(d);
 }
 

@@ -68,7 +68,8 @@ static void chart(FILE *f, const char *id, const char *title, const char *xlabel
                "height=\"%d\" viewBox=\"0 0 %d %d\">\n", title, id, W, H, W, H);
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H);
     if (!a->n) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\">no data in this log</text>\n</svg></div>\n", L, H / 2);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">no data in this log%s</text>\n</svg></div>\n", L,
+                H / 2, !strcmp(id, "val") ? " (train --eval-every-epoch adds it)" : "");
         return;
     }
     if (x1 <= x0) x1 = x0 + 1;
@@ -77,8 +78,8 @@ static void chart(FILE *f, const char *id, const char *title, const char *xlabel
                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/></g>\n",
             L, H - B, W - R, H - B, L, T, L, H - B);
     fprintf(f, "<g font-size=\"11\" font-family=\"sans-serif\">"
-               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
-               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
+               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>"
+               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>"
                "<text x=\"%d\" y=\"%d\">%.4g</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
                "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text></g>\n",
             L - 4, T + 4, y1, L - 4, H - B, y0, L, H - B + 14, x0, W - R, H - B + 14, x1,

@@ -98,7 +98,8 @@ static int parse_names(report_eval *e, const char *p) {
     int cap = 0;
     if (!p || open_list(&p, '[')) return -1;
     if (*p == ']') return 0;
-    for (int more = 1; more == 1;) {
+    int more = 1;
+    while (more == 1) {
         if (e->K == cap) {
             cap = cap ? 2 * cap : 16;
             char **nn = realloc(e->names, (size_t)cap * sizeof *nn);
@@ -109,7 +110,7 @@ static int parse_names(report_eval *e, const char *p) {
         e->K++;
         more = next_item(&p, ']');
     }
-    return 0;
+    return more;  // 0 at the closing bracket, -1 for anything else
 }
 
 static int parse_matrix(report_eval *e, const char *p) {
@@ -143,11 +144,12 @@ static int parse_worst(report_eval *e, const char *p) {
     if (!p) return 0;  // a record without images
     if (open_list(&p, '[')) return -1;
     if (*p == ']') return 0;
-    for (int more = 1; more == 1; more = next_item(&p, ']')) {
+    int more = 1;
+    for (; more == 1; more = next_item(&p, ']')) {
         report_worst w = { 0 };
         if (open_list(&p, '{')) return -1;
-        int rc = 0;
-        for (int m = 1; m == 1 && rc == 0; m = next_item(&p, '}')) {
+        int rc = 0, m = 1;
+        for (; m == 1 && rc == 0; m = rc ? m : next_item(&p, '}')) {
             char *key = NULL;
             if (json_string(&p, &key) || *(p = skip_ws(p)) != ':') { free(key); rc = -1; break; }
             p++;
@@ -158,14 +160,15 @@ static int parse_worst(report_eval *e, const char *p) {
             else rc = -1;
             free(key);
         }
-        if (rc || !w.path || !w.truth || !w.pred || e->n_worst == REPORT_WORST_MAX) {
+        int bad = rc || m < 0 || !w.path || !w.truth || !w.pred;
+        if (bad || e->n_worst == REPORT_WORST_MAX) {
             free(w.path); free(w.truth); free(w.pred);
-            if (rc || !w.path || !w.truth || !w.pred) return -1;
+            if (bad) return -1;
             continue;
         }
         e->worst[e->n_worst++] = w;
     }
-    return 0;
+    return more;
 }
 
 int report_eval_parse(report_eval *e, const char *line, char *err, size_t errlen) {
