@@ -199,6 +199,16 @@ Test(cli_folder, report_matches_eval_predictions, .timeout = 300)
     const char *miss = strstr(html, "<p class=\"missing\">image not shown: ");
     cr_expect(miss && strstr(miss, wpath[0]), "the missing file is named");
     free(html);
+    // A report that cannot be written (its name is taken by a folder) costs a warning only.
+    mkdir(cli_path(out, "warn.html"), 0755);
+    r = cli_run(180, "", "train --data %s --image-size 32 --batch-size 3 --max-steps 1 "
+                "--workers 2 --log %s --save %s", d, cli_path(out, "warn.jsonl"),
+                cli_path(out, "w.pth"));
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: warning: the report was not written: "), "%s", r.err);
+    cr_expect_null(strstr(r.err, "error:"), "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(cli_exists(cli_path(out, "w.pth")), "the run's model is saved");
     // --no-report: the log only.
     r = cli_run(180, "", "train --data %s --image-size 32 --batch-size 3 --max-steps 1 "
                 "--workers 2 --log %s --no-report", d, cli_path(out, "quiet.jsonl"));
