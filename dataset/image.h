@@ -48,6 +48,10 @@ int  image_probe_mem(const uint8_t *data, size_t len, const char *name, image_in
 int  image_decode_mem(const uint8_t *data, size_t len, const char *name, image *img,
                       char *err, size_t errlen);
 
+// Encodes img (c = 1 or 3, 8 bits) as a PNG file in memory: *out (malloc'd, the caller frees)
+// of *len bytes. Returns 0, or nonzero with a message (*out is then NULL).
+int  image_encode_png(const image *img, uint8_t **out, size_t *len, char *err, size_t errlen);
+
 // Accepts a zeroed image.
 void image_free(image *img);
 

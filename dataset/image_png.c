@@ -161,3 +161,83 @@ int img_png_decode(const uint8_t *d, size_t len, const char *name, image *img,
     free(c.ptrs);
     return rc;
 }
+
+// ---- encoding (the report's inlined thumbnails) ----
+
+typedef struct png_out {
+    uint8_t *buf;
+    size_t len, cap;
+    int oom;
+    char msg[200];
+    jmp_buf jb;
+} png_out;
+
+static void png_out_error(png_structp png, png_const_charp msg)
+{
+    png_out *o = png_get_error_ptr(png);
+    snprintf(o->msg, sizeof(o->msg), "%s", msg);
+    longjmp(o->jb, 1);
+}
+
+static void png_on_write(png_structp png, png_bytep data, png_size_t n)
+{
+    png_out *o = png_get_io_ptr(png);
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (cap < o->len + n) cap *= 2;
+        uint8_t *b = realloc(o->buf, cap);
+        if (!b) { o->oom = 1; png_error(png, "out of memory"); }
+        o->buf = b;
+        o->cap = cap;
+    }
+    memcpy(o->buf + o->len, data, n);
+    o->len += n;
+}
+
+static void png_on_flush(png_structp png)
+{
+    (void)png;
+}
+
+int image_encode_png(const image *img, uint8_t **out, size_t *len, char *err, size_t errlen)
+{
+    *out = NULL;
+    *len = 0;
+    if ((img->c != 1 && img->c != 3) || img->w < 1 || img->h < 1)
+        return img_fail(err, errlen, "PNG encoder", "cannot encode a %dx%dx%d image", img->c,
+                        img->h, img->w);
+    png_out o = {0};
+    uint8_t *row = malloc((size_t)img->w * img->c);
+    png_structp png = row ? png_create_write_struct(PNG_LIBPNG_VER_STRING, &o, png_out_error,
+                                                    png_on_warning) : NULL;
+    png_infop info = png ? png_create_info_struct(png) : NULL;
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        free(row);
+        return img_fail(err, errlen, "PNG encoder", "out of memory");
+    }
+    if (setjmp(o.jb)) {
+        png_destroy_write_struct(&png, &info);
+        free(row);
+        free(o.buf);
+        return img_fail(err, errlen, "PNG encoder", "%s", o.msg);
+    }
+    png_set_write_fn(png, &o, png_on_write, png_on_flush);
+    png_set_IHDR(png, info, (png_uint_32)img->w, (png_uint_32)img->h, 8,
+                 img->c == 3 ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    size_t plane = (size_t)img->h * img->w;
+    for (int y = 0; y < img->h; y++) {  // planar (c, h, w) to interleaved rows
+        for (int x = 0; x < img->w; x++)
+            for (int k = 0; k < img->c; k++)
+                row[(size_t)x * img->c + k] = img->pixels[k * plane + (size_t)y * img->w + x];
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    *out = o.buf;
+    *len = o.len;
+    return 0;
+}

@@ -1,11 +1,14 @@
 // See cli_run.h.
 #define _XOPEN_SOURCE 700  // nftw
 #include "tests/cli_run.h"
+#include "dataset/image.h"
 
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
+#include <ctype.h>
 #include <fcntl.h>
+#include <math.h>
 #include <ftw.h>
 #include <signal.h>
 #include <spawn.h>
@@ -217,4 +220,86 @@ int cli_wait(pid_t pid, double seconds) {
         }
         cli_sleep(0.005);
     }
+}
+
+static int is_void_element(const char *name, size_t n) {
+    static const char *v[] = { "br", "img", "meta", "link", "input", "hr" };
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        if (strlen(v[i]) == n && !strncmp(v[i], name, n)) return 1;
+    return 0;
+}
+
+int cli_html_balanced(const char *html, char *msg, size_t len) {
+    const char *stack[256];
+    size_t depth = 0, name_len[256];
+    const char *p = html;
+    if (!strncmp(p, "<!DOCTYPE html>", 15)) p += 15;
+    for (; *p; p++) {
+        if (*p == '>') { snprintf(msg, len, "stray '>' at %ld", (long)(p - html)); return -1; }
+        if (*p != '<') continue;
+        const char *t = p + 1;
+        int closing = *t == '/';
+        t += closing;
+        const char *name = t;
+        while (isalnum((unsigned char)*t)) t++;
+        size_t n = (size_t)(t - name);
+        if (!n) { snprintf(msg, len, "'<' without a tag name at %ld", (long)(p - html)); return -1; }
+        while (*t && *t != '>') {  // attributes: name="value", quoted
+            if (*t == '"') {
+                const char *q = strchr(t + 1, '"');
+                if (!q) { snprintf(msg, len, "unclosed quote at %ld", (long)(t - html)); return -1; }
+                t = q;
+            } else if (*t == '<' || *t == '\'') {
+                snprintf(msg, len, "bad character in a tag at %ld", (long)(t - html));
+                return -1;
+            }
+            t++;
+        }
+        if (!*t) { snprintf(msg, len, "unclosed tag at %ld", (long)(p - html)); return -1; }
+        int self = t[-1] == '/';
+        if (closing) {
+            if (!depth || name_len[depth - 1] != n || strncmp(stack[depth - 1], name, n)) {
+                snprintf(msg, len, "</%.*s> at %ld closes <%.*s>", (int)n, name, (long)(p - html),
+                         depth ? (int)name_len[depth - 1] : 4, depth ? stack[depth - 1] : "none");
+                return -1;
+            }
+            depth--;
+        } else if (!self && !is_void_element(name, n)) {
+            if (depth == 256) { snprintf(msg, len, "nested too deep"); return -1; }
+            stack[depth] = name;
+            name_len[depth++] = n;
+        }
+        p = t;
+    }
+    if (depth) {
+        snprintf(msg, len, "<%.*s> is never closed", (int)name_len[depth - 1], stack[depth - 1]);
+        return -1;
+    }
+    return 0;
+}
+
+char *cli_html_attr(const char *tag, const char *name) {
+    const char *end = strchr(tag, '>');
+    size_t n = strlen(name);
+    for (const char *p = tag + 1; end && p < end; p++) {
+        if (p[-1] != ' ' || strncmp(p, name, n) || p[n] != '=' || p[n + 1] != '"') continue;
+        const char *v = p + n + 2, *q = strchr(v, '"');
+        return q ? strndup(v, (size_t)(q - v)) : NULL;
+    }
+    return NULL;
+}
+
+int cli_png_not_blank(const char *path, double *sd, char *msg, size_t len) {
+    image img = { 0 };
+    if (image_decode(path, &img, msg, len)) return -1;
+    double s = 0, s2 = 0, n = (double)img.h * img.w;
+    for (long i = 0; i < (long)n; i++) {
+        s += img.pixels[i];
+        s2 += (double)img.pixels[i] * img.pixels[i];
+    }
+    image_free(&img);
+    *sd = sqrt(fmax(0, s2 / n - (s / n) * (s / n)));
+    if (*sd > 10) return 0;
+    snprintf(msg, len, "%s: blank (standard deviation %.2f of 255)", path, *sd);
+    return -1;
 }

@@ -28,6 +28,17 @@ int cli_exists(const char *path);
 // Entries of dir whose name contains `part` (e.g. ".tmp.").
 int cli_count_entries(const char *dir, const char *part);
 
+// The report's HTML (cltrain report): every element closed in order (void elements br, img,
+// meta, link, input, hr need no end tag; "<x .../>" closes itself), attribute values quoted,
+// no stray '<'. 0, or -1 with the first problem (and its offset) in msg.
+int cli_html_balanced(const char *html, char *msg, size_t len);
+// The value of attribute `name` of the tag that starts at `tag` ("<rect ..."), malloc'd; NULL
+// when the tag has none.
+char *cli_html_attr(const char *tag, const char *name);
+// The PNG screenshot at `path` is not blank: the standard deviation of its first plane is
+// above 10 (of 255), written to *sd. 0, or -1 with a message.
+int cli_png_not_blank(const char *path, double *sd, char *msg, size_t len);
+
 typedef struct cli_result {
     int status;        // exit status; 128 + signal when killed; 124 when timed out
     char *out, *err;   // stdout, stderr (malloc'd, NUL-terminated)

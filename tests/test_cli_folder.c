@@ -1,12 +1,15 @@
 // The commands on image folders: a bad file is one error line naming it (exit 1, nothing
 // written), --skip-bad trains on the rest and says what it left out, --val-split reports its
 // counts, and eval --predictions has a path column.
+#define _XOPEN_SOURCE 700  // realpath
 #include <criterion/criterion.h>
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "tests/cli_run.h"
 
@@ -137,6 +140,139 @@ Test(cli_folder, file_cut_mid_run_saves_state, .timeout = 180)
     cr_expect(strstr(r.out, "Finished Training") == NULL, "%s", r.out);
     cli_result_free(&r);
     cr_expect(cli_exists(state), "no training state at %s", state);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}
+
+// train --log on an image folder writes RUN.html by itself, and its confusion matrix,
+// per-class accuracy and worst-mistake grid are those of `eval --predictions` on the saved
+// weights and the same images (softmax of the CSV's logits, computed here).
+#define REPORT_K 3
+#define REPORT_N 9
+Test(cli_folder, report_matches_eval_predictions, .timeout = 300)
+{
+    char *d = cli_tmpdir(), *out = cli_tmpdir();
+    static const char *cls[REPORT_K] = {"ant", "bee", "cow"};
+    for (int s = 0; s < 2; s++) {
+        mkdir(cli_path(d, s ? "val" : "train"), 0755);
+        for (int k = 0; k < REPORT_K; k++) {
+            char sub[64];
+            snprintf(sub, sizeof sub, "%s/%s", s ? "val" : "train", cls[k]);
+            mkdir(cli_path(d, sub), 0755);
+            for (int i = 0; i < 3; i++) {
+                char name[96];
+                snprintf(name, sizeof name, "%s/%d.ppm", sub, i);
+                clif_ppm(d, name, 7 * k + i + 20 * s);
+            }
+        }
+    }
+    char log[4096];
+    snprintf(log, sizeof log, "%s", cli_path(out, "run.jsonl"));
+    cli_result r = cli_run(180, "", "train --data %s --image-size 32 --batch-size 3 --epochs 1 "
+                           "--workers 2 --log %s --save %s", d, log, cli_path(out, "m.pth"));
+    cr_assert_eq(r.status, 0, "train: %s", r.err);
+    cr_expect_not_null(strstr(r.out, "report: "), "%s", r.out);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --weights %s --image-size 32 --batch-size 3 "
+                "--predictions %s", d, cli_path(out, "m.pth"), cli_path(out, "p.csv"));
+    cr_assert_eq(r.status, 0, "eval: %s", r.err);
+    cli_result_free(&r);
+    // The run's numbers from the CSV: index,"path",label,pred,logit_0,logit_1,logit_2.
+    char *csv = cli_read_file(cli_path(out, "p.csv"), NULL);
+    cr_assert_not_null(csv);
+    long conf[REPORT_K * REPORT_K] = {0};
+    char wpath[REPORT_N][4096];
+    double wprob[REPORT_N];
+    int nw = 0;
+    const char *line = strchr(csv, '\n') + 1;
+    for (int i = 0; i < REPORT_N; i++, line = strchr(line, '\n') + 1) {
+        const char *q = strchr(line, '"') + 1, *qe = strchr(q, '"');
+        int label, pred;
+        double l[REPORT_K];
+        cr_assert_eq(sscanf(qe + 2, "%d,%d,%lf,%lf,%lf", &label, &pred, &l[0], &l[1], &l[2]), 5);
+        conf[label * REPORT_K + pred]++;
+        if (label == pred) continue;
+        double sum = 0;
+        for (int k = 0; k < REPORT_K; k++) sum += exp(l[k] - l[pred]);
+        char p[4096];
+        snprintf(p, sizeof p, "%.*s", (int)(qe - q), q);
+        int j = nw++;  // insertion by probability, highest first; ties keep the earlier image
+        for (; j > 0 && wprob[j - 1] < 1 / sum; j--) {
+            wprob[j] = wprob[j - 1];
+            memcpy(wpath[j], wpath[j - 1], sizeof wpath[j]);
+        }
+        wprob[j] = 1 / sum;
+        cr_assert_not_null(realpath(p, wpath[j]));
+    }
+    free(csv);
+    cr_expect_gt(nw, 0, "the tiny run makes mistakes to show");
+    char *html = cli_read_file(cli_path(out, "run.html"), NULL), msg[256];
+    cr_assert_not_null(html, "train --log writes run.html beside the log");
+    cr_expect_eq(cli_html_balanced(html, msg, sizeof msg), 0, "HTML: %s", msg);
+    int cells = 0;
+    for (const char *p = strstr(html, "<rect class=\"cell\""); p;
+         p = strstr(p + 1, "<rect class=\"cell\""), cells++) {
+        char *c = cli_html_attr(p, "data-count");
+        cr_assert(c && cells < REPORT_K * REPORT_K);
+        cr_expect_eq(atol(c), conf[cells], "cell (%d, %d): %s, eval says %ld", cells / REPORT_K,
+                     cells % REPORT_K, c, conf[cells]);
+        free(c);
+    }
+    cr_expect_eq(cells, REPORT_K * REPORT_K);
+    const char *b = html;
+    for (int k = 0; k < REPORT_K; k++) {
+        long row = conf[k * REPORT_K] + conf[k * REPORT_K + 1] + conf[k * REPORT_K + 2];
+        char want[32];
+        snprintf(want, sizeof want, "%.4f", 100.0 * conf[k * REPORT_K + k] / row);
+        b = strstr(b + 1, "<rect class=\"bar\"");
+        cr_assert_not_null(b);
+        char *a = cli_html_attr(b, "data-accuracy");
+        cr_expect(a && !strcmp(a, want), "%s: %s, eval says %s", cls[k], a ? a : "none", want);
+        free(a);
+    }
+    const char *fig = html;
+    for (int i = 0; i < nw; i++) {
+        fig = strstr(fig + 1, "<figure class=\"worst\"");
+        cr_assert_not_null(fig, "grid image %d of %d", i + 1, nw);
+        char *p = cli_html_attr(fig, "data-path"), *pr = cli_html_attr(fig, "data-prob");
+        cr_expect(p && !strcmp(p, wpath[i]), "grid %d: %s, eval says %s", i, p ? p : "none",
+                  wpath[i]);
+        cr_expect(pr && fabs(atof(pr) - wprob[i]) < 1e-4, "grid %d: prob %s, eval %f", i,
+                  pr ? pr : "none", wprob[i]);
+        free(p);
+        free(pr);
+    }
+    cr_expect_null(strstr(fig + 1, "<figure class=\"worst\""), "only the %d mistakes", nw);
+    cr_expect_eq(cli_count_entries(out, ".tmp."), 0, "no temp file left");
+    free(html);
+    // A file gone since the run is named on the page; the report still succeeds.
+    cr_assert_eq(unlink(wpath[0]), 0);
+    r = cli_run(60, "", "report %s --out %s", log, cli_path(out, "again.html"));
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    html = cli_read_file(cli_path(out, "again.html"), NULL);
+    cr_assert_not_null(html);
+    const char *miss = strstr(html, "<p class=\"missing\">image not shown: ");
+    cr_expect(miss && strstr(miss, wpath[0]), "the missing file is named");
+    free(html);
+    // A report that cannot be written (its name is taken by a folder) costs a warning only.
+    mkdir(cli_path(out, "warn.html"), 0755);
+    r = cli_run(180, "", "train --data %s --image-size 32 --batch-size 3 --max-steps 1 "
+                "--workers 2 --log %s --save %s", d, cli_path(out, "warn.jsonl"),
+                cli_path(out, "w.pth"));
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: warning: the report was not written: "), "%s", r.err);
+    cr_expect_null(strstr(r.err, "error:"), "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(cli_exists(cli_path(out, "w.pth")), "the run's model is saved");
+    // --no-report: the log only.
+    r = cli_run(180, "", "train --data %s --image-size 32 --batch-size 3 --max-steps 1 "
+                "--workers 2 --log %s --no-report", d, cli_path(out, "quiet.jsonl"));
+    cr_expect_eq(r.status, 0, "%s", r.err);
+    cr_expect_null(strstr(r.out, "report: "));
+    cli_result_free(&r);
+    cr_expect(cli_exists(cli_path(out, "quiet.jsonl")));
+    cr_expect(!cli_exists(cli_path(out, "quiet.html")), "--no-report writes no page");
     cli_rmtree(out);
     cli_rmtree(d);
 }

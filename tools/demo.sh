@@ -9,8 +9,9 @@
 #     files per class in an image folder, read through the image-folder reader: fine-tune the
 #     pretrained weights (fc replaced), the same recipe from scratch, then feature extraction
 #     (--freeze backbone);
-#  3. cltrain predict on held-out files with the fine-tuned model, and cltrain report of the
-#     fine-tuning log (build/demo/report.html).
+#  3. cltrain predict on held-out files with the fine-tuned model. Each run's report (curves,
+#     confusion matrix, worst mistakes) is written by train --log beside its log:
+#     build/demo/finetune.html, scratch.html, frozen.html.
 # Ends with one "Transfer: ..." line and the three runs' times.
 set -eu
 cd "$(dirname "$0")/.."
@@ -75,6 +76,5 @@ run frozen --weights "$WEIGHTS" --freeze backbone
 echo "== cltrain predict with the fine-tuned model on held-out files =="
 ./cltrain predict --weights "$OUT/finetune.pth" --top-k 2 "$OUT/heldout"
 
-./cltrain report "$OUT/finetune.jsonl" --out "$OUT/report.html"
 echo "Transfer: $(acc "$OUT/finetune.txt")% from pretrained weights vs $(acc "$OUT/scratch.txt")% from scratch ($((PER_CLASS * 5)) training images, 5 classes)"
 echo "Times: fine-tune ${t_finetune} s, from scratch ${t_scratch} s, frozen backbone ${t_frozen} s (frozen: $(acc "$OUT/frozen.txt")%)"

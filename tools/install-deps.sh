@@ -2,12 +2,14 @@
 # Install what cltrain needs to build, test and run its demo, from Debian/Ubuntu packages.
 # Idempotent: does nothing (and needs no network) when everything is installed; runs
 # `apt-get update` only when something must be installed. Root or sudo.
+# chromium (and a font for its text) is only for the report's headless screenshot test, which
+# skips without it: about a minute of download in CI, two seconds of test.
 set -eu
 
 PACKAGES="build-essential pkg-config clang ocl-icd-opencl-dev opencl-headers pocl-opencl-icd
 libclblast-dev libzip-dev zlib1g-dev libcriterion-dev libjpeg62-turbo-dev libpng-dev
 python3 python3-numpy python3-torch python3-torchvision python3-pil dataset-fashion-mnist
-libopenblas0-pthread oclgrind libopenmpi-dev openmpi-bin"
+libopenblas0-pthread oclgrind libopenmpi-dev openmpi-bin chromium fonts-dejavu-core"
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
     echo "install-deps: this system has no apt; install these (or your distribution's" >&2

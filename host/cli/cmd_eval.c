@@ -74,29 +74,31 @@ int cmd_eval(int argc, char **argv) {
     ckpt_free(&w);
     if (rc == 0) {
         long total = 0;
-        long *pc = calloc((size_t)K, sizeof(long)), *pt = calloc((size_t)K, sizeof(long));
+        eval_stats st;
         trainer tr;
         trainer_init(&tr, &m);
         loader_config lc;
         session_eval_loader(&o, &lc);
-        long correct = trainer_evaluate(&tr, &ds.test, &lc, &total, pc, pt, csv, err,
-                                        sizeof err);
+        long correct = eval_stats_init(&st, m.num_classes) ? -1 : 0;
+        if (correct < 0) snprintf(err, sizeof err, "out of memory");
+        else correct = trainer_evaluate(&tr, &ds.test, &lc, &total, &st, csv, err, sizeof err);
         trainer_free(&tr);
         if (correct < 0) {
             rc = CLI_EXIT_DATA;
         } else {
             printf("Accuracy of the network on the %ld test images: %.2f%%\n", total,
                    total ? 100.0 * correct / total : 0.0);
-            for (int k = 0; k < K; k++) {
-                if (!pt[k]) continue;
+            int C = st.num_classes;
+            for (int k = 0; k < C; k++) {  // a row of the confusion matrix: one true class
+                long pt = 0, pc = st.confusion[(size_t)k * C + k];
+                for (int j = 0; j < C; j++) pt += st.confusion[(size_t)k * C + j];
+                if (!pt) continue;
                 const char *name = k < ds.num_classes ? ds.class_names[k] : "?";
-                printf("Accuracy of %-12s: %6.2f%% (%ld/%ld)\n", name, 100.0 * pc[k] / pt[k],
-                       pc[k], pt[k]);
+                printf("Accuracy of %-12s: %6.2f%% (%ld/%ld)\n", name, 100.0 * pc / pt, pc, pt);
             }
             session_report_skipped(&ds);
         }
-        free(pc);
-        free(pt);
+        eval_stats_free(&st);
     }
     if (rc != 0) fprintf(stderr, "cltrain: error: %s\n", err);
     if (csv) {

@@ -14,6 +14,7 @@ enum {
     O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
     O_DEVICES,
     O_LR_SCHEDULE, O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
+    O_NO_REPORT,
 };
 
 static const struct option all_opts[] = {
@@ -60,6 +61,7 @@ static const struct option all_opts[] = {
     { "label-smoothing", required_argument, 0, O_LABEL_SMOOTHING },
     { "eval-every-epoch", no_argument, 0, O_EVAL_EVERY_EPOCH },
     { "save-best", required_argument, 0, O_SAVE_BEST },
+    { "no-report", no_argument, 0, O_NO_REPORT },
     { 0, 0, 0, 0 },
 };
 
@@ -76,7 +78,8 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_CHECKPOINT, O_CKPT_EVERY, O_RESUME, O_FREEZE, O_BN_EVAL,
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
                                  O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, O_LR_SCHEDULE,
-                                 O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST, 0 };
+                                 O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
+                                 O_NO_REPORT, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
@@ -192,6 +195,7 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
             break;
         case O_EVAL_EVERY_EPOCH: o->eval_every_epoch = 1; break;
         case O_SAVE_BEST: o->save_best = optarg; break;
+        case O_NO_REPORT: o->no_report = 1; break;
         }
         if (bad) return cli_show_usage(usage);
     }

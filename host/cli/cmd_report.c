@@ -3,9 +3,11 @@
 // validation accuracy per epoch and throughput. The plotting is a small SVG writer here rather
 // than a Python script over matplotlib: the binary needs no Python (DESIGN.md), and a chart of
 // a few polylines is a page of C. Each polyline carries its values (data-y, data-x) so tests
-// read the run's numbers back from the SVG.
+// read the run's numbers back from the SVG. The last evaluation record (confusion matrix,
+// per-class accuracy, worst mistakes) is drawn by report_eval.c.
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cli.h"
+#include "host/cli/report.h"
 #include "common/fs.h"
 
 #include <math.h>
@@ -16,7 +18,9 @@ static const char report_usage[] =
     "usage: cltrain report RUN.jsonl [--out FILE.html]\n"
     "  Writes one self-contained HTML file (inline SVG) with the curves of a training log\n"
     "  (train --log): loss per step and its running mean, lr, validation accuracy per epoch,\n"
-    "  throughput. Default --out: RUN.html beside the log.\n";
+    "  throughput, and of its last evaluation: the confusion matrix, per-class accuracy and\n"
+    "  (image folders) the worst misclassified images, inlined. Default --out: RUN.html\n"
+    "  beside the log. train --log writes it at the end of a run (unless --no-report).\n";
 
 typedef struct series { double *x, *y; int n, cap; } series;
 
@@ -48,10 +52,11 @@ static int field(const char *line, const char *key, double *v) {
 
 enum { S_LOSS, S_MEAN, S_LR, S_VAL, S_IPS, S_N };
 
-// One chart: series a (and b, drawn dashed, on the same axes) as polylines in a 640x240 box.
+// One chart: series a (and b, drawn dashed, on the same axes) as polylines in a 440x240 box
+// (two side by side on a 1000-pixel page).
 static void chart(FILE *f, const char *id, const char *title, const char *xlabel,
                   const series *a, const char *aname, const series *b, const char *bname) {
-    const int W = 640, H = 240, L = 60, R = 20, T = 30, B = 40;
+    const int W = 440, H = 240, L = 60, R = 20, T = 30, B = 40;
     double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
     const series *ss[2] = { a, b };
     for (int k = 0; k < 2; k++)
@@ -59,11 +64,12 @@ static void chart(FILE *f, const char *id, const char *title, const char *xlabel
             x0 = fmin(x0, ss[k]->x[i]); x1 = fmax(x1, ss[k]->x[i]);
             y0 = fmin(y0, ss[k]->y[i]); y1 = fmax(y1, ss[k]->y[i]);
         }
-    fprintf(f, "<h2>%s</h2>\n<svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
+    fprintf(f, "<div class=\"chart\"><h2>%s</h2>\n<svg id=\"%s\" xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" "
                "height=\"%d\" viewBox=\"0 0 %d %d\">\n", title, id, W, H, W, H);
     fprintf(f, "<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n", W, H);
     if (!a->n) {
-        fprintf(f, "<text x=\"%d\" y=\"%d\">no data in this log</text>\n</svg>\n", L, H / 2);
+        fprintf(f, "<text x=\"%d\" y=\"%d\">no data in this log%s</text>\n</svg></div>\n", L,
+                H / 2, !strcmp(id, "val") ? " (train --eval-every-epoch adds it)" : "");
         return;
     }
     if (x1 <= x0) x1 = x0 + 1;
@@ -72,8 +78,8 @@ static void chart(FILE *f, const char *id, const char *title, const char *xlabel
                "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\"/></g>\n",
             L, H - B, W - R, H - B, L, T, L, H - B);
     fprintf(f, "<g font-size=\"11\" font-family=\"sans-serif\">"
-               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
-               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
+               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>"
+               "<text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.3g</text>"
                "<text x=\"%d\" y=\"%d\">%.4g</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%.4g</text>"
                "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">%s</text></g>\n",
             L - 4, T + 4, y1, L - 4, H - B, y0, L, H - B + 14, x0, W - R, H - B + 14, x1,
@@ -100,19 +106,29 @@ static void chart(FILE *f, const char *id, const char *title, const char *xlabel
         fprintf(f, "<text x=\"%d\" y=\"%d\" font-size=\"12\" font-family=\"sans-serif\" "
                    "fill=\"%s\">%s</text>\n", L + 10 + 160 * k, T - 10, colour[k], names[k]);
     }
-    fprintf(f, "</svg>\n");
+    fprintf(f, "</svg></div>\n");
 }
 
-static int read_log(const char *path, series *s, char *err, size_t errlen) {
+// The curves into s, the last evaluation record into ev. Lines of any length (getline): an
+// evaluation of many classes is one long line.
+static int read_log(const char *path, series *s, report_eval *ev, char *err, size_t errlen) {
     FILE *f = fopen(path, "r");
     if (!f) { snprintf(err, errlen, "%s: cannot read it", path); return -1; }
-    char line[4096];
+    char *line = NULL;
+    size_t cap = 0;
     double step, v, epoch, window[100] = { 0 }, sum = 0;
     int nw = 0, lines = 0, rc = 0;
-    while (rc == 0 && fgets(line, sizeof line, f)) {
+    while (rc == 0 && getline(&line, &cap, f) > 0) {
         lines++;
         if (line[0] != '{') { snprintf(err, errlen, "%s:%d: not a JSON line", path, lines); rc = -1; break; }
-        if (field(line, "step", &step) && field(line, "loss", &v)) {
+        if (strstr(line, "\"evaluation\":")) {
+            char e[512];
+            report_eval_free(ev);
+            if (report_eval_parse(ev, line, e, sizeof e)) {
+                snprintf(err, errlen, "%s:%d: %s", path, lines, e);
+                rc = -1;
+            }
+        } else if (field(line, "step", &step) && field(line, "loss", &v)) {
             rc |= series_add(&s[S_LOSS], step, v);
             if (nw == 100) sum -= window[(int)step % 100]; else nw++;
             window[(int)step % 100] = v;
@@ -126,8 +142,56 @@ static int read_log(const char *path, series *s, char *err, size_t errlen) {
         }
         if (rc && !err[0]) snprintf(err, errlen, "out of memory");
     }
+    free(line);
     fclose(f);
     if (rc == 0 && !s[S_LOSS].n) { snprintf(err, errlen, "%s: no training steps in this log", path); rc = -1; }
+    return rc;
+}
+
+void report_default_path(const char *log, char *out, size_t len) {
+    snprintf(out, len, "%s", log);
+    char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+    if (dot && (!slash || dot > slash)) *dot = 0;
+    strncat(out, ".html", len - strlen(out) - 1);
+}
+
+static void write_page(FILE *f, const series *s, const report_eval *ev) {
+    fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               "<title>cltrain report</title><style>body{font-family:sans-serif;margin:2em;"
+               "background:#fafafa}h2{font-size:1.1em}svg{border:1px solid #ddd}.row{display:flex;"
+               "flex-wrap:wrap;gap:0 16px}.grid{display:flex;flex-wrap:wrap;"
+               "gap:8px}figure{margin:0;padding:6px;background:#fff;border:1px solid #ddd;"
+               "width:150px;font-size:12px}figure img{display:block;margin:0 auto 4px;"
+               "image-rendering:pixelated}.missing{color:#b00}</style></head><body>\n"
+               "<h1>cltrain report</h1>\n<p>%d steps, final loss %.4g</p>\n",
+            s[S_LOSS].n, s[S_LOSS].y[s[S_LOSS].n - 1]);
+    fputs("<div class=\"row\">\n", f);
+    chart(f, "loss", "Training loss", "step", &s[S_LOSS], "loss", &s[S_MEAN], "running mean (100 steps)");
+    chart(f, "lr", "Learning rate", "epoch", &s[S_LR], "lr", NULL, NULL);
+    chart(f, "val", "Validation accuracy (%)", "epoch", &s[S_VAL], "val_accuracy", NULL, NULL);
+    chart(f, "throughput", "Throughput (images/s)", "step", &s[S_IPS], "images_per_s", NULL, NULL);
+    fputs("</div>\n", f);
+    if (ev->K) report_eval_html(f, ev);
+    else fputs("<p>This log has no evaluation record: no confusion matrix.</p>\n", f);
+    fprintf(f, "</body></html>\n");
+}
+
+int report_write(const char *log, const char *out, char *err, size_t errlen) {
+    series s[S_N];
+    memset(s, 0, sizeof s);
+    report_eval ev;
+    memset(&ev, 0, sizeof ev);
+    util_atomic_file a = { 0 };
+    err[0] = 0;
+    int rc = read_log(log, s, &ev, err, errlen);
+    if (rc == 0) rc = util_atomic_open(&a, out, err, errlen);
+    if (rc == 0) {
+        write_page(a.f, s, &ev);
+        rc = util_atomic_commit(&a, err, errlen);
+    }
+    util_atomic_abort(&a);
+    report_eval_free(&ev);
+    for (int k = 0; k < S_N; k++) { free(s[k].x); free(s[k].y); }
     return rc;
 }
 
@@ -149,34 +213,13 @@ int cmd_report(int argc, char **argv) {
     if (!in) return cli_usage_error(report_usage, "report needs RUN.jsonl");
     char def[4096], err[1024] = "";
     if (!out) {
-        snprintf(def, sizeof def, "%s", in);
-        char *dot = strrchr(def, '.'), *slash = strrchr(def, '/');
-        if (dot && (!slash || dot > slash)) *dot = 0;
-        strncat(def, ".html", sizeof def - strlen(def) - 1);
+        report_default_path(in, def, sizeof def);
         out = def;
     }
-    series s[S_N];
-    memset(s, 0, sizeof s);
-    util_atomic_file a = { 0 };
-    int rc = read_log(in, s, err, sizeof err);
-    if (rc == 0) rc = util_atomic_open(&a, out, err, sizeof err);
-    if (rc == 0) {
-        FILE *f = a.f;
-        fprintf(f, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-                   "<title>cltrain report</title><style>body{font-family:sans-serif;margin:2em;"
-                   "background:#fafafa}svg{border:1px solid #ddd}</style></head><body>\n"
-                   "<h1>cltrain report</h1>\n<p>%d steps, final loss %.4g</p>\n",
-                s[S_LOSS].n, s[S_LOSS].y[s[S_LOSS].n - 1]);
-        chart(f, "loss", "Training loss", "step", &s[S_LOSS], "loss", &s[S_MEAN], "running mean (100 steps)");
-        chart(f, "lr", "Learning rate", "epoch", &s[S_LR], "lr", NULL, NULL);
-        chart(f, "val", "Validation accuracy (%)", "epoch", &s[S_VAL], "val_accuracy", NULL, NULL);
-        chart(f, "throughput", "Throughput (images/s)", "step", &s[S_IPS], "images_per_s", NULL, NULL);
-        fprintf(f, "</body></html>\n");
-        rc = util_atomic_commit(&a, err, sizeof err);
+    if (report_write(in, out, err, sizeof err)) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        return CLI_EXIT_DATA;
     }
-    util_atomic_abort(&a);
-    for (int k = 0; k < S_N; k++) { free(s[k].x); free(s[k].y); }
-    if (rc) { fprintf(stderr, "cltrain: error: %s\n", err); return CLI_EXIT_DATA; }
     printf("report: %s\n", out);
     return 0;
 }

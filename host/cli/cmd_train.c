@@ -2,6 +2,8 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
 #include "host/cli/progress.h"
+#include "host/cli/report.h"
+#include "host/cli/run_log.h"
 #include "host/cli/startup.h"
 #include "common/hash.h"
 #include "host/train/model_meta.h"
@@ -40,7 +42,9 @@ static const char train_usage[] =
     "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
     "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
     "  --no-shuffle  --seed N (0)  --train-limit N  --test-limit N (first N images only)\n"
-    "  --print-every N (100)  --log FILE.jsonl (one JSON object per step and evaluation)\n"
+    "  --print-every N (100)  --log FILE.jsonl (one JSON object per step and evaluation;\n"
+    "                         at the end, cltrain report writes FILE.html beside it)\n"
+    "  --no-report            do not write FILE.html at the end of a run with --log\n"
     "  --save FILE.pth|FILE.safetensors   write the trained model (PyTorch state_dict)\n"
     "  --checkpoint FILE      save the whole training state at each epoch end, at --max-steps\n"
     "                         and on SIGINT/SIGTERM; --checkpoint-every N adds every N steps\n"
@@ -402,6 +406,17 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
 
 static int save_model(train_run *r, resnet *m, const char *path);
 
+// trainer_evaluate of the test split with the confusion matrix and worst mistakes in *st
+// (eval_stats_free it whatever the result). The number correct, or -1 with r->err.
+static long evaluate_split(train_run *r, const loader_config *lc, long *total, eval_stats *st) {
+    *total = 0;
+    if (eval_stats_init(st, r->m.num_classes)) {
+        snprintf(r->err, sizeof r->err, "out of memory");
+        return -1;
+    }
+    return trainer_evaluate(&r->tr, &r->ds.test, lc, total, st, NULL, r->err, sizeof r->err);
+}
+
 // Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
 // written (atomically) when it beats the best so far, which the training state keeps.
 static int end_of_epoch(train_run *r, int epoch) {
@@ -409,12 +424,14 @@ static int end_of_epoch(train_run *r, int epoch) {
     loader_config lc;
     session_eval_loader(&r->o, &lc);
     long total = 0;
-    long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
-                                    sizeof r->err);
+    eval_stats st;
+    long correct = evaluate_split(r, &lc, &total, &st);
     if (correct < 0) {
         progress_error(&r->pg, "%s", r->err);
         return CLI_EXIT_DATA;
     }
+    if (r->logf) run_log_evaluation(r->logf, epoch + 1, "val", &r->ds, &r->ds.test, &st);
+    eval_stats_free(&st);
     double acc = total ? 100.0 * correct / total : 0.0;
     int best = r->o.save_best && acc > r->st.best_accuracy;
     progress_printf(&r->pg, stdout, "[Epoch %d] validation accuracy on %ld images: %.2f%%%s\n",
@@ -592,17 +609,34 @@ static int evaluate(train_run *r) {
     session_eval_loader(&r->o, &lc);
     if (r->world > 1) lc.batch_size = r->m.max_batch;  // replica 0 alone, planned for a shard
     long total = 0;
-    long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
-                                    sizeof r->err);
+    eval_stats st;
+    long correct = evaluate_split(r, &lc, &total, &st);
     if (correct < 0) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
+        eval_stats_free(&st);
         return CLI_EXIT_DATA;
     }
     double acc = total ? 100.0 * correct / total : 0.0;
     printf("Accuracy of the network on the %ld test images: %.2f%%\n", total, acc);
-    if (r->logf) fprintf(r->logf, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", r->st.epoch, acc);
+    if (r->logf) {
+        fprintf(r->logf, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", r->st.epoch, acc);
+        run_log_evaluation(r->logf, r->st.epoch, "test", &r->ds, &r->ds.test, &st);
+    }
+    eval_stats_free(&st);
     session_report_skipped(&r->ds);
     return 0;
+}
+
+// --log RUN.jsonl: RUN.html beside it (report.h), unless --no-report. A report that cannot be
+// written costs a warning, not the run: the model and the log are already saved.
+static void write_report(train_run *r) {
+    if (!r->logf || r->o.no_report) return;
+    fclose(r->logf);
+    r->logf = NULL;
+    char out[4096], err[1024] = "";
+    report_default_path(r->o.log, out, sizeof out);
+    if (report_write(r->o.log, out, err, sizeof err) == 0) printf("report: %s\n", out);
+    else fprintf(stderr, "cltrain: warning: the report was not written: %s\n", err);
 }
 
 static int finish(train_run *r) {
@@ -610,7 +644,9 @@ static int finish(train_run *r) {
     printf("Finished Training\n");
     fflush(stdout);
     if (r->o.save && save_model(r, &r->m, r->o.save) != 0) return CLI_EXIT_DATA;
-    return evaluate(r);
+    int rc = evaluate(r);
+    if (rc == 0) write_report(r);
+    return rc;
 }
 
 int cmd_train(int argc, char **argv) {

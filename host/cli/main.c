@@ -14,7 +14,7 @@ static const command commands[] = {
     { "train", cmd_train, "fine-tune a ResNet on a data set, then evaluate it" },
     { "eval", cmd_eval, "evaluate weights on a data set's test split" },
     { "predict", cmd_predict, "top-K classes of image files with weights saved by train" },
-    { "report", cmd_report, "an HTML page of a training log's curves (inline SVG)" },
+    { "report", cmd_report, "an HTML page of a training log: curves, confusion matrix, worst mistakes" },
     { "bench", cmd_bench, "time training and evaluation steps on synthetic data" },
     { "selftest", cmd_selftest, "build the kernels and run a round trip on the device" },
     { "tune", cmd_tune, "tune the GEMMs (CLBlast parameters) for a device; stored per device" },

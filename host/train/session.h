@@ -29,6 +29,7 @@ typedef struct run_options {
     double label_smoothing;        // --label-smoothing X
     int eval_every_epoch;          // --eval-every-epoch: validation after each epoch
     const char *save_best;         // --save-best FILE: the best model by validation accuracy
+    int no_report;                 // train --no-report: no RUN.html beside --log RUN.jsonl
 } run_options;
 
 void run_options_defaults(run_options *o);

@@ -184,9 +184,32 @@ static void csv_row(FILE *csv, const dataset_split *split, long index, int label
     fprintf(csv, "\n");
 }
 
+int eval_stats_init(eval_stats *s, int num_classes) {
+    memset(s, 0, sizeof *s);
+    s->num_classes = num_classes;
+    s->confusion = calloc((size_t)num_classes * num_classes, sizeof *s->confusion);
+    return s->confusion ? 0 : -1;
+}
+
+void eval_stats_free(eval_stats *s) {
+    free(s->confusion);
+    memset(s, 0, sizeof *s);
+}
+
+// Keeps the EVAL_WORST_MAX mistakes of highest probability, sorted; a tie does not displace
+// an earlier image, so the list does not depend on the batch size.
+static void add_worst(eval_stats *s, long index, int label, int pred, double prob) {
+    int i = s->n_worst < EVAL_WORST_MAX ? s->n_worst++ : EVAL_WORST_MAX;
+    if (i == EVAL_WORST_MAX) {
+        if (prob <= s->worst[EVAL_WORST_MAX - 1].prob) return;
+        i = EVAL_WORST_MAX - 1;
+    }
+    for (; i > 0 && s->worst[i - 1].prob < prob; i--) s->worst[i] = s->worst[i - 1];
+    s->worst[i] = (eval_worst){ index, label, pred, prob };
+}
+
 static long score_batch(const dataset_split *split, const float *logits, const int32_t *y,
-                        int n, int K, long index, long *per_class_correct,
-                        long *per_class_total, FILE *csv) {
+                        int n, int K, long index, eval_stats *stats, FILE *csv) {
     long correct = 0;
     for (int b = 0; b < n; b++, index++) {
         int pred = 0;  // torch.max: the first maximum
@@ -194,9 +217,13 @@ static long score_batch(const dataset_split *split, const float *logits, const i
             if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
         int label = y[b];
         correct += pred == label;
-        if (per_class_total && label >= 0 && label < K) {
-            per_class_total[label]++;
-            per_class_correct[label] += pred == label;
+        if (stats && label >= 0 && label < K && K == stats->num_classes) {
+            stats->confusion[(size_t)label * K + pred]++;
+            if (pred != label) {  // torch.softmax(logits)[pred]: 1 / sum exp(l_k - l_pred)
+                double sum = 0, top = logits[(size_t)pred * n + b];
+                for (int k = 0; k < K; k++) sum += exp((double)logits[(size_t)k * n + b] - top);
+                add_worst(stats, index, label, pred, 1.0 / sum);
+            }
         }
         if (csv) csv_row(csv, split, index, label, pred, logits, n, b, K);
     }
@@ -204,8 +231,7 @@ static long score_batch(const dataset_split *split, const float *logits, const i
 }
 
 long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen) {
+                      long *total, eval_stats *stats, FILE *csv, char *err, size_t errlen) {
     resnet *m = t->m;
     loader_config c = *lc;
     c.augment = 0;
@@ -224,8 +250,7 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
     int n;
     while ((n = loader_next(&ld, x, y)) > 0) {
         trainer_predict(t, x, n, logits);
-        correct += score_batch(split, logits, y, n, K, *total, per_class_correct,
-                               per_class_total, csv);
+        correct += score_batch(split, logits, y, n, K, *total, stats, csv);
         *total += n;
     }
     if (n < 0) {  // a file that failed to decode mid-run

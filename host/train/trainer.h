@@ -75,13 +75,31 @@ const char *train_status_what(train_status s);
 // Forward in eval mode of the host batch x (3, n, S, S); logits (K, n) into host memory.
 void trainer_predict(trainer *t, const float *x, int n, float *logits);
 
+// What an evaluation saw beyond the count, for the report: the confusion matrix and the images
+// the model got most confidently wrong (softmax probability of the wrong prediction).
+#define EVAL_WORST_MAX 16
+typedef struct eval_worst {
+    long index;                    // in the split (dataset_path gives a folder's file)
+    int label, pred;
+    double prob;                   // softmax(logits)[pred]
+} eval_worst;
+typedef struct eval_stats {
+    int num_classes;               // K
+    long *confusion;               // (K, K): [label * K + pred] counts; malloc'd
+    eval_worst worst[EVAL_WORST_MAX];  // highest prob first; ties keep the earlier image
+    int n_worst;
+} eval_stats;
+// Zeroed counts for K classes. 0, or -1 (out of memory). eval_stats_free accepts a zeroed one.
+int eval_stats_init(eval_stats *s, int num_classes);
+void eval_stats_free(eval_stats *s);
+
 // Evaluates `split` through a loader made from lc (augment and shuffle are forced off).
 // Returns the number correct (torch.max's first maximum), or -1 with a message; *total gets
-// the number evaluated. per_class_correct/total (num_classes each) may be NULL. When csv is
-// non-NULL, writes "index,label,pred,logit_0,..." rows.
+// the number evaluated. stats (may be NULL; from eval_stats_init with the model's classes)
+// gets the confusion matrix and the worst mistakes. When csv is non-NULL, writes
+// "index,label,pred,logit_0,..." rows.
 long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
-                      long *total, long *per_class_correct, long *per_class_total, FILE *csv,
-                      char *err, size_t errlen);
+                      long *total, eval_stats *stats, FILE *csv, char *err, size_t errlen);
 
 // Values per channel the deepest batch norm sees for a training batch of n images (n times
 // the last block's output plane). PyTorch refuses to train a batch norm on 1.
