@@ -197,7 +197,7 @@ static int split_world(train_run *r) {
         return cli_usage_error(train_usage, "--batch-size %d is not a multiple of the %d "
                                "replicas (devices x processes): each takes an equal share",
                                o->batch_size, r->world);
-    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = NULL;
+    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = o->save_best = NULL;
     o->replicas = r->world;
     int saved = o->resume ? r->st.replicas : r->world;
     if (saved != r->world) {  // the shards, hence the numbers, depend on the world size
@@ -213,13 +213,6 @@ static int split_world(train_run *r) {
 // them, and every process, once every process has set up: cmd_train).
 static int set_up_replicas(train_run *r) {
     const run_options *o = &r->o;
-    int rows = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    if (rows % r->world) {
-        snprintf(r->err, sizeof r->err, "the last batch of an epoch holds %d images, not a "
-                 "multiple of the %d replicas: change --batch-size or --train-limit", rows,
-                 r->world);
-        return CLI_EXIT_USAGE;
-    }
     int rc = replicas_init(&r->rep, &r->tr, &r->comm, r->local, o->image_size, r->err,
                            sizeof r->err);
     for (int i = 1; rc == 0 && i < r->local; i++) {
@@ -274,8 +267,8 @@ static int any_stop_signal(train_run *r) {
 // an epoch of work.
 static int check_last_batch(train_run *r) {
     const run_options *o = &r->o;
-    int last = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    // Each replica trains on its share of the batch.
+    int last = r->ld.total % o->batch_size ? r->ld.total % o->batch_size : o->batch_size;
+    // Each replica trains on its share of the batch (of the padded epoch: a multiple of W).
     if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last / r->world) >= 2) return 0;
     snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
              "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
@@ -402,12 +395,20 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
 
 static int save_model(train_run *r, resnet *m, const char *path);
 
+// Evaluation runs on replica 0 alone (planned for a shard of the batch) over every image of
+// the split once: no padding, so no image counts twice (DistributedSampler's would).
+static void eval_loader(const train_run *r, loader_config *lc) {
+    session_eval_loader(&r->o, lc);
+    if (r->world > 1) lc->batch_size = r->m.max_batch;
+}
+
 // Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
 // written (atomically) when it beats the best so far, which the training state keeps.
 static int end_of_epoch(train_run *r, int epoch) {
     if (!r->o.eval_every_epoch && !r->o.save_best) return 0;
+    if (r->comm.rank != 0) return 0;  // only replica 0 evaluates, prints and writes
     loader_config lc;
-    session_eval_loader(&r->o, &lc);
+    eval_loader(r, &lc);
     long total = 0;
     long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
                                     sizeof r->err);
@@ -536,8 +537,7 @@ static int save_model(train_run *r, resnet *m, const char *path) {
 
 static int evaluate(train_run *r) {
     loader_config lc;
-    session_eval_loader(&r->o, &lc);
-    if (r->world > 1) lc.batch_size = r->m.max_batch;  // replica 0 alone, planned for a shard
+    eval_loader(r, &lc);
     long total = 0;
     long correct = trainer_evaluate(&r->tr, &r->ds.test, &lc, &total, NULL, NULL, NULL, r->err,
                                     sizeof r->err);
