@@ -118,6 +118,28 @@ Test(ddp, batch_size_must_split_evenly, .timeout = 120) {
     cli_rmtree(d);
 }
 
+// --devices all-gpus takes every GPU of every platform; with none (pocl's CPU alone) a
+// one-line error says so before any work. "all" takes every device.
+Test(ddp, devices_all_gpus_without_a_gpu_is_an_error, .timeout = 300) {
+    cli_result r = cli_run(60, "", "devices");
+    int gpu = strstr(r.out, "type: GPU") != NULL;
+    cli_result_free(&r);
+    if (gpu) cr_skip_test("this host has a GPU");
+    char *d = cli_cifar_dir(8, 2);
+    r = cli_run(60, "", "train --data %s --devices all-gpus", d);
+    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
+    cr_expect(strstr(r.err, "--devices all-gpus: no GPU among the"), "%s", r.err);
+    int lines = 0;
+    for (const char *p = r.err; *p; p++) lines += *p == '\n';
+    cr_expect_eq(lines, 1, "one line: %s", r.err);
+    cli_result_free(&r);
+    r = cli_run(300, "", "%s --data %s --devices all --max-steps 1", args, d);
+    cr_expect_eq(r.status, 0, "exit %d:\n%s", r.status, r.err);
+    cr_expect(strstr(r.err, "device 0:0"), "%s", r.err);
+    cli_result_free(&r);
+    cli_rmtree(d);
+}
+
 // DistributedSampler(drop_last=False): 13 images on 2 replicas are padded to 14 (the first
 // image again), so the epoch is a batch of 8 and a last one of 6 (3 per replica); the test
 // accuracy counts the test images once (evaluation runs on replica 0 over the split).

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,7 +64,9 @@ static const char train_usage[] =
     "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
     "                         --batch-size is the global batch, split evenly; under mpirun\n"
     "                         each rank runs its own replicas (one per rank by default, on\n"
-    "                         device index = its local rank unless --device/--devices say)\n";
+    "                         device index = its local rank unless --device/--devices say);\n"
+    "                         --devices all-gpus: every GPU of every platform, in the order\n"
+    "                         of 'cltrain devices' (all: every device)\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -172,13 +175,48 @@ static int start_processes(train_run *r) {
     return 0;
 }
 
+// --devices all-gpus (every GPU device of every platform) or all (every device), in the order
+// `cltrain devices` lists them, as P:D specs. 0 (r->local stays 0 when o->devices is no group)
+// or an exit status.
+static int expand_device_group(train_run *r) {
+    const char *name = r->o.devices;
+    if (strcasecmp(name, "all-gpus") != 0 && strcasecmp(name, "all") != 0) return 0;
+    clrt_devinfo *list = NULL;
+    int n = 0, idx[64];
+    if (clrt_list_devices(&list, &n, r->err, sizeof r->err) != 0) {
+        fprintf(stderr, "cltrain: error: --devices %s: %s\n", name, r->err);
+        return CLI_EXIT_USAGE;
+    }
+    int k = clrt_device_group(list, n, name, idx, 64);
+    if (k == 0 || k > 64) {
+        free(list);
+        if (k == 0)
+            fprintf(stderr, "cltrain: error: --devices %s: no GPU among the %d OpenCL device%s "
+                            "('cltrain devices' lists them): name them with --devices SPEC,SPEC\n",
+                    name, n, n == 1 ? "" : "s");
+        else
+            fprintf(stderr, "cltrain: error: --devices %s: %d devices, at most 64\n", name, k);
+        return CLI_EXIT_USAGE;
+    }
+    size_t off = 0;
+    for (int i = 0; i < k; i++) {
+        r->specs[i] = r->specs_buf + off;
+        off += (size_t)snprintf(r->specs_buf + off, sizeof r->specs_buf - off, "%d:%d",
+                                list[idx[i]].platform, list[idx[i]].device) + 1;
+    }
+    r->local = k;
+    free(list);
+    return 0;
+}
+
 // The replicas: --devices' list (else one), times the processes. Only rank 0 writes files.
 static int split_world(train_run *r) {
     run_options *o = &r->o;
-    r->local = 1;
-    if (o->devices) {
+    r->local = 0;
+    int group = o->devices ? expand_device_group(r) : 0;
+    if (group) return group;
+    if (o->devices && !r->local) {  // not a group: SPEC,SPEC,...
         snprintf(r->specs_buf, sizeof r->specs_buf, "%s", o->devices);
-        r->local = 0;
         for (char *save = NULL, *t = strtok_r(r->specs_buf, ",", &save); t;
              t = strtok_r(NULL, ",", &save)) {
             if (r->local == (int)(sizeof r->specs / sizeof *r->specs))
@@ -186,10 +224,13 @@ static int split_world(train_run *r) {
             r->specs[r->local++] = t;
         }
         if (!r->local) return cli_usage_error(train_usage, "--devices needs SPEC[,SPEC...]");
+    } else if (o->devices) {  // a group: expanded above
     } else if (r->comm.size > 1 && !o->device && !getenv("CLTRAIN_DEVICE")) {
+        r->local = 1;
         snprintf(r->rank_spec, sizeof r->rank_spec, "%d", r->comm.local_rank);
         r->specs[0] = o->device = r->rank_spec;  // one device per rank of a host
     } else {
+        r->local = 1;
         r->specs[0] = o->device;
     }
     r->world = r->local * r->comm.size;
