@@ -512,9 +512,10 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         train_status s = r->world > 1 ? replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &loss)
                                       : train_step(&r->tr, r->x, r->y, n, &r->sgd, &loss);
         if (s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
-            progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
-                           "nothing saved; try a lower --lr", train_status_what(s), loss,
-                           r->st.global_step + 1, epoch + 1, b + 1);
+            if (r->comm.rank == 0)  // every rank has the same status: rank 0 says it
+                progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch "
+                               "%d); nothing saved; try a lower --lr", train_status_what(s),
+                               loss, r->st.global_step + 1, epoch + 1, b + 1);
             return CLI_EXIT_DATA;
         }
         double t = session_now(), ips = n / (t - t_last);
@@ -541,15 +542,17 @@ static int train_loop(train_run *r) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     progress_init(&r->pg, stderr);
+    if (r->comm.rank != 0) r->pg.tty = 0;  // only rank 0 draws the bar
     int stopped = max_steps_done(r), rc = 0;  // a resumed run may be done already
     for (int epoch = r->st.epoch; rc == 0 && epoch < r->o.epochs && !stopped; epoch++)
         rc = train_epoch(r, epoch, &stopped);
     progress_clear(&r->pg);
     if (stop_signal && rc == 0) {
-        fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
-                (int)stop_signal, r->st.global_step,
-                r->o.checkpoint ? "; training state saved to " : "",
-                r->o.checkpoint ? r->o.checkpoint : "");
+        if (r->comm.rank == 0)  // every rank stopped after the same step; rank 0 saved
+            fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
+                    (int)stop_signal, r->st.global_step,
+                    r->o.checkpoint ? "; training state saved to " : "",
+                    r->o.checkpoint ? r->o.checkpoint : "");
         rc = stop_signal == SIGINT ? 130 : 143;
     }
     return rc;
