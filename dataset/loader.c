@@ -5,6 +5,7 @@
 #include "dataset/loader.h"
 #include "dataset/rng.h"
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,8 @@ static void loader_make_perm(loader *l, int epoch)
                                        (uint64_t)i), i + 1);
             int t = l->perm[i]; l->perm[i] = l->perm[j]; l->perm[j] = t;
         }
+    // DistributedSampler(drop_last=False): indices += indices[:padding] (repeated as needed).
+    for (int i = l->n; i < l->total; i++) l->perm[i] = l->perm[(i - l->n) % l->n];
 }
 
 // The uniforms of RandomResizedCrop for one image: hash(seed, (epoch, image), k).
@@ -112,7 +115,7 @@ static loader_slot *loader_take(loader *l, int *b, int *pos)
     if (*pos == 0) {
         int first = *b * l->cfg.batch_size;
         s->batch = *b;
-        s->count = l->n - first < l->cfg.batch_size ? l->n - first : l->cfg.batch_size;
+        s->count = l->total - first < l->cfg.batch_size ? l->total - first : l->cfg.batch_size;
         s->done = 0;
         s->err_pos = -1;
     }
@@ -167,6 +170,9 @@ static int loader_check(const dataset_split *s, const loader_config *c, char *er
     if (c->normalize < 0 || c->normalize > 1 || c->augment < 0 || c->augment > 2)
         return util_error(err, errlen, "loader: normalize %d must be 0 or 1, augment %d 0-2",
                             c->normalize, c->augment);
+    if (c->pad_to < 0 || c->pad_to > LOADER_MAX_BATCH)
+        return util_error(err, errlen, "loader: pad_to %d out of range [0, %d]", c->pad_to,
+                          LOADER_MAX_BATCH);
     if (c->limit < 0 || c->resize < 0 || c->resize > LOADER_MAX_SIDE)
         return util_error(err, errlen, "loader: limit %d / resize %d out of range", c->limit,
                             c->resize);
@@ -182,7 +188,7 @@ static int loader_alloc(loader *l)
 {
     size_t S = (size_t)l->cfg.image_size, B = (size_t)l->cfg.batch_size;
     l->batch_floats = 3 * B * S * S;  // <= 3 * 2^20 * 2^24: no overflow in 64-bit size_t
-    l->perm = malloc(sizeof(int) * (size_t)l->n);
+    l->perm = malloc(sizeof(int) * (size_t)l->total);
     l->slots = calloc((size_t)l->nslots, sizeof(loader_slot));
     l->workers = calloc((size_t)l->nworkers, sizeof(loader_worker));
     if (!l->perm || !l->slots || !l->workers) return 1;
@@ -213,7 +219,12 @@ int loader_init(loader *l, const dataset_split *split, const loader_config *cfg,
     l->split = split;
     l->cfg = *cfg;
     l->n = cfg->limit > 0 && cfg->limit < split->n ? cfg->limit : split->n;
-    l->batches = (l->n + cfg->batch_size - 1) / cfg->batch_size;
+    long long pad = cfg->pad_to > 1 ? cfg->pad_to : 1, total = (l->n + pad - 1) / pad * pad;
+    if (total > INT_MAX)
+        return util_error(err, errlen, "loader: %d images padded to a multiple of %lld are too "
+                          "many", l->n, pad);
+    l->total = (int)total;
+    l->batches = (l->total + cfg->batch_size - 1) / cfg->batch_size;
     l->nworkers = cfg->workers > 0 ? cfg->workers : loader_default_workers();
     l->nslots = cfg->prefetch > 0 ? cfg->prefetch : 2;
     if (loader_alloc(l)) {

@@ -35,6 +35,8 @@ typedef struct loader_config {
     int resize;                  // 0: Resize((S, S)); N: Resize(N) + CenterCrop(S) (no augment)
     int workers;                 // decode threads; 0 = the number of cores
     int prefetch;                // batches prepared ahead; 0 = 2
+    int pad_to;                  // 0/1: none; W: the epoch's order is padded to a multiple of
+                                 // W by repeating its first positions (DistributedSampler)
 } loader_config;
 
 // One prefetch slot: a batch being filled or waiting for loader_next.
@@ -60,11 +62,12 @@ typedef struct loader_worker {
 typedef struct loader {
     const dataset_split *split;  // borrowed; must outlive the loader
     loader_config cfg;
-    int n;                       // images per epoch (limit applied)
-    int batches;                 // per epoch: ceil(n / batch_size)
+    int n;                       // distinct images per epoch (limit applied)
+    int total;                   // positions per epoch: n padded to a multiple of pad_to
+    int batches;                 // per epoch: ceil(total / batch_size)
     size_t batch_floats;         // 3 * batch_size * S * S
     int nworkers, nslots;
-    int *perm;                   // (n) image index at each epoch position
+    int *perm;                   // (total) image index at each epoch position
     loader_slot *slots;          // (nslots) batch b lives in slots[b % nslots]
     loader_worker *workers;      // (nworkers)
 
@@ -84,7 +87,7 @@ typedef struct loader {
 // until loader_start_epoch). Returns 0, or nonzero with a one-line message in err.
 int  loader_init(loader *l, const dataset_split *split, const loader_config *cfg, char *err,
                  size_t errlen);
-// ceil(n / batch_size): the last partial batch is kept, as torch DataLoader(drop_last=False).
+// ceil(total / batch_size): the last partial batch is kept, as torch DataLoader(drop_last=False).
 int  loader_batches_per_epoch(const loader *l);
 // Starts epoch `epoch` (from 0) at batch `first_batch` (resume); drops any batch in flight.
 // Safe at any time, including mid-epoch.

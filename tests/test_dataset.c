@@ -589,6 +589,52 @@ Test(loader, shuffle_is_a_seeded_permutation_per_epoch)
     tds_split_free(&s);
 }
 
+// DistributedSampler(drop_last=False): an epoch that the W replicas do not divide is padded
+// to a multiple of W with its first positions again (as many times as needed), in the same
+// shuffled order; batches stay of batch_size, the last one shorter.
+Test(loader, pad_to_repeats_the_epochs_first_positions)
+{
+    dataset_split s = tds_split(9, 3, 4, 4);
+    loader_config cfg = tds_config(4, 4);
+    cfg.shuffle = 1;
+    loader a, p;
+    cr_assert_eq(loader_init(&a, &s, &cfg, NULL, 0), 0);
+    cfg.pad_to = 2;
+    cr_assert_eq(loader_init(&p, &s, &cfg, NULL, 0), 0);
+    cr_assert_eq(p.n, 9);
+    cr_assert_eq(p.total, 10);
+    cr_assert_eq(loader_batches_per_epoch(&p), 3);
+    size_t per = a.batch_floats;
+    float *xa = calloc(3 * per, sizeof(float)), *xp = calloc(3 * per, sizeof(float));
+    int32_t ya[12] = {0}, yp[12] = {0};
+    int ca[3], cp[3];
+    cr_assert_eq(tds_run_epoch(&a, 1, 0, xa, ya, ca), 3);
+    cr_assert_eq(tds_run_epoch(&p, 1, 0, xp, yp, cp), 3);
+    cr_assert(ca[2] == 1 && cp[0] == 4 && cp[1] == 4 && cp[2] == 2, "%d %d %d", cp[0], cp[1],
+              cp[2]);
+    cr_assert_arr_eq(ya, yp, 9 * sizeof(int32_t), "the padded epoch starts as the plain one");
+    cr_assert_eq(yp[9], ya[0], "position 9 repeats position 0 (%d vs %d)", yp[9], ya[0]);
+    size_t img = 16;  // (3, B, S, S): image 1 of the last batch against image 0 of the first
+    for (int c = 0; c < 3; c++)
+        cr_assert_arr_eq(xp + 2 * per + ((size_t)c * 2 + 1) * img, xa + (size_t)c * 4 * img,
+                         img * sizeof(float), "channel %d", c);
+    loader_free(&a);
+    loader_free(&p);
+    // More padding than images: the order repeats whole (indices * ceil(padding / n)).
+    dataset_split t = tds_split(3, 3, 4, 4);
+    cfg = tds_config(8, 4);
+    cfg.pad_to = 8;
+    cr_assert_eq(loader_init(&p, &t, &cfg, NULL, 0), 0);
+    cr_assert_eq(tds_run_epoch(&p, 0, 0, xp, yp, cp), 1);
+    cr_assert_eq(cp[0], 8);
+    int32_t want[8] = {0, 1, 2, 0, 1, 2, 0, 1};
+    cr_assert_arr_eq(yp, want, sizeof(want));
+    loader_free(&p);
+    free(xa); free(xp);
+    tds_split_free(&s);
+    tds_split_free(&t);
+}
+
 // Resuming at (epoch, first_batch) reproduces the uninterrupted run, augmentation included.
 Test(loader, resume_matches_uninterrupted_run)
 {

@@ -115,10 +115,50 @@ Test(ddp, batch_size_must_split_evenly, .timeout = 120) {
     cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
     cr_expect(strstr(r.err, "--batch-size 7 is not a multiple of the 2 replicas"), "%s", r.err);
     cli_result_free(&r);
-    r = cli_run(120, "", "%s --data %s --train-limit 13 --devices %s,%s", args, d, dev(), dev());
-    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.err, "last batch of an epoch holds 5 images"), "%s", r.err);
+    cli_rmtree(d);
+}
+
+// --devices all-gpus takes every GPU of every platform; with none (pocl's CPU alone) a
+// one-line error says so before any work. "all" takes every device.
+Test(ddp, devices_all_gpus_without_a_gpu_is_an_error, .timeout = 300) {
+    cli_result r = cli_run(60, "", "devices");
+    int gpu = strstr(r.out, "type: GPU") != NULL;
     cli_result_free(&r);
+    if (gpu) cr_skip_test("this host has a GPU");
+    char *d = cli_cifar_dir(8, 2);
+    r = cli_run(60, "", "train --data %s --devices all-gpus", d);
+    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
+    cr_expect(strstr(r.err, "--devices all-gpus: no GPU among the"), "%s", r.err);
+    int lines = 0;
+    for (const char *p = r.err; *p; p++) lines += *p == '\n';
+    cr_expect_eq(lines, 1, "one line: %s", r.err);
+    cli_result_free(&r);
+    r = cli_run(300, "", "%s --data %s --devices all --max-steps 1", args, d);
+    cr_expect_eq(r.status, 0, "exit %d:\n%s", r.status, r.err);
+    cr_expect(strstr(r.err, "device 0:0"), "%s", r.err);
+    cli_result_free(&r);
+    cli_rmtree(d);
+}
+
+// DistributedSampler(drop_last=False): 13 images on 2 replicas are padded to 14 (the first
+// image again), so the epoch is a batch of 8 and a last one of 6 (3 per replica); the test
+// accuracy counts the test images once (evaluation runs on replica 0 over the split).
+Test(ddp, uneven_epoch_is_padded_as_distributed_sampler, .timeout = 300) {
+    char *d = cli_cifar_dir(16, 5), *w = cli_tmpdir();
+    cli_result r = cli_run(300, "", "%s --data %s --train-limit 13 --test-limit 5 "
+                           "--eval-every-epoch --devices %s,%s --log %s/log", args, d, dev(),
+                           dev(), w);
+    cr_assert_eq(r.status, 0, "exit %d:\n%s", r.status, r.err);
+    cr_expect(strstr(r.out, "validation accuracy on 5 images"), "%s", r.out);
+    cr_expect(strstr(r.out, "on the 5 test images"), "%s", r.out);
+    char *log = cli_read_file(cli_path(w, "log"), NULL);
+    cr_assert(log);
+    int steps = 0;
+    for (const char *p = log; (p = strstr(p, "\"step\":")); p++) steps++;
+    cr_expect_eq(steps, 2, "an epoch of 13 images padded to 14 is 2 steps of 8:\n%s", log);
+    free(log);
+    cli_result_free(&r);
+    cli_rmtree(w);
     cli_rmtree(d);
 }
 
@@ -203,8 +243,9 @@ static cli_result mpi_run(int seconds, const char *fmt, ...) {
     return r;
 }
 
+// 21 images: padded to 22 (DistributedSampler), batches of 8, 8 and 6.
 Test(ddp, two_ranks_equal_two_devices_bitwise, .timeout = 600) {
-    char *d = cli_cifar_dir(24, 2), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    char *d = cli_cifar_dir(21, 2), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
     cli_result r = mpi_run(300, "-np 2 @BIN@ %s --data %s --save %s/m.pth --log %s/log", args,
                            d, w1, w1);
     cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);

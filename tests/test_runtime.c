@@ -52,6 +52,16 @@ Test(runtime, device_spec_rule) {
     cr_expect_eq(clrt_select_device(l, 4, ":"), -1);
     cr_expect_eq(clrt_select_device(l, 4, "-1"), -1);
     cr_expect_eq(clrt_select_device(l, 0, NULL), -1);
+    // --devices all-gpus / all: every (GPU) device of every platform, in list order.
+    int idx[4] = { -1, -1, -1, -1 };
+    cr_expect_eq(clrt_device_group(l, 4, "all-gpus", idx, 4), 3);
+    cr_expect(idx[0] == 1 && idx[1] == 2 && idx[2] == 3 && idx[3] == -1);
+    cr_expect_eq(clrt_device_group(l, 4, "all", idx, 4), 4);
+    cr_expect(idx[0] == 0 && idx[1] == 1 && idx[2] == 2 && idx[3] == 3);
+    cr_expect_eq(clrt_device_group(l, 1, "all-gpus", idx, 4), 0, "a CPU alone: no GPU");
+    cr_expect_eq(clrt_device_group(l, 4, "ALL-GPUS", idx, 1), 3, "counts past cap");
+    cr_expect_eq(clrt_device_group(l, 4, "gpu", idx, 4), -1, "one device, no group");
+    cr_expect_eq(clrt_device_group(l, 4, "all-gpus,0:0", idx, 4), -1);
 }
 
 Test(runtime, error_names) {

@@ -6,11 +6,15 @@ losses (the mean of the replicas' losses) and the final weights, and checks that
 2-rank and 2-device runs are bitwise identical.
 
 Usage: tools/torch_ddp_parity.py [--cltrain ./cltrain] [--device SPEC] [--steps 3]
-                                 [--batch-size 16] [--image-size 32] [--keep DIR]
+                                 [--batch-size 16] [--train-size N] [--image-size 32]
+                                 [--keep DIR]
 
 Recipe: resnet18 at 32x32, global batch 16 (8 per replica), SGD lr 0.001 momentum 0.9, no
 shuffling (DistributedSampler(shuffle=False): rank r takes samples r, r+2, ...), as the
-single-device parity (tools/torch_parity.py). Exit status 0 when every check passes.
+single-device parity (tools/torch_parity.py). The default data set, 47 images (3 steps' worth
+less 1), is one epoch that 2 replicas do not divide: DistributedSampler(drop_last=False) pads
+it to 48 with the first image again (rank 1's last sample). --train-size sets another size
+(e.g. 45: padded to 46, a last batch of 14). Exit status 0 when every check passes.
 """
 import argparse
 import json
@@ -48,7 +52,7 @@ def torch_rank(rank, a, work, pix, labels, q):
     per = a.batch_size // WORLD
     ddp.train()
     losses = []
-    for s in range(a.steps):
+    for s in range(min(a.steps, (len(idx) + per - 1) // per)):  # DataLoader(drop_last=False)
         pick = idx[s * per:(s + 1) * per]
         x = torch.cat([ds[i][0] for i in pick])
         y = torch.cat([ds[i][1] for i in pick])
@@ -80,12 +84,13 @@ def main():
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--train-size", type=int, help="images (default: steps x batch - 1)")
     ap.add_argument("--lr", type=float, default=0.001)
     ap.add_argument("--keep", help="keep the work folder here")
     a = ap.parse_args()
     work = a.keep or tempfile.mkdtemp(prefix="cltrain-ddp-")
     os.makedirs(work, exist_ok=True)
-    n = a.steps * a.batch_size
+    n = a.train_size or a.steps * a.batch_size - 1
     pix, labels = write_cifar(os.path.join(work, "data_batch_1.bin"), n, 1)
     write_cifar(os.path.join(work, "test_batch.bin"), 2, 2)
     torch.manual_seed(0)
@@ -118,6 +123,8 @@ def main():
 
     ok = True
     closs, csd = out["mpi"]
+    print("%d images, 2 replicas, global batch %d: DistributedSampler pads to %d"
+          % (n, a.batch_size, (n + WORLD - 1) // WORLD * WORLD))
     print("step  cltrain (2 ranks)   PyTorch DDP (gloo)   rel diff")
     for i, (c, t) in enumerate(zip(closs, tloss)):
         rel = abs(c - t) / abs(t)

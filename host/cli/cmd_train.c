@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,7 +68,9 @@ static const char train_usage[] =
     "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
     "                         --batch-size is the global batch, split evenly; under mpirun\n"
     "                         each rank runs its own replicas (one per rank by default, on\n"
-    "                         device index = its local rank unless --device/--devices say)\n";
+    "                         device index = its local rank unless --device/--devices say);\n"
+    "                         --devices all-gpus: every GPU of every platform, in the order\n"
+    "                         of 'cltrain devices' (all: every device)\n";
 
 static volatile sig_atomic_t stop_signal;
 
@@ -176,13 +179,48 @@ static int start_processes(train_run *r) {
     return 0;
 }
 
+// --devices all-gpus (every GPU device of every platform) or all (every device), in the order
+// `cltrain devices` lists them, as P:D specs. 0 (r->local stays 0 when o->devices is no group)
+// or an exit status.
+static int expand_device_group(train_run *r) {
+    const char *name = r->o.devices;
+    if (strcasecmp(name, "all-gpus") != 0 && strcasecmp(name, "all") != 0) return 0;
+    clrt_devinfo *list = NULL;
+    int n = 0, idx[64];
+    if (clrt_list_devices(&list, &n, r->err, sizeof r->err) != 0) {
+        fprintf(stderr, "cltrain: error: --devices %s: %s\n", name, r->err);
+        return CLI_EXIT_USAGE;
+    }
+    int k = clrt_device_group(list, n, name, idx, 64);
+    if (k == 0 || k > 64) {
+        free(list);
+        if (k == 0)
+            fprintf(stderr, "cltrain: error: --devices %s: no GPU among the %d OpenCL device%s "
+                            "('cltrain devices' lists them): name them with --devices SPEC,SPEC\n",
+                    name, n, n == 1 ? "" : "s");
+        else
+            fprintf(stderr, "cltrain: error: --devices %s: %d devices, at most 64\n", name, k);
+        return CLI_EXIT_USAGE;
+    }
+    size_t off = 0;
+    for (int i = 0; i < k; i++) {
+        r->specs[i] = r->specs_buf + off;
+        off += (size_t)snprintf(r->specs_buf + off, sizeof r->specs_buf - off, "%d:%d",
+                                list[idx[i]].platform, list[idx[i]].device) + 1;
+    }
+    r->local = k;
+    free(list);
+    return 0;
+}
+
 // The replicas: --devices' list (else one), times the processes. Only rank 0 writes files.
 static int split_world(train_run *r) {
     run_options *o = &r->o;
-    r->local = 1;
-    if (o->devices) {
+    r->local = 0;
+    int group = o->devices ? expand_device_group(r) : 0;
+    if (group) return group;
+    if (o->devices && !r->local) {  // not a group: SPEC,SPEC,...
         snprintf(r->specs_buf, sizeof r->specs_buf, "%s", o->devices);
-        r->local = 0;
         for (char *save = NULL, *t = strtok_r(r->specs_buf, ",", &save); t;
              t = strtok_r(NULL, ",", &save)) {
             if (r->local == (int)(sizeof r->specs / sizeof *r->specs))
@@ -190,10 +228,13 @@ static int split_world(train_run *r) {
             r->specs[r->local++] = t;
         }
         if (!r->local) return cli_usage_error(train_usage, "--devices needs SPEC[,SPEC...]");
+    } else if (o->devices) {  // a group: expanded above
     } else if (r->comm.size > 1 && !o->device && !getenv("CLTRAIN_DEVICE")) {
+        r->local = 1;
         snprintf(r->rank_spec, sizeof r->rank_spec, "%d", r->comm.local_rank);
         r->specs[0] = o->device = r->rank_spec;  // one device per rank of a host
     } else {
+        r->local = 1;
         r->specs[0] = o->device;
     }
     r->world = r->local * r->comm.size;
@@ -201,7 +242,7 @@ static int split_world(train_run *r) {
         return cli_usage_error(train_usage, "--batch-size %d is not a multiple of the %d "
                                "replicas (devices x processes): each takes an equal share",
                                o->batch_size, r->world);
-    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = NULL;
+    if (r->comm.rank != 0) o->log = o->save = o->checkpoint = o->save_best = NULL;
     o->replicas = r->world;
     int saved = o->resume ? r->st.replicas : r->world;
     if (saved != r->world) {  // the shards, hence the numbers, depend on the world size
@@ -217,13 +258,6 @@ static int split_world(train_run *r) {
 // them, and every process, once every process has set up: cmd_train).
 static int set_up_replicas(train_run *r) {
     const run_options *o = &r->o;
-    int rows = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    if (rows % r->world) {
-        snprintf(r->err, sizeof r->err, "the last batch of an epoch holds %d images, not a "
-                 "multiple of the %d replicas: change --batch-size or --train-limit", rows,
-                 r->world);
-        return CLI_EXIT_USAGE;
-    }
     int rc = replicas_init(&r->rep, &r->tr, &r->comm, r->local, o->image_size, r->err,
                            sizeof r->err);
     for (int i = 1; rc == 0 && i < r->local; i++) {
@@ -278,8 +312,8 @@ static int any_stop_signal(train_run *r) {
 // an epoch of work.
 static int check_last_batch(train_run *r) {
     const run_options *o = &r->o;
-    int last = r->ld.n % o->batch_size ? r->ld.n % o->batch_size : o->batch_size;
-    // Each replica trains on its share of the batch.
+    int last = r->ld.total % o->batch_size ? r->ld.total % o->batch_size : o->batch_size;
+    // Each replica trains on its share of the batch (of the padded epoch: a multiple of W).
     if (o->bn_eval || o->freeze >= 4 || trainer_bn_values(&r->m, last / r->world) >= 2) return 0;
     snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
              "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
@@ -417,12 +451,20 @@ static long evaluate_split(train_run *r, const loader_config *lc, long *total, e
     return trainer_evaluate(&r->tr, &r->ds.test, lc, total, st, NULL, r->err, sizeof r->err);
 }
 
+// Evaluation runs on replica 0 alone (planned for a shard of the batch) over every image of
+// the split once: no padding, so no image counts twice (DistributedSampler's would).
+static void eval_loader(const train_run *r, loader_config *lc) {
+    session_eval_loader(&r->o, lc);
+    if (r->world > 1) lc->batch_size = r->m.max_batch;
+}
+
 // Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
 // written (atomically) when it beats the best so far, which the training state keeps.
 static int end_of_epoch(train_run *r, int epoch) {
     if (!r->o.eval_every_epoch && !r->o.save_best) return 0;
+    if (r->comm.rank != 0) return 0;  // only replica 0 evaluates, prints and writes
     loader_config lc;
-    session_eval_loader(&r->o, &lc);
+    eval_loader(r, &lc);
     long total = 0;
     eval_stats st;
     long correct = evaluate_split(r, &lc, &total, &st);
@@ -501,9 +543,10 @@ static int step_finish(train_run *r, int epoch, int batches, pending_step *p, in
                        double *t_last, int *stopped) {
     if (r->world <= 1) p->s = train_step_result(&r->tr, &p->loss);
     if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
-        progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
-                       "nothing saved; try a lower --lr", train_status_what(p->s), p->loss,
-                       r->st.global_step + 1, epoch + 1, p->b + 1);
+        if (r->comm.rank == 0)  // every rank has the same status: rank 0 says it
+            progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
+                           "nothing saved; try a lower --lr", train_status_what(p->s), p->loss,
+                           r->st.global_step + 1, epoch + 1, p->b + 1);
         return CLI_EXIT_DATA;
     }
     double t = session_now(), ips = p->n / (t - *t_last);
@@ -569,15 +612,17 @@ static int train_loop(train_run *r) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     progress_init(&r->pg, stderr);
+    if (r->comm.rank != 0) r->pg.tty = 0;  // only rank 0 draws the bar
     int stopped = max_steps_done(r), rc = 0;  // a resumed run may be done already
     for (int epoch = r->st.epoch; rc == 0 && epoch < r->o.epochs && !stopped; epoch++)
         rc = train_epoch(r, epoch, &stopped);
     progress_clear(&r->pg);
     if (stop_signal && rc == 0) {
-        fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
-                (int)stop_signal, r->st.global_step,
-                r->o.checkpoint ? "; training state saved to " : "",
-                r->o.checkpoint ? r->o.checkpoint : "");
+        if (r->comm.rank == 0)  // every rank stopped after the same step; rank 0 saved
+            fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
+                    (int)stop_signal, r->st.global_step,
+                    r->o.checkpoint ? "; training state saved to " : "",
+                    r->o.checkpoint ? r->o.checkpoint : "");
         rc = stop_signal == SIGINT ? 130 : 143;
     }
     return rc;
@@ -606,8 +651,7 @@ static int save_model(train_run *r, resnet *m, const char *path) {
 
 static int evaluate(train_run *r) {
     loader_config lc;
-    session_eval_loader(&r->o, &lc);
-    if (r->world > 1) lc.batch_size = r->m.max_batch;  // replica 0 alone, planned for a shard
+    eval_loader(r, &lc);
     long total = 0;
     eval_stats st;
     long correct = evaluate_split(r, &lc, &total, &st);

@@ -32,6 +32,10 @@ int clrt_list_devices(clrt_devinfo **list, int *n, char *err, size_t errlen);
 // case-insensitive substring of the device or platform name. NULL/"" = first GPU, else the
 // first device. Returns the list index, or -1 when nothing matches (pure: no OpenCL calls).
 int clrt_select_device(const clrt_devinfo *list, int n, const char *spec);
+// The devices of a group name, in list order (`cltrain devices`' order): "all-gpus" every GPU
+// of every platform, "all" every device. Writes up to cap list indices into idx; returns how
+// many match (0: none), or -1 when name is no group (pure).
+int clrt_device_group(const clrt_devinfo *list, int n, const char *name, int *idx, int cap);
 const char *clrt_device_type_name(cl_device_type t);
 void clrt_print_devices(FILE *f, const clrt_devinfo *list, int n);
 

@@ -194,6 +194,18 @@ int clrt_select_device(const clrt_devinfo *list, int n, const char *spec) {
     return -1;
 }
 
+int clrt_device_group(const clrt_devinfo *list, int n, const char *name, int *idx, int cap) {
+    int gpus = strcasecmp(name, "all-gpus") == 0;
+    if (!gpus && strcasecmp(name, "all") != 0) return -1;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!gpus || (list[i].type & CL_DEVICE_TYPE_GPU)) {
+            if (k < cap) idx[k] = i;
+            k++;
+        }
+    return k;
+}
+
 const char *clrt_device_type_name(cl_device_type t) {
     if (t & CL_DEVICE_TYPE_GPU) return "GPU";
     if (t & CL_DEVICE_TYPE_CPU) return "CPU";

@@ -102,6 +102,7 @@ void session_eval_loader(const run_options *o, loader_config *lc) {
 
 void session_train_loader(const run_options *o, loader_config *lc) {
     *lc = session_loader_config(o, 1);
+    lc->pad_to = o->replicas;  // each replica's share of the epoch is the same size
 }
 
 static void session_warn(void *ctx, const char *msg) {

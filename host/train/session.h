@@ -57,7 +57,7 @@ int session_load_weights(resnet *m, const ckpt *c, const run_options *o, char *e
                          size_t errlen);
 
 // The loader configurations of a run: evaluation (the test split, first --test-limit images,
-// no augmentation, no shuffling) and training.
+// no augmentation, no shuffling) and training (its epoch padded for o->replicas).
 void session_eval_loader(const run_options *o, loader_config *lc);
 void session_train_loader(const run_options *o, loader_config *lc);
 
