@@ -167,6 +167,85 @@ Test(ops_gemm, transposes_offsets_and_beta) {
         }
 }
 
+// One product (or `count` of them, batched) through the path `packed` selects (1: the packed
+// kernels of cl/gemm_packed.cl, the CPU default; 0: CLBlast), against the double reference:
+// leading dimensions wider than the rows, operands at offsets (dev_tensor's guard cells, which
+// must stay untouched), beta reading C or, at 0, not reading it (C full of NaN). Returns the
+// device result for a bitwise comparison of two runs.
+static float *gemm_case(int packed, int ta, int tb, int m, int n, int k, float alpha,
+                        float beta, int count) {
+    clrt *rt = test_rt();
+    rt->ops_cfg->gemm_packed = packed;
+    int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
+    size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
+    size_t nc = (size_t)m * ldc;
+    size_t sa = na + 5, sb = nb + 2, sc = nc + 1;   // batch strides past the last row
+    size_t ta_n = sa * count, tb_n = sb * count, tc_n = sc * count;
+    float *a = rnd(ta_n, 11 + m, -1, 1), *b = rnd(tb_n, 12 + n, -1, 1);
+    float *c = rnd(tc_n, 13 + k, -1, 1), *want = malloc(tc_n * sizeof *want);
+    cr_assert_not_null(want);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < tc_n; i++) c[i] = NAN;
+    memcpy(want, c, tc_n * sizeof *want);
+    dten da = dev_tensor(a, ta_n), db = dev_tensor(b, tb_n), dc = dev_tensor(c, tc_n);
+    if (count == 1)
+        op_gemm(rt, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
+    else
+        op_gemm_batched(rt, ta, tb, m, n, k, alpha, da, lda, sa, db, ldb, sb, beta, dc, ldc, sc,
+                        count);
+    for (int j = 0; j < count; j++)
+        ref_gemm(ta, tb, m, n, k, alpha, a + j * sa, lda, b + j * sb, ldb, beta, want + j * sc,
+                 ldc);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %s ta=%d tb=%d %dx%dx%d beta=%g count=%d",
+             packed ? "packed" : "clblast", ta, tb, m, n, k, (double)beta, count);
+    // Sums of k products of [-1, 1] values in float: error grows like sqrt(k) ulps; C's cells
+    // outside the product (ldc > n, batch gaps) keep their values (NaN matches NaN).
+    check(what, dc, want, tc_n, 1e-6f + 2e-7f * (float)k, 1e-5f);
+    float *got = dev_read(dc, tc_n);
+    rt->ops_cfg->gemm_packed = -1;
+    free(a), free(b), free(c), free(want);
+    return got;
+}
+
+Test(ops_gemm, packed_and_clblast_ragged_tiles) {
+    // m, n, k around the packed kernels' tiles (8 rows, 32 columns, 16 steps of k per
+    // packing item): whole tiles, one short of them, one past, and single rows or columns.
+    const int shapes[][3] = { {8, 32, 16}, {13, 45, 37}, {1, 1, 1}, {7, 33, 15},
+                              {17, 31, 49}, {64, 96, 300}, {3, 70, 5} };
+    for (int p = 0; p < 2; p++)
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    const int *z = shapes[i];
+                    free(gemm_case(p, ta, tb, z[0], z[1], z[2], 0.75f, 1.5f, 1));
+                    free(gemm_case(p, ta, tb, z[0], z[1], z[2], 1.0f, 0.0f, 1));
+                }
+}
+
+Test(ops_gemm, packed_and_clblast_batched) {
+    for (int p = 0; p < 2; p++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                free(gemm_case(p, ta, tb, 13, 45, 37, 1.0f, 0.0f, 3));
+                free(gemm_case(p, ta, tb, 8, 64, 32, 0.5f, 2.0f, 2));
+            }
+}
+
+// The packed path gives the same bits run after run (each element one sum in k order), and
+// a deep product (k past the shared-panel limit: the other work-item order) is right too.
+Test(ops_gemm, packed_deterministic_and_deep) {
+    int m = 24, n = 40, k = 9000;   // k * 32 floats > 1 MiB: consecutive items share A panels
+    size_t nc = (size_t)m * (n + 2);
+    float *x = gemm_case(1, 0, 1, m, n, k, 1.0f, 0.0f, 1);
+    float *y = gemm_case(1, 0, 1, m, n, k, 1.0f, 0.0f, 1);
+    size_t first = nc;
+    for (size_t i = 0; i < nc && first == nc; i++)
+        if (memcmp(&x[i], &y[i], sizeof x[i]) != 0 && !(isnan(x[i]) && isnan(y[i]))) first = i;
+    cr_expect_eq(first, nc, "packed gemm: run 2 differs from run 1 at %zu", first);
+    free(x), free(y);
+}
+
 // ============================== conv2d ==============================
 
 static size_t conv_in_n(const conv_shape *s) { return (size_t)s->c * s->n * s->h * s->w; }
@@ -1151,6 +1230,7 @@ Test(oclgrind, gemm_splitk) {
     float *c = rnd((size_t)m * n, 9, -1, 1), *want = malloc((size_t)m * n * sizeof *want);
     cr_assert_not_null(want);
     dten da = dev_tensor(a, (size_t)m * k), db = dev_tensor(b, (size_t)n * k);
+    rt->ops_cfg->gemm_packed = 0;   // split-K is CLBlast's (the packed path walks all of k)
     for (int split = 1; split >= 0; split--) {
         rt->ops_cfg->splitk = split ? -1 : 0;
         dten dc = dev_tensor(c, (size_t)m * n);
@@ -1161,7 +1241,14 @@ Test(oclgrind, gemm_splitk) {
         check(split ? "gemm split-K" : "gemm unsplit", dc, want, (size_t)m * n, 2e-4f, 1e-5f);
     }
     rt->ops_cfg->splitk = -1;
+    rt->ops_cfg->gemm_packed = -1;
     free(a), free(b), free(c), free(want);
+}
+
+// The packed path's kernels (pack A, pack B, the tile kernel) on ragged shapes and a batch.
+Test(oclgrind, gemm_packed) {
+    free(gemm_case(1, 0, 1, 13, 45, 37, 1.0f, 0.5f, 1));
+    free(gemm_case(1, 1, 0, 9, 33, 17, 1.0f, 0.0f, 2));
 }
 
 // ============================== misuse ==============================

@@ -474,6 +474,15 @@ Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
     r = cli_run(120, env, "tune --device '%s' --show", dev);
     cr_expect_eq(r.status, 0, "%s", r.err);
     cr_expect(strstr(r.out, "# in force: cache ") != NULL, "%s", r.out);
+    // Which path op_gemm takes on the device is said (packed on CPU devices by default).
+    int cpu = (test_rt()->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    cr_expect((strstr(r.out, "# note: op_gemm runs its packed kernels") != NULL) == cpu, "%s",
+              r.out);
+    cli_result_free(&r);
+    char env0[1300];
+    snprintf(env0, sizeof env0, "%s CLTRAIN_GEMM_PACKED=0", env);
+    r = cli_run(120, env0, "tune --device '%s' --show", dev);
+    cr_expect(strstr(r.out, "packed kernels") == NULL, "%s", r.out);
     cli_result_free(&r);
 
     // Timing only: the table, nothing written.

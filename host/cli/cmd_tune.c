@@ -214,7 +214,11 @@ int cmd_tune(int argc, char **argv) {
         clrt_free(&rt);
         return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;
     }
+    const char *packed_note = "op_gemm runs its packed kernels on this device "
+                              "(CLTRAIN_GEMM_PACKED); this configuration serves CLBlast's "
+                              "path (CLTRAIN_GEMM_PACKED=0)";
     if (o.show) {
+        if (op_gemm_packed(&rt)) printf("# note: %s\n", packed_note);
         printf("# in force: %s\n", op_gemm_source(&rt));
         tune_write(stdout, op_gemm_config(&rt));
         clrt_free(&rt);
@@ -232,6 +236,7 @@ int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "cltrain: %s GEMMs for %s at image size %d, batch %d (%s: %s)\n",
             o.measure ? "timing" : "tuning", rt.dev.name, o.image_size, o.batch_size,
             o.measure ? "as they run now" : "starting from", op_gemm_source(&rt));
+    if (op_gemm_packed(&rt)) fprintf(stderr, "cltrain: note: %s\n", packed_note);
     tune_shapes sh = { 0 };
     rc = record_shapes(&rt, o.batch_size, o.image_size, &sh, err, sizeof err);
     if (rc == 0) {

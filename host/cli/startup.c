@@ -33,6 +33,7 @@ void cli_ops_config(ops_config *c, const clrt_devinfo *d) {
     ops_config_init(c);
     c->splitk = env_switch("CLTRAIN_SPLITK");
     c->winograd = env_switch("CLTRAIN_WINOGRAD");
+    c->gemm_packed = env_switch("CLTRAIN_GEMM_PACKED");
     c->bn_interleave = env_switch("CLTRAIN_BN_INTERLEAVE");
     c->keep_cols = env_switch("CLTRAIN_KEEP_COLS");
     const char *no = getenv("CLTRAIN_NO_TUNE");

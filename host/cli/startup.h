@@ -18,7 +18,7 @@ void cli_runtime_options(clrt_options *o, char *buf, size_t buflen);
 void cli_cache_dir(char *out, size_t outlen);
 
 // The ops' configuration for device d: the switches CLTRAIN_SPLITK, CLTRAIN_WINOGRAD,
-// CLTRAIN_BN_INTERLEAVE, CLTRAIN_KEEP_COLS ("0" or "1"; unset or anything else: -1, the
+// CLTRAIN_BN_INTERLEAVE, CLTRAIN_KEEP_COLS, CLTRAIN_GEMM_PACKED ("0" or "1"; unset or anything else: -1, the
 // launcher's own rule), and the GEMM tuning that applies to d (none with CLTRAIN_NO_TUNE set
 // and not "0"; else CLTRAIN_TUNE_FILE, the cache folder, the shipped files: tune_find).
 void cli_ops_config(ops_config *c, const clrt_devinfo *d);

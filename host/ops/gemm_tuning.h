@@ -76,6 +76,9 @@ int op_gemm_try(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float a
                 cl_mem c, size_t c_off, int ldc);
 // Where the configuration in force came from ("none" when CLBlast runs as it comes), and it.
 const char *op_gemm_source(clrt *rt);
+// 1 when op_gemm runs its packed kernels on this device (CPU devices, or
+// ops_config.gemm_packed): the CLBlast configuration then serves CLBlast's path only.
+int op_gemm_packed(const clrt *rt);
 const tune_config *op_gemm_config(clrt *rt);
 // Bytes of the scratch buffer op_gemm keeps for CLBlast's copies on rt's device (0 before the
 // first indirect GEMM); not part of the model's own arenas.

@@ -34,6 +34,8 @@ typedef struct ops_config {
     int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
     int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's, op_finite_and's split
                                    // (-1: interleaved on GPUs)
+    int gemm_packed;               // CLTRAIN_GEMM_PACKED: op_gemm's packed kernels instead of
+                                   // CLBlast (-1: on CPUs)
     int keep_cols;                 // CLTRAIN_KEEP_COLS: 0 = no kept col matrices (the model's
                                    // plan option; session_plan hands it over)
     int has_gemm;                  // 1: gemm is what op_gemm starts with on this device

@@ -47,6 +47,7 @@ typedef struct gemm_state {
     tune_shapes *rec;              // recording the calls (cltrain tune)
     gemm_scratch temp;             // CLBlast's scratch for the indirect path (see sgemm)
     gemm_scratch part;             // split-K's partial products (see splitk)
+    gemm_scratch pack;             // the packed path's operand panels (see packed_run)
 } gemm_state;
 
 // CLBlast's overrides are per device and process-wide; this table mirrors that scope (see
@@ -358,6 +359,76 @@ static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts,
     return CLBlastSuccess;
 }
 
+// ---- the packed path (CPU devices) ----
+// CLBlast's kernels reach a quarter of a CPU's SGEMM rate under pocl (BENCHMARKS.md): its
+// work-groups are loops over work items with hundreds of accumulators each, which spill. On a
+// CPU device op_gemm instead copies both operands into panels and runs one register-blocked
+// tile per work item (cl/gemm_packed.cl), the layout of BLIS's micro-kernel: ~4x faster on
+// ResNet's products. ops_config.gemm_packed (CLTRAIN_GEMM_PACKED, 0 or 1) overrides the
+// device-type rule; `cltrain tune` searches CLBlast's parameters, for the devices that run it.
+enum { PACK_MR = 8, PACK_NR = 32, PACK_KB = 16 };   // cl/gemm_packed.cl's GEMM_MR, _NR, _KB
+#define PACK_SHARED_PANEL_BYTES ((size_t)1 << 20)   // a B panel this size stays in L2
+
+static int packed_on(const clrt *rt) {
+    int sw = OPS_SWITCH(rt, gemm_packed);
+    return sw >= 0 ? sw : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+}
+
+int op_gemm_packed(const clrt *rt) { return packed_on(rt); }
+
+// `count` products (the j-th on a + j*sa, b + j*sb into c + j*sc) through the panels; 0 when
+// the scratch for them cannot be allocated (the caller then takes CLBlast's path).
+static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
+                      float alpha, dten a, int lda, size_t sa, dten b, int ldb, size_t sb,
+                      float beta, dten c, int ldc, size_t sc, int count) {
+    size_t npa = ((size_t)m + PACK_MR - 1) / PACK_MR, npb = ((size_t)n + PACK_NR - 1) / PACK_NR;
+    size_t fa = npa * PACK_MR * (size_t)k, fb = npb * PACK_NR * (size_t)k;   // per product
+    cl_mem mem = scratch_for(rt, &g->pack, (fa + fb) * (size_t)count * sizeof(float));
+    if (!mem) return 0;
+    dten pa = { mem, 0 }, pb = { mem, fa * (size_t)count };
+    cl_ulong stride_a = sa, stride_b = sb, stride_c = sc;
+    int ita = ta != 0, itb = tb != 0;
+
+    cl_kernel ka = ops_kernel_ten(rt, "gemm_pack_a", (dten[]){pa, a}, 2);
+    CLRT_ARG(ka, 4, lda);
+    CLRT_ARG(ka, 5, ita);
+    CLRT_ARG(ka, 6, m);
+    CLRT_ARG(ka, 7, k);
+    CLRT_ARG(ka, 8, stride_a);
+    // Each pack walks its source along the rows as stored (gemm_pack_a's comment).
+    size_t kbs = ((size_t)k + PACK_KB - 1) / PACK_KB;
+    int a_kb_fast = !ita, b_kb_fast = itb;
+    CLRT_ARG(ka, 9, a_kb_fast);
+    clrt_launch(rt, ka, 3, (size_t[]){ a_kb_fast ? kbs : npa, a_kb_fast ? npa : kbs,
+                                       (size_t)count }, NULL);
+
+    cl_kernel kb = ops_kernel_ten(rt, "gemm_pack_b", (dten[]){pb, b}, 2);
+    CLRT_ARG(kb, 4, ldb);
+    CLRT_ARG(kb, 5, itb);
+    CLRT_ARG(kb, 6, k);
+    CLRT_ARG(kb, 7, n);
+    CLRT_ARG(kb, 8, stride_b);
+    CLRT_ARG(kb, 9, b_kb_fast);
+    clrt_launch(rt, kb, 3, (size_t[]){ b_kb_fast ? kbs : npb, b_kb_fast ? npb : kbs,
+                                       (size_t)count }, NULL);
+
+    // Consecutive work items share a panel: the B panel (4x the A panel) while it fits in
+    // L2, else the A panel (deep products: weight gradients).
+    int ib_fast = (size_t)k * PACK_NR * sizeof(float) <= PACK_SHARED_PANEL_BYTES;
+    cl_kernel kg = ops_kernel_ten(rt, "gemm_packed", (dten[]){c, pa, pb}, 3);
+    CLRT_ARG(kg, 6, m);
+    CLRT_ARG(kg, 7, n);
+    CLRT_ARG(kg, 8, k);
+    CLRT_ARG(kg, 9, ldc);
+    CLRT_ARG(kg, 10, alpha);
+    CLRT_ARG(kg, 11, beta);
+    CLRT_ARG(kg, 12, stride_c);
+    CLRT_ARG(kg, 13, ib_fast);
+    size_t global[3] = { ib_fast ? npa : npb, ib_fast ? npb : npa, (size_t)count };
+    clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
+    return 1;
+}
+
 // One attempt with the configuration in force.
 static CLBlastStatusCode gemm_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
                                   float alpha, dten a, int lda, dten b, int ldb, float beta,
@@ -395,6 +466,9 @@ void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alph
                          a.off == 0, b.off == 0, c.off == 0 };
         record(g->rec, &s);
     }
+    if (packed_on(rt) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb,
+                                    0, beta, c, ldc, 0, 1))
+        return;
     CLBlastStatusCode s = gemm_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
                                    beta, c, ldc);
     if (s != CLBlastSuccess && g->tuned && !g->fell_back && parameter_failure(s)) {
@@ -421,6 +495,9 @@ void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, fl
     OPS_REQUIRE(count > 0, "op_gemm_batched", "bad count %d", count);
     op_gemm_init(rt);
     gemm_state *g = gemm_state_of(rt);
+    if (packed_on(rt) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a,
+                                    b, ldb, stride_b, beta, c, ldc, stride_c, count))
+        return;
     CLBlastStatusCode s = CLBlastSuccess;
     for (int attempt = 0; attempt < 2; attempt++) {
         int colmajor = route(g, trans_a, trans_b, m, n, k);

@@ -221,7 +221,7 @@ int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
 
 void ops_config_init(ops_config *c) {
     memset(c, 0, sizeof *c);
-    c->splitk = c->winograd = c->bn_interleave = c->keep_cols = -1;
+    c->splitk = c->winograd = c->bn_interleave = c->keep_cols = c->gemm_packed = -1;
     tune_config_init(&c->gemm);
     snprintf(c->gemm_source, sizeof c->gemm_source, "none");
 }

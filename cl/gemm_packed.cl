@@ -1,0 +1,159 @@
+// GEMM for CPU devices (host/ops/ops_gemm.c, "packed path"): C = alpha * op(A) op(B) + beta * C,
+// row-major, as the BLIS papers lay a product out for a CPU core. Both operands are first
+// copied into panels in the order the inner loop reads them, then one work item per
+// GEMM_MR x GEMM_NR tile of C walks all of k with the tile's accumulators in vector registers
+// (GEMM_MR rows x two float16: 16 of the 32 AVX-512 registers), one broadcast of A and two
+// loads of B per step, all sequential. pocl runs one work-group per core at a time, so the
+// work item is the core's micro-kernel; a GPU never takes this path.
+//
+// Panels (a batch of `count` products is a third range dimension):
+// - A: (m rounded up to GEMM_MR) / GEMM_MR panels of k x GEMM_MR floats, k-major: panel p
+//   holds rows p*MR .. p*MR + MR, value (kk, r) at p*k*MR + kk*MR + r; rows past m are 0.
+// - B: (n rounded up to GEMM_NR) / GEMM_NR panels of k x GEMM_NR floats, k-major; columns
+//   past n are 0.
+// Every output element is one sum over kk = 0, 1, ..., k-1 in order: deterministic, and the
+// same whatever the tile it falls in.
+
+#define GEMM_MR 8
+#define GEMM_NR 32
+
+#define GEMM_KB 16   // steps of k per packing work item
+
+// op(A) (m, k) into A panels. Item (kb, p, batch) writes steps kb*GEMM_KB .. of panel p; a
+// step past the last whole block of k (the k % GEMM_KB tail) goes value by value. `kb_fast`:
+// the block index runs along range dimension 0, so consecutive items read on along the same
+// rows (the host sets it when the source's rows run along k; else the panel index runs
+// fastest and consecutive items read on along rows of m or n).
+__kernel void gemm_pack_a(__global float *dst, ulong dsto, __global const float *a, ulong ao,
+                          int lda, int ta, int m, int k, ulong stride_a, int kb_fast) {
+    int kb = get_global_id(kb_fast ? 0 : 1), p = get_global_id(kb_fast ? 1 : 0);
+    int bt = get_global_id(2);
+    int kk0 = kb * GEMM_KB;
+    if (kk0 >= k) return;
+    int np = (m + GEMM_MR - 1) / GEMM_MR, i0 = p * GEMM_MR, rows = min(GEMM_MR, m - i0);
+    __global const float *src = a + ao + (size_t)bt * stride_a;
+    __global float *d = dst + dsto + ((size_t)bt * np + p) * k * GEMM_MR;
+    if (!ta && kk0 + GEMM_KB <= k) {   // A's rows run along k: transpose a block
+        float t[GEMM_KB * GEMM_MR];
+        for (int r = 0; r < GEMM_MR; r++) {
+            float16 v = r < rows ? vload16(0, src + (size_t)(i0 + r) * lda + kk0)
+                                 : (float16)0.0f;
+            t[0 * GEMM_MR + r] = v.s0; t[1 * GEMM_MR + r] = v.s1;
+            t[2 * GEMM_MR + r] = v.s2; t[3 * GEMM_MR + r] = v.s3;
+            t[4 * GEMM_MR + r] = v.s4; t[5 * GEMM_MR + r] = v.s5;
+            t[6 * GEMM_MR + r] = v.s6; t[7 * GEMM_MR + r] = v.s7;
+            t[8 * GEMM_MR + r] = v.s8; t[9 * GEMM_MR + r] = v.s9;
+            t[10 * GEMM_MR + r] = v.sa; t[11 * GEMM_MR + r] = v.sb;
+            t[12 * GEMM_MR + r] = v.sc; t[13 * GEMM_MR + r] = v.sd;
+            t[14 * GEMM_MR + r] = v.se; t[15 * GEMM_MR + r] = v.sf;
+        }
+        for (int q = 0; q < GEMM_KB * GEMM_MR; q += 16)
+            vstore16(vload16(0, t + q), 0, d + (size_t)kk0 * GEMM_MR + q);
+        return;
+    }
+    for (int kk = kk0; kk < min(kk0 + GEMM_KB, k); kk++)
+        for (int r = 0; r < GEMM_MR; r++)
+            d[(size_t)kk * GEMM_MR + r] =
+                r < rows ? (ta ? src[(size_t)kk * lda + i0 + r] : src[(size_t)(i0 + r) * lda + kk])
+                         : 0.0f;
+}
+
+// op(B) (k, n) into B panels. Item (kb, p, batch) writes steps kb*GEMM_KB .. of panel p.
+__kernel void gemm_pack_b(__global float *dst, ulong dsto, __global const float *b, ulong bo,
+                          int ldb, int tb, int k, int n, ulong stride_b, int kb_fast) {
+    int kb = get_global_id(kb_fast ? 0 : 1), p = get_global_id(kb_fast ? 1 : 0);
+    int bt = get_global_id(2);
+    int kk0 = kb * GEMM_KB;
+    if (kk0 >= k) return;
+    int np = (n + GEMM_NR - 1) / GEMM_NR, j0 = p * GEMM_NR, cols = min(GEMM_NR, n - j0);
+    __global const float *src = b + bo + (size_t)bt * stride_b;
+    __global float *d = dst + dsto + ((size_t)bt * np + p) * k * GEMM_NR;
+    int kk1 = min(kk0 + GEMM_KB, k);
+    if (!tb && cols == GEMM_NR) {      // B's rows run along n: copy
+        for (int kk = kk0; kk < kk1; kk++) {
+            __global const float *row = src + (size_t)kk * ldb + j0;
+            vstore16(vload16(0, row), 0, d + (size_t)kk * GEMM_NR);
+            vstore16(vload16(1, row), 1, d + (size_t)kk * GEMM_NR);
+        }
+        return;
+    }
+    if (tb && kk1 - kk0 == GEMM_KB) {  // B's columns run along k: transpose a block
+        float t[GEMM_KB * GEMM_NR];
+        for (int c = 0; c < GEMM_NR; c++) {
+            float16 v = c < cols ? vload16(0, src + (size_t)(j0 + c) * ldb + kk0)
+                                 : (float16)0.0f;
+            t[0 * GEMM_NR + c] = v.s0; t[1 * GEMM_NR + c] = v.s1;
+            t[2 * GEMM_NR + c] = v.s2; t[3 * GEMM_NR + c] = v.s3;
+            t[4 * GEMM_NR + c] = v.s4; t[5 * GEMM_NR + c] = v.s5;
+            t[6 * GEMM_NR + c] = v.s6; t[7 * GEMM_NR + c] = v.s7;
+            t[8 * GEMM_NR + c] = v.s8; t[9 * GEMM_NR + c] = v.s9;
+            t[10 * GEMM_NR + c] = v.sa; t[11 * GEMM_NR + c] = v.sb;
+            t[12 * GEMM_NR + c] = v.sc; t[13 * GEMM_NR + c] = v.sd;
+            t[14 * GEMM_NR + c] = v.se; t[15 * GEMM_NR + c] = v.sf;
+        }
+        for (int q = 0; q < GEMM_KB * GEMM_NR; q += 16)
+            vstore16(vload16(0, t + q), 0, d + (size_t)kk0 * GEMM_NR + q);
+        return;
+    }
+    for (int kk = kk0; kk < kk1; kk++)
+        for (int c = 0; c < GEMM_NR; c++)
+            d[(size_t)kk * GEMM_NR + c] =
+                c < cols ? (tb ? src[(size_t)(j0 + c) * ldb + kk] : src[(size_t)kk * ldb + j0 + c])
+                         : 0.0f;
+}
+
+// One GEMM_MR x GEMM_NR tile of C per work item (work-groups of one item). `ib_fast`: the
+// A-panel index runs along range dimension 0 (consecutive items share a B panel) instead of
+// dimension 1 (they share an A panel); the host picks the one whose shared panel stays in
+// cache.
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong apo,
+                 __global const float *bp, ulong bpo, int m, int n, int k, int ldc,
+                 float alpha, float beta, ulong stride_c, int ib_fast) {
+    int ib = ib_fast ? get_global_id(0) : get_global_id(1);
+    int jb = ib_fast ? get_global_id(1) : get_global_id(0);
+    int bt = get_global_id(2);
+    int npa = (m + GEMM_MR - 1) / GEMM_MR, npb = (n + GEMM_NR - 1) / GEMM_NR;
+    if (ib >= npa || jb >= npb) return;
+    __global const float *a = ap + apo + ((size_t)bt * npa + ib) * k * GEMM_MR;
+    __global const float *b = bp + bpo + ((size_t)bt * npb + jb) * k * GEMM_NR;
+    float16 c0[GEMM_MR], c1[GEMM_MR];
+#pragma unroll
+    for (int r = 0; r < GEMM_MR; r++) {
+        c0[r] = 0.0f;
+        c1[r] = 0.0f;
+    }
+    for (int kk = 0; kk < k; kk++) {
+        float16 b0 = vload16(0, b + (size_t)kk * GEMM_NR);
+        float16 b1 = vload16(1, b + (size_t)kk * GEMM_NR);
+#pragma unroll
+        for (int r = 0; r < GEMM_MR; r++) {
+            float16 av = (float16)a[(size_t)kk * GEMM_MR + r];
+            c0[r] = fma(av, b0, c0[r]);
+            c1[r] = fma(av, b1, c1[r]);
+        }
+    }
+    int i0 = ib * GEMM_MR, j0 = jb * GEMM_NR;
+    int rows = min(GEMM_MR, m - i0), cols = min(GEMM_NR, n - j0);
+    __global float *ct = c + co + (size_t)bt * stride_c + (size_t)i0 * ldc + j0;
+#pragma unroll
+    for (int r = 0; r < GEMM_MR; r++) {
+        if (r >= rows) break;
+        __global float *cr = ct + (size_t)r * ldc;
+        float16 v0 = alpha * c0[r], v1 = alpha * c1[r];
+        if (cols == GEMM_NR) {
+            // BLAS: beta == 0 means C is not read (it may hold anything, NaN included).
+            if (beta != 0.0f) {
+                v0 += beta * vload16(0, cr);
+                v1 += beta * vload16(1, cr);
+            }
+            vstore16(v0, 0, cr);
+            vstore16(v1, 1, cr);
+        } else {
+            float t[GEMM_NR];
+            vstore16(v0, 0, t);
+            vstore16(v1, 1, t);
+            for (int j = 0; j < cols; j++) cr[j] = beta != 0.0f ? t[j] + beta * cr[j] : t[j];
+        }
+    }
+}
