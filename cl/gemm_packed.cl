@@ -36,8 +36,8 @@ __kernel void gemm_pack_a(__global float *dst, ulong dsto, __global const float 
     if (!ta && kk0 + GEMM_KB <= k) {   // A's rows run along k: transpose a block
         float t[GEMM_KB * GEMM_MR];
         for (int r = 0; r < GEMM_MR; r++) {
-            float16 v = r < rows ? vload16(0, src + (size_t)(i0 + r) * lda + kk0)
-                                 : (float16)0.0f;
+            float16 v = 0.0f;
+            if (r < rows) v = vload16(0, src + (size_t)(i0 + r) * lda + kk0);
             t[0 * GEMM_MR + r] = v.s0; t[1 * GEMM_MR + r] = v.s1;
             t[2 * GEMM_MR + r] = v.s2; t[3 * GEMM_MR + r] = v.s3;
             t[4 * GEMM_MR + r] = v.s4; t[5 * GEMM_MR + r] = v.s5;
@@ -52,10 +52,12 @@ __kernel void gemm_pack_a(__global float *dst, ulong dsto, __global const float 
         return;
     }
     for (int kk = kk0; kk < min(kk0 + GEMM_KB, k); kk++)
-        for (int r = 0; r < GEMM_MR; r++)
-            d[(size_t)kk * GEMM_MR + r] =
-                r < rows ? (ta ? src[(size_t)kk * lda + i0 + r] : src[(size_t)(i0 + r) * lda + kk])
-                         : 0.0f;
+        for (int r = 0; r < GEMM_MR; r++) {
+            float v = 0.0f;   // (branches, not ?: around the loads: see gemm_pack_b)
+            if (r < rows)
+                v = ta ? src[(size_t)kk * lda + i0 + r] : src[(size_t)(i0 + r) * lda + kk];
+            d[(size_t)kk * GEMM_MR + r] = v;
+        }
 }
 
 // op(B) (k, n) into B panels. Item (kb, p, batch) writes steps kb*GEMM_KB .. of panel p.
@@ -80,8 +82,8 @@ __kernel void gemm_pack_b(__global float *dst, ulong dsto, __global const float 
     if (tb && kk1 - kk0 == GEMM_KB) {  // B's columns run along k: transpose a block
         float t[GEMM_KB * GEMM_NR];
         for (int c = 0; c < GEMM_NR; c++) {
-            float16 v = c < cols ? vload16(0, src + (size_t)(j0 + c) * ldb + kk0)
-                                 : (float16)0.0f;
+            float16 v = 0.0f;
+            if (c < cols) v = vload16(0, src + (size_t)(j0 + c) * ldb + kk0);
             t[0 * GEMM_NR + c] = v.s0; t[1 * GEMM_NR + c] = v.s1;
             t[2 * GEMM_NR + c] = v.s2; t[3 * GEMM_NR + c] = v.s3;
             t[4 * GEMM_NR + c] = v.s4; t[5 * GEMM_NR + c] = v.s5;
@@ -95,65 +97,72 @@ __kernel void gemm_pack_b(__global float *dst, ulong dsto, __global const float 
             vstore16(vload16(0, t + q), 0, d + (size_t)kk0 * GEMM_NR + q);
         return;
     }
+    // The padding is written from branches, not from a ?: around the load: Oclgrind's
+    // uninitialised-value pass takes the lanes of such a select as read.
     for (int kk = kk0; kk < kk1; kk++)
-        for (int c = 0; c < GEMM_NR; c++)
-            d[(size_t)kk * GEMM_NR + c] =
-                c < cols ? (tb ? src[(size_t)(j0 + c) * ldb + kk] : src[(size_t)kk * ldb + j0 + c])
-                         : 0.0f;
+        for (int c = 0; c < GEMM_NR; c++) {
+            float v = 0.0f;
+            if (c < cols)
+                v = tb ? src[(size_t)(j0 + c) * ldb + kk] : src[(size_t)kk * ldb + j0 + c];
+            d[(size_t)kk * GEMM_NR + c] = v;
+        }
 }
 
-// One GEMM_MR x GEMM_NR tile of C per work item (work-groups of one item). `ib_fast`: the
-// A-panel index runs along range dimension 0 (consecutive items share a B panel) instead of
-// dimension 1 (they share an A panel); the host picks the one whose shared panel stays in
-// cache.
+// Tiles of C, GEMM_MR x GEMM_NR each, over the steps k0 .. k0 + kc of the panels (k long):
+// work item (f, jb, batch) takes the A panels f*per .. f*per + per against B panel jb
+// (work-groups of one item). Consecutive tiles of an item, and consecutive items, share the B
+// panel, which stays in cache while the A panels stream; `per` > 1 gives short products
+// enough work per work-group to hide pocl's cost of starting one. C = alpha * sum + beta * C
+// (beta 0: C is not read, as in BLAS); the host runs a deep product as chunks of k, the later
+// ones with beta 1.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong apo,
-                 __global const float *bp, ulong bpo, int m, int n, int k, int ldc,
-                 float alpha, float beta, ulong stride_c, int ib_fast) {
-    int ib = ib_fast ? get_global_id(0) : get_global_id(1);
-    int jb = ib_fast ? get_global_id(1) : get_global_id(0);
-    int bt = get_global_id(2);
+                 __global const float *bp, ulong bpo, int m, int n, int k, int k0, int kc,
+                 int ldc, float alpha, float beta, ulong stride_c, int per) {
+    int jb = get_global_id(1), bt = get_global_id(2);
     int npa = (m + GEMM_MR - 1) / GEMM_MR, npb = (n + GEMM_NR - 1) / GEMM_NR;
-    if (ib >= npa || jb >= npb) return;
-    __global const float *a = ap + apo + ((size_t)bt * npa + ib) * k * GEMM_MR;
-    __global const float *b = bp + bpo + ((size_t)bt * npb + jb) * k * GEMM_NR;
-    float16 c0[GEMM_MR], c1[GEMM_MR];
-#pragma unroll
-    for (int r = 0; r < GEMM_MR; r++) {
-        c0[r] = 0.0f;
-        c1[r] = 0.0f;
-    }
-    for (int kk = 0; kk < k; kk++) {
-        float16 b0 = vload16(0, b + (size_t)kk * GEMM_NR);
-        float16 b1 = vload16(1, b + (size_t)kk * GEMM_NR);
+    if (jb >= npb) return;
+    __global const float *b = bp + bpo + (((size_t)bt * npb + jb) * k + k0) * GEMM_NR;
+    for (int ib = get_global_id(0) * per; ib < min((int)get_global_id(0) * per + per, npa);
+         ib++) {
+        __global const float *a = ap + apo + (((size_t)bt * npa + ib) * k + k0) * GEMM_MR;
+        float16 c0[GEMM_MR], c1[GEMM_MR];
 #pragma unroll
         for (int r = 0; r < GEMM_MR; r++) {
-            float16 av = (float16)a[(size_t)kk * GEMM_MR + r];
-            c0[r] = fma(av, b0, c0[r]);
-            c1[r] = fma(av, b1, c1[r]);
+            c0[r] = 0.0f;
+            c1[r] = 0.0f;
         }
-    }
-    int i0 = ib * GEMM_MR, j0 = jb * GEMM_NR;
-    int rows = min(GEMM_MR, m - i0), cols = min(GEMM_NR, n - j0);
-    __global float *ct = c + co + (size_t)bt * stride_c + (size_t)i0 * ldc + j0;
+        for (int kk = 0; kk < kc; kk++) {
+            float16 b0 = vload16(0, b + (size_t)kk * GEMM_NR);
+            float16 b1 = vload16(1, b + (size_t)kk * GEMM_NR);
 #pragma unroll
-    for (int r = 0; r < GEMM_MR; r++) {
-        if (r >= rows) break;
-        __global float *cr = ct + (size_t)r * ldc;
-        float16 v0 = alpha * c0[r], v1 = alpha * c1[r];
-        if (cols == GEMM_NR) {
-            // BLAS: beta == 0 means C is not read (it may hold anything, NaN included).
-            if (beta != 0.0f) {
-                v0 += beta * vload16(0, cr);
-                v1 += beta * vload16(1, cr);
+            for (int r = 0; r < GEMM_MR; r++) {
+                float16 av = (float16)a[(size_t)kk * GEMM_MR + r];
+                c0[r] = fma(av, b0, c0[r]);
+                c1[r] = fma(av, b1, c1[r]);
             }
-            vstore16(v0, 0, cr);
-            vstore16(v1, 1, cr);
-        } else {
-            float t[GEMM_NR];
-            vstore16(v0, 0, t);
-            vstore16(v1, 1, t);
-            for (int j = 0; j < cols; j++) cr[j] = beta != 0.0f ? t[j] + beta * cr[j] : t[j];
+        }
+        int i0 = ib * GEMM_MR, j0 = jb * GEMM_NR;
+        int rows = min(GEMM_MR, m - i0), cols = min(GEMM_NR, n - j0);
+        __global float *ct = c + co + (size_t)bt * stride_c + (size_t)i0 * ldc + j0;
+#pragma unroll
+        for (int r = 0; r < GEMM_MR; r++) {
+            if (r >= rows) break;
+            __global float *cr = ct + (size_t)r * ldc;
+            float16 v0 = alpha * c0[r], v1 = alpha * c1[r];
+            if (cols == GEMM_NR) {
+                if (beta != 0.0f) {
+                    v0 += beta * vload16(0, cr);
+                    v1 += beta * vload16(1, cr);
+                }
+                vstore16(v0, 0, cr);
+                vstore16(v1, 1, cr);
+            } else {
+                float t[GEMM_NR];
+                vstore16(v0, 0, t);
+                vstore16(v1, 1, t);
+                for (int j = 0; j < cols; j++) cr[j] = beta != 0.0f ? t[j] + beta * cr[j] : t[j];
+            }
         }
     }
 }

@@ -233,10 +233,12 @@ Test(ops_gemm, packed_and_clblast_batched) {
 }
 
 // The packed path gives the same bits run after run (each element one sum in k order), and
-// a deep product (k past the shared-panel limit: the other work-item order) is right too.
+// a deep product (k past the 4096 steps of one tile-kernel launch: chunks of k, the later
+// ones adding to C) is right too, with beta 0 (C not read) and beta 1.5.
 Test(ops_gemm, packed_deterministic_and_deep) {
-    int m = 24, n = 40, k = 9000;   // k * 32 floats > 1 MiB: consecutive items share A panels
+    int m = 24, n = 40, k = 9000;   // 3 chunks of 3000
     size_t nc = (size_t)m * (n + 2);
+    free(gemm_case(1, 1, 0, m, n, k, 0.5f, 1.5f, 1));
     float *x = gemm_case(1, 0, 1, m, n, k, 1.0f, 0.0f, 1);
     float *y = gemm_case(1, 0, 1, m, n, k, 1.0f, 0.0f, 1);
     size_t first = nc;
@@ -1247,6 +1249,9 @@ Test(oclgrind, gemm_splitk) {
 
 // The packed path's kernels (pack A, pack B, the tile kernel) on ragged shapes and a batch.
 Test(oclgrind, gemm_packed) {
+    free(gemm_case(1, 0, 1, 6, 3, 40, 1.0f, 0.0f, 1));    // a conv's three products
+    free(gemm_case(1, 0, 0, 6, 40, 3, 1.0f, 0.0f, 1));
+    free(gemm_case(1, 1, 0, 3, 40, 6, 1.0f, 0.0f, 1));
     free(gemm_case(1, 0, 1, 13, 45, 37, 1.0f, 0.5f, 1));
     free(gemm_case(1, 1, 0, 9, 33, 17, 1.0f, 0.0f, 2));
 }

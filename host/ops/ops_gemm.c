@@ -177,6 +177,10 @@ static void record(tune_shapes *r, const tune_shape *s) {
 // The scratch buffer for `bytes`, or NULL when it cannot be allocated.
 static cl_mem scratch_for(clrt *rt, gemm_scratch *sc, size_t bytes) {
     if (sc->mem && (sc->ctx != rt->ctx || sc->bytes < bytes)) {
+        // Commands already queued may still read it. OpenCL lets a buffer be released then
+        // (it lives on until they are done), but Oclgrind frees it at once; finishing the
+        // queue first costs nothing here (the scratch grows in the first step only).
+        if (sc->ctx == rt->ctx) clFinish(rt->queue);
         clReleaseMemObject(sc->mem);
         sc->mem = NULL;
         sc->bytes = 0;
@@ -367,11 +371,16 @@ static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts,
 // ResNet's products. ops_config.gemm_packed (CLTRAIN_GEMM_PACKED, 0 or 1) overrides the
 // device-type rule; `cltrain tune` searches CLBlast's parameters, for the devices that run it.
 enum { PACK_MR = 8, PACK_NR = 32, PACK_KB = 16 };   // cl/gemm_packed.cl's GEMM_MR, _NR, _KB
-#define PACK_SHARED_PANEL_BYTES ((size_t)1 << 20)   // a B panel this size stays in L2
+enum {
+    PACK_KC_MAX = 4096,            // steps of k per tile-kernel launch: a B panel of 512 KiB
+    PACK_ITEM_FMAS = 1 << 17,      // multiply-adds per work item wanted, at least
+};
 
 static int packed_on(const clrt *rt) {
     int sw = OPS_SWITCH(rt, gemm_packed);
-    return sw >= 0 ? sw : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    // (Oclgrind calls itself a CPU and a GPU: CLBlast's path there, as on GPUs.)
+    cl_device_type t = rt->dev.type;
+    return sw >= 0 ? sw : (t & CL_DEVICE_TYPE_CPU) && !(t & CL_DEVICE_TYPE_GPU);
 }
 
 int op_gemm_packed(const clrt *rt) { return packed_on(rt); }
@@ -412,20 +421,31 @@ static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int
     clrt_launch(rt, kb, 3, (size_t[]){ b_kb_fast ? kbs : npb, b_kb_fast ? npb : kbs,
                                        (size_t)count }, NULL);
 
-    // Consecutive work items share a panel: the B panel (4x the A panel) while it fits in
-    // L2, else the A panel (deep products: weight gradients).
-    int ib_fast = (size_t)k * PACK_NR * sizeof(float) <= PACK_SHARED_PANEL_BYTES;
+    // The tile kernel: deep products in chunks of k whose B panels stay in L2 (the chunks'
+    // sums added in order, beta 1 after the first); short ones several tiles per work item.
+    int chunks = (k + PACK_KC_MAX - 1) / PACK_KC_MAX;
+    int kc = (k + chunks - 1) / chunks;
+    size_t per = PACK_ITEM_FMAS / ((size_t)PACK_MR * PACK_NR * (size_t)kc);
+    if (per < 1) per = 1;
+    if (per > npa) per = npa;
+    size_t global[3] = { (npa + per - 1) / per, npb, (size_t)count };
     cl_kernel kg = ops_kernel_ten(rt, "gemm_packed", (dten[]){c, pa, pb}, 3);
+    int iper = (int)per;
     CLRT_ARG(kg, 6, m);
     CLRT_ARG(kg, 7, n);
     CLRT_ARG(kg, 8, k);
-    CLRT_ARG(kg, 9, ldc);
-    CLRT_ARG(kg, 10, alpha);
-    CLRT_ARG(kg, 11, beta);
-    CLRT_ARG(kg, 12, stride_c);
-    CLRT_ARG(kg, 13, ib_fast);
-    size_t global[3] = { ib_fast ? npa : npb, ib_fast ? npb : npa, (size_t)count };
-    clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
+    CLRT_ARG(kg, 11, ldc);
+    CLRT_ARG(kg, 12, alpha);
+    CLRT_ARG(kg, 14, stride_c);
+    CLRT_ARG(kg, 15, iper);
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int len = k - k0 < kc ? k - k0 : kc;
+        float bt = k0 == 0 ? beta : 1.0f;
+        CLRT_ARG(kg, 9, k0);
+        CLRT_ARG(kg, 10, len);
+        CLRT_ARG(kg, 13, bt);
+        clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
+    }
     return 1;
 }
 
