@@ -2,8 +2,9 @@
 // of this process x MPI ranks), each with its own runtime, model and trainer, each taking
 // the samples at positions r, r+W, r+2W, ... of the global batch (DistributedSampler's
 // stride). After backward the gradients are averaged as DDP does (each scaled by 1/W, then
-// summed: in replica order inside a process, then MPI_Allreduce between processes), SGD runs
-// on every replica, and the running statistics are replica 0's (broadcast_buffers=True).
+// summed: in replica order inside a process, then MPI_Allreduce between processes; in DDP's
+// buckets, overlapped with backward: replicas_set_buckets), SGD runs on every replica, and the
+// running statistics are replica 0's (broadcast_buffers=True).
 #ifndef CLTRAIN_REPLICAS_H
 #define CLTRAIN_REPLICAS_H
 
