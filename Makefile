@@ -94,6 +94,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	    --arch resnet50 --steps 3 --eval-size 64 --format safetensors
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
 	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain)
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} sh tools/check-mpi-sigint.sh ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_predict_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16

@@ -19,6 +19,7 @@
 #define LOADER_TAG_PERM 0x7065726d5f746167ull
 #define LOADER_TAG_AUG 0x6175675f74616721ull
 #define LOADER_TAG_RRC 0x7272635f64726177ull
+#define LOADER_TAG_COPY 0x7061645f636f7079ull
 
 // Fisher-Yates over [0, n) with the i-th draw = hash(seed, epoch, i): no state carried over.
 static void loader_make_perm(loader *l, int epoch)
@@ -44,13 +45,18 @@ static double loader_uniform(void *ctx, int k)
 }
 
 // The geometric step for image idx: [flip-crop the source] then resize, Resize + CenterCrop,
-// or RandomResizedCrop + flip. May point *src at the worker's crop buffer.
-static int loader_geometry(loader_worker *w, int epoch, int idx, const uint8_t **src,
+// or RandomResizedCrop + flip. May point *src at the worker's crop buffer. copy: 0 for the
+// epoch's own position of the image, k for its k-th padded repeat (DistributedSampler), which
+// draws its own augmentation as PyTorch's does (a padded index is one more __getitem__).
+static int loader_geometry(loader_worker *w, int epoch, int idx, int copy, const uint8_t **src,
                            transform_op *op)
 {
     const loader_config *c = &w->l->cfg;
     const image *im = &w->img;
-    uint64_t r = rng_hash(LOADER_TAG_AUG, c->seed, (uint64_t)epoch, (uint64_t)idx);
+    uint64_t key = (uint64_t)epoch << 32 | (uint32_t)idx;  // the draw's key: (epoch, image)
+    if (copy) key = rng_hash(LOADER_TAG_COPY, c->seed, key, (uint64_t)copy);
+    uint64_t r = copy ? rng_hash(LOADER_TAG_AUG, c->seed, key, 0)
+                      : rng_hash(LOADER_TAG_AUG, c->seed, (uint64_t)epoch, (uint64_t)idx);
     *op = (transform_op){.kind = TRANSFORM_SQUARE, .size = c->image_size};
     if (c->augment == LOADER_AUGMENT_FLIP_CROP) {
         size_t bytes = (size_t)im->c * im->h * im->w;
@@ -65,7 +71,7 @@ static int loader_geometry(loader_worker *w, int epoch, int idx, const uint8_t *
                                (int)(rng_mix(r) & 1));
         *src = w->crop;
     } else if (c->augment == LOADER_AUGMENT_RRC_FLIP) {
-        loader_draw d = {c->seed, (uint64_t)epoch << 32 | (uint32_t)idx};
+        loader_draw d = {c->seed, key};
         op->kind = TRANSFORM_BOX;
         transform_rrc_box(im->h, im->w, loader_uniform, &d, &op->top, &op->left, &op->bh, &op->bw);
         op->flip = (int)(rng_mix(r) & 1);
@@ -82,12 +88,13 @@ static int loader_image(loader_worker *w, loader_slot *s, int b, int pos, int ep
                         size_t msglen)
 {
     loader *l = w->l;
-    int idx = l->perm[b * l->cfg.batch_size + pos], S = l->cfg.image_size;
+    int at = b * l->cfg.batch_size + pos, idx = l->perm[at], S = l->cfg.image_size;
+    int copy = at < l->n ? 0 : (at - l->n) / l->n + 1;  // a padded repeat (loader_make_perm)
     s->y[pos] = dataset_label(l->split, idx);
     if (dataset_read(l->split, idx, &w->img, msg, msglen)) return 1;
     const uint8_t *src = w->img.pixels;
     transform_op op;
-    if (loader_geometry(w, epoch, idx, &src, &op) ||
+    if (loader_geometry(w, epoch, idx, copy, &src, &op) ||
         transform_apply(w->out, src, w->img.c, w->img.h, w->img.w, &op, &w->scratch))
         return util_error(msg, msglen, "loader: out of memory transforming a %dx%d image",
                             w->img.w, w->img.h);

@@ -158,6 +158,13 @@ typedef struct resnet {
     int fwd_train;                 // the last resnet_forward was in training mode
     dten flag;                     // (1) int32 for op_all_finite
     size_t device_bytes;           // everything allocated on the device
+
+    // Optional: resnet_backward calls grads_ready(grads_ready_ctx, off) as the gradients
+    // complete, tail first (fc, each block from the last, the stem): once the op calls
+    // enqueued so far have run, every gradient from float `off` of the arena to its end is
+    // final. Data-parallel replicas start reading a bucket there (DDP's overlap).
+    void (*grads_ready)(void *ctx, size_t off);
+    void *grads_ready_ctx;
 } resnet;
 
 // Builds the parameter table of `cfg` and allocates the parameter arenas.

@@ -184,18 +184,40 @@ static void block_backward(resnet *m, int i, dten dout, dten din, dten t1, dten 
     }
 }
 
+// Gradients from float `off` to the arena's end are final (resnet.h, grads_ready).
+static void grads_ready(resnet *m, size_t off) {
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, off);
+}
+
+// Block i's first parameter in the arena (state_dict order: its convs, bns and downsample).
+static size_t block_first_off(const resnet *m, int i) {
+    const resnet_block *b = &m->blk[i];
+    size_t off = m->params[m->convs[b->conv[0]].w].off;
+    for (int j = 0; j < b->nconv; j++) {
+        size_t o[3] = { m->params[m->convs[b->conv[j]].w].off, m->params[m->bns[b->bn[j]].w].off,
+                        m->params[m->bns[b->bn[j]].b].off };
+        for (int k = 0; k < 3; k++) off = o[k] < off ? o[k] : off;
+    }
+    if (b->convd >= 0 && m->params[m->convs[b->convd].w].off < off)
+        off = m->params[m->convs[b->convd].w].off;
+    return off;
+}
+
 void resnet_backward(resnet *m, int n) {
     int K = m->num_classes, F = m->features;
     int need = m->freeze < RESNET_LAYERS;
     clrt_profile_layer(m->rt, "avgpool+fc");
     op_linear_backward(m->rt, need ? m->dpooled : DTEN_NONE, G(m, m->fc_w), G(m, m->fc_b),
                        m->dlogits, m->pooled, P(m, m->fc_w), K, F, n);
+    grads_ready(m, m->params[m->fc_w].off < m->params[m->fc_b].off ? m->params[m->fc_w].off
+                                                                   : m->params[m->fc_b].off);
     if (!need) return;
     op_avgpool_backward(m->rt, m->g[0], m->dpooled, F, n, resnet_final_hw(m));
     int cur = 0;
     for (int i = m->nblocks - 1; i >= 0; i--) {
         if (m->blk[i].stage <= m->freeze) return;
         block_backward(m, i, m->g[cur], m->g[1 - cur], m->g[2], m->g[3], n);
+        grads_ready(m, block_first_off(m, i));
         if (!block_needs_din(m, i)) return;
         cur = 1 - cur;
     }
@@ -206,6 +228,7 @@ void resnet_backward(resnet *m, int n) {
     op_maxpool_backward(m->rt, m->g[2], m->g[cur], m->stem_argmax, &ps);
     bn_bwd(m, 0, m->g[3], m->g[2], m->stem_r, m->stem_c, m->stem_m, m->stem_s, cm);
     conv_bwd(m, 0, DTEN_NONE, m->g[3], m->x, n);  // no input gradient
+    grads_ready(m, 0);
 }
 
 // The trainable parameters form one contiguous suffix of the arena (stages are in order).

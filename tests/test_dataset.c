@@ -635,6 +635,56 @@ Test(loader, pad_to_repeats_the_epochs_first_positions)
     tds_split_free(&t);
 }
 
+// PyTorch's padded index is one more __getitem__, with new random draws: a padded repeat
+// gets its own crop and flip (both augmentations), while the epoch's own positions keep the
+// draws they have without padding.
+Test(loader, padded_repeats_draw_their_own_augmentation)
+{
+    dataset_split s = tds_split(3, 3, 8, 8);
+    for (int aug = LOADER_AUGMENT_FLIP_CROP; aug <= LOADER_AUGMENT_RRC_FLIP; aug++) {
+        loader_config cfg = tds_config(8, 8);
+        cfg.augment = aug;
+        loader a, p;
+        cr_assert_eq(loader_init(&a, &s, &cfg, NULL, 0), 0);
+        cfg.pad_to = 8;  // positions 0..7: images 0 1 2 0 1 2 0 1
+        cr_assert_eq(loader_init(&p, &s, &cfg, NULL, 0), 0);
+        size_t per = a.batch_floats, img = 64;
+        float *xa = calloc(per, sizeof(float)), *xp = calloc(per, sizeof(float));
+        int32_t ya[8] = {0}, yp[8] = {0};
+        int ca[1], cp[1];
+        cr_assert_eq(tds_run_epoch(&a, 0, 0, xa, ya, ca), 1);
+        cr_assert_eq(tds_run_epoch(&p, 0, 0, xp, yp, cp), 1);
+        cr_assert(ca[0] == 3 && cp[0] == 8);
+        cr_assert(yp[0] == 0 && yp[3] == 0 && yp[6] == 0, "%d %d %d", yp[0], yp[3], yp[6]);
+        for (int c = 0; c < 3; c++)  // the epoch's own positions: as without padding
+            cr_assert_arr_eq(xp + (size_t)c * 8 * img, xa + (size_t)c * 3 * img,
+                             3 * img * sizeof(float), "augment %d, channel %d", aug, c);
+        int same03 = 1, same06 = 1, same36 = 1;
+        for (int c = 0; c < 3; c++) {
+            const float *ch = xp + (size_t)c * 8 * img;
+            same03 &= !memcmp(ch, ch + 3 * img, img * sizeof(float));
+            same06 &= !memcmp(ch, ch + 6 * img, img * sizeof(float));
+            same36 &= !memcmp(ch + 3 * img, ch + 6 * img, img * sizeof(float));
+        }
+        cr_expect(!(same03 && same06 && same36), "augment %d: the padded repeats of image 0 "
+                  "reuse its draw", aug);
+        cr_expect(!same03 || !same06, "augment %d: both repeats equal the original", aug);
+        // Deterministic: a second loader draws the same repeats.
+        loader q;
+        float *xq = calloc(per, sizeof(float));
+        int32_t yq[8] = {0};
+        int cq[1];
+        cr_assert_eq(loader_init(&q, &s, &cfg, NULL, 0), 0);
+        cr_assert_eq(tds_run_epoch(&q, 0, 0, xq, yq, cq), 1);
+        cr_expect_arr_eq(xq, xp, per * sizeof(float), "augment %d: not reproducible", aug);
+        loader_free(&q);
+        loader_free(&a);
+        loader_free(&p);
+        free(xa); free(xp); free(xq);
+    }
+    tds_split_free(&s);
+}
+
 // Resuming at (epoch, first_batch) reproduces the uninterrupted run, augmentation included.
 Test(loader, resume_matches_uninterrupted_run)
 {

@@ -108,103 +108,85 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
 static const char *args = "train --epochs 1 --batch-size 8 --image-size 32 --no-shuffle "
                           "--lr 0.01 --test-limit 2";
 
-Test(ddp, batch_size_must_split_evenly, .timeout = 120) {
-    char *d = cli_cifar_dir(16, 2);
-    cli_result r = cli_run(60, "", "train --data %s --batch-size 7 --devices %s,%s", d, dev(),
-                           dev());
-    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.err, "--batch-size 7 is not a multiple of the 2 replicas"), "%s", r.err);
-    cli_result_free(&r);
-    cli_rmtree(d);
+// The model files dir_a/m.pth and dir_b/m.pth are bitwise equal (the zip's folder is named
+// after the file, so the names must match).
+static int same_model(const char *dir_a, const char *dir_b) {
+    char a[600], b[600];
+    snprintf(a, sizeof a, "%s/m.pth", dir_a);
+    snprintf(b, sizeof b, "%s/m.pth", dir_b);
+    size_t na, nb;
+    char *x = cli_read_file(a, &na), *y = cli_read_file(b, &nb);
+    int same = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
 }
 
-// --devices all-gpus takes every GPU of every platform; with none (pocl's CPU alone) a
-// one-line error says so before any work. "all" takes every device.
-Test(ddp, devices_all_gpus_without_a_gpu_is_an_error, .timeout = 300) {
-    cli_result r = cli_run(60, "", "devices");
-    int gpu = strstr(r.out, "type: GPU") != NULL;
-    cli_result_free(&r);
-    if (gpu) cr_skip_test("this host has a GPU");
-    char *d = cli_cifar_dir(8, 2);
-    r = cli_run(60, "", "train --data %s --devices all-gpus", d);
-    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.err, "--devices all-gpus: no GPU among the"), "%s", r.err);
-    int lines = 0;
-    for (const char *p = r.err; *p; p++) lines += *p == '\n';
-    cr_expect_eq(lines, 1, "one line: %s", r.err);
-    cli_result_free(&r);
-    r = cli_run(300, "", "%s --data %s --devices all --max-steps 1", args, d);
-    cr_expect_eq(r.status, 0, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.err, "device 0:0"), "%s", r.err);
-    cli_result_free(&r);
-    cli_rmtree(d);
-}
-
-// DistributedSampler(drop_last=False): 13 images on 2 replicas are padded to 14 (the first
-// image again), so the epoch is a batch of 8 and a last one of 6 (3 per replica); the test
-// accuracy counts the test images once (evaluation runs on replica 0 over the split).
-Test(ddp, uneven_epoch_is_padded_as_distributed_sampler, .timeout = 300) {
-    char *d = cli_cifar_dir(16, 5), *w = cli_tmpdir();
-    cli_result r = cli_run(300, "", "%s --data %s --train-limit 13 --test-limit 5 "
-                           "--eval-every-epoch --devices %s,%s --log %s/log", args, d, dev(),
-                           dev(), w);
-    cr_assert_eq(r.status, 0, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.out, "validation accuracy on 5 images"), "%s", r.out);
-    cr_expect(strstr(r.out, "on the 5 test images"), "%s", r.out);
-    char *log = cli_read_file(cli_path(w, "log"), NULL);
-    cr_assert(log);
-    int steps = 0;
-    for (const char *p = log; (p = strstr(p, "\"step\":")); p++) steps++;
-    cr_expect_eq(steps, 2, "an epoch of 13 images padded to 14 is 2 steps of 8:\n%s", log);
-    free(log);
-    cli_result_free(&r);
-    cli_rmtree(w);
-    cli_rmtree(d);
-}
-
-Test(ddp, resume_same_world_bitwise_other_world_refused, .timeout = 600) {
-    char *d = cli_cifar_dir(32, 2), *w = cli_tmpdir();
-    char full[600], part[600];
-    snprintf(full, sizeof full, "%s/full.pth", w);
-    snprintf(part, sizeof part, "%s/part.pth", w);
-    cli_result r = cli_run(300, "", "%s --data %s --devices %s,%s --checkpoint %s", args, d,
-                           dev(), dev(), full);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    cli_result_free(&r);
-    r = cli_run(300, "", "%s --data %s --devices %s,%s --checkpoint %s --max-steps 2", args, d,
-                dev(), dev(), part);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    cli_result_free(&r);
-    r = cli_run(120, "", "%s --data %s --device %s --resume %s", args, d, dev(), part);
-    cr_expect_eq(r.status, 2, "exit %d:\n%s", r.status, r.err);
-    cr_expect(strstr(r.err, "was trained by 2 replicas and this run has 1"), "%s", r.err);
-    cli_result_free(&r);
-    r = cli_run(300, "", "%s --data %s --devices %s,%s --checkpoint %s --resume %s", args, d,
-                dev(), dev(), part, part);
-    cr_assert_eq(r.status, 0, "%s", r.err);
-    cli_result_free(&r);
-    // The states hold their own file names (the zip's folder): compare the tensors' bytes.
-    ckpt a, b;
-    ckpt_init(&a);
-    ckpt_init(&b);
-    char err[512];
-    cr_assert_eq(ckpt_read(&a, full, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(ckpt_read(&b, part, err, sizeof err), 0, "%s", err);
-    int tensors = 0;
-    for (int i = 0; i < a.n; i++) {
-        if (a.e[i].kind != CKPT_TENSOR) continue;
-        int j = ckpt_find(&b, a.e[i].name);
-        cr_assert(j >= 0, "%s missing after resume", a.e[i].name);
-        size_t nb = (size_t)a.e[i].numel * (a.e[i].dtype == CKPT_F32 ? 4 : 8);
-        cr_expect(a.e[i].numel == b.e[j].numel && !memcmp(a.e[i].data, b.e[j].data, nb),
-                  "%s differs between the uninterrupted and the resumed 2-replica run",
-                  a.e[i].name);
-        tensors++;
+// DDP's buckets (bucket_cap_mb): reverse parameter order, the first one 1 MiB, each closed
+// once it reaches the cap; together they tile the trainable range with no gap.
+Test(ddp, buckets_tile_the_gradient_in_reverse_order, .timeout = 300) {
+    clrt rt;
+    runtime(&rt);
+    resnet m;
+    model(&m, &rt, 2);
+    trainer t;
+    trainer_init(&t, &m);
+    comm c;
+    char err[1024];
+    cr_assert_eq(comm_init(&c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
+    replicas R;
+    cr_assert_eq(replicas_init(&R, &t, &c, 1, 32, err, sizeof err), 0, "%s", err);
+    // resnet18: 11.2 M floats (44.7 MB): 1 MiB, then 25 MiB, then the rest.
+    cr_expect_eq(R.nbuckets, 3, "%d buckets at 25 MiB", R.nbuckets);
+    for (double mb = 0.25; mb < 30; mb *= 10) {
+        cr_assert_eq(replicas_set_buckets(&R, mb, err, sizeof err), 0, "%s", err);
+        size_t hi = m.n_param_floats;
+        for (int k = 0; k < R.nbuckets; k++) {
+            cr_expect_eq(R.bucket_hi[k], hi, "bucket %d does not start where %d ended", k, k - 1);
+            cr_expect_lt(R.bucket_lo[k], R.bucket_hi[k]);
+            size_t bytes = (R.bucket_hi[k] - R.bucket_lo[k]) * sizeof(float);
+            double cap = k == 0 && mb > 1 ? 1.0 : mb;
+            if (k < R.nbuckets - 1)
+                cr_expect_geq(bytes, cap * 1048576, "bucket %d: %zu bytes", k, bytes);
+            hi = R.bucket_lo[k];
+        }
+        cr_expect_eq(hi, t.grad_off, "the buckets stop at %zu, not at the first gradient", hi);
     }
-    cr_expect_gt(tensors, 100);
-    ckpt_free(&a);
-    ckpt_free(&b);
-    cli_rmtree(w);
+    cr_assert_eq(replicas_set_buckets(&R, 0, err, sizeof err), 0, "%s", err);
+    cr_expect_eq(R.nbuckets, 0);
+    replicas_free(&R);
+    trainer_free(&t);
+    resnet_free(&m);
+    clrt_free(&rt);
+}
+
+// The bucketed all-reduce, overlapped with backward, gives bitwise the numbers of one
+// all-reduce after backward (CLTRAIN_DDP_BUCKET_MB=0); with a frozen layer1 too (backward
+// ends early). A bad value is a one-line error.
+Test(ddp, bucketed_allreduce_equals_unbucketed_bitwise, .timeout = 600) {
+    char *d = cli_cifar_dir(16, 2);
+    // Unfrozen: 0 (one all-reduce) and 0.25 MiB; layer1 frozen: 0 and 2 MiB.
+    const char *mb[4] = { "0", "0.25", "0", "2" };
+    char *w[4];
+    for (int k = 0; k < 4; k++) {
+        w[k] = cli_tmpdir();
+        char env[64];
+        snprintf(env, sizeof env, "CLTRAIN_DDP_BUCKET_MB=%s", mb[k]);
+        cli_result r = cli_run(300, env, "%s --data %s --devices %s,%s --max-steps 2 %s "
+                               "--save %s/m.pth", args, d, dev(), dev(),
+                               k >= 2 ? "--freeze layer1" : "", w[k]);
+        cr_assert_eq(r.status, 0, "CLTRAIN_DDP_BUCKET_MB=%s: exit %d\n%s", mb[k], r.status, r.err);
+        cli_result_free(&r);
+    }
+    cr_expect(same_model(w[0], w[1]), "0.25 MiB buckets differ from one all-reduce");
+    cr_expect(same_model(w[2], w[3]), "with layer1 frozen, 2 MiB buckets differ from one "
+              "all-reduce");
+    cr_expect(!same_model(w[0], w[2]), "the frozen run trained as the unfrozen one");
+    cli_result r = cli_run(60, "CLTRAIN_DDP_BUCKET_MB=lots", "%s --data %s --devices %s,%s", args,
+                           d, dev(), dev());
+    cli_expect_error(&r, 2, "CLTRAIN_DDP_BUCKET_MB='lots'", "MiB", NULL);
+    cli_result_free(&r);
+    for (int k = 0; k < 4; k++) cli_rmtree(w[k]);
     cli_rmtree(d);
 }
 
@@ -268,6 +250,25 @@ Test(ddp, two_ranks_equal_two_devices_bitwise, .timeout = 600) {
          p++, q++)
         cr_expect(!strncmp(p, q, 20), "losses differ: %.20s vs %.20s", p, q);
     free(a); free(b); free(la); free(lb);
+    cli_rmtree(w1);
+    cli_rmtree(w2);
+    cli_rmtree(d);
+}
+
+// 2 ranks with small buckets (sums under way while backward runs) equal 2 devices in one
+// process with one all-reduce after backward, bitwise.
+Test(ddp, two_ranks_bucketed_equal_two_devices_unbucketed, .timeout = 600) {
+    char *d = cli_cifar_dir(16, 2), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    cli_result r = mpi_run(300, "-np 2 -x CLTRAIN_DDP_BUCKET_MB=0.5 @BIN@ %s --data %s "
+                           "--max-steps 2 --save %s/m.pth", args, d, w1);
+    cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    r = cli_run(300, "CLTRAIN_DDP_BUCKET_MB=0", "%s --data %s --devices %s,%s --max-steps 2 "
+                "--save %s/m.pth", args, d, dev(), dev(), w2);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(same_model(w1, w2), "bucketed 2 ranks and unbucketed 2 devices saved different "
+              "models");
     cli_rmtree(w1);
     cli_rmtree(w2);
     cli_rmtree(d);

@@ -266,6 +266,13 @@ static int set_up_replicas(train_run *r) {
         rc = cli_runtime_init(&rt, &ro, r->err, sizeof r->err);
         if (rc == 0) rc = replicas_add(&r->rep, i, &rt, r->err, sizeof r->err);
     }
+    double mb = cli_ddp_bucket_mb();
+    if (rc == 0 && mb == -2) {
+        snprintf(r->err, sizeof r->err, "CLTRAIN_DDP_BUCKET_MB='%s' is not a size in MiB >= 0 "
+                 "(0: one all-reduce after backward)", getenv("CLTRAIN_DDP_BUCKET_MB"));
+        rc = CLI_EXIT_USAGE;
+    }
+    if (rc == 0 && mb >= 0) rc = replicas_set_buckets(&r->rep, mb, r->err, sizeof r->err);
     return rc;  // replicas_sync_state after agree: set-up holds no collective call
 }
 

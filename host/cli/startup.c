@@ -12,6 +12,14 @@ static int env_switch(const char *name) {
     return e && (e[0] == '0' || e[0] == '1') && !e[1] ? e[0] - '0' : -1;
 }
 
+double cli_ddp_bucket_mb(void) {
+    const char *e = getenv("CLTRAIN_DDP_BUCKET_MB");
+    if (!e) return -1;
+    char *end;
+    double v = strtod(e, &end);
+    return end != e && !*end && v >= 0 && v <= 1e6 ? v : -2;
+}
+
 void cli_cache_dir(char *out, size_t outlen) {
     out[0] = 0;
     const char *no = getenv("CLTRAIN_NO_CACHE");

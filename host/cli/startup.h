@@ -23,6 +23,11 @@ void cli_cache_dir(char *out, size_t outlen);
 // and not "0"; else CLTRAIN_TUNE_FILE, the cache folder, the shipped files: tune_find).
 void cli_ops_config(ops_config *c, const clrt_devinfo *d);
 
+// CLTRAIN_DDP_BUCKET_MB: the data-parallel gradient buckets' size in MiB (DDP's
+// bucket_cap_mb; replicas_set_buckets), 0 for one all-reduce after backward (no overlap).
+// -1 when unset (DDP's default, 25), -2 when not a number >= 0.
+double cli_ddp_bucket_mb(void);
+
 // clrt_init (same contract) with opt completed by cli_runtime_options, then cli_ops_config
 // for the chosen device, handed down with rt (rt->ops_cfg, freed by clrt_free). What every
 // command that runs ops starts with.

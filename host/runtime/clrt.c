@@ -153,6 +153,13 @@ void clrt_wait(cl_event ev) {
     CL_CHECK(clReleaseEvent(ev));
 }
 
+int clrt_event_done(cl_event ev) {
+    cl_int st;
+    CL_CHECK(clGetEventInfo(ev, CL_EVENT_COMMAND_EXECUTION_STATUS, sizeof st, &st, NULL));
+    if (st < 0) CL_CHECK(st);  // the command failed: as clWaitForEvents would report it
+    return st == CL_COMPLETE;
+}
+
 void clrt_flush(clrt *rt) { CL_CHECK(clFlush(rt->queue)); }
 
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off, size_t bytes) {

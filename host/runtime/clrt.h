@@ -111,6 +111,8 @@ void clrt_read_async(clrt *rt, cl_mem m, size_t off_bytes, void *dst, size_t byt
 void clrt_write_async(clrt *rt, cl_mem m, size_t off_bytes, const void *src, size_t bytes);
 // Waits for ev and releases it; submits what is queued so far (clFlush) without waiting.
 void clrt_wait(cl_event ev);
+// 1 when ev's command has completed (it stays held: clrt_wait releases it).
+int clrt_event_done(cl_event ev);
 void clrt_flush(clrt *rt);
 void clrt_fill_zero(clrt *rt, cl_mem m, size_t off_bytes, size_t bytes);
 // The same with one int32 value repeated (bytes a multiple of 4), enqueued without a wait.

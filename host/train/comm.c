@@ -28,6 +28,10 @@ int comm_init(comm *c, int launched, int *argc, char ***argv, char *err, size_t 
 }
 
 void comm_free(comm *c) {
+    comm_wait_sums(c);
+    free(c->reqs);
+    c->reqs = NULL;
+    c->capreq = 0;
     if (c->active) MPI_Finalize();
     c->active = 0;
 }
@@ -41,6 +45,33 @@ void comm_sum_floats(comm *c, float *buf, size_t n) {
         size_t k = n - i < COMM_CHUNK ? n - i : COMM_CHUNK;
         MPI_Allreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     }
+}
+
+int comm_isum_floats(comm *c, float *buf, size_t n) {
+    if (c->size <= 1) return 0;
+    for (size_t i = 0; i < n; i += COMM_CHUNK) {
+        size_t k = n - i < COMM_CHUNK ? n - i : COMM_CHUNK;
+        if (c->nreq == c->capreq) {
+            int cap = c->capreq ? 2 * c->capreq : 64;
+            MPI_Request *r = realloc(c->reqs, (size_t)cap * sizeof *r);
+            if (!r) return -1;
+            c->reqs = r;
+            c->capreq = cap;
+        }
+        MPI_Iallreduce(MPI_IN_PLACE, buf + i, (int)k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                       (MPI_Request *)c->reqs + c->nreq++);
+    }
+    return 0;
+}
+
+void comm_progress(comm *c) {
+    int done;
+    if (c->nreq) MPI_Testall(c->nreq, c->reqs, &done, MPI_STATUSES_IGNORE);
+}
+
+void comm_wait_sums(comm *c) {
+    if (c->nreq) MPI_Waitall(c->nreq, c->reqs, MPI_STATUSES_IGNORE);
+    c->nreq = 0;
 }
 
 void comm_broadcast(comm *c, void *buf, size_t bytes, int root) {
@@ -85,6 +116,12 @@ int comm_init(comm *c, int launched, int *argc, char ***argv, char *err, size_t 
 
 void comm_free(comm *c) { (void)c; }
 void comm_sum_floats(comm *c, float *buf, size_t n) { (void)c; (void)buf; (void)n; }
+int comm_isum_floats(comm *c, float *buf, size_t n) {
+    (void)c; (void)buf; (void)n;
+    return 0;
+}
+void comm_progress(comm *c) { (void)c; }
+void comm_wait_sums(comm *c) { (void)c; }
 void comm_broadcast(comm *c, void *buf, size_t bytes, int root) {
     (void)c; (void)buf; (void)bytes; (void)root;
 }

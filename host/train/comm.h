@@ -10,6 +10,8 @@ typedef struct comm {
     int rank, size;                // this process among `size` (0 of 1 without MPI)
     int local_rank;                // among the processes of this host (device choice)
     int active;                    // MPI was initialised here (comm_free finalises it)
+    void *reqs;                    // the sums started by comm_isum_floats, not waited yet
+    int nreq, capreq;
 } comm;
 
 // 1 when this binary was built with MPI.
@@ -24,6 +26,13 @@ void comm_free(comm *c);
 
 // In place over all processes: the sum of n floats (MPI_Allreduce, MPI_SUM).
 void comm_sum_floats(comm *c, float *buf, size_t n);
+// The same without a wait (MPI_Iallreduce): buf must stay untouched until comm_wait_sums.
+// Returns 0, or -1 when the host has no memory to track it.
+int comm_isum_floats(comm *c, float *buf, size_t n);
+// Lets the started sums move (MPI_Testall: Open MPI progresses them only inside its calls).
+void comm_progress(comm *c);
+// Waits for every started sum.
+void comm_wait_sums(comm *c);
 // Rank root's bytes to every process.
 void comm_broadcast(comm *c, void *buf, size_t bytes, int root);
 // Every process's value of v; returns the largest and, in *who, the lowest rank holding it

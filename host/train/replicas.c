@@ -1,9 +1,11 @@
 // Data-parallel replicas: see replicas.h.
+#define _POSIX_C_SOURCE 200809L
 #include "host/train/replicas.h"
 #include "host/train/session.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, char *err,
                   size_t errlen) {
@@ -38,6 +40,65 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
         return 1;
     }
     R->tr[0] = t0;
+    return replicas_set_buckets(R, 25.0, err, errlen);  // DDP's bucket_cap_mb
+}
+
+static void free_buckets(replicas *R) {
+    for (int i = 2; R->recv && i < R->local; i++) free(R->recv[i]);
+    free(R->recv); free(R->ev); free(R->launched); free(R->hook);
+    free(R->bucket_lo); free(R->bucket_hi);
+    R->recv = NULL; R->ev = NULL; R->launched = NULL; R->hook = NULL;
+    R->bucket_lo = R->bucket_hi = NULL;
+    R->nbuckets = 0;
+}
+
+int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
+    free_buckets(R);
+    trainer *t0 = R->tr[0];
+    resnet *m = t0->m;
+    if (!(cap_mb > 0) || !t0->grad_n) return 0;
+    // DDP: int(bucket_cap_mb * 1024 * 1024) bytes; the first bucket _DEFAULT_FIRST_BUCKET_BYTES.
+    double cap = cap_mb * 1024 * 1024, limit = cap < 1048576 ? cap : 1048576;
+    R->bucket_lo = malloc(((size_t)m->nparams + 1) * sizeof(size_t));
+    R->bucket_hi = malloc(((size_t)m->nparams + 1) * sizeof(size_t));
+    R->recv = calloc((size_t)R->local, sizeof *R->recv);
+    R->launched = calloc((size_t)R->local, sizeof *R->launched);
+    R->hook = calloc((size_t)R->local, sizeof *R->hook);
+    int bad = !R->bucket_lo || !R->bucket_hi || !R->recv || !R->launched || !R->hook;
+    for (int i = 0; !bad && i < R->local; i++) {
+        R->recv[i] = i == 0 ? R->grad : i == 1 ? R->tmp
+                                               : malloc((m->n_param_floats + 1) * sizeof(float));
+        R->hook[i] = (struct replicas_hook){ R, i };
+        bad = !R->recv[i];
+    }
+    // Reverse parameter order: a bucket closes once it holds `limit` bytes (DDP's
+    // compute_bucket_assignment_by_size), the rest of the trainable range is the last one.
+    size_t hi = m->n_param_floats;
+    double bytes = 0;
+    int nb = 0;
+    for (int i = m->nparams - 1; !bad && i >= 0; i--) {
+        const resnet_param *p = &m->params[i];
+        if (!resnet_param_trainable(m, i) || p->off < t0->grad_off) continue;
+        bytes += (double)p->numel * sizeof(float);
+        if (bytes >= limit && p->off > t0->grad_off) {
+            R->bucket_lo[nb] = p->off;
+            R->bucket_hi[nb++] = hi;
+            hi = p->off;
+            bytes = 0;
+            limit = cap;
+        }
+    }
+    if (!bad && hi > t0->grad_off) {
+        R->bucket_lo[nb] = t0->grad_off;
+        R->bucket_hi[nb++] = hi;
+    }
+    R->nbuckets = nb;
+    R->ev = bad ? NULL : calloc((size_t)R->local * (size_t)nb, sizeof *R->ev);
+    if (bad || !R->ev) {
+        free_buckets(R);
+        snprintf(err, errlen, "out of host memory for the gradient buckets");
+        return 1;
+    }
     return 0;
 }
 
@@ -94,6 +155,7 @@ void replicas_sync_state(replicas *R) {
 }
 
 void replicas_free(replicas *R) {
+    free_buckets(R);
     for (int i = 1; i < R->local; i++) {
         if (R->own) trainer_free(&R->own[i - 1]);
         if (R->m) resnet_free(&R->m[i - 1]);
@@ -155,6 +217,68 @@ static void average_grads(replicas *R) {
                    bytes);
 }
 
+// Enqueues replica i's reads of every bucket not yet read whose gradients are final from
+// float `ready` on (grads_ready; 0 after backward: all of them).
+static void read_buckets(replicas *R, int i, size_t ready) {
+    resnet *m = R->tr[i]->m;
+    size_t off = R->tr[0]->grad_off;
+    int any = 0;
+    for (int *k = &R->launched[i]; *k < R->nbuckets && R->bucket_lo[*k] >= ready; (*k)++) {
+        size_t lo = R->bucket_lo[*k], hi = R->bucket_hi[*k];
+        clrt_read_async(m->rt, m->arena_grads, lo * sizeof(float), R->recv[i] + (lo - off),
+                        (hi - lo) * sizeof(float), &R->ev[(size_t)i * R->nbuckets + *k]);
+        any = 1;
+    }
+    if (any) clrt_flush(m->rt);  // the read goes as soon as its kernels are done
+}
+
+static void grads_ready(void *ctx, size_t off) {
+    struct replicas_hook *h = ctx;
+    read_buckets(h->R, h->i, off);
+}
+
+// Waits for a bucket's read; while sums are under way, MPI gets to move them (Open MPI
+// progresses a non-blocking collective only inside its calls).
+static void wait_read(replicas *R, cl_event ev) {
+    struct timespec nap = { 0, 50000 };
+    while (R->c->nreq && !clrt_event_done(ev)) {
+        comm_progress(R->c);
+        nanosleep(&nap, NULL);
+    }
+    clrt_wait(ev);
+}
+
+// average_grads bucket by bucket, in bucket order, as each one's reads complete: the same
+// operations per element (times 1/W, summed in replica order, then over the processes).
+static void average_buckets(replicas *R) {
+    size_t off = R->tr[0]->grad_off;
+    const float inv = 1.0f / (float)R->world;
+    int procs = R->c->size > 1;
+    for (int k = 0; k < R->nbuckets; k++) {
+        size_t lo = R->bucket_lo[k] - off, hi = R->bucket_hi[k] - off;
+        for (int i = 0; i < R->local; i++) {
+            wait_read(R, R->ev[(size_t)i * R->nbuckets + k]);
+            const float *g = R->recv[i];
+            if (i == 0)
+                for (size_t j = lo; j < hi; j++) R->grad[j] = g[j] * inv;
+            else
+                for (size_t j = lo; j < hi; j++) R->grad[j] += g[j] * inv;
+        }
+        if (procs && comm_isum_floats(R->c, R->grad + lo, hi - lo) != 0) {
+            fprintf(stderr, "cltrain: out of host memory\n");
+            comm_abort(R->c, 1);
+        }
+        for (int i = 0; !procs && i < R->local; i++)  // enqueued behind the backward
+            clrt_write_async(R->tr[i]->m->rt, R->tr[i]->m->arena_grads,
+                             (lo + off) * sizeof(float), R->grad + lo, (hi - lo) * sizeof(float));
+    }
+    if (!procs) return;
+    comm_wait_sums(R->c);
+    for (int i = 0; i < R->local; i++)  // read by the update, which the step waits for
+        clrt_write_async(R->tr[i]->m->rt, R->tr[i]->m->arena_grads, off * sizeof(float),
+                         R->grad, R->tr[0]->grad_n * sizeof(float));
+}
+
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
                            const sgd_config *sgd, float *loss) {
     int W = R->world, b = n / W;
@@ -162,9 +286,20 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
         shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
+        resnet *m = R->tr[i]->m;
+        if (R->nbuckets) {
+            R->launched[i] = 0;
+            m->grads_ready = grads_ready;
+            m->grads_ready_ctx = &R->hook[i];
+        }
         train_step_backward(R->tr[i], R->xs[i], R->ys[i], b);
+        if (R->nbuckets) {
+            read_buckets(R, i, 0);  // what a frozen stage's early end left
+            m->grads_ready = NULL;
+        }
     }
-    average_grads(R);
+    if (R->nbuckets) average_buckets(R);
+    else average_grads(R);
     int worst = TRAIN_OK;
     float sum = 0;
     for (int i = 0; i < R->local; i++) {

@@ -2,8 +2,9 @@
 // of this process x MPI ranks), each with its own runtime, model and trainer, each taking
 // the samples at positions r, r+W, r+2W, ... of the global batch (DistributedSampler's
 // stride). After backward the gradients are averaged as DDP does (each scaled by 1/W, then
-// summed: in replica order inside a process, then MPI_Allreduce between processes), SGD runs
-// on every replica, and the running statistics are replica 0's (broadcast_buffers=True).
+// summed: in replica order inside a process, then MPI_Allreduce between processes; in DDP's
+// buckets, overlapped with backward: replicas_set_buckets), SGD runs on every replica, and the
+// running statistics are replica 0's (broadcast_buffers=True).
 #ifndef CLTRAIN_REPLICAS_H
 #define CLTRAIN_REPLICAS_H
 
@@ -24,12 +25,30 @@ typedef struct replicas {
     int32_t **ys;                  // (local) its labels (B/W)
     float *grad, *tmp;             // (grad_n) the averaged gradient, one replica's gradient
     float *bufs;                   // (n_buffer_floats) replica 0's running statistics
+    // DDP's gradient buckets (replicas_set_buckets): ranges [lo, hi) of the gradient arena
+    // (floats) in reverse parameter order, bucket 0 the tail that backward finishes first.
+    int nbuckets;                  // 0: one all-reduce after the whole backward
+    size_t *bucket_lo, *bucket_hi;
+    float **recv;                  // (local) where replica i's gradient is read (grad, tmp...)
+    cl_event *ev;                  // (local x nbuckets) each replica's read of each bucket
+    int *launched;                 // (local) buckets whose read is enqueued this step
+    struct replicas_hook { struct replicas *R; int i; } *hook;  // (local) grads_ready's ctx
 } replicas;
 
 // Replicas around t0 (the caller's replica 0, planned for the shard size B/W): the other
 // local replicas are added with replicas_add. 0, or nonzero with a message.
 int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, char *err,
                   size_t errlen);
+// DDP's bucketing of the all-reduce (bucket_cap_mb; replicas_init sets DDP's default, 25):
+// trainable parameters in reverse order fill buckets of cap_mb MiB (the first one 1 MiB, as
+// DDP's first bucket), each closed once it reaches the cap. During backward each bucket's
+// gradients are read as soon as they are produced and summed (over the local replicas in
+// their fixed order, then MPI_Iallreduce) while the earlier layers still compute. Every
+// element gets the same operations in the same order as without buckets, so the result is
+// bitwise that of cap_mb = 0 (one all-reduce after backward): for two processes exactly
+// (a + b is commutative); for more, as MPI orders its sums by algorithm and message size.
+// 0, or nonzero with a message (out of host memory).
+int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen);
 // Adds replica i (1..local-1) on runtime rt (initialised by the caller, owned from now on),
 // built like replica 0 (same config and shard plan) and holding a copy of its state.
 int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen);
