@@ -4,8 +4,16 @@
 # suite run with Oclgrind as the only OpenCL platform (the `oclgrind` wrapper preloads its
 # runtime; CLTRAIN_DEVICE=oclgrind picks its device by name). Oclgrind always reports
 # invalid global/local memory accesses, barrier divergence and bad work-group sizes; pass 1
-# adds --data-races and --check-api (and --inst-counts, to check that every kernel of cl/
-# ran), pass 2 --uninitialized.
+# adds --data-races and --check-api, pass 2 --uninitialized; a coverage pass runs pass 1's
+# tests again with --inst-counts only, to check that every kernel of cl/ ran.
+#
+# --inst-counts is kept out of the verdict passes: Oclgrind's InstructionCounter (21.10 and
+# upstream to date) writes past its count vector when two work-groups of one launch call
+# different sets of functions (workGroupComplete maps a work-group's call slots to the
+# launch's union of callees but sizes the vector only to that work-group's), which corrupts
+# Oclgrind's heap: gemm_packed's full and ragged tiles (vstore16 to global vs to private)
+# crash the test process that way. The coverage pass reads only the per-kernel count lines;
+# a crash there can only hide a kernel's line, which fails the check.
 #
 # CLBlast's GEMMs are not stubbed: its real kernels run under Oclgrind too (tiny shapes). Without
 # a tuning file's routes CLBlast picks its direct kernels (XgemmDirect*, strided-batched too) for
@@ -83,11 +91,12 @@ run_pass() {
         # shellcheck disable=SC2086
         oclgrind $flags "$BIN" --filter "$f" --jobs "$JOBS" --verbose > "$OUT/run.log" 2>&1
         cat "$OUT/run.log" >> "$log"
-        if ! grep -q -E '^\[====\] Synthesis: Tested: [1-9][0-9]* \| Passing: [0-9]+ \| Failing: 0 \| Crashing: 0' "$OUT/run.log"; then
+        if [ "$name" != coverage ] && ! grep -q -E '^\[====\] Synthesis: Tested: [1-9][0-9]* \| Passing: [0-9]+ \| Failing: 0 \| Crashing: 0' "$OUT/run.log"; then
             echo "check-oclgrind: $name: tests failed under Oclgrind: $f" >&2
             fail=1
         fi
     done
+    [ "$name" = coverage ] && return 0   # its verdict is check_coverage's
     n=$(grep -c 'crashed during its setup or teardown' "$log")
     [ "$n" -gt 0 ] && echo "check-oclgrind: $name: $n exit-time teardown crash(es) (see above; not a test failure)" >&2
     grep -E '^\[(PASS|FAIL)\]' "$log" | sed 's/^/  /' >&2
@@ -108,11 +117,15 @@ run_pass() {
     return $fail
 }
 
-# Every kernel of cl/ must have run in pass 1 (--inst-counts prints "Instructions executed
-# for kernel 'NAME'" per launch): a new kernel without a small test fails here.
+# Every kernel of cl/ must have run in the coverage pass (--inst-counts prints "Instructions
+# executed for kernel 'NAME'" per launch): a new kernel without a small test fails here. A
+# kernel's name is the first "void NAME(" on its __kernel line or the line after (attributes
+# may take the first).
 check_coverage() {
-    sed -n 's/^__kernel void \([A-Za-z0-9_]*\).*/\1/p' cl/*.cl | sort -u > "$OUT/kernels"
-    sed -n "s/^Instructions executed for kernel '\(.*\)':$/\1/p" "$OUT/races.log" | sort -u \
+    awk '/^__kernel/ { k = 2 } k > 0 && match($0, /void [A-Za-z0-9_]+\(/) {
+             print substr($0, RSTART + 5, RLENGTH - 6); k = 0; next } { k-- }' cl/*.cl \
+        | sort -u > "$OUT/kernels"
+    sed -n "s/^Instructions executed for kernel '\(.*\)':$/\1/p" "$OUT/coverage.log" | sort -u \
         > "$OUT/ran"
     missing=$(comm -23 "$OUT/kernels" "$OUT/ran")
     echo "check-oclgrind: kernels run: the $(wc -l < "$OUT/kernels") of cl/, and CLBlast's" \
@@ -125,7 +138,8 @@ check_coverage() {
 
 start=$(date +%s)
 rc=0
-run_pass races "--data-races --check-api --inst-counts" "$PASS1" || rc=1
+run_pass races "--data-races --check-api" "$PASS1" || rc=1
+run_pass coverage "--inst-counts" "$PASS1"
 check_coverage || rc=1
 run_pass uninit "--uninitialized --check-api" "$PASS2" || rc=1
 echo "check-oclgrind: $( [ $rc = 0 ] && echo OK || echo FAILED ) in $(( $(date +%s) - start )) s" >&2
