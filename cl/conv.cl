@@ -33,20 +33,46 @@ static inline int conv_div(int a, int b, float inv_b) {
 }
 
 // ---- im2col ----
+// Two layouts of the same col matrix (the `panels` argument of the helpers, a constant in
+// each kernel, so that every kernel body stays straight-line):
+// - rows: row-major (C*KH*KW, N*OH*OW), what CLBlast reads;
+// - panels: the packed GEMM's B panels (cl/gemm_packed.cl) written in place: for each run of
+//   32 columns, its rows k-major, 32 floats each, the panel holding the rows rounded up to 8
+//   (col_panel_rows: the tile kernels read the col matrix's rows 8 at a time); columns past
+//   N*OH*OW are 0, rows past C*KH*KW are written by col_panels_pad_rows. The panel layout
+//   needs work-groups of exactly 32 items along dimension 0 (the host launches them so):
+//   the panel is then the group and the column within it the local id, which keeps the
+//   stores of consecutive items consecutive for pocl's vectoriser.
+
+#define COL_PANEL_W 32
+static inline int col_panel_rows(int rows) { return (rows + 7) / 8 * 8; }
 
 // Where item (p, ci) reads and writes: the input plane of (ci, n) and the col entry of row
-// (ci, ky0, 0) at column p, and the window's corner (y0, x0) for ky0. 0 when out of range.
+// (ci, ky0, 0) at column p, the distance between consecutive rows, and the window's corner
+// (y0, x0) for ky0. 0 when out of range. Columns past N*OH*OW (panels only) read nothing:
+// their corner lies far outside the map, so every entry is padding.
 static inline int im2col_setup(int p, int ci, int ky0, int n, int c, int h, int w, int stride,
-                               int pad, int oh, int ow, int kh, int kw, size_t *src_off,
-                               size_t *dst_off, int *y0, int *x0) {
+                               int pad, int oh, int ow, int kh, int kw, const int panels,
+                               size_t *src_off, size_t *dst_off, size_t *rs, int *y0,
+                               int *x0) {
     int np = n * oh * ow;
-    if (p >= np || ci >= c) return 0;
-    int t = conv_div(p, ow, 1.0f / ow), ni = conv_div(t, oh, 1.0f / oh);
-    int ox = p - t * ow, oy = t - ni * oh;
-    *y0 = oy * stride - pad + ky0;
+    if (ci >= c || p >= (panels ? (np + COL_PANEL_W - 1) / COL_PANEL_W * COL_PANEL_W : np))
+        return 0;
+    int q = min(p, np - 1);
+    int t = conv_div(q, ow, 1.0f / ow), ni = conv_div(t, oh, 1.0f / oh);
+    int ox = q - t * ow, oy = t - ni * oh;
+    *y0 = p < np ? oy * stride - pad + ky0 : -64;
     *x0 = ox * stride - pad;
     *src_off = (size_t)(ci * n + ni) * h * w;
-    *dst_off = (size_t)((ci * kh + ky0) * kw) * np + p;
+    size_t row = (size_t)((ci * kh + ky0) * kw);
+    if (panels) {
+        *dst_off = (get_group_id(0) * (size_t)col_panel_rows(c * kh * kw) + row) * COL_PANEL_W +
+                   get_local_id(0);
+        *rs = COL_PANEL_W;
+    } else {
+        *dst_off = row * np + p;
+        *rs = np;
+    }
     return 1;
 }
 
@@ -61,32 +87,31 @@ static inline void im2col_entry(__global float *restrict dst,
 }
 
 // Any shape: range (N*OH*OW, C), item (p, ci) writes the KH*KW entries of channel ci.
-__kernel void im2col(__global float *col, ulong colo, __global const float *in, ulong ino,
-                     int n, int c, int h, int w, int kh, int kw, int stride, int pad, int oh,
-                     int ow) {
-    size_t so, dof;
-    int y0, x0, np = n * oh * ow;
+static inline void im2col_any(__global float *col, __global const float *in, int n, int c,
+                              int h, int w, int kh, int kw, int stride, int pad, int oh, int ow,
+                              const int panels) {
+    size_t so, dof, rs;
+    int y0, x0;
     if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
-                      kh, kw, &so, &dof, &y0, &x0))
+                      kh, kw, panels, &so, &dof, &rs, &y0, &x0))
         return;
     for (int ky = 0; ky < kh; ky++)
         for (int kx = 0; kx < kw; kx++)
-            im2col_entry(col + colo + dof + (size_t)(ky * kw + kx) * np, in + ino + so,
-                         y0 + ky, x0 + kx, h, w);
+            im2col_entry(col + dof + (size_t)(ky * kw + kx) * rs, in + so, y0 + ky, x0 + kx, h,
+                         w);
 }
 
 // 3x3 (BasicBlock convs), range (N*OH*OW, C): the 9 entries of channel ci.
-__kernel void im2col_k3(__global float *restrict col, ulong colo,
-                        __global const float *restrict in, ulong ino, int n, int c, int h,
-                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
-    size_t so, dof;
-    int y0, x0, np = n * oh * ow;
+static inline void im2col_3(__global float *restrict col, __global const float *restrict in,
+                            int n, int c, int h, int w, int stride, int pad, int oh, int ow,
+                            const int panels) {
+    size_t so, dof, r;
+    int y0, x0;
     if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
-                      3, 3, &so, &dof, &y0, &x0))
+                      3, 3, panels, &so, &dof, &r, &y0, &x0))
         return;
-    __global float *dst = col + colo + dof;
-    __global const float *src = in + ino + so;
-    size_t r = np;   // one col row
+    __global float *dst = col + dof;
+    __global const float *src = in + so;
     im2col_entry(dst, src, y0, x0, h, w);
     im2col_entry(dst + r, src, y0, x0 + 1, h, w);
     im2col_entry(dst + 2 * r, src, y0, x0 + 2, h, w);
@@ -98,38 +123,138 @@ __kernel void im2col_k3(__global float *restrict col, ulong colo,
     im2col_entry(dst + 8 * r, src, y0 + 2, x0 + 2, h, w);
 }
 
+// 3x3 stride 1 pad 1 (all BasicBlock convs but the first of layers 2-4), range (N*OH*OW, C):
+// output and input maps are the same size, so the input pixel of entry (ky, kx) for column p
+// is p + (ky - 1) * w + (kx - 1) of the channel's (N, H, W) volume, the same offset for every
+// column. Consecutive items then load consecutive floats, and the padding's loads are
+// skipped (a branch, which pocl turns into masked vector loads) rather than redirected.
+static inline void im2col_s1_entry(__global float *dst, __global const float *src, int y,
+                                   int x, int h, int w, int off) {
+    int inside = y >= 0 && y < h && x >= 0 && x < w;
+    float v = 0.0f;
+    if (inside) v = src[off];
+    *dst = v;
+}
+
+static inline void im2col_3s1(__global float *restrict col, __global const float *restrict in,
+                              int n, int c, int h, int w, int oh, int ow, const int panels) {
+    size_t so, dof, r;
+    int y0, x0;
+    int p = get_global_id(0), ci = get_global_id(1);
+    if (!im2col_setup(p, ci, 0, n, c, h, w, 1, 1, oh, ow, 3, 3, panels, &so, &dof, &r, &y0,
+                      &x0))
+        return;
+    __global float *dst = col + dof;
+    __global const float *src = in + (size_t)ci * n * h * w + p;
+    im2col_s1_entry(dst, src, y0, x0, h, w, -w - 1);
+    im2col_s1_entry(dst + r, src, y0, x0 + 1, h, w, -w);
+    im2col_s1_entry(dst + 2 * r, src, y0, x0 + 2, h, w, -w + 1);
+    im2col_s1_entry(dst + 3 * r, src, y0 + 1, x0, h, w, -1);
+    im2col_s1_entry(dst + 4 * r, src, y0 + 1, x0 + 1, h, w, 0);
+    im2col_s1_entry(dst + 5 * r, src, y0 + 1, x0 + 2, h, w, 1);
+    im2col_s1_entry(dst + 6 * r, src, y0 + 2, x0, h, w, w - 1);
+    im2col_s1_entry(dst + 7 * r, src, y0 + 2, x0 + 1, h, w, w);
+    im2col_s1_entry(dst + 8 * r, src, y0 + 2, x0 + 2, h, w, w + 1);
+}
+
 // 1x1 with stride or padding (the downsample convs), range (N*OH*OW, C).
-__kernel void im2col_k1(__global float *restrict col, ulong colo,
-                        __global const float *restrict in, ulong ino, int n, int c, int h,
-                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
-    size_t so, dof;
+static inline void im2col_1(__global float *restrict col, __global const float *restrict in,
+                            int n, int c, int h, int w, int stride, int pad, int oh, int ow,
+                            const int panels) {
+    size_t so, dof, r;
     int y0, x0;
     if (!im2col_setup(get_global_id(0), get_global_id(1), 0, n, c, h, w, stride, pad, oh, ow,
-                      1, 1, &so, &dof, &y0, &x0))
+                      1, 1, panels, &so, &dof, &r, &y0, &x0))
         return;
-    im2col_entry(col + colo + dof, in + ino + so, y0, x0, h, w);
+    im2col_entry(col + dof, in + so, y0, x0, h, w);
 }
 
 // 7x7 (the stem), range (N*OH*OW, C*7): item (p, ci*7 + ky) writes the 7 entries of one
 // kernel row (49 entries per item did not vectorise).
+static inline void im2col_7(__global float *restrict col, __global const float *restrict in,
+                            int n, int c, int h, int w, int stride, int pad, int oh, int ow,
+                            const int panels) {
+    int row = get_global_id(1), ci = row / 7;
+    size_t so, dof, r;
+    int y, x0;
+    if (!im2col_setup(get_global_id(0), ci, row - ci * 7, n, c, h, w, stride, pad, oh, ow, 7,
+                      7, panels, &so, &dof, &r, &y, &x0))
+        return;
+    __global float *dst = col + dof;
+    __global const float *src = in + so;
+    im2col_entry(dst, src, y, x0, h, w);
+    im2col_entry(dst + r, src, y, x0 + 1, h, w);
+    im2col_entry(dst + 2 * r, src, y, x0 + 2, h, w);
+    im2col_entry(dst + 3 * r, src, y, x0 + 3, h, w);
+    im2col_entry(dst + 4 * r, src, y, x0 + 4, h, w);
+    im2col_entry(dst + 5 * r, src, y, x0 + 5, h, w);
+    im2col_entry(dst + 6 * r, src, y, x0 + 6, h, w);
+}
+
+// The kernels: (col, colo, in, ino, n, c, h, w, kh, kw, stride, pad, oh, ow), rows and panels.
+__kernel void im2col(__global float *col, ulong colo, __global const float *in, ulong ino,
+                     int n, int c, int h, int w, int kh, int kw, int stride, int pad, int oh,
+                     int ow) {
+    im2col_any(col + colo, in + ino, n, c, h, w, kh, kw, stride, pad, oh, ow, 0);
+}
+__kernel void im2col_panels(__global float *col, ulong colo, __global const float *in,
+                            ulong ino, int n, int c, int h, int w, int kh, int kw, int stride,
+                            int pad, int oh, int ow) {
+    im2col_any(col + colo, in + ino, n, c, h, w, kh, kw, stride, pad, oh, ow, 1);
+}
+__kernel void im2col_k3(__global float *restrict col, ulong colo,
+                        __global const float *restrict in, ulong ino, int n, int c, int h,
+                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    im2col_3(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 0);
+}
+__kernel void im2col_k3_panels(__global float *restrict col, ulong colo,
+                               __global const float *restrict in, ulong ino, int n, int c,
+                               int h, int w, int kh, int kw, int stride, int pad, int oh,
+                               int ow) {
+    im2col_3(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 1);
+}
+__kernel void im2col_k3s1(__global float *restrict col, ulong colo,
+                          __global const float *restrict in, ulong ino, int n, int c, int h,
+                          int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    im2col_3s1(col + colo, in + ino, n, c, h, w, oh, ow, 0);
+}
+__kernel void im2col_k3s1_panels(__global float *restrict col, ulong colo,
+                                 __global const float *restrict in, ulong ino, int n, int c,
+                                 int h, int w, int kh, int kw, int stride, int pad, int oh,
+                                 int ow) {
+    im2col_3s1(col + colo, in + ino, n, c, h, w, oh, ow, 1);
+}
+__kernel void im2col_k1(__global float *restrict col, ulong colo,
+                        __global const float *restrict in, ulong ino, int n, int c, int h,
+                        int w, int kh, int kw, int stride, int pad, int oh, int ow) {
+    im2col_1(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 0);
+}
+__kernel void im2col_k1_panels(__global float *restrict col, ulong colo,
+                               __global const float *restrict in, ulong ino, int n, int c,
+                               int h, int w, int kh, int kw, int stride, int pad, int oh,
+                               int ow) {
+    im2col_1(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 1);
+}
 __kernel void im2col_k7(__global float *restrict col, ulong colo,
                         __global const float *restrict in, ulong ino, int n, int c, int h,
                         int w, int kh, int kw, int stride, int pad, int oh, int ow) {
-    int row = get_global_id(1), ci = row / 7;
-    size_t so, dof;
-    int y, x0, np = n * oh * ow;
-    if (!im2col_setup(get_global_id(0), ci, row - ci * 7, n, c, h, w, stride, pad, oh, ow, 7,
-                      7, &so, &dof, &y, &x0))
-        return;
-    __global float *dst = col + colo + dof;
-    __global const float *src = in + ino + so;
-    im2col_entry(dst, src, y, x0, h, w);
-    im2col_entry(dst + np, src, y, x0 + 1, h, w);
-    im2col_entry(dst + 2 * (size_t)np, src, y, x0 + 2, h, w);
-    im2col_entry(dst + 3 * (size_t)np, src, y, x0 + 3, h, w);
-    im2col_entry(dst + 4 * (size_t)np, src, y, x0 + 4, h, w);
-    im2col_entry(dst + 5 * (size_t)np, src, y, x0 + 5, h, w);
-    im2col_entry(dst + 6 * (size_t)np, src, y, x0 + 6, h, w);
+    im2col_7(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 0);
+}
+__kernel void im2col_k7_panels(__global float *restrict col, ulong colo,
+                               __global const float *restrict in, ulong ino, int n, int c,
+                               int h, int w, int kh, int kw, int stride, int pad, int oh,
+                               int ow) {
+    im2col_7(col + colo, in + ino, n, c, h, w, stride, pad, oh, ow, 1);
+}
+
+// The panel layout's rows past `rows` (up to col_panel_rows(rows)) set to 0, so that the
+// tile kernels that read rows 8 at a time read zeros there. Range (32, pad rows, panels): no
+// division (Oclgrind's uninitialised-value pass cannot take LLVM's div/rem pairs).
+__kernel void col_panels_pad_rows(__global float *col, ulong colo, int rows) {
+    int j = get_global_id(0), r = rows + get_global_id(1), p = get_global_id(2);
+    int rp = col_panel_rows(rows);
+    if (r >= rp) return;
+    col[colo + ((size_t)p * rp + r) * COL_PANEL_W + j] = 0.0f;
 }
 
 // ---- col2im ----

@@ -114,15 +114,17 @@ __kernel void gemm_pack_b(__global float *dst, ulong dsto, __global const float 
 // panel, which stays in cache while the A panels stream; `per` > 1 gives short products
 // enough work per work-group to hide pocl's cost of starting one. C = alpha * sum + beta * C
 // (beta 0: C is not read, as in BLAS); the host runs a deep product as chunks of k, the later
-// ones with beta 1.
+// ones with beta 1. B panel j starts at bp + bpo + j * bps: k * GEMM_NR floats after the
+// previous one as gemm_pack_b writes them, more in im2col's panel layout (cl/conv.cl), whose
+// panels hold the rows rounded up to 8.
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong apo,
                  __global const float *bp, ulong bpo, int m, int n, int k, int k0, int kc,
-                 int ldc, float alpha, float beta, ulong stride_c, int per) {
+                 int ldc, float alpha, float beta, ulong stride_c, int per, ulong bps) {
     int jb = get_global_id(1), bt = get_global_id(2);
     int npa = (m + GEMM_MR - 1) / GEMM_MR, npb = (n + GEMM_NR - 1) / GEMM_NR;
     if (jb >= npb) return;
-    __global const float *b = bp + bpo + (((size_t)bt * npb + jb) * k + k0) * GEMM_NR;
+    __global const float *b = bp + bpo + ((size_t)bt * npb + jb) * bps + (size_t)k0 * GEMM_NR;
     for (int ib = get_global_id(0) * per; ib < min((int)get_global_id(0) * per + per, npa);
          ib++) {
         __global const float *a = ap + apo + (((size_t)bt * npa + ib) * k + k0) * GEMM_MR;
@@ -164,5 +166,78 @@ void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong ap
                 for (int j = 0; j < cols; j++) cr[j] = beta != 0.0f ? t[j] + beta * cr[j] : t[j];
             }
         }
+    }
+}
+
+// T (m, n) = P (m, k) x B (k, n), stored transposed: C (n, m) = alpha * T^T + beta * C. P is
+// in im2col's panel layout (cl/conv.cl): its columns (steps of k) in runs of GEMM_NR, each
+// run holding P's rows rounded up to GEMM_MR (`mp`), GEMM_NR floats per row; B as
+// gemm_pack_b writes it. This is the weight gradient of a conv, dW (O, CKK) = dout (O, NP) x
+// col^T computed as (col x dout^T)^T: col's own layout serves as the A operand (the eight
+// rows of a tile lie side by side in each run, broadcast one value at a time), so the col
+// matrix needs no transposing copy. Work items as gemm_packed's; k0 a multiple of GEMM_NR.
+#define PT_AHEAD 2
+__kernel __attribute__((reqd_work_group_size(1, 1, 1)))
+void gemm_packed_pt(__global float *c, ulong co, __global const float *p, ulong po, int mp,
+                    __global const float *bp, ulong bpo, int m, int n, int k, int k0, int kc,
+                    int ldc, float alpha, float beta, int per) {
+    int jb = get_global_id(0);
+    int npa = (m + GEMM_MR - 1) / GEMM_MR, npb = (n + GEMM_NR - 1) / GEMM_NR;
+    if (jb >= npb) return;
+    __global const float *b = bp + bpo + ((size_t)jb * k + k0) * GEMM_NR;
+    for (int ib = get_global_id(1) * per; ib < min((int)get_global_id(1) * per + per, npa);
+         ib++) {
+        float16 c0[GEMM_MR], c1[GEMM_MR];
+#pragma unroll
+        for (int r = 0; r < GEMM_MR; r++) {
+            c0[r] = 0.0f;
+            c1[r] = 0.0f;
+        }
+        for (int s0 = 0; s0 < kc; s0 += GEMM_NR) {
+            // The run of columns k0 + s0 .., this tile's rows in it.
+            __global const float *a =
+                p + po + ((size_t)((k0 + s0) / GEMM_NR) * mp + (size_t)ib * GEMM_MR) * GEMM_NR;
+            __global const float *bs = b + (size_t)s0 * GEMM_NR;
+            int len = min(GEMM_NR, kc - s0);
+            if (s0 + PT_AHEAD * GEMM_NR < kc) {
+                // Touch the tile's rows PT_AHEAD runs ahead (16 cache lines, mp * GEMM_NR
+                // floats apart from run to run, a pattern the hardware prefetchers miss):
+                // their loads are then in flight while this run computes. Volatile, so that
+                // the compiler keeps loads whose values are not used.
+                volatile __global const float *ahead =
+                    a + (size_t)PT_AHEAD * mp * GEMM_NR;
+#pragma unroll
+                for (int r = 0; r < GEMM_MR; r++) {
+                    (void)ahead[r * GEMM_NR];
+                    (void)ahead[r * GEMM_NR + 16];
+                }
+            }
+            for (int q = 0; q < len; q++) {
+                float16 b0 = vload16(0, bs + q * GEMM_NR);
+                float16 b1 = vload16(1, bs + q * GEMM_NR);
+#pragma unroll
+                for (int r = 0; r < GEMM_MR; r++) {
+                    float16 av = (float16)a[r * GEMM_NR + q];
+                    c0[r] = fma(av, b0, c0[r]);
+                    c1[r] = fma(av, b1, c1[r]);
+                }
+            }
+        }
+        // Row i0 + r of T is column i0 + r of C: each column j of the tile is GEMM_MR
+        // consecutive floats of C's row j0 + j.
+        int i0 = ib * GEMM_MR, j0 = jb * GEMM_NR;
+        int rows = min(GEMM_MR, m - i0), cols = min(GEMM_NR, n - j0);
+        float t[GEMM_MR * GEMM_NR];
+#pragma unroll
+        for (int r = 0; r < GEMM_MR; r++) {
+            vstore16(alpha * c0[r], 0, t + r * GEMM_NR);
+            vstore16(alpha * c1[r], 1, t + r * GEMM_NR);
+        }
+        __global float *ct = c + co + (size_t)j0 * ldc + i0;
+        for (int j = 0; j < cols; j++)
+            for (int r = 0; r < rows; r++) {
+                float v = t[r * GEMM_NR + j];
+                ct[(size_t)j * ldc + r] = beta != 0.0f ? v + beta * ct[(size_t)j * ldc + r] : v;
+            }
     }
 }

@@ -248,6 +248,64 @@ Test(ops_gemm, packed_deterministic_and_deep) {
     free(x), free(y);
 }
 
+// A (rows, cols) matrix in the packed GEMM's panel layout, as op_gemm_panel_floats describes
+// it (im2col's for a col matrix): runs of 32 columns, each holding the rows rounded up to 8;
+// 0 past the matrix.
+static float *to_panels(const float *m, int rows, int cols) {
+    size_t nf = op_gemm_panel_floats(rows, cols);
+    int rp = op_gemm_panel_rows(rows);
+    float *p = zeros(nf);
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++)
+            p[((size_t)(j / 32) * rp + r) * 32 + j % 32] = m[(size_t)r * cols + j];
+    return p;
+}
+
+// The products that read an operand in the panel layout in place (the convs' forward and
+// weight gradient on CPU devices) against the double reference: op_gemm_bpanels, C = A B
+// with B (k, n) as panels, and op_gemm_nt_panels, C = A P^T with P (n, k) as panels; leading
+// dimensions wider than the rows, beta 0 (C full of NaN, not read) and beta reading C.
+static void gemm_panels_case(int nt, int m, int n, int k, float alpha, float beta) {
+    clrt *rt = test_rt();
+    rt->ops_cfg->gemm_packed = 1;
+    int lda = k + 3, ldc = n + 2;
+    size_t na = (size_t)m * lda, nb = (size_t)k * n, nc = (size_t)m * ldc;
+    float *a = rnd(na, 21 + m, -1, 1), *b = rnd(nb, 22 + n, -1, 1);
+    float *c = rnd(nc, 23 + k, -1, 1), *want = malloc(nc * sizeof *want);
+    cr_assert_not_null(want);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < nc; i++) c[i] = NAN;
+    memcpy(want, c, nc * sizeof *want);
+    // b is B (k, n) row-major for bpanels, P (n, k) row-major for nt_panels.
+    float *bp = nt ? to_panels(b, n, k) : to_panels(b, k, n);
+    size_t nbp = nt ? op_gemm_panel_floats(n, k) : op_gemm_panel_floats(k, n);
+    dten da = dev_tensor(a, na), dbp = dev_tensor(bp, nbp), dc = dev_tensor(c, nc);
+    if (nt)
+        op_gemm_nt_panels(rt, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
+    else
+        op_gemm_bpanels(rt, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
+    ref_gemm(0, nt, m, n, k, alpha, a, lda, b, nt ? k : n, beta, want, ldc);
+    char what[96];
+    snprintf(what, sizeof what, "gemm %s %dx%dx%d beta=%g", nt ? "nt_panels" : "bpanels", m, n,
+             k, (double)beta);
+    check(what, dc, want, nc, 1e-6f + 2e-7f * (float)k, 1e-5f);
+    expect_guards("panels operand", dbp, nbp);
+    rt->ops_cfg->gemm_packed = -1;
+    free(a), free(b), free(c), free(want), free(bp);
+}
+
+Test(ops_gemm, panels_ragged_and_deep) {
+    // Around the tiles (8 rows, 32 columns), single rows and columns, and a k past one
+    // tile-kernel launch (chunks of k, multiples of 32 for nt_panels, the later adding to C).
+    const int shapes[][3] = { {8, 32, 16}, {13, 45, 37}, {1, 1, 1}, {7, 33, 27},
+                              {64, 147, 300}, {3, 70, 5}, {24, 40, 9000} };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
+        for (int nt = 0; nt < 2; nt++) {
+            gemm_panels_case(nt, shapes[i][0], shapes[i][1], shapes[i][2], 1.0f, 0.0f);
+            gemm_panels_case(nt, shapes[i][0], shapes[i][1], shapes[i][2], 0.5f, 1.5f);
+        }
+}
+
 // ============================== conv2d ==============================
 
 static size_t conv_in_n(const conv_shape *s) { return (size_t)s->c * s->n * s->h * s->w; }
@@ -257,8 +315,23 @@ static size_t conv_col_n(const conv_shape *s) {
     return (size_t)s->c * s->kh * s->kw * s->n * s->oh * s->ow;
 }
 
-// im2col exactly; col2im exactly (same summation order); forward and both gradients against
-// the double reference.
+// op_im2col_panels: exactly the col matrix in the panel layout, padding 0 (the workspace's
+// NaN first, so that every float of it is written).
+static void expect_im2col_panels(const conv_shape *s, const float *in, const float *want_col) {
+    clrt *rt = test_rt();
+    int rows = s->c * s->kh * s->kw, cols = s->n * s->oh * s->ow;
+    size_t nf = op_gemm_panel_floats(rows, cols), nin = conv_in_n(s);
+    float *want = to_panels(want_col, rows, cols), *nan = malloc(nf * sizeof *nan);
+    cr_assert_not_null(nan);
+    for (size_t i = 0; i < nf; i++) nan[i] = NAN;
+    dten d_in = dev_tensor(in, nin), d_p = dev_tensor(nan, nf);
+    op_im2col_panels(rt, d_p, d_in, s);
+    check("im2col panels", d_p, want, nf, 0, 0);
+    free(want), free(nan);
+}
+
+// im2col exactly (both layouts); col2im exactly (same summation order); forward and both
+// gradients against the double reference.
 static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int pad,
                       uint64_t seed) {
     clrt *rt = test_rt();
@@ -279,6 +352,7 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
         op_im2col(rt, d_col, d_in, &s);
         ref_im2col(want_col, in, &s);
         check("im2col col", d_col, want_col, ncol, 0, 0);            // a copy: exact
+        expect_im2col_panels(&s, in, want_col);
         op_col2im(rt, d_back, d_colin, &s);
         ref_col2im(want_in, col, &s);
         check("col2im in", d_back, want_in, nin, 0, 0);              // same order: exact
@@ -323,6 +397,19 @@ Test(ops_conv, k5_s1_p2_generic) { conv_case(2, 3, 9, 8, 4, 5, 1, 2, 70); }
 Test(ops_conv, k3_s3_p0_generic_col2im) { conv_case(2, 2, 10, 11, 3, 3, 3, 0, 80); }
 Test(ops_conv, k1_s1_p1_generic_col2im) { conv_case(2, 3, 4, 5, 3, 1, 1, 1, 90); }
 
+// On a CPU device the convs read the col matrix in the packed GEMM's panel layout; the same
+// ops through CLBlast's path (GPUs), which keeps it row-major, on the shapes of ResNet's
+// kernels: 3x3 stride 1 and 2, the stem's 7x7, a 1x1 stride 2.
+Test(ops_conv, clblast_path) {
+    clrt *rt = test_rt();
+    rt->ops_cfg->gemm_packed = 0;
+    conv_case(2, 3, 6, 7, 4, 3, 1, 1, 130);
+    conv_case(2, 3, 9, 8, 5, 3, 2, 1, 131);
+    conv_case(1, 3, 12, 11, 4, 7, 2, 3, 132);
+    conv_case(3, 4, 5, 5, 6, 1, 2, 0, 133);
+    rt->ops_cfg->gemm_packed = -1;
+}
+
 // im2col and col2im alone (exact) on shapes with many work-groups and indices in the
 // millions: the kernels split flat indices with float arithmetic (conv_div in cl/conv.cl).
 static void layout_case(int n, int c, int h, int w, int k, int stride, int pad, uint64_t seed) {
@@ -357,8 +444,10 @@ static void conv_window_case(int n, int c, int h, int w, int o, int k, int strid
                              uint64_t seed) {
     conv_shape s;
     conv_shape_init(&s, n, c, h, w, o, k, stride, pad);
-    cr_expect_lt(conv_workspace_floats(&s), conv_col_n(&s), "%dx%d map, k%d s%d p%d: windowed",
-                 h, w, k, stride, pad);
+    // (The workspace holds the col matrix in either layout: the panels' rounding is in both.)
+    size_t full = op_gemm_panel_floats(c * k * k, n * s.oh * s.ow);
+    cr_expect_lt(conv_workspace_floats(&s), full, "%dx%d map, k%d s%d p%d: windowed", h, w, k,
+                 stride, pad);
     conv_case(n, c, h, w, o, k, stride, pad, seed);
 }
 // layer4's 3x3 convs at 32x32 (1x1 maps): a pointwise conv on the centre taps.
@@ -1254,6 +1343,20 @@ Test(oclgrind, gemm_packed) {
     free(gemm_case(1, 1, 0, 3, 40, 6, 1.0f, 0.0f, 1));
     free(gemm_case(1, 0, 1, 13, 45, 37, 1.0f, 0.5f, 1));
     free(gemm_case(1, 1, 0, 9, 33, 17, 1.0f, 0.0f, 2));
+    for (int nt = 0; nt < 2; nt++) {   // an operand in the panel layout, read in place
+        gemm_panels_case(nt, 6, 40, 27, 1.0f, 0.0f);
+        gemm_panels_case(nt, 13, 9, 70, 1.0f, 0.5f);
+    }
+}
+
+// A conv on the packed path (CPU devices; Oclgrind, which also calls itself a GPU, takes
+// CLBlast's): im2col into panels (rows padded: 27 of them), the forward and the weight
+// gradient reading them in place, a ragged last run of columns.
+Test(oclgrind, conv_packed) {
+    clrt *rt = test_rt();
+    rt->ops_cfg->gemm_packed = 1;
+    conv_case(2, 3, 5, 4, 4, 3, 1, 1, 140);
+    rt->ops_cfg->gemm_packed = -1;
 }
 
 // ============================== misuse ==============================

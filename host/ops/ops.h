@@ -53,6 +53,19 @@ void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, fl
                      dten a, int lda, size_t stride_a, dten b, int ldb, size_t stride_b,
                      float beta, dten c, int ldc, size_t stride_c, int count);
 
+// The packed path's panel layout of a (rows, cols) matrix, as im2col writes a col matrix for
+// it (op_im2col_panels, cl/conv.cl): for each run of 32 columns, its rows rounded up to 8
+// (op_gemm_panel_rows), 32 floats per row; columns past cols and rows past rows are 0. The two
+// products below read it in place; CPU devices only (op_gemm_packed).
+int op_gemm_panel_rows(int rows);
+size_t op_gemm_panel_floats(int rows, int cols);
+// C (m, n) = alpha * A (m, k) B + beta * C, B (k, n) in the panel layout at bp.
+void op_gemm_bpanels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten bp,
+                     float beta, dten c, int ldc);
+// C (m, n) = alpha * A (m, k) P^T + beta * C, P (n, k) in the panel layout at p.
+void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten p,
+                       float beta, dten c, int ldc);
+
 // ---- conv2d (no bias), weights OIHW ----
 typedef struct conv_shape {
     int n, c, h, w;                // input (C, N, H, W)
@@ -80,6 +93,8 @@ void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dte
                             const conv_shape *s, dten work);
 // The layout kernels on their own (tested against the C reference).
 void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s);   // col (C*KH*KW, N*OH*OW)
+// The col matrix in the packed path's panel layout (op_gemm_panel_floats(C*KH*KW, N*OH*OW)).
+void op_im2col_panels(clrt *rt, dten col, dten in, const conv_shape *s);
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s);   // gather-sum, overwrite
 
 // ---- batchnorm2d over (C, M) with M = N*H*W; eps 1e-5, momentum 0.1 in the ResNets ----

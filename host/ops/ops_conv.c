@@ -76,9 +76,19 @@ static void conv_plan_init(const conv_shape *s, conv_plan *p) {
 }
 
 // The workspace: the col matrix of what runs (none for a pointwise conv), then the window's
-// weights (or their gradient) when windowed.
+// weights (or their gradient) when windowed. Room for either layout of the col matrix: rows
+// (CLBlast's path, and the data gradient's dcol) or the packed path's panels (at least as
+// many floats: rows and columns rounded up).
 static size_t plan_col_floats(const conv_plan *p) {
-    return conv_is_pointwise(&p->e) ? 0 : conv_ckk(&p->e) * conv_np(&p->e);
+    return conv_is_pointwise(&p->e) ? 0
+                                    : op_gemm_panel_floats((int)conv_ckk(&p->e),
+                                                           (int)conv_np(&p->e));
+}
+
+// The col matrix in the panel layout, read in place by the packed GEMMs (CPU devices): no
+// copy into panels in the forward, no transposing copy in the weight gradient.
+static int conv_panels(const clrt *rt, const conv_plan *p) {
+    return plan_col_floats(p) && op_gemm_packed(rt);
 }
 
 static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
@@ -262,7 +272,7 @@ static const char *im2col_kernel_name(const conv_shape *s) {
     if (s->kh != s->kw) return "im2col";
     switch (s->kh) {
     case 1: return "im2col_k1";
-    case 3: return "im2col_k3";
+    case 3: return s->stride == 1 && s->pad == 1 ? "im2col_k3s1" : "im2col_k3";
     case 7: return "im2col_k7";
     default: return "im2col";
     }
@@ -285,6 +295,25 @@ void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
     // im2col_k7 takes one kernel row per item.
     int rows = s->kh == 7 && s->kw == 7 ? s->c * 7 : s->c;
     conv_layout_launch(rt, k, conv_np(s), rows);
+}
+
+// Work-groups of 32 items along the columns: each is one panel (cl/conv.cl, im2col_setup).
+void op_im2col_panels(clrt *rt, dten col, dten in, const conv_shape *s) {
+    conv_check(s, "op_im2col_panels");
+    OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col_panels", "missing buffer");
+    char name[32];
+    snprintf(name, sizeof name, "%s_panels", im2col_kernel_name(s));
+    cl_kernel k = ops_kernel_ten(rt, name, (dten[]){col, in}, 2);
+    conv_layout_args(k, 4, s);
+    int rows = s->kh == 7 && s->kw == 7 ? s->c * 7 : s->c;
+    int ckk = (int)conv_ckk(s), np = (int)conv_np(s), pad = op_gemm_panel_rows(ckk) - ckk;
+    size_t cols = (size_t)(np + 31) / 32 * 32;
+    clrt_launch(rt, k, 2, (size_t[]){ cols, (size_t)rows }, (size_t[]){ 32, 1 });
+    if (pad) {
+        cl_kernel kp = ops_kernel_ten(rt, "col_panels_pad_rows", (dten[]){col}, 1);
+        CLRT_ARG(kp, 2, ckk);
+        clrt_launch(rt, kp, 3, (size_t[]){ 32, (size_t)pad, cols / 32 }, NULL);
+    }
 }
 
 void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
@@ -314,6 +343,11 @@ static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *
     if (p.windowed) {
         wt = dten_at(work, ncol);
         weight_window(rt, wt, w, s, &p);
+    }
+    if (conv_panels(rt, &p)) {
+        op_im2col_panels(rt, work, in, e);
+        op_gemm_bpanels(rt, s->o, np, ckk, 1.0f, wt, ckk, work, 0.0f, out, np);
+        return;
     }
     if (ncol) {
         op_im2col(rt, work, in, e);
@@ -349,14 +383,18 @@ static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten 
     dten wt = p.windowed ? dten_at(work, ncol) : w;
     if (ops_has(dw)) {
         OPS_REQUIRE(ops_has(in), op, "dw needs the forward input");
-        dten col = in;
-        if (ncol) {
-            if (!col_ready) op_im2col(rt, work, in, e);
-            col = work;
-        }
+        dten col = in, dst = p.windowed ? wt : dw;
         // dw (O, CKK) = dout (O, NP) x col^T
-        op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, p.windowed ? wt : dw,
-                ckk);
+        if (conv_panels(rt, &p)) {
+            if (!col_ready) op_im2col_panels(rt, work, in, e);
+            op_gemm_nt_panels(rt, s->o, ckk, np, 1.0f, dout, np, work, 0.0f, dst, ckk);
+        } else {
+            if (ncol) {
+                if (!col_ready) op_im2col(rt, work, in, e);
+                col = work;
+            }
+            op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, dst, ckk);
+        }
         if (p.windowed) weight_unwindow(rt, dw, wt, s, &p);
     }
     if (ops_has(din)) {

@@ -385,51 +385,63 @@ static int packed_on(const clrt *rt) {
 
 int op_gemm_packed(const clrt *rt) { return packed_on(rt); }
 
-// `count` products (the j-th on a + j*sa, b + j*sb into c + j*sc) through the panels; 0 when
-// the scratch for them cannot be allocated (the caller then takes CLBlast's path).
-static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
-                      float alpha, dten a, int lda, size_t sa, dten b, int ldb, size_t sb,
-                      float beta, dten c, int ldc, size_t sc, int count) {
-    size_t npa = ((size_t)m + PACK_MR - 1) / PACK_MR, npb = ((size_t)n + PACK_NR - 1) / PACK_NR;
-    size_t fa = npa * PACK_MR * (size_t)k, fb = npb * PACK_NR * (size_t)k;   // per product
-    cl_mem mem = scratch_for(rt, &g->pack, (fa + fb) * (size_t)count * sizeof(float));
-    if (!mem) return 0;
-    dten pa = { mem, 0 }, pb = { mem, fa * (size_t)count };
-    cl_ulong stride_a = sa, stride_b = sb, stride_c = sc;
-    int ita = ta != 0, itb = tb != 0;
+static size_t panels_of(int n, int w) { return ((size_t)n + w - 1) / w; }
 
+// op(A) (m, k) of each of `count` products (the j-th at a + j*sa) into A panels at pa.
+static void pack_a(clrt *rt, dten pa, int ta, int m, int k, dten a, int lda, size_t sa,
+                   int count) {
     cl_kernel ka = ops_kernel_ten(rt, "gemm_pack_a", (dten[]){pa, a}, 2);
+    cl_ulong stride_a = sa;
+    int ita = ta != 0, kb_fast = !ita;   // each pack walks its source along the rows as stored
     CLRT_ARG(ka, 4, lda);
     CLRT_ARG(ka, 5, ita);
     CLRT_ARG(ka, 6, m);
     CLRT_ARG(ka, 7, k);
     CLRT_ARG(ka, 8, stride_a);
-    // Each pack walks its source along the rows as stored (gemm_pack_a's comment).
-    size_t kbs = ((size_t)k + PACK_KB - 1) / PACK_KB;
-    int a_kb_fast = !ita, b_kb_fast = itb;
-    CLRT_ARG(ka, 9, a_kb_fast);
-    clrt_launch(rt, ka, 3, (size_t[]){ a_kb_fast ? kbs : npa, a_kb_fast ? npa : kbs,
-                                       (size_t)count }, NULL);
+    CLRT_ARG(ka, 9, kb_fast);
+    size_t kbs = panels_of(k, PACK_KB), np = panels_of(m, PACK_MR);
+    clrt_launch(rt, ka, 3, (size_t[]){ kb_fast ? kbs : np, kb_fast ? np : kbs, (size_t)count },
+                NULL);
+}
 
+// op(B) (k, n) of each of `count` products (the j-th at b + j*sb) into B panels at pb.
+static void pack_b(clrt *rt, dten pb, int tb, int k, int n, dten b, int ldb, size_t sb,
+                   int count) {
     cl_kernel kb = ops_kernel_ten(rt, "gemm_pack_b", (dten[]){pb, b}, 2);
+    cl_ulong stride_b = sb;
+    int itb = tb != 0, kb_fast = itb;
     CLRT_ARG(kb, 4, ldb);
     CLRT_ARG(kb, 5, itb);
     CLRT_ARG(kb, 6, k);
     CLRT_ARG(kb, 7, n);
     CLRT_ARG(kb, 8, stride_b);
-    CLRT_ARG(kb, 9, b_kb_fast);
-    clrt_launch(rt, kb, 3, (size_t[]){ b_kb_fast ? kbs : npb, b_kb_fast ? npb : kbs,
-                                       (size_t)count }, NULL);
+    CLRT_ARG(kb, 9, kb_fast);
+    size_t kbs = panels_of(k, PACK_KB), np = panels_of(n, PACK_NR);
+    clrt_launch(rt, kb, 3, (size_t[]){ kb_fast ? kbs : np, kb_fast ? np : kbs, (size_t)count },
+                NULL);
+}
 
-    // The tile kernel: deep products in chunks of k whose B panels stay in L2 (the chunks'
-    // sums added in order, beta 1 after the first); short ones several tiles per work item.
+// How the tile kernels walk k: chunks of at most PACK_KC_MAX steps whose B panels stay in L2
+// (the chunks' sums added in order, beta 1 after the first), each a multiple of `align`
+// steps but the last; and how many A panels one work item takes (*per: short products
+// several, to give each work-group enough work).
+static int tile_chunk(int k, int align, size_t npa, size_t *per) {
     int chunks = (k + PACK_KC_MAX - 1) / PACK_KC_MAX;
     int kc = (k + chunks - 1) / chunks;
-    size_t per = PACK_ITEM_FMAS / ((size_t)PACK_MR * PACK_NR * (size_t)kc);
-    if (per < 1) per = 1;
-    if (per > npa) per = npa;
-    size_t global[3] = { (npa + per - 1) / per, npb, (size_t)count };
+    kc = (kc + align - 1) / align * align;
+    size_t p = PACK_ITEM_FMAS / ((size_t)PACK_MR * PACK_NR * (size_t)kc);
+    *per = p < 1 ? 1 : p > npa ? npa : p;
+    return kc;
+}
+
+// C = alpha * A B + beta * C from A panels pa and B panels pb (panel j at pb + j * bps).
+static void tiles(clrt *rt, dten c, int ldc, size_t sc, float alpha, float beta, dten pa,
+                  dten pb, size_t bps, int m, int n, int k, int count) {
+    size_t npa = panels_of(m, PACK_MR), per;
+    int kc = tile_chunk(k, 1, npa, &per);
+    size_t global[3] = { (npa + per - 1) / per, panels_of(n, PACK_NR), (size_t)count };
     cl_kernel kg = ops_kernel_ten(rt, "gemm_packed", (dten[]){c, pa, pb}, 3);
+    cl_ulong stride_c = sc, panel_stride = bps;
     int iper = (int)per;
     CLRT_ARG(kg, 6, m);
     CLRT_ARG(kg, 7, n);
@@ -438,6 +450,7 @@ static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int
     CLRT_ARG(kg, 12, alpha);
     CLRT_ARG(kg, 14, stride_c);
     CLRT_ARG(kg, 15, iper);
+    CLRT_ARG(kg, 16, panel_stride);
     for (int k0 = 0; k0 < k; k0 += kc) {
         int len = k - k0 < kc ? k - k0 : kc;
         float bt = k0 == 0 ? beta : 1.0f;
@@ -446,7 +459,90 @@ static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int
         CLRT_ARG(kg, 13, bt);
         clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
     }
+}
+
+// `count` products (the j-th on a + j*sa, b + j*sb into c + j*sc) through the panels; 0 when
+// the scratch for them cannot be allocated (the caller then takes CLBlast's path).
+static int packed_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
+                      float alpha, dten a, int lda, size_t sa, dten b, int ldb, size_t sb,
+                      float beta, dten c, int ldc, size_t sc, int count) {
+    size_t fa = panels_of(m, PACK_MR) * PACK_MR * (size_t)k;   // per product
+    size_t fb = panels_of(n, PACK_NR) * PACK_NR * (size_t)k;
+    cl_mem mem = scratch_for(rt, &g->pack, (fa + fb) * (size_t)count * sizeof(float));
+    if (!mem) return 0;
+    dten pa = { mem, 0 }, pb = { mem, fa * (size_t)count };
+    pack_a(rt, pa, ta, m, k, a, lda, sa, count);
+    pack_b(rt, pb, tb, k, n, b, ldb, sb, count);
+    tiles(rt, c, ldc, sc, alpha, beta, pa, pb, (size_t)PACK_NR * k, m, n, k, count);
     return 1;
+}
+
+// ---- products with an operand in im2col's panel layout (cl/conv.cl) ----
+
+int op_gemm_panel_rows(int rows) { return (rows + PACK_MR - 1) / PACK_MR * PACK_MR; }
+
+size_t op_gemm_panel_floats(int rows, int cols) {
+    return panels_of(cols, PACK_NR) * PACK_NR * (size_t)op_gemm_panel_rows(rows);
+}
+
+// The A panels' scratch (as much as the CLBlast path's products would want: it is kept).
+static dten pack_scratch(clrt *rt, gemm_state *g, size_t floats, const char *op) {
+    cl_mem mem = scratch_for(rt, &g->pack, floats * sizeof(float));
+    OPS_REQUIRE(mem, op, "cannot allocate %zu bytes of GEMM scratch", floats * sizeof(float));
+    return (dten){ mem, 0 };
+}
+
+static void panels_check(const clrt *rt, int m, int n, int k, const char *op) {
+    OPS_REQUIRE(packed_on(rt), op, "the panel layout is the packed path's (CPU devices)");
+    OPS_REQUIRE(m > 0 && n > 0 && k > 0, op, "bad sizes m=%d n=%d k=%d", m, n, k);
+}
+
+void op_gemm_bpanels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten bp,
+                     float beta, dten c, int ldc) {
+    const char *op = "op_gemm_bpanels";
+    panels_check(rt, m, n, k, op);
+    OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
+    OPS_REQUIRE(ops_has(a) && ops_has(bp) && ops_has(c), op, "missing buffer");
+    op_gemm_init(rt);
+    gemm_state *g = gemm_state_of(rt);
+    dten pa = pack_scratch(rt, g, panels_of(m, PACK_MR) * PACK_MR * (size_t)k, op);
+    pack_a(rt, pa, 0, m, k, a, lda, 0, 1);
+    tiles(rt, c, ldc, 0, alpha, beta, pa, bp, (size_t)PACK_NR * op_gemm_panel_rows(k), m, n,
+          k, 1);
+}
+
+void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten p,
+                       float beta, dten c, int ldc) {
+    const char *op = "op_gemm_nt_panels";
+    panels_check(rt, m, n, k, op);
+    OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
+    OPS_REQUIRE(ops_has(a) && ops_has(p) && ops_has(c), op, "missing buffer");
+    op_gemm_init(rt);
+    gemm_state *g = gemm_state_of(rt);
+    // T (n, m) = P (n, k) x A^T (k, m): A^T as B panels, P's own layout as the A operand.
+    dten pb = pack_scratch(rt, g, panels_of(m, PACK_NR) * PACK_NR * (size_t)k, op);
+    pack_b(rt, pb, 1, k, m, a, lda, 0, 1);
+    size_t npa = panels_of(n, PACK_MR), per;
+    int kc = tile_chunk(k, PACK_NR, npa, &per);
+    size_t global[3] = { panels_of(m, PACK_NR), (npa + per - 1) / per, 1 };
+    cl_kernel kg = ops_kernel_ten(rt, "gemm_packed_pt", (dten[]){c, p}, 2);
+    int mp = op_gemm_panel_rows(n), iper = (int)per;
+    CLRT_ARG(kg, 4, mp);
+    ops_arg_ten(kg, 5, pb);
+    CLRT_ARG(kg, 7, n);
+    CLRT_ARG(kg, 8, m);
+    CLRT_ARG(kg, 9, k);
+    CLRT_ARG(kg, 12, ldc);
+    CLRT_ARG(kg, 13, alpha);
+    CLRT_ARG(kg, 15, iper);
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int len = k - k0 < kc ? k - k0 : kc;
+        float bt = k0 == 0 ? beta : 1.0f;
+        CLRT_ARG(kg, 10, k0);
+        CLRT_ARG(kg, 11, len);
+        CLRT_ARG(kg, 14, bt);
+        clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
+    }
 }
 
 // One attempt with the configuration in force.
