@@ -387,6 +387,18 @@ __kernel void conv_weight_window(__global float *dst, ulong dsto, __global const
         for (int x = 0; x < kw2; x++) d[y * kw2 + x] = s[y * kw + x];
 }
 
+// The data gradient of a 3x3 stride-1 pad-1 conv as a conv (host/ops/ops_conv.c,
+// dgrad_as_conv): wf (C, O, 3, 3) from w (O, C, 3, 3), channels swapped and taps flipped.
+// Range (C, O), one item per channel pair.
+__kernel void conv_weight_flip(__global float *wf, ulong wfo, __global const float *w,
+                               ulong wo, int o, int c) {
+    int ci = get_global_id(0), oi = get_global_id(1);
+    if (ci >= c || oi >= o) return;
+    __global float *d = wf + wfo + ((size_t)ci * o + oi) * 9;
+    __global const float *s = w + wo + ((size_t)oi * c + ci) * 9;
+    for (int t = 0; t < 9; t++) d[t] = s[8 - t];
+}
+
 // The way back, for the weight gradient: dw (O*C, KH, KW) = the window's gradient inside the
 // window, 0 outside (taps that only ever read padding).
 __kernel void conv_weight_unwindow(__global float *dw, ulong dwo, __global const float *src,

@@ -79,10 +79,24 @@ static void conv_plan_init(const conv_shape *s, conv_plan *p) {
 // weights (or their gradient) when windowed. Room for either layout of the col matrix: rows
 // (CLBlast's path, and the data gradient's dcol) or the packed path's panels (at least as
 // many floats: rows and columns rounded up).
+// A 3x3 stride-1 pad-1 conv's data gradient is itself such a conv: of dout, with the
+// weights' channels swapped and taps flipped. On the packed path it runs as one (im2col of
+// dout into panels, a GEMM reading them in place) instead of a GEMM writing dcol and col2im
+// gathering it back (dgrad_as_conv below).
+static int dgrad_shape(const conv_plan *p) {
+    const conv_shape *e = &p->e;
+    return !p->windowed && e->kh == 3 && e->kw == 3 && e->stride == 1 && e->pad == 1;
+}
+
 static size_t plan_col_floats(const conv_plan *p) {
-    return conv_is_pointwise(&p->e) ? 0
-                                    : op_gemm_panel_floats((int)conv_ckk(&p->e),
-                                                           (int)conv_np(&p->e));
+    if (conv_is_pointwise(&p->e)) return 0;
+    int np = (int)conv_np(&p->e);
+    size_t f = op_gemm_panel_floats((int)conv_ckk(&p->e), np);
+    if (dgrad_shape(p)) {   // dout's col matrix (O*9 rows) in its place
+        size_t d = op_gemm_panel_floats(p->e.o * 9, np);
+        if (d > f) f = d;
+    }
+    return f;
 }
 
 // The col matrix in the panel layout, read in place by the packed GEMMs (CPU devices): no
@@ -198,7 +212,9 @@ static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_sha
 size_t conv_workspace_floats(const conv_shape *s) {
     conv_plan p;
     conv_plan_init(s, &p);
-    size_t f = plan_col_floats(&p) + (p.windowed ? (size_t)s->o * conv_ckk(&p.e) : 0);
+    // After the col matrix: the window's weights, or the flipped weights of dgrad_as_conv.
+    size_t f = plan_col_floats(&p) +
+               (p.windowed || dgrad_shape(&p) ? (size_t)s->o * conv_ckk(&p.e) : 0);
     if (wino_shape(&p) && winograd_floats(s) > f) f = winograd_floats(s);
     return f;
 }
@@ -366,6 +382,23 @@ void op_conv2d_forward_col(clrt *rt, dten out, dten in, dten w, const conv_shape
     conv_forward(rt, out, in, w, s, work, 1, "op_conv2d_forward_col");
 }
 
+// din (C, N, H, W) of a 3x3 stride-1 pad-1 conv as the conv of dout (O, N, H, W) with
+// wf (C, O, 3, 3), wf[c][o][ky][kx] = w[o][c][2 - ky][2 - kx] (conv_weight_flip); the
+// workspace's col region takes dout's col matrix, wf comes after it.
+static void dgrad_as_conv(clrt *rt, dten din, dten dout, dten w, const conv_shape *s,
+                          dten work, size_t ncol) {
+    dten wf = dten_at(work, ncol);
+    cl_kernel k = ops_kernel_ten(rt, "conv_weight_flip", (dten[]){wf, w}, 2);
+    CLRT_ARG(k, 4, s->o);
+    CLRT_ARG(k, 5, s->c);
+    clrt_launch(rt, k, 2, (size_t[]){ (size_t)s->c, (size_t)s->o }, NULL);
+    conv_shape d;
+    conv_shape_init(&d, s->n, s->o, s->h, s->w, s->c, 3, 1, 1);
+    op_im2col_panels(rt, work, dout, &d);
+    op_gemm_bpanels(rt, s->c, (int)conv_np(s), s->o * 9, 1.0f, wf, s->o * 9, work, 0.0f, din,
+                    (int)conv_np(s));
+}
+
 static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
                           const conv_shape *s, dten work, int col_ready, const char *op) {
     conv_check(s, op);
@@ -399,6 +432,10 @@ static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten 
     }
     if (ops_has(din)) {
         OPS_REQUIRE(ops_has(w), op, "din needs the weights");
+        if (dgrad_shape(&p) && conv_panels(rt, &p)) {
+            dgrad_as_conv(rt, din, dout, w, s, work, ncol);
+            return;
+        }
         if (p.windowed) weight_window(rt, wt, w, s, &p);
         // dcol (CKK, NP) = w^T (CKK, O) x dout (O, NP), then gathered back into din.
         dten dcol = ncol ? work : din;
