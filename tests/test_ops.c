@@ -464,11 +464,17 @@ Test(ops_conv, k3_s1_p1_on_1x3_no_window) {
     conv_case(2, 3, 1, 3, 4, 3, 1, 1, 140);
 }
 
-// Winograd (3x3 s1 p1, >= 128 input channels, >= 7x7 maps) at tile-multiple sizes: CLBlast's
-// batched kernel then reads operands in place; odd map sizes: partial tiles.
+// Winograd (3x3 s1 p1, >= 128 input channels, >= 7x7 maps; on by default only where the
+// GEMMs are CLBlast's, so forced here) at tile-multiple sizes: CLBlast's batched kernel then
+// reads operands in place; odd map sizes: partial tiles. And the same shapes without it.
 Test(ops_conv, k3_s1_p1_winograd) {
-    conv_case(2, 128, 8, 8, 64, 3, 1, 1, 150);
-    conv_case(1, 128, 7, 9, 32, 3, 1, 1, 155);
+    clrt *rt = test_rt();
+    for (int w = 1; w >= 0; w--) {
+        rt->ops_cfg->winograd = w;
+        conv_case(2, 128, 8, 8, 64, 3, 1, 1, 150);
+        conv_case(1, 128, 7, 9, 32, 3, 1, 1, 155);
+    }
+    rt->ops_cfg->winograd = -1;
 }
 
 // ResNet18's conv1, on a non-square odd image.

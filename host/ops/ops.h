@@ -31,7 +31,8 @@ static const dten DTEN_NONE = {0, 0};
 // test sets a field. Each performance switch: 0 off, 1 on, -1 the launcher's own rule.
 typedef struct ops_config {
     int splitk;                    // CLTRAIN_SPLITK: 0 never splits a GEMM's k (op_gemm)
-    int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs)
+    int winograd;                  // CLTRAIN_WINOGRAD: Winograd 3x3 convs (-1: on CPUs whose
+                                   // GEMMs are CLBlast's)
     int bn_interleave;             // CLTRAIN_BN_INTERLEAVE: batch norm's, op_finite_and's split
                                    // (-1: interleaved on GPUs)
     int gemm_packed;               // CLTRAIN_GEMM_PACKED: op_gemm's packed kernels instead of
@@ -74,11 +75,12 @@ typedef struct conv_shape {
 } conv_shape;
 void conv_shape_init(conv_shape *s, int n, int c, int h, int w, int o, int k, int stride,
                      int pad);
-// Floats of workspace the conv needs (the im2col matrix, (C*KH*KW, N*OH*OW)).
+// Floats of workspace the conv needs (the im2col matrix, (C*KH*KW, N*OH*OW), in either
+// layout, and what the data gradient needs; host/ops/ops_conv.c).
 size_t conv_workspace_floats(const conv_shape *s);
 // out (O, N, OH, OW) = conv(in (C, N, H, W), w (O, C, KH, KW)); work: conv_workspace_floats.
-// The 3x3 stride-1 pad-1 convs run as Winograd F(2x2, 3x3) (forward and data gradient; see
-// host/ops/ops_conv.c), the others as im2col + GEMM.
+// im2col + GEMM, or for 3x3 stride-1 pad-1 convs Winograd F(2x2, 3x3) where it pays (see
+// host/ops/ops_conv.c, ops_config.winograd).
 void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work);
 // The forward as im2col + GEMM whatever the shape, leaving the col matrix of `in` in `work`
 // for op_conv2d_backward_col (the weight gradient needs it anyway).

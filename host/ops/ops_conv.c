@@ -116,9 +116,12 @@ static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
 // channels (a deep im2col GEMM, k >= 1152, which CLBlast runs slowest) and 7x7 outputs.
 // ResNet18 eval at 224x224/batch 16: 21.2 -> 27.0 img/s (every 3x3 s1 conv: 25.5; layer1's
 // 64-channel convs lose); at 32x32 no conv qualifies (every variant tried there was 4-8%
-// slower). On CPU devices by default: on GPUs it has not been measured yet, so they stay on
-// im2col + GEMM. ops_config.winograd (CLTRAIN_WINOGRAD) = 0 turns it off, = 1 on for any
-// device (same shape rule).
+// slower). That was against CLBlast's GEMMs: against the packed path reading the col
+// matrix's panels in place (CPU devices' default) it loses, eval device time per batch 346-360
+// -> 305-327 ms with it off (2-core Zen 5, 224x16), so by default it runs on CPU devices only
+// when their GEMMs go through CLBlast (CLTRAIN_GEMM_PACKED=0); on GPUs it has not been measured
+// yet. ops_config.winograd (CLTRAIN_WINOGRAD) = 0 turns it off, = 1 on for any device (same
+// shape rule).
 #define WINO_MIN_CHANNELS 128
 #define WINO_MIN_PIXELS 49
 
@@ -131,7 +134,8 @@ static int wino_shape(const conv_plan *p) {
 
 static int conv_winograd(const clrt *rt, const conv_plan *p) {
     int sw = OPS_SWITCH(rt, winograd);
-    return (sw >= 0 ? sw : (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0) && wino_shape(p);
+    int cpu = (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
+    return (sw >= 0 ? sw : cpu && !op_gemm_packed(rt)) && wino_shape(p);
 }
 
 // U (16, O, C), V (16, C, T), M (16, O, T), each starting a sub-buffer: CLBlast 1.5.3's batched
