@@ -175,7 +175,9 @@ void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong ap
 // gemm_pack_b writes it. This is the weight gradient of a conv, dW (O, CKK) = dout (O, NP) x
 // col^T computed as (col x dout^T)^T: col's own layout serves as the A operand (the eight
 // rows of a tile lie side by side in each run, broadcast one value at a time), so the col
-// matrix needs no transposing copy. Work items as gemm_packed's; k0 a multiple of GEMM_NR.
+// matrix needs no transposing copy. Work item (jb, f) takes A tiles f*per .. against B
+// panel jb: consecutive items share the A tile (col's rows, the large operand, then read from
+// DRAM once) and cycle through the small B panels. k0 a multiple of GEMM_NR.
 #define PT_AHEAD 2
 __kernel __attribute__((reqd_work_group_size(1, 1, 1)))
 void gemm_packed_pt(__global float *c, ulong co, __global const float *p, ulong po, int mp,

@@ -75,10 +75,6 @@ static void conv_plan_init(const conv_shape *s, conv_plan *p) {
     p->windowed = 1;
 }
 
-// The workspace: the col matrix of what runs (none for a pointwise conv), then the window's
-// weights (or their gradient) when windowed. Room for either layout of the col matrix: rows
-// (CLBlast's path, and the data gradient's dcol) or the packed path's panels (at least as
-// many floats: rows and columns rounded up).
 // A 3x3 stride-1 pad-1 conv's data gradient is itself such a conv: of dout, with the
 // weights' channels swapped and taps flipped. On the packed path it runs as one (im2col of
 // dout into panels, a GEMM reading them in place) instead of a GEMM writing dcol and col2im
@@ -88,6 +84,10 @@ static int dgrad_shape(const conv_plan *p) {
     return !p->windowed && e->kh == 3 && e->kw == 3 && e->stride == 1 && e->pad == 1;
 }
 
+// The workspace: the col matrix of what runs (none for a pointwise conv), then the window's
+// weights (or their gradient) when windowed, or dgrad_as_conv's flipped weights. Room for
+// either layout of the col matrix: rows (CLBlast's path, and the data gradient's dcol) or the
+// packed path's panels (at least as many floats: rows and columns rounded up), and for dout's.
 static size_t plan_col_floats(const conv_plan *p) {
     if (conv_is_pointwise(&p->e)) return 0;
     int np = (int)conv_np(&p->e);

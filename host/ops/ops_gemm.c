@@ -434,6 +434,20 @@ static int tile_chunk(int k, int align, size_t npa, size_t *per) {
     return kc;
 }
 
+// A tile kernel's launches over the chunks of k (tile_chunk): the chunk's start and length at
+// arguments i_k0 and i_k0 + 1, its beta (the caller's, then 1) at i_beta.
+static void tile_launches(clrt *rt, cl_kernel kg, cl_uint i_k0, cl_uint i_beta, int k, int kc,
+                          float beta, const size_t global[3]) {
+    for (int k0 = 0; k0 < k; k0 += kc) {
+        int len = k - k0 < kc ? k - k0 : kc;
+        float bt = k0 == 0 ? beta : 1.0f;
+        CLRT_ARG(kg, i_k0, k0);
+        CLRT_ARG(kg, i_k0 + 1, len);
+        CLRT_ARG(kg, i_beta, bt);
+        clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
+    }
+}
+
 // C = alpha * A B + beta * C from A panels pa and B panels pb (panel j at pb + j * bps).
 static void tiles(clrt *rt, dten c, int ldc, size_t sc, float alpha, float beta, dten pa,
                   dten pb, size_t bps, int m, int n, int k, int count) {
@@ -451,14 +465,7 @@ static void tiles(clrt *rt, dten c, int ldc, size_t sc, float alpha, float beta,
     CLRT_ARG(kg, 14, stride_c);
     CLRT_ARG(kg, 15, iper);
     CLRT_ARG(kg, 16, panel_stride);
-    for (int k0 = 0; k0 < k; k0 += kc) {
-        int len = k - k0 < kc ? k - k0 : kc;
-        float bt = k0 == 0 ? beta : 1.0f;
-        CLRT_ARG(kg, 9, k0);
-        CLRT_ARG(kg, 10, len);
-        CLRT_ARG(kg, 13, bt);
-        clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
-    }
+    tile_launches(rt, kg, 9, 13, k, kc, beta, global);
 }
 
 // `count` products (the j-th on a + j*sa, b + j*sb into c + j*sc) through the panels; 0 when
@@ -485,7 +492,8 @@ size_t op_gemm_panel_floats(int rows, int cols) {
     return panels_of(cols, PACK_NR) * PACK_NR * (size_t)op_gemm_panel_rows(rows);
 }
 
-// The A panels' scratch (as much as the CLBlast path's products would want: it is kept).
+// The scratch for the one operand these products pack (packed_run's kept buffer); no
+// fallback to CLBlast's path here, which cannot read the panel layout.
 static dten pack_scratch(clrt *rt, gemm_state *g, size_t floats, const char *op) {
     cl_mem mem = scratch_for(rt, &g->pack, floats * sizeof(float));
     OPS_REQUIRE(mem, op, "cannot allocate %zu bytes of GEMM scratch", floats * sizeof(float));
@@ -535,14 +543,7 @@ void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int l
     CLRT_ARG(kg, 12, ldc);
     CLRT_ARG(kg, 13, alpha);
     CLRT_ARG(kg, 15, iper);
-    for (int k0 = 0; k0 < k; k0 += kc) {
-        int len = k - k0 < kc ? k - k0 : kc;
-        float bt = k0 == 0 ? beta : 1.0f;
-        CLRT_ARG(kg, 10, k0);
-        CLRT_ARG(kg, 11, len);
-        CLRT_ARG(kg, 14, bt);
-        clrt_launch(rt, kg, 3, global, (size_t[]){ 1, 1, 1 });
-    }
+    tile_launches(rt, kg, 10, 14, k, kc, beta, global);
 }
 
 // One attempt with the configuration in force.
