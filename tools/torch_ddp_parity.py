@@ -15,6 +15,11 @@ single-device parity (tools/torch_parity.py). The default data set, 47 images (3
 less 1), is one epoch that 2 replicas do not divide: DistributedSampler(drop_last=False) pads
 it to 48 with the first image again (rank 1's last sample). --train-size sets another size
 (e.g. 45: padded to 46, a last batch of 14). Exit status 0 when every check passes.
+
+The final weights are held to WEIGHT_TOL or 10x the spread of PyTorch DDP's own runs (float32
+with oneDNN, float32 with its native kernels, float64), as tools/torch_parity.py does: the
+batch-norm biases, sums of gradients that nearly cancel, differ between two float32 summation
+orders by far more than 1e-4 of their size (up to 0.1 on a Zen 5 EPYC after 3 steps).
 """
 import argparse
 import json
@@ -36,12 +41,14 @@ WEIGHT_TOL = 1e-4     # final weights: max |diff| / max |w| per tensor (float32 
 WORLD = 2
 
 
-def torch_rank(rank, a, work, pix, labels, q):
+def torch_rank(rank, a, work, pix, labels, q, dtype=torch.float32, mkldnn=True, tag=""):
     torch.set_num_threads(1)
+    torch.backends.mkldnn.enabled = mkldnn
     dist.init_process_group("gloo", init_method="file://" + os.path.join(work, "rendezvous"),
                             rank=rank, world_size=WORLD)
     m = torchvision.models.resnet18(num_classes=10)
     m.load_state_dict(torch.load(os.path.join(work, "init.pth")))
+    m = m.to(dtype)
     ddp = torch.nn.parallel.DistributedDataParallel(m)  # broadcast_buffers=True
     opt = torch.optim.SGD(ddp.parameters(), lr=a.lr, momentum=0.9)
     xs, ys = zip(*batches(pix, labels, a.image_size, 1))
@@ -54,7 +61,7 @@ def torch_rank(rank, a, work, pix, labels, q):
     losses = []
     for s in range(min(a.steps, (len(idx) + per - 1) // per)):  # DataLoader(drop_last=False)
         pick = idx[s * per:(s + 1) * per]
-        x = torch.cat([ds[i][0] for i in pick])
+        x = torch.cat([ds[i][0] for i in pick]).to(dtype)
         y = torch.cat([ds[i][1] for i in pick])
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(ddp(x), y)
@@ -64,7 +71,7 @@ def torch_rank(rank, a, work, pix, labels, q):
         dist.all_reduce(t)  # the logged loss: the mean over the replicas
         losses.append(t.item() / WORLD)
     if rank == 0:
-        torch.save(m.state_dict(), os.path.join(work, "torch_ddp.pth"))
+        torch.save(m.state_dict(), os.path.join(work, "torch_ddp%s.pth" % tag))
         q.put(losses)
     dist.destroy_process_group()
 
@@ -116,10 +123,14 @@ def main():
         out[how] = ([json.loads(l)["loss"] for l in open(log) if '"loss"' in l],
                     torch.load(pth, weights_only=True))
 
-    q = mp.get_context("spawn").SimpleQueue()
-    mp.spawn(torch_rank, args=(a, work, pix, labels, q), nprocs=WORLD, join=True)
-    tloss = q.get()
-    tsd = torch.load(os.path.join(work, "torch_ddp.pth"))
+    def torch_ddp(dtype, mkldnn, tag):
+        q = mp.get_context("spawn").SimpleQueue()
+        mp.spawn(torch_rank, args=(a, work, pix, labels, q, dtype, mkldnn, tag), nprocs=WORLD,
+                 join=True)
+        return q.get(), torch.load(os.path.join(work, "torch_ddp%s.pth" % tag))
+    tloss, tsd = torch_ddp(torch.float32, True, "")
+    _, sd64 = torch_ddp(torch.float64, True, "_f64")
+    _, sd_n = torch_ddp(torch.float32, False, "_native")
 
     ok = True
     closs, csd = out["mpi"]
@@ -134,20 +145,25 @@ def main():
     if len(closs) != len(tloss):
         print("FAIL: %d cltrain steps, %d PyTorch steps" % (len(closs), len(tloss)))
         ok = False
-    worst, worst_name, nfail = 0.0, "", 0
+    worst, worst_name, worst_spread, nfail = 0.0, "", 0.0, 0
     for k, v in tsd.items():
         if v.dtype != torch.float32:
             if not torch.equal(v, csd[k]):
                 print("FAIL: %s %s vs %s" % (k, csd[k].tolist(), v.tolist()))
                 ok = False
             continue
-        err = (csd[k] - v).abs().max().item() / max(v.abs().max().item(), 1e-12)
-        nfail += err > WEIGHT_TOL
+        scale = max(v.abs().max().item(), 1e-12)
+        err = (csd[k] - v).abs().max().item() / scale
+        spread = max((v.double() - sd64[k]).abs().max().item(),
+                     (sd_n[k].double() - sd64[k]).abs().max().item(),
+                     (v - sd_n[k]).abs().max().item()) / scale
+        nfail += err > max(WEIGHT_TOL, 10 * spread)
         if err > worst:
-            worst, worst_name = err, k
+            worst, worst_name, worst_spread = err, k, spread
     ok &= nfail == 0
-    print("final weights vs PyTorch DDP: worst max|diff|/max|w| %.2e (%s); %d tensors over %g"
-          % (worst, worst_name, nfail, WEIGHT_TOL))
+    print("final weights vs PyTorch DDP: worst max|diff|/max|w| %.2e (%s, the references' spread "
+          "%.2e); %d tensors over max(%g, 10x the spread)"
+          % (worst, worst_name, worst_spread, nfail, WEIGHT_TOL))
 
     dloss, dsd = out["devices"]
     same = dloss == closs and all(torch.equal(dsd[k], csd[k]) for k in csd)

@@ -10,8 +10,14 @@ well-conditioned case, where PyTorch float32 and float64 agree to 1e-6 in the lo
 steps. (Upscaled random images at lr 0.01 are chaotic: there PyTorch's own float32 run leaves
 its float64 run by 1e-2 within five steps, and no float32 implementation can do better.)
 Weights and losses are compared against the same noise floor: PyTorch is also run in float64,
-and cltrain must be within the tolerance or 10x PyTorch float32's own distance to float64
-(deeper nets are less well conditioned: resnet50's losses drift further from float64).
+and in float32 a second time with its native kernels instead of oneDNN's (another summation
+order), and cltrain must be within the tolerance or 10x the spread of those references (the
+farthest of float32 from float64, native float32 from float64, float32 from native float32).
+Deeper nets are less well conditioned (resnet50's losses drift further from float64), and so
+is this recipe on some CPUs: on a Zen 5 EPYC, PyTorch's float32 with oneDNN's AVX-512 kernels
+stays within 4e-7 of float64 in the loss while its native float32, its oneDNN AVX2 kernels
+(ONEDNN_MAX_CPU_ISA=AVX2) and cltrain all agree with each other to 1e-6 and leave float64 by
+3e-5 from step 3 on (batch-norm biases then 0.13 apart): one float32 result is not the noise.
 
 Data: a small CIFAR-10-format folder generated here (deterministic), read by cltrain's
 loader and by this script exactly as torchvision's CIFAR10 + Resize((S,S)) + ToTensor would
@@ -160,7 +166,8 @@ def main():
     closs = [json.loads(l)["loss"] for l in open(log) if '"loss"' in l]
 
     # PyTorch, the seed's loop, in float32 and (for the noise floor) float64
-    def torch_train(dtype):
+    def torch_train(dtype, mkldnn=True):
+        torch.backends.mkldnn.enabled = mkldnn
         m = arch(num_classes=10)
         m.load_state_dict(init_sd)
         m = m.to(dtype)
@@ -173,20 +180,25 @@ def main():
             loss.backward()
             opt.step()
             losses.append(loss.item())
+        torch.backends.mkldnn.enabled = True
         return m, losses
     model, tloss = torch_train(torch.float32)
     model64, tloss64 = torch_train(torch.float64)
-    sd64 = model64.state_dict()
+    model_n, tloss_n = torch_train(torch.float32, mkldnn=False)
+    sd64, sd_n = model64.state_dict(), model_n.state_dict()
+
+    def spread(t, t64, tn):   # the references' own disagreement
+        return max(abs(t - t64), abs(tn - t64), abs(t - tn))
 
     ok = True
-    print("step  cltrain loss   PyTorch loss   rel diff")
+    print("step  cltrain loss   PyTorch loss   rel diff   PyTorch float64")
     for i, (c, t) in enumerate(zip(closs, tloss)):
         rel = abs(c - t) / abs(t)
-        floor = abs(t - tloss64[i]) / abs(tloss64[i])   # PyTorch float32's own error
+        floor = spread(t, tloss64[i], tloss_n[i]) / abs(tloss64[i])
         tol = max(FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL, 10 * floor)
         flag = "" if rel <= tol else "   FAIL (tol %g)" % tol
         ok &= rel <= tol
-        print("%4d  %12.7f   %12.7f   %.2e%s" % (i + 1, c, t, rel, flag))
+        print("%4d  %12.7f   %12.7f   %.2e   %12.7f%s" % (i + 1, c, t, rel, tloss64[i], flag))
     if len(closs) != len(tloss):
         print("FAIL: %d cltrain steps, %d PyTorch steps" % (len(closs), len(tloss)))
         ok = False
@@ -204,16 +216,18 @@ def main():
             continue
         scale = max(v.abs().max().item(), 1e-12)
         err = (sd[k] - v).abs().max().item() / scale
-        floor = (v.double() - sd64[k]).abs().max().item() / scale
+        floor = max((v.double() - sd64[k]).abs().max().item(),
+                    (sd_n[k].double() - sd64[k]).abs().max().item(),
+                    (v - sd_n[k]).abs().max().item()) / scale
         floor_worst = max(floor_worst, floor)
         if err > max(WEIGHT_TOL, 10 * floor):
             nfail += 1
-            print("FAIL: %s max|diff|/max|w| %.2e (PyTorch float32 vs float64: %.2e)" %
+            print("FAIL: %s max|diff|/max|w| %.2e (the references' spread: %.2e)" %
                   (k, err, floor))
         if err > worst:
             worst, worst_name = err, k
     ok &= nfail == 0
-    print("final weights: worst max|diff|/max|w| %.2e (%s); PyTorch float32 vs float64 worst "
+    print("final weights: worst max|diff|/max|w| %.2e (%s); the references' spread worst "
           "%.2e; %d tensors outside tolerance" % (worst, worst_name, floor_worst, nfail))
 
     # Eval logits at eval-size, on cltrain's trained weights, in both.
