@@ -9,7 +9,9 @@ resnet18 weights:
     the per-epoch lr of the JSONL log equals SequentialLR([LinearLR(0.01, total_iters=1),
     StepLR(2, 0.5)], milestones=[1]) (to the 9 digits logged), and every step's loss is
     within LOSS_RTOL of PyTorch's CrossEntropyLoss(label_smoothing=0.1) + SGD(momentum=0.9)
-    under that schedule;
+    under that schedule, or 10x the spread of PyTorch's own references there (float32 with and
+    without oneDNN, float64; tools/torch_parity.py): 10 steps of this recipe leave float64 by
+    1e-3 on some CPUs (a Zen 5 EPYC), where PyTorch's float32 runs disagree by as much;
  2. --lr-schedule cosine, 6 epochs of 1 step: CosineAnnealingLR(T_max=6)'s lr per epoch.
 Exit status 0 when every check passes, 1 otherwise.
 """
@@ -59,9 +61,12 @@ def cltrain(a, data, weights, log, extra):
     return lrs, losses
 
 
-def torch_run(weights, batches, epochs, make_sched, smoothing):
+def torch_run(weights, batches, epochs, make_sched, smoothing, dtype=torch.float32,
+              mkldnn=True):
+    torch.backends.mkldnn.enabled = mkldnn
     m = torchvision.models.resnet18(num_classes=10)
     m.load_state_dict(torch.load(weights))
+    m = m.to(dtype)
     m.train()
     opt = torch.optim.SGD(m.parameters(), lr=LR, momentum=0.9)
     sched = make_sched(opt)
@@ -73,12 +78,13 @@ def torch_run(weights, batches, epochs, make_sched, smoothing):
             if smoothing is None:
                 break
             opt.zero_grad()
-            loss = crit(m(x), y)
+            loss = crit(m(x.to(dtype)), y)
             loss.backward()
             opt.step()
             losses.append(loss.item())
         opt.step() if smoothing is None else None
         sched.step()
+    torch.backends.mkldnn.enabled = True
     return lrs, losses
 
 
@@ -112,19 +118,27 @@ def main():
     got = cltrain(a, data, weights, os.path.join(work, "step.jsonl"),
                   ["--epochs", "5", "--lr-schedule", "step:2:0.5", "--warmup-epochs", "1",
                    "--label-smoothing", "0.1"])
-    want = torch_run(weights, batches, 5, lambda o: LR_.SequentialLR(
-        o, [LR_.LinearLR(o, 0.01, total_iters=1), LR_.StepLR(o, 2, 0.5)], milestones=[1]), 0.1)
+    def step_sched(o):
+        return LR_.SequentialLR(o, [LR_.LinearLR(o, 0.01, total_iters=1), LR_.StepLR(o, 2, 0.5)],
+                                milestones=[1])
+    want = torch_run(weights, batches, 5, step_sched, 0.1)
+    w64 = torch_run(weights, batches, 5, step_sched, 0.1, torch.float64)
+    wn = torch_run(weights, batches, 5, step_sched, 0.1, mkldnn=False)
     if got is None:
         return 1
     lr_ok, lr_rel = compare("lr", got[0], want[0], LR_RTOL)
     rel = [abs(g - w) / abs(w) for g, w in zip(got[1], want[1])]
+    spread = [max(abs(w - d), abs(n - d), abs(w - n)) / abs(d)
+              for w, d, n in zip(want[1], w64[1], wn[1])]
     loss_ok = len(got[1]) == len(want[1]) and all(
-        r <= (FIRST_LOSS_RTOL if i == 0 else LOSS_RTOL) for i, r in enumerate(rel))
+        r <= max(FIRST_LOSS_RTOL if i == 0 else LOSS_RTOL, 10 * spread[i])
+        for i, r in enumerate(rel))
     print(f"schedule parity: step:2:0.5 + 1 warm-up epoch, lr per epoch {got[0]} vs PyTorch "
           f"{want[0]}: {'ok' if lr_ok else 'FAILED'}")
     print(f"label smoothing 0.1 parity: {len(got[1])} steps, per-step loss rel diff "
           f"{' '.join(f'{v:.1e}' for v in rel)} (tolerance {FIRST_LOSS_RTOL:g} first, "
-          f"{LOSS_RTOL:g} later): {'ok' if loss_ok else 'FAILED'}")
+          f"{LOSS_RTOL:g} later, or 10x the references' spread, at most "
+          f"{max(spread) if spread else 0:.1e}): {'ok' if loss_ok else 'FAILED'}")
     ok = ok and lr_ok and loss_ok
 
     got = cltrain(a, data, weights, os.path.join(work, "cos.jsonl"),
