@@ -167,6 +167,18 @@ Test(ops_gemm, transposes_offsets_and_beta) {
         }
 }
 
+// A GEMM test's C (n floats, random; all NaN at beta 0, where C must not be read) and the
+// copy *want the reference then computes into.
+static float *gemm_c(size_t n, uint64_t seed, float beta, float **want) {
+    float *c = rnd(n, seed, -1, 1);
+    *want = malloc(n * sizeof **want);
+    cr_assert_not_null(*want);
+    if (beta == 0.0f)
+        for (size_t i = 0; i < n; i++) c[i] = NAN;
+    memcpy(*want, c, n * sizeof **want);
+    return c;
+}
+
 // One product (or `count` of them, batched) through the path `packed` selects (1: the packed
 // kernels of cl/gemm_packed.cl, the CPU default; 0: CLBlast), against the double reference:
 // leading dimensions wider than the rows, operands at offsets (dev_tensor's guard cells, which
@@ -181,12 +193,8 @@ static float *gemm_case(int packed, int ta, int tb, int m, int n, int k, float a
     size_t nc = (size_t)m * ldc;
     size_t sa = na + 5, sb = nb + 2, sc = nc + 1;   // batch strides past the last row
     size_t ta_n = sa * count, tb_n = sb * count, tc_n = sc * count;
-    float *a = rnd(ta_n, 11 + m, -1, 1), *b = rnd(tb_n, 12 + n, -1, 1);
-    float *c = rnd(tc_n, 13 + k, -1, 1), *want = malloc(tc_n * sizeof *want);
-    cr_assert_not_null(want);
-    if (beta == 0.0f)
-        for (size_t i = 0; i < tc_n; i++) c[i] = NAN;
-    memcpy(want, c, tc_n * sizeof *want);
+    float *a = rnd(ta_n, 11 + m, -1, 1), *b = rnd(tb_n, 12 + n, -1, 1), *want;
+    float *c = gemm_c(tc_n, 13 + k, beta, &want);
     dten da = dev_tensor(a, ta_n), db = dev_tensor(b, tb_n), dc = dev_tensor(c, tc_n);
     if (count == 1)
         op_gemm(rt, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
@@ -270,12 +278,8 @@ static void gemm_panels_case(int nt, int m, int n, int k, float alpha, float bet
     rt->ops_cfg->gemm_packed = 1;
     int lda = k + 3, ldc = n + 2;
     size_t na = (size_t)m * lda, nb = (size_t)k * n, nc = (size_t)m * ldc;
-    float *a = rnd(na, 21 + m, -1, 1), *b = rnd(nb, 22 + n, -1, 1);
-    float *c = rnd(nc, 23 + k, -1, 1), *want = malloc(nc * sizeof *want);
-    cr_assert_not_null(want);
-    if (beta == 0.0f)
-        for (size_t i = 0; i < nc; i++) c[i] = NAN;
-    memcpy(want, c, nc * sizeof *want);
+    float *a = rnd(na, 21 + m, -1, 1), *b = rnd(nb, 22 + n, -1, 1), *want;
+    float *c = gemm_c(nc, 23 + k, beta, &want);
     // b is B (k, n) row-major for bpanels, P (n, k) row-major for nt_panels.
     float *bp = nt ? to_panels(b, n, k) : to_panels(b, k, n);
     size_t nbp = nt ? op_gemm_panel_floats(n, k) : op_gemm_panel_floats(k, n);

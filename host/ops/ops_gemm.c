@@ -500,19 +500,21 @@ static dten pack_scratch(clrt *rt, gemm_state *g, size_t floats, const char *op)
     return (dten){ mem, 0 };
 }
 
-static void panels_check(const clrt *rt, int m, int n, int k, const char *op) {
+// What both products below check before they start; their state.
+static gemm_state *panels_begin(clrt *rt, int m, int n, int k, dten a, int lda, dten p,
+                                dten c, int ldc, const char *op) {
     OPS_REQUIRE(packed_on(rt), op, "the panel layout is the packed path's (CPU devices)");
     OPS_REQUIRE(m > 0 && n > 0 && k > 0, op, "bad sizes m=%d n=%d k=%d", m, n, k);
+    OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
+    OPS_REQUIRE(ops_has(a) && ops_has(p) && ops_has(c), op, "missing buffer");
+    op_gemm_init(rt);
+    return gemm_state_of(rt);
 }
 
 void op_gemm_bpanels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten bp,
                      float beta, dten c, int ldc) {
     const char *op = "op_gemm_bpanels";
-    panels_check(rt, m, n, k, op);
-    OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
-    OPS_REQUIRE(ops_has(a) && ops_has(bp) && ops_has(c), op, "missing buffer");
-    op_gemm_init(rt);
-    gemm_state *g = gemm_state_of(rt);
+    gemm_state *g = panels_begin(rt, m, n, k, a, lda, bp, c, ldc, op);
     dten pa = pack_scratch(rt, g, panels_of(m, PACK_MR) * PACK_MR * (size_t)k, op);
     pack_a(rt, pa, 0, m, k, a, lda, 0, 1);
     tiles(rt, c, ldc, 0, alpha, beta, pa, bp, (size_t)PACK_NR * op_gemm_panel_rows(k), m, n,
@@ -522,11 +524,7 @@ void op_gemm_bpanels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda
 void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten p,
                        float beta, dten c, int ldc) {
     const char *op = "op_gemm_nt_panels";
-    panels_check(rt, m, n, k, op);
-    OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
-    OPS_REQUIRE(ops_has(a) && ops_has(p) && ops_has(c), op, "missing buffer");
-    op_gemm_init(rt);
-    gemm_state *g = gemm_state_of(rt);
+    gemm_state *g = panels_begin(rt, m, n, k, a, lda, p, c, ldc, op);
     // T (n, m) = P (n, k) x A^T (k, m): A^T as B panels, P's own layout as the A operand.
     dten pb = pack_scratch(rt, g, panels_of(m, PACK_NR) * PACK_NR * (size_t)k, op);
     pack_b(rt, pb, 1, k, m, a, lda, 0, 1);
