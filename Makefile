@@ -1,11 +1,24 @@
 # cltrain — see README.md. `make` builds ./cltrain; `make test` runs the Criterion suite on
 # the pocl CPU device; `make demo` runs the transfer-learning workflow on Fashion-MNIST.
+# Goals that need the dependencies run in two passes: this make installs them
+# (tools/install-deps.sh), then a sub-make reads the configuration (pkg-config, mpicc) with
+# them in place. Read before the install, `make demo` on a fresh machine built a cltrain
+# without MPI that the next `make test` ran under mpirun.
+DEPS_GOALS := test demo bench bench-loader check-oclgrind test-asan
+ifneq ($(if $(CLTRAIN_DEPS_READY),,$(filter $(DEPS_GOALS),$(MAKECMDGOALS))),)
+.PHONY: $(MAKECMDGOALS)
+$(firstword $(MAKECMDGOALS)):
+	@sh tools/install-deps.sh
+	@$(MAKE) --no-print-directory CLTRAIN_DEPS_READY=1 $(MAKECMDGOALS)
+$(filter-out $(firstword $(MAKECMDGOALS)),$(MAKECMDGOALS)):
+	@:
+else
 CC       ?= cc
 PKGS     := OpenCL clblast libzip zlib libjpeg libpng
 CFLAGS   ?= -O2
 CFLAGS   += -std=c11 -Wall -Wextra $(if $(CI),-Werror) $(EXTRA_CFLAGS) -I. -Ibuild \
-            $(shell pkg-config --cflags $(PKGS))
-LDLIBS   += $(shell pkg-config --libs $(PKGS)) -lpthread -lm
+            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 # MPI (Open MPI's mpicc wrapper flags) for data-parallel runs over processes: on when mpicc is
 # found; `make MPI=0` builds the single-process binary (host/train/comm.c without MPI).
 MPI      ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
@@ -18,6 +31,17 @@ BUILD    ?= build
 PYTHON   ?= /usr/bin/python3
 
 CL_SRC   := $(sort $(wildcard cl/*.cl))
+
+# Every object depends on $(BUILD)/.flags, rewritten only when the compiler, its flags or the
+# libraries change (MPI on or off, CFLAGS, CI's -Werror), so a change of configuration
+# rebuilds what it affects. Its recipe also stops a build that lacks the packages.
+BUILD_FLAGS := $(CC) $(CFLAGS) $(LDLIBS)
+$(BUILD)/.flags: FORCE
+	@pkg-config --exists $(PKGS) || { echo "cltrain: the build needs the packages of" \
+	    "tools/install-deps.sh (pkg-config finds no $(PKGS)): run 'make deps'" >&2; exit 1; }
+	@mkdir -p $(BUILD)
+	@printf '%s\n' '$(BUILD_FLAGS)' | cmp -s - $@ || printf '%s\n' '$(BUILD_FLAGS)' > $@
+FORCE:
 
 # One static library per layer (DESIGN.md; tools/check-layers.sh checks the include directions),
 # listed from the top down: the linker takes each library's needs from the ones after it.
@@ -61,10 +85,10 @@ $(BUILD)/cl_sources.c: $(CL_SRC) tools/embed_cl.sh
 	@mkdir -p $(BUILD)
 	sh tools/embed_cl.sh $@ $(CL_SRC)
 
-$(BUILD)/cl_sources.o: $(BUILD)/cl_sources.c
+$(BUILD)/cl_sources.o: $(BUILD)/cl_sources.c $(BUILD)/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -86,6 +110,7 @@ $(BUILD)/fixtures/%_32x2.bin: tools/make_fixtures.py
 test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-layers.sh
 	sh tools/check-cl.sh
+	sh tools/check-build-config.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
@@ -99,8 +124,11 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
+# build-debug/cltrain: -O0 -g with ASan + UBSan. (CFLAGS goes to the sub-make through the
+# environment: on its command line it would replace every CFLAGS += above, -I. included.)
 debug:
-	$(MAKE) BUILD=build-debug CFLAGS="-O0 -g" EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" cltrain
+	CFLAGS="-O0 -g" $(MAKE) BUILD=build-debug \
+	    EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" build-debug/cltrain
 
 demo: deps cltrain
 	sh tools/demo.sh
@@ -201,5 +229,7 @@ TUNE_SRC := $(sort $(wildcard tune/*.tune))
 $(BUILD)/tune_files.c: $(TUNE_SRC) tools/embed_cl.sh
 	@mkdir -p $(BUILD)
 	sh tools/embed_cl.sh $@.tmp $(TUNE_SRC) && sed 's/cl_source_/tune_file_/g' $@.tmp > $@ && rm -f $@.tmp
-$(BUILD)/tune_files.o: $(BUILD)/tune_files.c
+$(BUILD)/tune_files.o: $(BUILD)/tune_files.c $(BUILD)/.flags
 	$(CC) $(CFLAGS) -c -o $@ $<
+
+endif # the second pass of DEPS_GOALS (top of this file)
