@@ -61,6 +61,8 @@ typedef struct clrt {
     int cache_hit;                 // 1 when the program came from the binary cache
     char cache_path[1024];         // the cache file used or written ("" when disabled)
     char cache_dir[1024];          // clrt_options.cache_dir ("" when disabled)
+    char *build_log;               // the compiler's log of a build from source when not empty
+                                   // (warnings; printed to stderr as well), else NULL
     clrt_kernel_entry *kernels;    // kernel handles, created on first use
     int nkernels, capkernels;
     int profiling;                 // queue created with CL_QUEUE_PROFILING_ENABLE
