@@ -77,8 +77,10 @@ typedef struct clrt {
     int ops_cfg_owned;
 } clrt;
 
-// What the runtime is told; it reads no environment (the command layer fills these from
-// CLTRAIN_DEVICE, CLTRAIN_KERNEL_DIR, CLTRAIN_NO_CACHE, XDG_CACHE_HOME: host/cli/startup.c).
+// What the runtime is told; it reads no configuration from the environment (the command layer
+// fills these from CLTRAIN_DEVICE, CLTRAIN_KERNEL_DIR, CLTRAIN_NO_CACHE, XDG_CACHE_HOME:
+// host/cli/startup.c). clrt_list_devices only unsets an empty POCL_CACHE_DIR, and reads
+// POCL_CACHE_DIR, XDG_CACHE_HOME and HOME to word its message when no device shows up.
 typedef struct clrt_options {
     const char *device_spec;       // NULL or "": the default rule (first GPU, else first device)
     int profiling;
