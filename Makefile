@@ -152,8 +152,9 @@ bench-loader: deps $(BUILD)/bench/loader_bench
 check-layers:
 	sh tools/check-layers.sh
 
-# Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions.
-check-cl:
+# Every kernel through clang's OpenCL front end in strict OpenCL C 1.2, no extensions; then
+# the whole program through pocl as cltrain builds it, failing on any build-log warning.
+check-cl: cltrain
 	sh tools/check-cl.sh
 
 # Every kernel under Oclgrind (bounds, data races, barrier divergence, uninitialised values,

@@ -147,7 +147,8 @@ void gemm_packed(__global float *c, ulong co, __global const float *ap, ulong ap
         int i0 = ib * GEMM_MR, j0 = jb * GEMM_NR;
         int rows = min(GEMM_MR, m - i0), cols = min(GEMM_NR, n - j0);
         __global float *ct = c + co + (size_t)bt * stride_c + (size_t)i0 * ldc + j0;
-#pragma unroll
+        // No `#pragma unroll` here: the early exit keeps the loop from being unrolled, and
+        // pocl's compiler said so in a warning on every build (the code is the same without).
         for (int r = 0; r < GEMM_MR; r++) {
             if (r >= rows) break;
             __global float *cr = ct + (size_t)r * ldc;

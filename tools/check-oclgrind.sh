@@ -40,7 +40,7 @@ fi
 mkdir -p "$OUT"
 export CLTRAIN_DEVICE=oclgrind
 
-# Every kernel, every launcher switch (see README.md, "Oclgrind"). Left out: the tests whose
+# Every kernel, every launcher switch (see docs/testing.md, "Oclgrind"). Left out: the tests whose
 # shapes are too large to simulate in CI time (ops_conv/layout_large_index: millions of
 # indices; ops_conv/k3_s1_p1_winograd: 128x64 channels; oclgrind/winograd_forward takes its
 # place), host-only tests (ops_gradcheck), misuse tests that exit before any kernel.

@@ -50,22 +50,26 @@ int cmd_devices(int argc, char **argv) {
 }
 
 static const char selftest_usage[] =
-    "usage: cltrain selftest [--device SPEC] [-n N]\n"
+    "usage: cltrain selftest [--device SPEC] [-n N] [--strict]\n"
     "  Builds the kernels (or loads them from the cache), runs y = 2x + 1 on N floats on the\n"
-    "  device, checks the result against the host and reports the start-up time.\n";
+    "  device, checks the result against the host and reports the start-up time.\n"
+    "  --strict  build from source (not from cltrain's cache) and fail (exit status 1) when\n"
+    "            the OpenCL compiler's build log is not empty, e.g. a warning\n";
 
 int cmd_selftest(int argc, char **argv) {
     static const struct option opts[] = { { "device", required_argument, 0, 'd' },
+                                          { "strict", no_argument, 0, 's' },
                                           { "help", no_argument, 0, 'h' }, { 0, 0, 0, 0 } };
     clrt_options ro = { 0 };
-    int n = 1 << 16;
+    int n = 1 << 16, strict = 0;
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "n:", opts, NULL)) != -1) {
         if (c == 'd') ro.device_spec = optarg;
         else if (c == 'n') {
             if (cli_parse_int("-n", optarg, 1, 1 << 26, &n)) return cli_show_usage(selftest_usage);
-        } else if (c == 'h') { fputs(selftest_usage, stdout); return CLI_EXIT_OK; }
+        } else if (c == 's') strict = 1;
+        else if (c == 'h') { fputs(selftest_usage, stdout); return CLI_EXIT_OK; }
         else return cli_show_usage(selftest_usage);
     }
     double t0 = util_now();
@@ -73,10 +77,16 @@ int cmd_selftest(int argc, char **argv) {
     char err[1024];
     char cache_dir[1024];
     cli_runtime_options(&ro, cache_dir, sizeof cache_dir);
+    if (strict) ro.cache_dir = NULL;   // a binary from the cache comes with no build log
     int rc = clrt_init(&rt, &ro, err, sizeof err);
     if (rc) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
+    }
+    if (strict && rt.build_log) {
+        fprintf(stderr, "cltrain: error: --strict: the kernels' build log is not empty (above)\n");
+        clrt_free(&rt);
+        return 1;
     }
     float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
     if (!x || !y) { fprintf(stderr, "cltrain: error: out of host memory\n"); exit(1); }

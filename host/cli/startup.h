@@ -1,4 +1,4 @@
-// Start-up: the command layer reads the environment (README.md, "Environment") and the GEMM
+// Start-up: the command layer reads the environment (docs/internals.md) and the GEMM
 // tuning files once, and hands the result down as structs (DESIGN.md, "Configuration flows
 // down"): ops_config to the ops through the runtime, clrt_options to the runtime.
 #ifndef CLTRAIN_CLI_STARTUP_H

@@ -26,7 +26,7 @@ static inline dten dten_at(dten t, size_t off) { t.off += off; return t; }
 static const dten DTEN_NONE = {0, 0};
 
 // ---- configuration, handed down: the ops read no environment and no files ----
-// The command layer fills one at start-up from the environment (README.md, "Environment") and
+// The command layer fills one at start-up from the environment (docs/internals.md) and
 // the tuning files (host/cli/startup.c) and hands it down with the runtime (clrt.ops_cfg); a
 // test sets a field. Each performance switch: 0 off, 1 on, -1 the launcher's own rule.
 typedef struct ops_config {

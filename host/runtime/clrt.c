@@ -68,6 +68,7 @@ void clrt_free(clrt *rt) {
     for (int i = 0; i < rt->nkernels; i++)
         if (rt->kernels[i].k) clReleaseKernel(rt->kernels[i].k);
     free(rt->kernels);
+    free(rt->build_log);
     if (rt->program) clReleaseProgram(rt->program);
     if (rt->queue) clReleaseCommandQueue(rt->queue);
     if (rt->ctx) clReleaseContext(rt->ctx);

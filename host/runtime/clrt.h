@@ -61,6 +61,8 @@ typedef struct clrt {
     int cache_hit;                 // 1 when the program came from the binary cache
     char cache_path[1024];         // the cache file used or written ("" when disabled)
     char cache_dir[1024];          // clrt_options.cache_dir ("" when disabled)
+    char *build_log;               // the compiler's log of a build from source when not empty
+                                   // (warnings; printed to stderr as well), else NULL
     clrt_kernel_entry *kernels;    // kernel handles, created on first use
     int nkernels, capkernels;
     int profiling;                 // queue created with CL_QUEUE_PROFILING_ENABLE
@@ -75,8 +77,10 @@ typedef struct clrt {
     int ops_cfg_owned;
 } clrt;
 
-// What the runtime is told; it reads no environment (the command layer fills these from
-// CLTRAIN_DEVICE, CLTRAIN_KERNEL_DIR, CLTRAIN_NO_CACHE, XDG_CACHE_HOME: host/cli/startup.c).
+// What the runtime is told; it reads no configuration from the environment (the command layer
+// fills these from CLTRAIN_DEVICE, CLTRAIN_KERNEL_DIR, CLTRAIN_NO_CACHE, XDG_CACHE_HOME:
+// host/cli/startup.c). clrt_list_devices only unsets an empty POCL_CACHE_DIR, and reads
+// POCL_CACHE_DIR, XDG_CACHE_HOME and HOME to word its message when no device shows up.
 typedef struct clrt_options {
     const char *device_spec;       // NULL or "": the default rule (first GPU, else first device)
     int profiling;

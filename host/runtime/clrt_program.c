@@ -143,16 +143,36 @@ static void cache_store(const char *dir, const char *path, const char key[33],
     fprintf(stderr, "cltrain: warning: kernel cache: %s; continuing without the cache\n", err);
 }
 
-static void print_build_log(clrt *rt, cl_program p) {
+// The compiler's log of p's build, without trailing white space; NULL when empty.
+static char *build_log(clrt *rt, cl_program p) {
     size_t len = 0;
-    clGetProgramBuildInfo(p, rt->dev.device_id, CL_PROGRAM_BUILD_LOG, 0, NULL, &len);
+    if (clGetProgramBuildInfo(p, rt->dev.device_id, CL_PROGRAM_BUILD_LOG, 0, NULL, &len) !=
+            CL_SUCCESS || len == 0)
+        return NULL;
     char *log = malloc(len + 1);
-    if (!log) return;
+    if (!log) return NULL;
     log[0] = 0;
     clGetProgramBuildInfo(p, rt->dev.device_id, CL_PROGRAM_BUILD_LOG, len, log, NULL);
     log[len] = 0;
-    fprintf(stderr, "---- build log ----\n%s\n-------------------\n", log);
-    free(log);
+    while (len > 0 && (log[len - 1] == 0 || strchr(" \t\r\n", log[len - 1]))) log[--len] = 0;
+    if (len == 0) { free(log); return NULL; }
+    return log;
+}
+
+static void print_build_log(const char *log) {
+    fprintf(stderr, "---- build log ----\n%s\n-------------------\n", log ? log : "");
+}
+
+// The .cl files a build log mentions (each source starts with a #line naming its file, so
+// the compiler's messages say file:line): "gemm_packed.cl, conv.cl", or "the kernels".
+static void log_files(const char *log, char *out, size_t len) {
+    out[0] = 0;
+    for (size_t i = 0; i < cl_source_count; i++) {
+        if (!strstr(log, cl_source_names[i])) continue;
+        size_t used = strlen(out);
+        snprintf(out + used, len - used, "%s%s", used ? ", " : "", cl_source_names[i]);
+    }
+    if (!out[0]) snprintf(out, len, "the kernels");
 }
 
 static cl_program from_binary(clrt *rt, const unsigned char *bin, size_t n) {
@@ -222,9 +242,22 @@ int clrt_build_program(clrt *rt, const char *kernel_dir, char *err, size_t errle
     if (rc != CL_SUCCESS) {
         fprintf(stderr, "cltrain: kernel build failed on %s (%s) with options \"%s\"\n",
                 rt->dev.name, rt->dev.platform_name, rt->build_options);
-        print_build_log(rt, rt->program);
+        char *log = build_log(rt, rt->program);
+        print_build_log(log);
+        free(log);
         snprintf(err, errlen, "clBuildProgram: %s", clrt_error_name(rc));
         return 1;
+    }
+    // A build that succeeds with a log (warnings: e.g. a loop the compiler was asked to
+    // unroll and could not) is still worth showing: the log names file:line. Kept in
+    // rt->build_log for `cltrain selftest --strict` and the tests.
+    rt->build_log = build_log(rt, rt->program);
+    if (rt->build_log) {
+        char files[512];
+        log_files(rt->build_log, files, sizeof files);
+        fprintf(stderr, "cltrain: warning: the OpenCL compiler reported on %s (%s, options "
+                        "\"%s\"):\n", files, rt->dev.name, rt->build_options);
+        print_build_log(rt->build_log);
     }
     if (rt->cache_path[0]) {
         size_t n = 0;
