@@ -276,3 +276,79 @@ Test(cli_folder, report_matches_eval_predictions, .timeout = 300)
     cli_rmtree(out);
     cli_rmtree(d);
 }
+
+// A JPEG with its header intact and its data cut (the first 60% of its bytes): the open's
+// header check keeps it, its decode fails mid-run.
+static void clif_cut_jpeg(const char *dir, const char *name)
+{
+    char cmd[1400], path[1024];
+    snprintf(path, sizeof path, "%s", cli_path(dir, name));
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import os, sys; from PIL import Image; "
+             "p = sys.argv[1]; Image.frombytes(\"RGB\", (48, 48), bytes((i * 37) %% 251 for i in "
+             "range(48 * 48 * 3))).save(p, quality=90); os.truncate(p, os.path.getsize(p) * 6 // "
+             "10)' %s", path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
+// Lines of `text` that contain `part`.
+static int clif_lines_with(const char *text, const char *part)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, part)); p += strlen(part)) n++;
+    return n;
+}
+
+// A file cut in its data fails mid-run: without --skip-bad, train and eval stop with one
+// error line naming it (exit 1); with it, the file is warned about once (over two epochs),
+// its batch is one image shorter (batch 2 of 3: [4.ppm, 5.ppm]), the closing line counts it,
+// and eval's predictions keep each image's own index.
+Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    clif_ppm(d, "train/b/5.ppm", 5);
+    clif_cut_jpeg(d, "train/b/cut.jpg");  // 6th of 6 in file order: batch 2 of 3
+    clif_cut_jpeg(d, "val/a/cut.jpg");    // 2nd of 3
+    const char *tiny = "--image-size 32 --batch-size 3 --no-shuffle --workers 2";
+    cli_result r = cli_run(120, "", "train --data %s %s", d, tiny);
+    cli_expect_error(&r, 1, "train/b/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(180, "", "train --data %s %s --epochs 2 --skip-bad --log %s --no-report "
+                "--save %s", d, tiny, cli_path(out, "run.jsonl"), cli_path(out, "m.pth"));
+    cr_assert_eq(r.status, 0, "--skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning:"), 2, "one warning per cut file:\n%s", r.err);
+    cr_expect_eq(clif_lines_with(r.err, "train/b/cut.jpg"), 1, "%s", r.err);
+    cr_expect_eq(clif_lines_with(r.err, "val/a/cut.jpg"), 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "train/b/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_null(strstr(r.err, "error:"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "Accuracy of the network on the 2 test images"), "%s", r.out);
+    const char *end = strstr(r.err, "cltrain: --skip-bad: 2 bad files left out of this run (5 "
+                                    "train, 2 test images used)\n");
+    cr_expect(end && !strchr(end, '\n')[1], "the count ends the run: %s", r.err);
+    cli_result_free(&r);
+    char *log = cli_read_file(cli_path(out, "run.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 4, "2 steps an epoch: %s", log);
+    free(log);
+    r = cli_run(120, "", "eval --data %s --weights %s --image-size 32", d,
+                cli_path(out, "m.pth"));
+    cli_expect_error(&r, 1, "val/a/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --weights %s --image-size 32 --batch-size 2 --skip-bad "
+                "--predictions %s", d, cli_path(out, "m.pth"), cli_path(out, "p.csv"));
+    cr_assert_eq(r.status, 0, "eval --skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning: "), 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "val/a/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: --skip-bad: 1 bad files left out of this run (6 "
+                                     "train, 2 test images used)"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "on the 2 test images"), "%s", r.out);
+    cli_result_free(&r);
+    char *csv = cli_read_file(cli_path(out, "p.csv"), NULL);
+    cr_assert_not_null(csv);
+    cr_expect_not_null(strstr(csv, "\n0,\""), "%s", csv);
+    cr_expect_null(strstr(csv, "\n1,\""), "the cut file has no row: %s", csv);
+    cr_expect_not_null(strstr(csv, "\n2,\"") && strstr(csv, "val/b/6.ppm\",1,"),
+                       "val/b/6.ppm keeps its index 2: %s", csv);
+    free(csv);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}
