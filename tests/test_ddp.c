@@ -29,15 +29,17 @@ static void runtime(clrt *rt) {
     cr_assert_eq(cli_runtime_init(rt, &o, err, sizeof err), 0, "%s", err);
 }
 
-static void model(resnet *m, clrt *rt, int batch) {
+static void model_sized(resnet *m, clrt *rt, int batch, int S) {
     char err[1024];
     resnet_config cfg;
     cr_assert_eq(resnet_config_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
     cr_assert_eq(resnet_init(m, rt, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(session_plan(m, batch, 32, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(session_plan(m, batch, S, err, sizeof err), 0, "%s", err);
     m->freeze = -1;
     cr_assert_eq(resnet_init_weights(m, 7), 0);
 }
+
+static void model(resnet *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
 
 Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
@@ -101,6 +103,93 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     trainer_free(&t0);
     resnet_free(&m0);
     clrt_free(&rt0);
+    free(xs);
+    free(x);
+}
+
+// A batch that --skip-bad shortened: 3 images on 2 replicas are shares of 2 and 1, each
+// weighing its share (the loss is 2/3 of the first shard's plus 1/3 of the second's, the mean
+// over the 3 images); 1 image leaves replica 1 without any, and the step is then bitwise one
+// device's step on that image (with and without DDP's buckets), the replicas identical after.
+Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeout = 300) {
+    enum { N = 3, S = 64 };  // 64: a share of 1 leaves batch norm 2x2 values per channel
+    size_t img = (size_t)S * S;
+    float *x = malloc(3 * N * img * sizeof(float)), *xs = malloc(3 * 2 * img * sizeof(float));
+    int32_t y[N] = { 4, 9, 2 };
+    unsigned s = 5;
+    for (size_t i = 0; i < 3 * N * img; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 16) % 1000) / 1000.0f;
+    }
+    sgd_config sgd = { 0.01f, 0.0f, 0.0f };  // no momentum: a re-initialised model starts over
+    clrt rt1, rt0, rtb;
+    runtime(&rt1);
+    resnet single;
+    model_sized(&single, &rt1, 2, S);
+    trainer ts;
+    trainer_init(&ts, &single);
+    float shard_loss[2];  // replica 0: images 0 and 2; replica 1: image 1
+    for (int r = 0; r < 2; r++) {
+        int b = r == 0 ? 2 : 1;
+        int32_t ys[2];
+        for (int k = 0; k < b; k++) {
+            ys[k] = y[r + 2 * k];
+            for (int c = 0; c < 3; c++)
+                memcpy(xs + ((size_t)c * b + k) * img, x + ((size_t)c * N + r + 2 * k) * img,
+                       img * sizeof(float));
+        }
+        resnet_init_weights(&single, 7);
+        cr_assert_eq(train_step(&ts, xs, ys, b, &sgd, &shard_loss[r]), TRAIN_OK);
+    }
+    runtime(&rt0);
+    runtime(&rtb);
+    resnet m0;
+    model_sized(&m0, &rt0, 2, S);
+    trainer t0;
+    trainer_init(&t0, &m0);
+    comm c;
+    char err[1024];
+    cr_assert_eq(comm_init(&c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
+    replicas R;
+    cr_assert_eq(replicas_init(&R, &t0, &c, 2, S, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(replicas_add(&R, 1, &rtb, err, sizeof err), 0, "%s", err);
+    replicas_sync_state(&R);
+    float loss, want = 0;
+    want += 2.0f / 3.0f * shard_loss[0];
+    want += 1.0f / 3.0f * shard_loss[1];
+    cr_assert_eq(replicas_step(&R, x, y, N, &sgd, &loss), TRAIN_OK);
+    cr_expect_eq(loss, want, "3 images on 2 replicas: loss %.9g, the shares' weighted mean %.9g "
+                 "(%.9g, %.9g)", loss, want, shard_loss[0], shard_loss[1]);
+    cr_expect(replicas_identical(&R), "the replicas differ after a short batch");
+    size_t bytes = m0.n_param_floats * sizeof(float);
+    float *w1 = malloc(bytes), *w2 = malloc(bytes);
+    for (int buckets = 1; buckets >= 0; buckets--) {
+        if (!buckets) cr_assert_eq(replicas_set_buckets(&R, 0, err, sizeof err), 0, "%s", err);
+        float one_loss;
+        resnet_init_weights(&single, 7);
+        cr_assert_eq(train_step(&ts, x, y, 1, &sgd, &one_loss), TRAIN_OK);  // x's image 0
+        resnet_init_weights(&m0, 7);
+        replicas_sync_state(&R);
+        cr_assert_eq(replicas_step(&R, x, y, 1, &sgd, &loss), TRAIN_OK);
+        cr_expect_eq(loss, one_loss, "buckets %d: 1 image on 2 replicas: loss %.9g, one device "
+                     "%.9g", buckets, loss, one_loss);
+        clrt_read(&rt1, single.arena_params, 0, w1, bytes);
+        clrt_read(&rt0, m0.arena_params, 0, w2, bytes);
+        size_t k = 0;
+        while (k < m0.n_param_floats && w1[k] == w2[k]) k++;
+        cr_expect_eq(k, m0.n_param_floats, "buckets %d: weight %zu is %.9g, one device's %.9g",
+                     buckets, k, k < m0.n_param_floats ? w2[k] : 0, k < m0.n_param_floats ? w1[k] : 0);
+        cr_expect(replicas_identical(&R), "buckets %d: replica 1 (no images) differs", buckets);
+    }
+    free(w1);
+    free(w2);
+    replicas_free(&R);
+    trainer_free(&t0);
+    resnet_free(&m0);
+    clrt_free(&rt0);
+    trainer_free(&ts);
+    resnet_free(&single);
+    clrt_free(&rt1);
     free(xs);
     free(x);
 }
