@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static const char *dev(void) {
     const char *d = getenv("CLTRAIN_DEVICE");
@@ -389,4 +391,74 @@ Test(ddp, failing_rank_is_named_and_every_rank_exits, .timeout = 300) {
     cr_expect_lt(cli_now() - t, 100, "took %.0f s", cli_now() - t);
     cli_result_free(&r);
     cli_rmtree(d);
+}
+
+// DIR/train/{a,b}/ with 3 PPMs each and train/b/cut.jpg (cut in its data: the open keeps it,
+// its decode fails), DIR/val/{a,b}/ with one PPM each. In file order, batches of 4 of the 7
+// padded to 8: [a0 a1 a2 b3] [b4 b5 cut a0]; --skip-bad makes the second 3 images, shares of
+// 2 and 1 on 2 replicas.
+static char *skip_bad_folder(void) {
+    char *d = cli_tmpdir();
+    const char *sub[] = { "train", "train/a", "train/b", "val", "val/a", "val/b" };
+    for (int i = 0; i < 6; i++) mkdir(cli_path(d, sub[i]), 0755);
+    for (int i = 0; i < 8; i++) {
+        char name[32], data[11 + 18];
+        snprintf(name, sizeof name, i < 6 ? "train/%c/%d.ppm" : "val/%c/%d.ppm",
+                 i < 6 ? "ab"[i / 3] : "ab"[i - 6], i);
+        memcpy(data, "P6\n3 2\n255\n", 11);
+        for (int k = 0; k < 18; k++) data[11 + k] = (char)(i * 41 + k * 13);
+        cli_write_file(d, name, data, sizeof data);
+    }
+    cli_write_cut_jpeg(d, "train/b/cut.jpg");
+    return d;
+}
+
+static const char *skip_args = "train --epochs 2 --batch-size 4 --image-size 64 --no-shuffle "
+                               "--lr 0.01 --workers 2 --skip-bad";
+
+// A batch that --skip-bad shortened to an odd count: 2 ranks equal 2 devices in one process
+// bitwise (each rank computes every share and weight alike), and the file is named once.
+Test(ddp, skip_bad_short_batch_two_ranks_equal_two_devices, .timeout = 300) {
+    char *d = skip_bad_folder(), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    cli_result r = mpi_run(200, "-np 2 @BIN@ %s --data %s --save %s/m.pth", skip_args, d, w1);
+    cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);
+    const char *warn = strstr(r.err, "warning: ");
+    cr_expect(warn && strstr(warn, "train/b/cut.jpg: image file is truncated (skipped)") &&
+              !strstr(warn + 1, "warning: "), "one warning, from rank 0:\n%s", r.err);
+    cr_expect(strstr(r.err, "--skip-bad: 1 bad files left out"), "%s", r.err);
+    cli_result_free(&r);
+    r = cli_run(200, "", "%s --data %s --devices %s,%s --save %s/m.pth", skip_args, d, dev(),
+                dev(), w2);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(same_model(w1, w2), "2 ranks and 2 devices saved different models");
+    cli_rmtree(w1);
+    cli_rmtree(w2);
+    cli_rmtree(d);
+}
+
+// Ranks that read different files (here rank 1's copy of cut.jpg is intact) would split the
+// batch differently and wait on each other: every rank stops at that batch, rank 1 named.
+Test(ddp, skip_bad_ranks_with_other_files_stop_together, .timeout = 300) {
+    char *a = skip_bad_folder(), *b = skip_bad_folder();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import sys; from PIL import Image; "
+             "Image.new(\"RGB\", (48, 48), (1, 2, 3)).save(sys.argv[1])' '%s'",
+             cli_path(b, "train/b/cut.jpg"));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char bin[4200], cwd[4096];  // the ranks start in other folders
+    const char *rel = cli_bin();
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(bin, sizeof bin, "%s%s%s", rel[0] == '/' ? "" : cwd, rel[0] == '/' ? "" : "/", rel);
+    double t = cli_now();
+    cli_result r = mpi_run(200, "-np 1 -wdir %s %s %s --data . : -np 1 -wdir %s %s %s --data .",
+                           a, bin, skip_args, b, bin, skip_args);
+    cr_expect_neq(r.status, 0);
+    cr_expect_neq(r.status, 124, "mpirun hung");
+    cr_expect(strstr(r.err, "cltrain: error: rank 1 of 2 left other images out of epoch 1, "
+                            "batch 2 than rank 0"), "%s", r.err);
+    cr_expect_lt(cli_now() - t, 100, "took %.0f s", cli_now() - t);
+    cli_result_free(&r);
+    cli_rmtree(a);
+    cli_rmtree(b);
 }
