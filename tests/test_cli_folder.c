@@ -288,8 +288,8 @@ static int clif_lines_with(const char *text, const char *part)
 // A file cut in its data fails mid-run: without --skip-bad, train and eval stop with one
 // error line naming it (exit 1); with it, the file is warned about once (over two epochs),
 // its batch is one image shorter (batch 2 of 3: [4.ppm, 5.ppm]), the closing line counts it,
-// the model is the same for 1 or 3 loader workers, and eval's predictions keep each image's
-// own index.
+// the model is the same for 1 or 3 loader workers, eval's predictions keep each image's own
+// index, and predict names the file (an error, or with --skip-bad a warning).
 Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
 {
     char *d = clif_folder(), *out = cli_tmpdir();
@@ -347,6 +347,16 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
                                      "train, 2 test images used)"), "%s", r.err);
     cr_expect_not_null(strstr(r.out, "on the 2 test images"), "%s", r.out);
     cli_result_free(&r);
+    // predict decodes file by file: the cut one is an error, or with --skip-bad named and
+    // passed over.
+    r = cli_run(60, "", "predict --weights %s %s/val/a", cli_path(out, "m.pth"), d);
+    cli_expect_error(&r, 1, "val/a/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(60, "", "predict --weights %s --skip-bad %s/val/a", cli_path(out, "m.pth"), d);
+    cr_assert_eq(r.status, 0, "predict --skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_not_null(strstr(r.err, "val/a/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "val/a/5,five.ppm: "), "%s", r.out);
+    cli_result_free(&r);
     char *csv = cli_read_file(cli_path(out, "p.csv"), NULL);
     cr_assert_not_null(csv);
     cr_expect_not_null(strstr(csv, "\n0,\""), "%s", csv);
@@ -354,6 +364,42 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     cr_expect_not_null(strstr(csv, "\n2,\"") && strstr(csv, "val/b/6.ppm\",1,"),
                        "val/b/6.ppm keeps its index 2: %s", csv);
     free(csv);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}
+
+// Batches that --skip-bad leaves too small take no step, and the run goes on: one image left
+// where batch norm trains on a 1x1 plane (PyTorch raises "Expected more than 1 value per
+// channel") is a warning, an emptied batch passes silently (as a collate that returns nothing).
+Test(cli_folder, short_batches_without_a_step, .timeout = 300)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    clif_ppm(d, "train/b/5.ppm", 5);
+    cli_write_cut_jpeg(d, "train/b/cut.jpg");  // file order: [1 2] [3 4] [5 cut]
+    cli_result r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 2 --epochs 1 "
+                           "--no-shuffle --workers 2 --skip-bad --log %s --no-report", d,
+                           cli_path(out, "a.jsonl"));
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: warning: epoch 1, batch 3: the 1 image that "
+                                     "--skip-bad left is too few for batch norm to train on: "
+                                     "no step\n"), "%s", r.err);
+    cli_result_free(&r);
+    char *log = cli_read_file(cli_path(out, "a.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 2, "%s", log);
+    free(log);
+    r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 1 --epochs 1 --bn-eval "
+                "--no-shuffle --workers 2 --skip-bad --print-every 2 --log %s --no-report", d,
+                cli_path(out, "b.jsonl"));
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning:"), 1, "the file alone: %s", r.err);
+    cr_expect_not_null(strstr(r.out, "[Epoch 1, Batch 6] loss: "), "the seed's line over the "
+                       "step taken: %s", r.out);
+    cli_result_free(&r);
+    log = cli_read_file(cli_path(out, "b.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 5, "6 batches, one empty: %s", log);
+    free(log);
     cli_rmtree(out);
     cli_rmtree(d);
 }
