@@ -288,8 +288,9 @@ static int clif_lines_with(const char *text, const char *part)
 // A file cut in its data fails mid-run: without --skip-bad, train and eval stop with one
 // error line naming it (exit 1); with it, the file is warned about once (over two epochs),
 // its batch is one image shorter (batch 2 of 3: [4.ppm, 5.ppm]), the closing line counts it,
-// the model is the same for 1 or 3 loader workers, eval's predictions keep each image's own
-// index, and predict names the file (an error, or with --skip-bad a warning).
+// the model is the same for 1 or 3 loader workers and the same as without the file, eval's
+// predictions keep each image's own index, and predict names the file (an error, or with
+// --skip-bad a warning).
 Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
 {
     char *d = clif_folder(), *out = cli_tmpdir();
@@ -364,6 +365,20 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     cr_expect_not_null(strstr(csv, "\n2,\"") && strstr(csv, "val/b/6.ppm\",1,"),
                        "val/b/6.ppm keeps its index 2: %s", csv);
     free(csv);
+    // The cut file ends the last batch: leaving it out gives that batch's mean over the two
+    // images present, bitwise the run without the file (whose last batch holds those two).
+    cr_assert_eq(unlink(cli_path(d, "train/b/cut.jpg")), 0);
+    mkdir(cli_path(out, "nocut"), 0755);
+    r = cli_run(180, "", "train --data %s %s --epochs 2 --skip-bad --save %s", d, tiny,
+                cli_path(out, "nocut/m.pth"));
+    cr_assert_eq(r.status, 0, "without the file: status %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    m1 = cli_read_file(cli_path(out, "m.pth"), &n1);
+    m3 = cli_read_file(cli_path(out, "nocut/m.pth"), &n3);
+    cr_expect(m1 && m3 && n1 == n3 && !memcmp(m1, m3, n1), "a batch one image short trained "
+              "another model than the batch without that image");
+    free(m1);
+    free(m3);
     cli_rmtree(out);
     cli_rmtree(d);
 }
