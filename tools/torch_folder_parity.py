@@ -74,12 +74,16 @@ def drop_failed(batch):
 
 
 def cut_a_jpeg(data, n):
-    """Cuts the first JPEG of ImageFolder(data/train)'s first n samples that does not start a
-    batch to the first 60% of its bytes (its header intact); returns its path, or None."""
+    """Cuts the last JPEG of ImageFolder(data/train)'s first n samples that does not start a
+    batch in its data: its headers up to the start of scan intact, 60% of the scan kept.
+    Returns its path, or None."""
     samples = torchvision.datasets.ImageFolder(os.path.join(data, "train")).samples[:n]
-    for i, (path, _) in enumerate(samples):
+    for i, (path, _) in reversed(list(enumerate(samples))):
         if i % TRAIN_BATCH and path.lower().endswith((".jpg", ".jpeg")):
-            os.truncate(path, os.path.getsize(path) * 6 // 10)
+            with open(path, "rb") as f:
+                jpeg = f.read()
+            sos = jpeg.find(b"\xff\xda")
+            os.truncate(path, sos + (len(jpeg) - sos) * 6 // 10)
             return path
     return None
 
