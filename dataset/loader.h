@@ -7,8 +7,9 @@
 // batch at step t is the same for any number of workers, and loader_start_epoch(l, e, k) yields
 // exactly batches k, k+1, ... of epoch e of an uninterrupted run (resume). One consumer thread
 // calls _start_epoch, _next and _free. With skip_bad, an image that fails to decode is left out
-// of its batch (the others keep their own draws), so that batch is shorter: the same for any
-// number of workers, since which files fail does not depend on who decodes them.
+// of its batch, which is that much shorter, as PyTorch users get from a collate_fn that drops
+// the samples that failed to load; the others keep their own draws, and which files fail does
+// not depend on who decodes them, so the batch is still the same for any number of workers.
 #ifndef CLTRAIN_LOADER_H
 #define CLTRAIN_LOADER_H
 
