@@ -124,13 +124,29 @@ static loader_slot *loader_take(loader *l, int *b, int *pos)
         s->batch = *b;
         s->count = l->total - first < l->cfg.batch_size ? l->total - first : l->cfg.batch_size;
         s->done = 0;
-        s->err_pos = -1;
+        s->nfails = 0;
     }
     if (++l->next_pos == s->count) {
         l->next_batch++;
         l->next_pos = 0;
     }
     return s;
+}
+
+// Records under mu why the image at pos failed. Without room for the message the position is
+// still marked bad; loader_next_ex then names the file alone.
+static void loader_record_fail(loader_slot *s, int pos, const char *msg)
+{
+    if (s->nfails == s->fails_cap) {
+        int cap = s->fails_cap ? 2 * s->fails_cap : 4;
+        loader_fail *f = realloc(s->fails, sizeof(*f) * (size_t)cap);
+        if (!f) return;
+        s->fails = f;
+        s->fails_cap = cap;
+    }
+    s->fails[s->nfails].pos = pos;
+    snprintf(s->fails[s->nfails].msg, sizeof(s->fails[s->nfails].msg), "%s", msg);
+    s->nfails++;
 }
 
 static void *loader_work(void *arg)
@@ -144,15 +160,16 @@ static void *loader_work(void *arg)
         if (l->quit) break;
         int b, pos, epoch = l->epoch;
         loader_slot *s = loader_take(l, &b, &pos);
+        // A file already found bad is not decoded again: its result is known.
+        int idx = l->perm[b * l->cfg.batch_size + pos];
+        int known = l->cfg.skip_bad && l->cfg.failed[idx];
         l->busy++;
         pthread_mutex_unlock(&l->mu);
-        int failed = loader_image(w, s, b, pos, epoch, msg, sizeof(msg));
+        int failed = known || loader_image(w, s, b, pos, epoch, msg, sizeof(msg));
         pthread_mutex_lock(&l->mu);
         l->busy--;
-        if (failed && (s->err_pos < 0 || pos < s->err_pos)) {  // the batch's first bad image
-            s->err_pos = pos;
-            snprintf(s->err, sizeof(s->err), "%s", msg);
-        }
+        s->bad[pos] = (uint8_t)(failed != 0);
+        if (failed && !known) loader_record_fail(s, pos, msg);
         s->done++;
         pthread_cond_broadcast(&l->cv);
     }
@@ -174,6 +191,8 @@ static int loader_check(const dataset_split *s, const loader_config *c, char *er
     if (c->image_size < 1 || c->image_size > LOADER_MAX_SIDE)
         return util_error(err, errlen, "loader: image_size %d out of range [1, %d]",
                             c->image_size, LOADER_MAX_SIDE);
+    if (c->skip_bad < 0 || c->skip_bad > 1)
+        return util_error(err, errlen, "loader: skip_bad %d must be 0 or 1", c->skip_bad);
     if (c->normalize < 0 || c->normalize > 1 || c->augment < 0 || c->augment > 2)
         return util_error(err, errlen, "loader: normalize %d must be 0 or 1, augment %d 0-2",
                             c->normalize, c->augment);
@@ -203,7 +222,12 @@ static int loader_alloc(loader *l)
         l->slots[i].batch = -1;
         l->slots[i].x = malloc(sizeof(float) * l->batch_floats);
         l->slots[i].y = malloc(sizeof(int32_t) * B);
-        if (!l->slots[i].x || !l->slots[i].y) return 1;
+        l->slots[i].bad = malloc(B);
+        if (!l->slots[i].x || !l->slots[i].y || !l->slots[i].bad) return 1;
+    }
+    if (l->cfg.skip_bad && !l->cfg.failed) {
+        if (!(l->own_failed = calloc((size_t)l->split->n, 1))) return 1;
+        l->cfg.failed = l->own_failed;
     }
     for (int i = 0; i < l->nworkers; i++) {
         l->workers[i].l = l;
@@ -278,8 +302,64 @@ void loader_start_epoch(loader *l, int epoch, int first_batch)
     pthread_mutex_unlock(&l->mu);
 }
 
-int loader_next(loader *l, float *x, int32_t *labels)
+// Why the image at pos of slot s failed: its worker's message, or (when that found no room)
+// the file's name alone, in buf.
+static const char *loader_fail_msg(const loader *l, const loader_slot *s, int pos, char *buf,
+                                   size_t len)
 {
+    for (int k = 0; k < s->nfails; k++)
+        if (s->fails[k].pos == pos) return s->fails[k].msg;
+    char path[480];
+    dataset_path(l->split, l->perm[s->batch * l->cfg.batch_size + pos], path, sizeof(path));
+    snprintf(buf, len, "%s: cannot be decoded", path);
+    return buf;
+}
+
+// skip_bad: marks the batch's bad files as found, in position order (the same lines for any
+// number of workers), and warns once per file. No worker touches the slot meanwhile.
+static void loader_report_fails(loader *l, const loader_slot *s)
+{
+    for (int pos = 0; pos < s->count; pos++) {
+        if (!s->bad[pos]) continue;
+        int idx = l->perm[s->batch * l->cfg.batch_size + pos];
+        pthread_mutex_lock(&l->mu);
+        int fresh = !l->cfg.failed[idx];
+        l->cfg.failed[idx] = 1;
+        pthread_mutex_unlock(&l->mu);
+        char buf[512];
+        if (fresh && l->cfg.warn) l->cfg.warn(l->cfg.warn_ctx, loader_fail_msg(l, s, pos, buf,
+                                                                               sizeof(buf)));
+    }
+}
+
+// The slot's good images packed into x (3, n, S, S), labels and index, in position order.
+static int loader_pack(const loader *l, const loader_slot *s, float *x, int32_t *labels,
+                       int *index)
+{
+    size_t plane = (size_t)l->cfg.image_size * l->cfg.image_size;
+    int n = 0;
+    for (int pos = 0; pos < s->count; pos++) n += !s->bad[pos];
+    if (n == s->count) {  // the common case: one copy
+        memcpy(x, s->x, sizeof(float) * 3 * (size_t)n * plane);
+        memcpy(labels, s->y, sizeof(int32_t) * (size_t)n);
+    }
+    for (int pos = 0, k = 0; pos < s->count; pos++) {
+        if (s->bad[pos]) continue;
+        if (index) index[k] = l->perm[s->batch * l->cfg.batch_size + pos];
+        if (n < s->count) {
+            labels[k] = s->y[pos];
+            for (int ch = 0; ch < 3; ch++)
+                memcpy(x + ((size_t)ch * n + k) * plane, s->x + ((size_t)ch * s->count + pos) *
+                       plane, sizeof(float) * plane);
+        }
+        k++;
+    }
+    return n;
+}
+
+int loader_next_ex(loader *l, float *x, int32_t *labels, int *index, int *n)
+{
+    *n = 0;
     pthread_mutex_lock(&l->mu);
     if (!l->started || l->consumed >= l->batches) {
         pthread_mutex_unlock(&l->mu);
@@ -289,19 +369,29 @@ int loader_next(loader *l, float *x, int32_t *labels)
     while (s->batch != l->consumed || s->done < s->count) pthread_cond_wait(&l->cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
     // No worker writes this slot until `consumed` moves past it.
-    int count = s->err_pos >= 0 ? -1 : s->count;
-    if (count < 0) {
-        snprintf(l->error, sizeof(l->error), "%s", s->err);
+    int rc = 1;
+    const uint8_t *bad = l->cfg.skip_bad ? NULL : memchr(s->bad, 1, (size_t)s->count);
+    if (bad) {  // without skip_bad the batch's first bad image stops the run
+        char buf[512];
+        snprintf(l->error, sizeof(l->error), "%s",
+                 loader_fail_msg(l, s, (int)(bad - s->bad), buf, sizeof(buf)));
+        rc = -1;
     } else {
-        size_t S = (size_t)l->cfg.image_size;
-        memcpy(x, s->x, sizeof(float) * 3 * (size_t)count * S * S);
-        memcpy(labels, s->y, sizeof(int32_t) * (size_t)count);
+        if (l->cfg.skip_bad) loader_report_fails(l, s);
+        *n = loader_pack(l, s, x, labels, index);
     }
     pthread_mutex_lock(&l->mu);
     l->consumed++;
     pthread_cond_broadcast(&l->cv);
     pthread_mutex_unlock(&l->mu);
-    return count;
+    return rc;
+}
+
+int loader_next(loader *l, float *x, int32_t *labels)
+{
+    int n, rc;
+    while ((rc = loader_next_ex(l, x, labels, NULL, &n)) == 1 && n == 0) {}
+    return rc == 1 ? n : rc;
 }
 
 void loader_free(loader *l)
@@ -324,9 +414,11 @@ void loader_free(loader *l)
     for (int i = 0; l->slots && i < l->nslots; i++) {
         free(l->slots[i].x);
         free(l->slots[i].y);
+        free(l->slots[i].bad);
+        free(l->slots[i].fails);
     }
     if (l->have_cv) pthread_cond_destroy(&l->cv);
     if (l->have_mu) pthread_mutex_destroy(&l->mu);
-    free(l->perm); free(l->slots); free(l->workers);
+    free(l->perm); free(l->slots); free(l->workers); free(l->own_failed);
     memset(l, 0, sizeof(*l));
 }

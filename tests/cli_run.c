@@ -64,6 +64,16 @@ void cli_write_file(const char *dir, const char *name, const void *data, size_t 
     cr_assert_eq(fclose(f), 0);
 }
 
+void cli_write_cut_jpeg(const char *dir, const char *name) {
+    char cmd[1400], path[1024];
+    snprintf(path, sizeof path, "%s", cli_path(dir, name));
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import os, sys; from PIL import Image; "
+             "p = sys.argv[1]; Image.frombytes(\"RGB\", (48, 48), bytes((i * 37) %% 251 for i in "
+             "range(48 * 48 * 3))).save(p, quality=90); os.truncate(p, os.path.getsize(p) * 6 // "
+             "10)' '%s'", path);
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+}
+
 void cli_write_cifar(const char *dir, const char *name, int n, unsigned seed) {
     unsigned char *buf = malloc((size_t)n * 3073 + 1);
     cr_assert_not_null(buf);

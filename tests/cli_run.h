@@ -22,6 +22,9 @@ void cli_write_cifar(const char *dir, const char *name, int n, unsigned seed);
 char *cli_cifar_dir(int ntrain, int ntest);
 // Writes n bytes to dir/name.
 void cli_write_file(const char *dir, const char *name, const void *data, size_t n);
+// dir/name: a 48x48 JPEG with its header intact and its data cut (the first 60% of its bytes),
+// which an image folder's open keeps and its decode refuses ("image file is truncated").
+void cli_write_cut_jpeg(const char *dir, const char *name);
 // Reads a whole file (malloc'd, NUL-terminated; *n its size); NULL if it cannot be read.
 char *cli_read_file(const char *path, size_t *n);
 int cli_exists(const char *path);

@@ -276,3 +276,145 @@ Test(cli_folder, report_matches_eval_predictions, .timeout = 300)
     cli_rmtree(out);
     cli_rmtree(d);
 }
+
+// Lines of `text` that contain `part`.
+static int clif_lines_with(const char *text, const char *part)
+{
+    int n = 0;
+    for (const char *p = text; (p = strstr(p, part)); p += strlen(part)) n++;
+    return n;
+}
+
+// A file cut in its data fails mid-run: without --skip-bad, train and eval stop with one
+// error line naming it (exit 1); with it, the file is warned about once (over two epochs),
+// its batch is one image shorter (batch 2 of 3: [4.ppm, 5.ppm]), the closing line counts it,
+// the model is the same for 1 or 3 loader workers and the same as without the file, eval's
+// predictions keep each image's own index, and predict names the file (an error, or with
+// --skip-bad a warning).
+Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    clif_ppm(d, "train/b/5.ppm", 5);
+    cli_write_cut_jpeg(d, "train/b/cut.jpg");  // 6th of 6 in file order: batch 2 of 3
+    cli_write_cut_jpeg(d, "val/a/cut.jpg");    // 2nd of 3
+    const char *tiny = "--image-size 32 --batch-size 3 --no-shuffle --workers 2";
+    cli_result r = cli_run(120, "", "train --data %s %s", d, tiny);
+    cli_expect_error(&r, 1, "train/b/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(180, "", "train --data %s %s --epochs 2 --skip-bad --log %s --no-report "
+                "--save %s", d, tiny, cli_path(out, "run.jsonl"), cli_path(out, "m.pth"));
+    cr_assert_eq(r.status, 0, "--skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning:"), 2, "one warning per cut file:\n%s", r.err);
+    cr_expect_eq(clif_lines_with(r.err, "train/b/cut.jpg"), 1, "%s", r.err);
+    cr_expect_eq(clif_lines_with(r.err, "val/a/cut.jpg"), 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "train/b/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_null(strstr(r.err, "error:"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "Accuracy of the network on the 2 test images"), "%s", r.out);
+    const char *end = strstr(r.err, "cltrain: --skip-bad: 2 bad files left out of this run (5 "
+                                    "train, 2 test images used)\n");
+    cr_expect(end && !strchr(end, '\n')[1], "the count ends the run: %s", r.err);
+    cli_result_free(&r);
+    char *log = cli_read_file(cli_path(out, "run.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 4, "2 steps an epoch: %s", log);
+    free(log);
+    for (int w = 1; w <= 3; w += 2) {  // shuffled: the same model for any number of workers
+        char sub[16];
+        snprintf(sub, sizeof sub, "w%d", w);
+        mkdir(cli_path(out, sub), 0755);
+        snprintf(sub, sizeof sub, "w%d/m.pth", w);
+        r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 3 --workers %d "
+                    "--epochs 2 --skip-bad --save %s", d, w, cli_path(out, sub));
+        cr_assert_eq(r.status, 0, "--workers %d: status %d\n%s", w, r.status, r.err);
+        cli_result_free(&r);
+    }
+    size_t n1, n3;
+    char *m1 = cli_read_file(cli_path(out, "w1/m.pth"), &n1);
+    char *m3 = cli_read_file(cli_path(out, "w3/m.pth"), &n3);
+    cr_expect(m1 && m3 && n1 == n3 && !memcmp(m1, m3, n1), "--workers 1 and 3 trained other "
+              "models");
+    free(m1);
+    free(m3);
+    r = cli_run(120, "", "eval --data %s --weights %s --image-size 32", d,
+                cli_path(out, "m.pth"));
+    cli_expect_error(&r, 1, "val/a/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(120, "", "eval --data %s --weights %s --image-size 32 --batch-size 2 --skip-bad "
+                "--predictions %s", d, cli_path(out, "m.pth"), cli_path(out, "p.csv"));
+    cr_assert_eq(r.status, 0, "eval --skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning: "), 1, "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "val/a/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: --skip-bad: 1 bad files left out of this run (6 "
+                                     "train, 2 test images used)"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "on the 2 test images"), "%s", r.out);
+    cli_result_free(&r);
+    // predict decodes file by file: the cut one is an error, or with --skip-bad named and
+    // passed over.
+    r = cli_run(60, "", "predict --weights %s %s/val/a", cli_path(out, "m.pth"), d);
+    cli_expect_error(&r, 1, "val/a/cut.jpg", "truncated", NULL);
+    cli_result_free(&r);
+    r = cli_run(60, "", "predict --weights %s --skip-bad %s/val/a", cli_path(out, "m.pth"), d);
+    cr_assert_eq(r.status, 0, "predict --skip-bad: status %d\n%s", r.status, r.err);
+    cr_expect_not_null(strstr(r.err, "val/a/cut.jpg: image file is truncated"), "%s", r.err);
+    cr_expect_not_null(strstr(r.out, "val/a/5,five.ppm: "), "%s", r.out);
+    cli_result_free(&r);
+    char *csv = cli_read_file(cli_path(out, "p.csv"), NULL);
+    cr_assert_not_null(csv);
+    cr_expect_not_null(strstr(csv, "\n0,\""), "%s", csv);
+    cr_expect_null(strstr(csv, "\n1,\""), "the cut file has no row: %s", csv);
+    cr_expect_not_null(strstr(csv, "\n2,\"") && strstr(csv, "val/b/6.ppm\",1,"),
+                       "val/b/6.ppm keeps its index 2: %s", csv);
+    free(csv);
+    // The cut file ends the last batch: leaving it out gives that batch's mean over the two
+    // images present, bitwise the run without the file (whose last batch holds those two).
+    cr_assert_eq(unlink(cli_path(d, "train/b/cut.jpg")), 0);
+    mkdir(cli_path(out, "nocut"), 0755);
+    r = cli_run(180, "", "train --data %s %s --epochs 2 --skip-bad --save %s", d, tiny,
+                cli_path(out, "nocut/m.pth"));
+    cr_assert_eq(r.status, 0, "without the file: status %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    m1 = cli_read_file(cli_path(out, "m.pth"), &n1);
+    m3 = cli_read_file(cli_path(out, "nocut/m.pth"), &n3);
+    cr_expect(m1 && m3 && n1 == n3 && !memcmp(m1, m3, n1), "a batch one image short trained "
+              "another model than the batch without that image");
+    free(m1);
+    free(m3);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}
+
+// Batches that --skip-bad leaves too small take no step, and the run goes on: one image left
+// where batch norm trains on a 1x1 plane (PyTorch raises "Expected more than 1 value per
+// channel") is a warning, an emptied batch passes silently (as a collate that returns nothing).
+Test(cli_folder, short_batches_without_a_step, .timeout = 300)
+{
+    char *d = clif_folder(), *out = cli_tmpdir();
+    clif_ppm(d, "train/b/5.ppm", 5);
+    cli_write_cut_jpeg(d, "train/b/cut.jpg");  // file order: [1 2] [3 4] [5 cut]
+    cli_result r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 2 --epochs 1 "
+                           "--no-shuffle --workers 2 --skip-bad --log %s --no-report", d,
+                           cli_path(out, "a.jsonl"));
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cr_expect_not_null(strstr(r.err, "cltrain: warning: epoch 1, batch 3: the 1 image that "
+                                     "--skip-bad left is too few for batch norm to train on: "
+                                     "no step\n"), "%s", r.err);
+    cli_result_free(&r);
+    char *log = cli_read_file(cli_path(out, "a.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 2, "%s", log);
+    free(log);
+    r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 1 --epochs 1 --bn-eval "
+                "--no-shuffle --workers 2 --skip-bad --print-every 2 --log %s --no-report", d,
+                cli_path(out, "b.jsonl"));
+    cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
+    cr_expect_eq(clif_lines_with(r.err, "warning:"), 1, "the file alone: %s", r.err);
+    cr_expect_not_null(strstr(r.out, "[Epoch 1, Batch 6] loss: "), "the seed's line over the "
+                       "step taken: %s", r.out);
+    cli_result_free(&r);
+    log = cli_read_file(cli_path(out, "b.jsonl"), NULL);
+    cr_assert_not_null(log);
+    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 5, "6 batches, one empty: %s", log);
+    free(log);
+    cli_rmtree(out);
+    cli_rmtree(d);
+}

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 static const char *dev(void) {
     const char *d = getenv("CLTRAIN_DEVICE");
@@ -29,15 +31,17 @@ static void runtime(clrt *rt) {
     cr_assert_eq(cli_runtime_init(rt, &o, err, sizeof err), 0, "%s", err);
 }
 
-static void model(resnet *m, clrt *rt, int batch) {
+static void model_sized(resnet *m, clrt *rt, int batch, int S) {
     char err[1024];
     resnet_config cfg;
     cr_assert_eq(resnet_config_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
     cr_assert_eq(resnet_init(m, rt, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(session_plan(m, batch, 32, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(session_plan(m, batch, S, err, sizeof err), 0, "%s", err);
     m->freeze = -1;
     cr_assert_eq(resnet_init_weights(m, 7), 0);
 }
+
+static void model(resnet *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
 
 Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
@@ -101,6 +105,93 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     trainer_free(&t0);
     resnet_free(&m0);
     clrt_free(&rt0);
+    free(xs);
+    free(x);
+}
+
+// A batch that --skip-bad shortened: 3 images on 2 replicas are shares of 2 and 1, each
+// weighing its share (the loss is 2/3 of the first shard's plus 1/3 of the second's, the mean
+// over the 3 images); 1 image leaves replica 1 without any, and the step is then bitwise one
+// device's step on that image (with and without DDP's buckets), the replicas identical after.
+Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeout = 300) {
+    enum { N = 3, S = 64 };  // 64: a share of 1 leaves batch norm 2x2 values per channel
+    size_t img = (size_t)S * S;
+    float *x = malloc(3 * N * img * sizeof(float)), *xs = malloc(3 * 2 * img * sizeof(float));
+    int32_t y[N] = { 4, 9, 2 };
+    unsigned s = 5;
+    for (size_t i = 0; i < 3 * N * img; i++) {
+        s = s * 1103515245u + 12345u;
+        x[i] = (float)((s >> 16) % 1000) / 1000.0f;
+    }
+    sgd_config sgd = { 0.01f, 0.0f, 0.0f };  // no momentum: a re-initialised model starts over
+    clrt rt1, rt0, rtb;
+    runtime(&rt1);
+    resnet single;
+    model_sized(&single, &rt1, 2, S);
+    trainer ts;
+    trainer_init(&ts, &single);
+    float shard_loss[2];  // replica 0: images 0 and 2; replica 1: image 1
+    for (int r = 0; r < 2; r++) {
+        int b = r == 0 ? 2 : 1;
+        int32_t ys[2];
+        for (int k = 0; k < b; k++) {
+            ys[k] = y[r + 2 * k];
+            for (int c = 0; c < 3; c++)
+                memcpy(xs + ((size_t)c * b + k) * img, x + ((size_t)c * N + r + 2 * k) * img,
+                       img * sizeof(float));
+        }
+        resnet_init_weights(&single, 7);
+        cr_assert_eq(train_step(&ts, xs, ys, b, &sgd, &shard_loss[r]), TRAIN_OK);
+    }
+    runtime(&rt0);
+    runtime(&rtb);
+    resnet m0;
+    model_sized(&m0, &rt0, 2, S);
+    trainer t0;
+    trainer_init(&t0, &m0);
+    comm c;
+    char err[1024];
+    cr_assert_eq(comm_init(&c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
+    replicas R;
+    cr_assert_eq(replicas_init(&R, &t0, &c, 2, S, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(replicas_add(&R, 1, &rtb, err, sizeof err), 0, "%s", err);
+    replicas_sync_state(&R);
+    float loss, want = 0;
+    want += 2.0f / 3.0f * shard_loss[0];
+    want += 1.0f / 3.0f * shard_loss[1];
+    cr_assert_eq(replicas_step(&R, x, y, N, &sgd, &loss), TRAIN_OK);
+    cr_expect_eq(loss, want, "3 images on 2 replicas: loss %.9g, the shares' weighted mean %.9g "
+                 "(%.9g, %.9g)", loss, want, shard_loss[0], shard_loss[1]);
+    cr_expect(replicas_identical(&R), "the replicas differ after a short batch");
+    size_t bytes = m0.n_param_floats * sizeof(float);
+    float *w1 = malloc(bytes), *w2 = malloc(bytes);
+    for (int buckets = 1; buckets >= 0; buckets--) {
+        if (!buckets) cr_assert_eq(replicas_set_buckets(&R, 0, err, sizeof err), 0, "%s", err);
+        float one_loss;
+        resnet_init_weights(&single, 7);
+        cr_assert_eq(train_step(&ts, x, y, 1, &sgd, &one_loss), TRAIN_OK);  // x's image 0
+        resnet_init_weights(&m0, 7);
+        replicas_sync_state(&R);
+        cr_assert_eq(replicas_step(&R, x, y, 1, &sgd, &loss), TRAIN_OK);
+        cr_expect_eq(loss, one_loss, "buckets %d: 1 image on 2 replicas: loss %.9g, one device "
+                     "%.9g", buckets, loss, one_loss);
+        clrt_read(&rt1, single.arena_params, 0, w1, bytes);
+        clrt_read(&rt0, m0.arena_params, 0, w2, bytes);
+        size_t k = 0, np = m0.n_param_floats;
+        while (k < np && w1[k] == w2[k]) k++;
+        cr_expect_eq(k, np, "buckets %d: weight %zu is %.9g, one device's %.9g", buckets, k,
+                     k < np ? w2[k] : 0, k < np ? w1[k] : 0);
+        cr_expect(replicas_identical(&R), "buckets %d: replica 1 (no images) differs", buckets);
+    }
+    free(w1);
+    free(w2);
+    replicas_free(&R);
+    trainer_free(&t0);
+    resnet_free(&m0);
+    clrt_free(&rt0);
+    trainer_free(&ts);
+    resnet_free(&single);
+    clrt_free(&rt1);
     free(xs);
     free(x);
 }
@@ -300,4 +391,74 @@ Test(ddp, failing_rank_is_named_and_every_rank_exits, .timeout = 300) {
     cr_expect_lt(cli_now() - t, 100, "took %.0f s", cli_now() - t);
     cli_result_free(&r);
     cli_rmtree(d);
+}
+
+// DIR/train/{a,b}/ with 3 PPMs each and train/b/cut.jpg (cut in its data: the open keeps it,
+// its decode fails), DIR/val/{a,b}/ with one PPM each. In file order, batches of 4 of the 7
+// padded to 8: [a0 a1 a2 b3] [b4 b5 cut a0]; --skip-bad makes the second 3 images, shares of
+// 2 and 1 on 2 replicas.
+static char *skip_bad_folder(void) {
+    char *d = cli_tmpdir();
+    const char *sub[] = { "train", "train/a", "train/b", "val", "val/a", "val/b" };
+    for (int i = 0; i < 6; i++) mkdir(cli_path(d, sub[i]), 0755);
+    for (int i = 0; i < 8; i++) {
+        char name[32], data[11 + 18];
+        snprintf(name, sizeof name, i < 6 ? "train/%c/%d.ppm" : "val/%c/%d.ppm",
+                 i < 6 ? "ab"[i / 3] : "ab"[i - 6], i);
+        memcpy(data, "P6\n3 2\n255\n", 11);
+        for (int k = 0; k < 18; k++) data[11 + k] = (char)(i * 41 + k * 13);
+        cli_write_file(d, name, data, sizeof data);
+    }
+    cli_write_cut_jpeg(d, "train/b/cut.jpg");
+    return d;
+}
+
+static const char *skip_args = "train --epochs 2 --batch-size 4 --image-size 64 --no-shuffle "
+                               "--lr 0.01 --workers 2 --skip-bad";
+
+// A batch that --skip-bad shortened to an odd count: 2 ranks equal 2 devices in one process
+// bitwise (each rank computes every share and weight alike), and the file is named once.
+Test(ddp, skip_bad_short_batch_two_ranks_equal_two_devices, .timeout = 300) {
+    char *d = skip_bad_folder(), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    cli_result r = mpi_run(200, "-np 2 @BIN@ %s --data %s --save %s/m.pth", skip_args, d, w1);
+    cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);
+    const char *warn = strstr(r.err, "warning: ");
+    cr_expect(warn && strstr(warn, "train/b/cut.jpg: image file is truncated (skipped)") &&
+              !strstr(warn + 1, "warning: "), "one warning, from rank 0:\n%s", r.err);
+    cr_expect(strstr(r.err, "--skip-bad: 1 bad files left out"), "%s", r.err);
+    cli_result_free(&r);
+    r = cli_run(200, "", "%s --data %s --devices %s,%s --save %s/m.pth", skip_args, d, dev(),
+                dev(), w2);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(same_model(w1, w2), "2 ranks and 2 devices saved different models");
+    cli_rmtree(w1);
+    cli_rmtree(w2);
+    cli_rmtree(d);
+}
+
+// Ranks that read different files (here rank 1's copy of cut.jpg is intact) would split the
+// batch differently and wait on each other: every rank stops at that batch, rank 1 named.
+Test(ddp, skip_bad_ranks_with_other_files_stop_together, .timeout = 300) {
+    char *a = skip_bad_folder(), *b = skip_bad_folder();
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -c 'import sys; from PIL import Image; "
+             "Image.new(\"RGB\", (48, 48), (1, 2, 3)).save(sys.argv[1])' '%s'",
+             cli_path(b, "train/b/cut.jpg"));
+    cr_assert_eq(system(cmd), 0, "%s", cmd);
+    char bin[4200], cwd[4096];  // the ranks start in other folders
+    const char *rel = cli_bin();
+    cr_assert_not_null(getcwd(cwd, sizeof cwd));
+    snprintf(bin, sizeof bin, "%s%s%s", rel[0] == '/' ? "" : cwd, rel[0] == '/' ? "" : "/", rel);
+    double t = cli_now();
+    cli_result r = mpi_run(200, "-np 1 -wdir %s %s %s --data . : -np 1 -wdir %s %s %s --data .",
+                           a, bin, skip_args, b, bin, skip_args);
+    cr_expect_neq(r.status, 0);
+    cr_expect_neq(r.status, 124, "mpirun hung");
+    cr_expect(strstr(r.err, "cltrain: error: rank 1 of 2 left other images out of epoch 1, "
+                            "batch 2 than rank 0"), "%s", r.err);
+    cr_expect_lt(cli_now() - t, 100, "took %.0f s", cli_now() - t);
+    cli_result_free(&r);
+    cli_rmtree(a);
+    cli_rmtree(b);
 }

@@ -1,6 +1,7 @@
 // Tests for the loader's worker pool on image folders: the batch at step t is the same for any
 // number of workers and prefetch depth (shuffle and RandomResizedCrop on), resume mid-epoch, the
-// eval pipeline equals transform_apply, and a file that fails mid-run is named.
+// eval pipeline equals transform_apply, and a file that fails mid-run is named or, with
+// skip_bad, left out of its batch.
 #ifndef _XOPEN_SOURCE
 #define _XOPEN_SOURCE 700
 #endif
@@ -165,6 +166,161 @@ Test(loader_pool, decode_failure_mid_run_names_the_file)
     cr_assert_not_null(strstr(l.error, "truncated"), "%s", l.error);
     cr_assert_eq(good, 3, "the batch before the cut file came through");
     loader_free(&l);
+    dataset_free(&d);
+    nftw(dir, tlp_rm, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+// One epoch through loader_next_ex: every batch's count, images (3, B, S, S at batch * per),
+// labels and split indices (at batch * B).
+typedef struct tlp_run {
+    int batches, *n;
+    float *x;
+    int32_t *y;
+    int *idx;
+} tlp_run;
+
+static void tlp_run_epoch(tlp_run *r, loader *l, int epoch)
+{
+    const loader_config *c = &l->cfg;
+    size_t per = 3 * (size_t)c->batch_size * c->image_size * c->image_size;
+    r->batches = loader_batches_per_epoch(l);
+    r->n = calloc((size_t)r->batches, sizeof(int));
+    r->x = calloc(per * (size_t)r->batches, sizeof(float));
+    r->y = calloc((size_t)c->batch_size * r->batches, sizeof(int32_t));
+    r->idx = calloc((size_t)c->batch_size * r->batches, sizeof(int));
+    loader_start_epoch(l, epoch, 0);
+    int b = 0, rc, n;
+    while ((rc = loader_next_ex(l, r->x + per * b, r->y + c->batch_size * b,
+                                r->idx + c->batch_size * b, &n)) == 1) {
+        cr_assert_lt(b, r->batches);
+        r->n[b++] = n;
+    }
+    cr_assert_eq(rc, 0, "loader error: %s", l->error);
+    cr_assert_eq(b, r->batches, "every batch counts, an emptied one too");
+}
+
+static void tlp_run_free(tlp_run *r)
+{
+    free(r->n); free(r->x); free(r->y); free(r->idx);
+}
+
+typedef struct tlp_warned {
+    int count;
+    char last[512];
+} tlp_warned;
+
+static void tlp_warn(void *ctx, const char *msg)
+{
+    tlp_warned *w = ctx;
+    w->count++;
+    snprintf(w->last, sizeof(w->last), "%s", msg);
+}
+
+// With skip_bad, a JPEG cut in its data (header intact, so the open keeps it) is left out of
+// its batch, which is one image shorter; every other image is the one the intact file's run
+// gave, augmentation included (draws are per image, not per position), for 1 or 3 workers; the
+// file is reported once over two passes of the epoch. A batch of that file alone
+// comes back empty (still one batch of the epoch).
+Test(loader_pool, skip_bad_drops_a_cut_file_from_its_batch)
+{
+    char dir[64], err[512], path[4096];
+    tlp_make_folder(dir, sizeof(dir), "jpeg");
+    dataset d;
+    cr_assert_eq(dataset_open(&d, dir, "folder", err, sizeof(err)), 0, "%s", err);
+    cr_assert_geq(d.train.n, 6, "the fixtures make too few files");
+    loader_config c = {.batch_size = 3, .image_size = 16, .shuffle = 1, .seed = 5,
+                       .augment = LOADER_AUGMENT_RRC_FLIP, .workers = 1, .skip_bad = 1};
+    const int B = 3;
+    size_t plane = 16 * 16, per = 3 * (size_t)B * plane;
+    loader l;
+    tlp_run ref;
+    cr_assert_eq(loader_init(&l, &d.train, &c, err, sizeof(err)), 0, "%s", err);
+    tlp_run_epoch(&ref, &l, 0);
+    loader_free(&l);
+    int victim = ref.idx[B + 1];  // the middle image of batch 1
+    dataset_path(&d.train, victim, path, sizeof(path));
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq(truncate(path, st.st_size * 6 / 10), 0, "%s", path);
+
+    uint8_t *failed = calloc((size_t)d.train.n, 1);
+    int workers[2][2] = {{1, 1}, {3, 3}};
+    for (int k = 0; k < 2; k++) {
+        tlp_warned w = {0};
+        memset(failed, 0, (size_t)d.train.n);
+        c.workers = workers[k][0];
+        c.prefetch = workers[k][1];
+        c.failed = failed;
+        c.warn = tlp_warn;
+        c.warn_ctx = &w;
+        cr_assert_eq(loader_init(&l, &d.train, &c, err, sizeof(err)), 0, "%s", err);
+        for (int pass = 0; pass < 2; pass++) {
+            tlp_run got;
+            tlp_run_epoch(&got, &l, 0);
+            cr_assert_eq(got.batches, ref.batches);
+            for (int b = 0; b < ref.batches; b++) {
+                int short_by = b == 1;
+                cr_assert_eq(got.n[b], ref.n[b] - short_by, "workers %d pass %d batch %d: "
+                             "%d images", c.workers, pass, b, got.n[b]);
+                for (int i = 0, j = 0; i < ref.n[b]; i++) {  // i: intact run, j: this run
+                    int at = b * B + i;
+                    if (ref.idx[at] == victim) continue;
+                    cr_assert_eq(got.idx[b * B + j], ref.idx[at], "batch %d image %d", b, j);
+                    cr_assert_eq(got.y[b * B + j], ref.y[at]);
+                    for (int ch = 0; ch < 3; ch++)
+                        cr_assert_eq(memcmp(got.x + per * b + ((size_t)ch * got.n[b] + j) * plane,
+                                            ref.x + per * b + ((size_t)ch * ref.n[b] + i) * plane,
+                                            plane * sizeof(float)), 0,
+                                     "workers %d batch %d image %d channel %d differs", c.workers,
+                                     b, j, ch);
+                    j++;
+                }
+            }
+            tlp_run_free(&got);
+        }
+        cr_assert_eq(w.count, 1, "workers %d: %d warnings for one bad file", c.workers, w.count);
+        cr_assert_not_null(strstr(w.last, path), "'%s' does not name %s", w.last, path);
+        cr_assert_not_null(strstr(w.last, "truncated"), "%s", w.last);
+        cr_assert_eq(failed[victim], 1);
+        for (int i = 0; i < d.train.n; i++)
+            cr_assert_eq(failed[i], i == victim, "image %d marked %d", i, failed[i]);
+        loader_free(&l);
+    }
+    // Batches of one, the loader's own record: the cut file's batch is empty, loader_next
+    // passes over it.
+    c.batch_size = 1;
+    c.failed = NULL;
+    c.warn = NULL;
+    c.shuffle = 0;
+    cr_assert_eq(loader_init(&l, &d.train, &c, err, sizeof(err)), 0, "%s", err);
+    float x[3 * 256];
+    int32_t y[1];
+    int idx[1], n, rc, empty = 0, batches = 0;
+    loader_start_epoch(&l, 0, 0);
+    while ((rc = loader_next_ex(&l, x, y, idx, &n)) == 1) {
+        batches++;
+        if (n == 0) empty++;
+        else cr_assert_neq(idx[0], victim);
+    }
+    cr_assert_eq(rc, 0, "%s", l.error);
+    cr_assert_eq(batches, d.train.n);
+    cr_assert_eq(empty, 1);
+    loader_start_epoch(&l, 0, 0);
+    int images = 0;
+    while ((n = loader_next(&l, x, y)) > 0) images += n;
+    cr_assert_eq(n, 0, "%s", l.error);
+    cr_assert_eq(images, d.train.n - 1);
+    loader_free(&l);
+    // Without skip_bad the same file stops the epoch, named.
+    c.skip_bad = 0;
+    cr_assert_eq(loader_init(&l, &d.train, &c, err, sizeof(err)), 0, "%s", err);
+    loader_start_epoch(&l, 0, 0);
+    while ((n = loader_next(&l, x, y)) > 0) {}
+    cr_assert_eq(n, -1);
+    cr_assert_not_null(strstr(l.error, path), "'%s' does not name %s", l.error, path);
+    loader_free(&l);
+    free(failed);
+    tlp_run_free(&ref);
     dataset_free(&d);
     nftw(dir, tlp_rm, 16, FTW_DEPTH | FTW_PHYS);
 }

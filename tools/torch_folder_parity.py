@@ -9,8 +9,10 @@ Usage: tools/torch_folder_parity.py [--cltrain ./cltrain] [--device SPEC] [--kee
 Checks: the predictions CSV lists ImageFolder(val).samples in order (path and label column),
 and every image's logits are within LOGIT_TOL of the largest |logit| of PyTorch's; then a few
 training steps (no shuffle, no random transforms, SGD momentum 0.9) on train/ give PyTorch's
-per-step losses within LOSS_RTOL. Files come from tools/make_image_fixtures.py (Fashion-MNIST
-upscaled), spread over three classes.
+per-step losses within LOSS_RTOL; and with --skip-bad, a JPEG of train/ cut in its data (the
+first 60% of its bytes) is named once and left out of its batch, as a PyTorch loop whose
+collate_fn drops the samples that failed to load: the same per-step losses. Files come from
+tools/make_image_fixtures.py (Fashion-MNIST upscaled), spread over three classes.
 Exit status 0 when every check passes, 1 otherwise.
 """
 import argparse
@@ -50,24 +52,73 @@ def write_folder(root):
             n += 1
 
 
-def train_parity(a, data, weights, tf, work):
-    """cltrain train vs the PyTorch loop on ImageFolder(train), same order and transforms."""
+class DropFailed(torch.utils.data.Dataset):
+    """The PyTorch recipe for bad files: __getitem__ gives None when the image fails to load
+    (PIL: "image file is truncated"), and collate drops those samples (drop_failed)."""
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def __len__(self):
+        return len(self.ds)
+
+    def __getitem__(self, i):
+        try:
+            return self.ds[i]
+        except OSError:
+            return None
+
+
+def drop_failed(batch):
+    return torch.utils.data.default_collate([b for b in batch if b is not None])
+
+
+def cut_a_jpeg(data, n):
+    """Cuts the last JPEG of ImageFolder(data/train)'s first n samples that does not start a
+    batch in its data: its headers up to the start of scan intact, 60% of the scan kept.
+    Returns its path, or None."""
+    samples = torchvision.datasets.ImageFolder(os.path.join(data, "train")).samples[:n]
+    for i, (path, _) in reversed(list(enumerate(samples))):
+        if i % TRAIN_BATCH and path.lower().endswith((".jpg", ".jpeg")):
+            with open(path, "rb") as f:
+                jpeg = f.read()
+            sos = jpeg.find(b"\xff\xda")
+            os.truncate(path, sos + (len(jpeg) - sos) * 6 // 10)
+            return path
+    return None
+
+
+def train_parity(a, data, weights, tf, work, skip_bad=None):
+    """cltrain train vs the PyTorch loop on ImageFolder(train), same order and transforms;
+    skip_bad: the path of a file cut in its data, left out by --skip-bad and drop_failed."""
     n = TRAIN_STEPS * TRAIN_BATCH
+    what = "folder --skip-bad train parity" if skip_bad else "folder train parity"
     log = os.path.join(work, "log.jsonl")
     cmd = [a.cltrain, "train", "--data", data, "--weights", weights, "--device", a.device,
            "--image-size", str(a.image_size), "--resize", str(a.resize), "--normalize",
            "imagenet", "--batch-size", str(TRAIN_BATCH), "--no-shuffle", "--epochs", "1",
            "--train-limit", str(n), "--test-limit", "1", "--lr", "0.001", "--momentum", "0.9",
-           "--workers", str(a.workers), "--log", log]
+           "--workers", str(a.workers), "--log", log] + (["--skip-bad"] if skip_bad else [])
     r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if r.returncode != 0:
         print(r.stdout)
-        print(f"folder train parity: FAILED: {' '.join(cmd)} exited {r.returncode}")
+        print(f"{what}: FAILED: {' '.join(cmd)} exited {r.returncode}")
+        return False
+    warned = [line for line in r.stdout.splitlines() if "warning:" in line]
+    # Named once, mid-run: not by the open's header check ("N bad files skipped").
+    if skip_bad and (len(warned) != 1 or skip_bad not in warned[0] or
+                     "bad files skipped" in r.stdout):
+        print(r.stdout)
+        print(f"{what}: FAILED: one warning naming {skip_bad}, mid-run, expected")
         return False
     closs = [json.loads(line)["loss"] for line in open(log) if '"loss"' in line]
     ds = torchvision.datasets.ImageFolder(os.path.join(data, "train"), transform=tf)
-    batches = list(torch.utils.data.DataLoader(torch.utils.data.Subset(ds, range(n)),
-                                               batch_size=TRAIN_BATCH, shuffle=False))
+    batches = list(torch.utils.data.DataLoader(
+        DropFailed(torch.utils.data.Subset(ds, range(n))), batch_size=TRAIN_BATCH,
+        shuffle=False, collate_fn=drop_failed))
+    if skip_bad and sum(len(y) for x, y in batches) != n - 1:
+        print(f"{what}: FAILED: PyTorch did not fail on {skip_bad}")
+        return False
 
     def torch_losses(dtype):
         m = torchvision.models.resnet18(num_classes=3)
@@ -89,7 +140,7 @@ def train_parity(a, data, weights, tf, work):
     ok = len(closs) == len(tloss) and all(
         r <= max(FIRST_LOSS_RTOL if i == 0 else LATER_LOSS_RTOL, 10 * floor[i])
         for i, r in enumerate(rel))
-    print(f"folder train parity: {len(closs)} steps, per-step loss rel diff "
+    print(f"{what}: {len(closs)} steps, per-step loss rel diff "
           f"{' '.join(f'{v:.1e}' for v in rel)} (PyTorch float32 vs float64: "
           f"{' '.join(f'{v:.1e}' for v in floor)}; tolerance {FIRST_LOSS_RTOL:g} first, "
           f"{LATER_LOSS_RTOL:g} later): {'ok' if ok else 'FAILED'}")
@@ -153,6 +204,12 @@ def main():
     print(f"folder parity: {len(ds)} images, logits max |diff| / max |logit| = {worst:.2e} "
           f"(tolerance {LOGIT_TOL:g}): {'ok' if ok else 'FAILED'}")
     ok = train_parity(a, data, weights, tf, work) and ok
+    cut = cut_a_jpeg(data, TRAIN_STEPS * TRAIN_BATCH)
+    if cut is None:
+        print("folder --skip-bad train parity: FAILED: no JPEG among the first training images")
+        ok = False
+    else:
+        ok = train_parity(a, data, weights, tf, work, skip_bad=cut) and ok
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if ok else 1

@@ -74,14 +74,20 @@ int cmd_eval(int argc, char **argv) {
     ckpt_free(&w);
     if (rc == 0) {
         long total = 0;
-        eval_stats st;
+        eval_stats st = { 0 };
         trainer tr;
         trainer_init(&tr, &m);
         loader_config lc;
         session_eval_loader(&o, &lc);
-        long correct = eval_stats_init(&st, m.num_classes) ? -1 : 0;
-        if (correct < 0) snprintf(err, sizeof err, "out of memory");
-        else correct = trainer_evaluate(&tr, &ds.test, &lc, &total, &st, csv, err, sizeof err);
+        session_skips sk;  // --skip-bad: the files that fail to decode, named once
+        long correct = session_skips_init(&sk, &ds, err, sizeof err) ? -1 : 0;
+        if (correct == 0 && eval_stats_init(&st, m.num_classes)) {
+            correct = -1;
+            snprintf(err, sizeof err, "out of memory");
+        }
+        session_skips_attach(&sk, 1, &lc);
+        if (correct == 0)
+            correct = trainer_evaluate(&tr, &ds.test, &lc, &total, &st, csv, err, sizeof err);
         trainer_free(&tr);
         if (correct < 0) {
             rc = CLI_EXIT_DATA;
@@ -96,9 +102,10 @@ int cmd_eval(int argc, char **argv) {
                 const char *name = k < ds.num_classes ? ds.class_names[k] : "?";
                 printf("Accuracy of %-12s: %6.2f%% (%ld/%ld)\n", name, 100.0 * pc / pt, pc, pt);
             }
-            session_report_skipped(&ds);
+            session_report_skipped(&ds, &sk);
         }
         eval_stats_free(&st);
+        session_skips_free(&sk);
     }
     if (rc != 0) fprintf(stderr, "cltrain: error: %s\n", err);
     if (csv) {

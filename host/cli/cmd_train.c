@@ -30,7 +30,9 @@ static const char train_usage[] =
     "  --dataset auto|cifar10|idx|folder   force the format (default: detected; folder:\n"
     "                         DIR/train/<class>/*.jpg|png|... and DIR/val/ or DIR/test/)\n"
     "  --val-split F          hold out a fraction F of each class of DIR/train/ (or DIR)\n"
-    "  --skip-bad             leave out image files that fail their header check\n"
+    "  --skip-bad             leave out image files that fail their header check when the\n"
+    "                         folder is opened, or fail to decode later (each named once; a\n"
+    "                         batch that loses one is that much shorter)\n"
     "  --workers N            image decode threads (default: the number of cores)\n"
     "  --weights FILE         start from a .pth/.safetensors state_dict (e.g. torchvision's\n"
     "                         resnet18-f37072fd.pth); an fc of another size is replaced\n"
@@ -88,6 +90,7 @@ typedef struct train_run {
     ckpt weights;                  // the --weights file, read once (empty without)
     dataset ds;
     int ds_open;
+    session_skips skips;           // --skip-bad: the files that fail to decode mid-run
     clrt rt;
     resnet m;
     loader ld;
@@ -98,6 +101,7 @@ typedef struct train_run {
     clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
     float *x;                      // (3, B, S, S)
     int32_t *y;                    // (B)
+    int *idx;                      // (B) the batch's images' indices in the split
     FILE *logf;
     progress pg;
     char err[2048];
@@ -346,6 +350,13 @@ static int start_weights(train_run *r) {
     return 0;
 }
 
+// --skip-bad's warning for a file that failed to decode (session_skips): over the bar, and
+// once, by rank 0 (every rank reads the same files: same_batch).
+static void print_skip(void *ctx, const char *line) {
+    train_run *r = ctx;
+    if (r->comm.rank == 0) progress_printf(&r->pg, stderr, "%s", line);
+}
+
 // Returns 0 or an exit status with the message in r->err.
 static int set_up(train_run *r) {
     const run_options *o = &r->o;
@@ -353,6 +364,9 @@ static int set_up(train_run *r) {
     size_t errlen = sizeof r->err;
     if (session_open_data(&r->ds, o, err, errlen) != 0) return CLI_EXIT_DATA;
     r->ds_open = 1;
+    if (session_skips_init(&r->skips, &r->ds, err, errlen) != 0) return CLI_EXIT_DATA;
+    r->skips.print = print_skip;
+    r->skips.print_ctx = r;
     int K = o->num_classes ? o->num_classes : r->ds.num_classes;
     if (K < r->ds.num_classes) {
         snprintf(err, errlen, "--num-classes %d but the data set has labels up to %d", K,
@@ -372,6 +386,7 @@ static int set_up(train_run *r) {
     if (rc) return rc;
     loader_config lc;
     session_train_loader(o, &lc);
+    session_skips_attach(&r->skips, 0, &lc);
     if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
     if (o->resume && train_state_check_data(&r->st, r->ds.format, K, r->ld.n, o->resume, err,
                                             errlen))
@@ -391,6 +406,10 @@ static int set_up(train_run *r) {
     size_t S = (size_t)o->image_size;
     r->x = clrt_host_alloc(&r->rt, &r->xb, 3 * (size_t)o->batch_size * S * S * sizeof(float));
     r->y = clrt_host_alloc(&r->rt, &r->yb, (size_t)o->batch_size * sizeof(int32_t));
+    if (!(r->idx = malloc((size_t)o->batch_size * sizeof(int)))) {
+        snprintf(err, errlen, "out of memory for a batch of %d", o->batch_size);
+        return CLI_EXIT_DATA;
+    }
     return 0;
 }
 
@@ -403,6 +422,8 @@ static void run_free(train_run *r) {
     loader_free(&r->ld);
     resnet_free(&r->m);
     clrt_free(&r->rt);
+    free(r->idx);
+    session_skips_free(&r->skips);
     if (r->ds_open) dataset_free(&r->ds);
     train_state_free(&r->st);
     ckpt_free(&r->weights);
@@ -418,11 +439,14 @@ static void log_step(train_run *r, int epoch, float loss, double ips) {
     fflush(r->logf);
 }
 
-// The seed: running_loss / 100 over the last print_every batches.
+// The seed: running_loss / 100 over the last print_every batches (over the steps taken, when
+// --skip-bad emptied a batch of them; nothing when it emptied all).
 static void print_running_loss(train_run *r, int epoch, int b) {
     if ((b + 1) % r->o.print_every) return;
-    progress_printf(&r->pg, stdout, "[Epoch %d, Batch %d] loss: %.3f\n", epoch + 1, b + 1,
-                    r->st.running_loss / r->o.print_every);
+    int k = r->st.running_count, every = r->o.print_every;
+    if (k > 0)
+        progress_printf(&r->pg, stdout, "[Epoch %d, Batch %d] loss: %.3f\n", epoch + 1, b + 1,
+                        r->st.running_loss / (k < every ? k : every));
     r->st.running_loss = 0;
     r->st.running_count = 0;
 }
@@ -460,8 +484,9 @@ static long evaluate_split(train_run *r, const loader_config *lc, long *total, e
 
 // Evaluation runs on replica 0 alone (planned for a shard of the batch) over every image of
 // the split once: no padding, so no image counts twice (DistributedSampler's would).
-static void eval_loader(const train_run *r, loader_config *lc) {
+static void eval_loader(train_run *r, loader_config *lc) {
     session_eval_loader(&r->o, lc);
+    session_skips_attach(&r->skips, 1, lc);
     if (r->world > 1) lc->batch_size = r->m.max_batch;
 }
 
@@ -501,14 +526,18 @@ static int max_steps_done(const train_run *r) {
     return r->o.max_steps && r->st.global_step >= r->o.max_steps;
 }
 
-// Books a finished step: counters, log, bar, the seed's line, the position in the data.
-static void after_step(train_run *r, int epoch, int b, int batches, float loss, double ips) {
+// Books a finished step: counters, log, bar, the seed's line, the position in the data. A
+// batch that took no step (ran 0: --skip-bad left too few images) moves the position only.
+static void after_step(train_run *r, int epoch, int b, int batches, int ran, float loss,
+                       double ips) {
     train_state *st = &r->st;
-    st->global_step++;
-    st->running_loss += loss;
-    st->running_count++;
-    log_step(r, epoch, loss, ips);
-    progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
+    if (ran) {
+        st->global_step++;
+        st->running_loss += loss;
+        st->running_count++;
+        log_step(r, epoch, loss, ips);
+        progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
+    }
     print_running_loss(r, epoch, b);
     int at_end = b + 1 == batches;
     st->epoch = at_end ? epoch + 1 : epoch;
@@ -520,13 +549,35 @@ static void after_step(train_run *r, int epoch, int b, int batches, float loss, 
 // is taken at once, replicas_step being synchronous).
 typedef struct pending_step {
     int b, n;
+    int ran;                       // 0: no step for this batch (batch_trains)
     train_status s;
     float loss;
 } pending_step;
 
-static void step_enqueue(train_run *r, pending_step *p, int b, int n) {
+// Whether batch b, which --skip-bad may have shortened to n images, gives a step. None left:
+// no step (as PyTorch users `continue` past an empty batch). So few that a replica's share
+// leaves a training batch norm one value per channel (check_last_batch's rule; PyTorch
+// raises "Expected more than 1 value per channel"): no step either, with a warning.
+static int batch_trains(train_run *r, int epoch, int b, int n) {
+    const run_options *o = &r->o;
+    if (n == 0) return 0;
+    if (n == o->batch_size || o->bn_eval || o->freeze >= 4) return 1;
+    int least = n >= r->world ? n / r->world : 1;  // the smallest share that is not empty
+    if (trainer_bn_values(&r->m, least) >= 2) return 1;
+    if (r->comm.rank == 0)
+        progress_printf(&r->pg, stderr, "cltrain: warning: epoch %d, batch %d: the %d image%s "
+                        "that --skip-bad left %s too few for batch norm to train on: no step\n",
+                        epoch + 1, b + 1, n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
+    return 0;
+}
+
+static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n) {
     p->b = b;
     p->n = n;
+    p->ran = batch_trains(r, epoch, b, n);
+    p->s = TRAIN_OK;
+    p->loss = 0;
+    if (!p->ran) return;
     if (r->world > 1)
         p->s = replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &p->loss);
     else
@@ -548,7 +599,7 @@ static int may_overlap(train_run *r, const pending_step *p, int batches) {
 // `boundary`, the end of the epoch, the checkpoint and the stop that may follow it.
 static int step_finish(train_run *r, int epoch, int batches, pending_step *p, int boundary,
                        double *t_last, int *stopped) {
-    if (r->world <= 1) p->s = train_step_result(&r->tr, &p->loss);
+    if (r->world <= 1 && p->ran) p->s = train_step_result(&r->tr, &p->loss);
     if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
         if (r->comm.rank == 0)  // every rank has the same status: rank 0 says it
             progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
@@ -558,13 +609,32 @@ static int step_finish(train_run *r, int epoch, int batches, pending_step *p, in
     }
     double t = session_now(), ips = p->n / (t - *t_last);
     *t_last = t;
-    after_step(r, epoch, p->b, batches, p->loss, ips);
+    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips);
     if (!boundary) return 0;
     int stopping = max_steps_done(r) || any_stop_signal(r), rc;
     if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
     if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
     if (stopping) *stopped = 1;
     return 0;
+}
+
+// With --skip-bad every process must leave the same images out of a batch (each reads the
+// files itself): a rank whose files differ from rank 0's would split other shares and take
+// other steps, and the collectives would hang. Checked per batch; every rank stops together.
+static int same_batch(train_run *r, int epoch, int b, int n) {
+    if (r->comm.size <= 1 || !r->o.skip_bad) return 0;
+    uint64_t h = util_hash_bytes(UTIL_HASH_INIT, &n, sizeof n), h0;
+    h = util_hash_bytes(h, r->idx, (size_t)n * sizeof *r->idx);
+    h0 = h;
+    comm_broadcast(&r->comm, &h0, sizeof h0, 0);
+    int who, differ = comm_max_int(&r->comm, h0 != h, &who);
+    if (!differ) return 0;
+    if (r->comm.rank == 0)
+        progress_error(&r->pg, "rank %d of %d left other images out of epoch %d, batch %d than "
+                       "rank 0 (--skip-bad): every rank must read the same files", who,
+                       r->comm.size, epoch + 1, b + 1);
+    r->agreed_rc = CLI_EXIT_DATA;
+    return CLI_EXIT_DATA;
 }
 
 // Trains epoch `epoch` from the saved position. Returns 0 or an exit status; *stopped is set
@@ -582,7 +652,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         fflush(r->logf);
     }
     double t_last = session_now();
-    int n = 0, rc = 0, have = 0;
+    int n = 0, got = 0, rc = 0, have = 0;
     pending_step p = { 0 }, next;
     for (int b = first;; b++) {
         if (have && !may_overlap(r, &p, batches)) {  // before the next batch is even read
@@ -590,11 +660,12 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
             if ((rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
             if (*stopped) break;
         }
-        if ((n = loader_next(&r->ld, r->x, r->y)) <= 0) break;
-        step_enqueue(r, &next, b, n);
+        if ((got = loader_next_ex(&r->ld, r->x, r->y, r->idx, &n)) <= 0) break;
+        if ((rc = same_batch(r, epoch, b, n))) return rc;
+        step_enqueue(r, &next, epoch, b, n);
         if (have && (rc = step_finish(r, epoch, batches, &p, 0, &t_last, stopped))) {
             float loss;  // the step behind it was guarded (sticky flags): read and drop it
-            if (r->world <= 1) train_step_result(&r->tr, &loss);
+            if (r->world <= 1 && next.ran) train_step_result(&r->tr, &loss);
             return rc;
         }
         p = next;
@@ -603,7 +674,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     // Only a file that failed mid-epoch leaves a step unbooked here (the last one of an
     // epoch never overlaps).
     if (have && (rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
-    if (n < 0) {  // a file that failed mid-run: save the state as SIGTERM does
+    if (got < 0) {  // a file that failed mid-run: save the state as SIGTERM does
         int saved = r->o.checkpoint &&
                     train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
                                       r->o.checkpoint, r->err, sizeof r->err) == 0;
@@ -674,7 +745,7 @@ static int evaluate(train_run *r) {
         run_log_evaluation(r->logf, r->st.epoch, "test", &r->ds, &r->ds.test, &st);
     }
     eval_stats_free(&st);
-    session_report_skipped(&r->ds);
+    session_report_skipped(&r->ds, &r->skips);
     return 0;
 }
 

@@ -18,6 +18,8 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     resnet *m = t0->m;
     size_t S = (size_t)image_size, b = (size_t)m->max_batch;
     R->tr = calloc((size_t)local, sizeof *R->tr);
+    R->share = calloc((size_t)local, sizeof *R->share);
+    R->weight = calloc((size_t)local, sizeof *R->weight);
     R->xs = calloc((size_t)local, sizeof *R->xs);
     R->ys = calloc((size_t)local, sizeof *R->ys);
     if (local > 1) {
@@ -28,7 +30,8 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     R->grad = malloc((m->n_param_floats + 1) * sizeof(float));
     R->tmp = malloc((m->n_param_floats + 1) * sizeof(float));
     R->bufs = malloc((m->n_buffer_floats + 1) * sizeof(float));
-    int bad = !R->tr || !R->xs || !R->ys || !R->grad || !R->tmp || !R->bufs ||
+    int bad = !R->tr || !R->share || !R->weight || !R->xs || !R->ys || !R->grad || !R->tmp ||
+              !R->bufs ||
               (local > 1 && (!R->rt || !R->m || !R->own));
     for (int i = 0; !bad && i < local; i++) {
         R->xs[i] = malloc(3 * b * S * S * sizeof(float));
@@ -166,15 +169,20 @@ void replicas_free(replicas *R) {
         if (R->ys) free(R->ys[i]);
     }
     free(R->xs); free(R->ys); free(R->tr); free(R->own); free(R->m); free(R->rt);
+    free(R->share); free(R->weight);
     free(R->grad); free(R->tmp); free(R->bufs);
     memset(R, 0, sizeof *R);
 }
 
-// DistributedSampler's stride inside the batch: replica g takes samples g, g+W, ... of x
-// (3, n, S, S) into xs (3, n/W, S, S).
+// Replica g's share of a batch of n: DistributedSampler's stride, samples g, g+W, ...; when
+// n is not a multiple of W (a batch that --skip-bad shortened), the first n % W replicas take
+// one more and the others may take none.
+static int share_of(int n, int g, int W) { return n / W + (g < n % W); }
+
+// Replica g's share of x (3, n, S, S) into xs (3, b, S, S), b = share_of(n, g, W).
 static void shard(const float *x, const int32_t *y, int n, int g, int W, size_t SS, float *xs,
                   int32_t *ys) {
-    int b = n / W;
+    int b = share_of(n, g, W);
     for (int k = 0; k < b; k++) {
         ys[k] = y[g + (size_t)k * W];
         for (int c = 0; c < 3; c++)
@@ -195,22 +203,27 @@ static void sync_buffers(replicas *R) {
         clrt_write(R->tr[i]->m->rt, R->tr[i]->m->arena_buffers, 0, R->bufs, nb);
 }
 
-// DDP's average: each replica's gradient times 1/W, summed in replica order here, then over
-// the processes; the result is written back into every local replica's gradient arena.
+// DDP's average: each replica's gradient times its weight (1/W), summed in replica order
+// here, then over the processes; the result is written back into every local replica's
+// gradient arena. A replica without images this step adds nothing.
 static void average_grads(replicas *R) {
     trainer *t0 = R->tr[0];
     size_t off = t0->grad_off, n = t0->grad_n, bytes = n * sizeof(float);
     if (!n) return;
-    const float inv = 1.0f / (float)R->world;
+    int first = 1;
     for (int i = 0; i < R->local; i++) {
+        if (!R->share[i]) continue;
         resnet *m = R->tr[i]->m;
-        float *g = i == 0 ? R->grad : R->tmp;
+        float *g = first ? R->grad : R->tmp;
+        const float w = R->weight[i];
         clrt_read(m->rt, m->arena_grads, off * sizeof(float), g, bytes);
-        if (i == 0)
-            for (size_t k = 0; k < n; k++) R->grad[k] = g[k] * inv;
+        if (first)
+            for (size_t k = 0; k < n; k++) R->grad[k] = g[k] * w;
         else
-            for (size_t k = 0; k < n; k++) R->grad[k] += g[k] * inv;
+            for (size_t k = 0; k < n; k++) R->grad[k] += g[k] * w;
+        first = 0;
     }
+    if (first) memset(R->grad, 0, bytes);
     comm_sum_floats(R->c, R->grad, n);
     for (int i = 0; i < R->local; i++)
         clrt_write(R->tr[i]->m->rt, R->tr[i]->m->arena_grads, off * sizeof(float), R->grad,
@@ -249,21 +262,25 @@ static void wait_read(replicas *R, cl_event ev) {
 }
 
 // average_grads bucket by bucket, in bucket order, as each one's reads complete: the same
-// operations per element (times 1/W, summed in replica order, then over the processes).
+// operations per element (times the weight, summed in replica order, then over the processes).
 static void average_buckets(replicas *R) {
     size_t off = R->tr[0]->grad_off;
-    const float inv = 1.0f / (float)R->world;
     int procs = R->c->size > 1;
     for (int k = 0; k < R->nbuckets; k++) {
         size_t lo = R->bucket_lo[k] - off, hi = R->bucket_hi[k] - off;
+        int first = 1;
         for (int i = 0; i < R->local; i++) {
+            if (!R->share[i]) continue;  // no backward, no reads
             wait_read(R, R->ev[(size_t)i * R->nbuckets + k]);
             const float *g = R->recv[i];
-            if (i == 0)
-                for (size_t j = lo; j < hi; j++) R->grad[j] = g[j] * inv;
+            const float w = R->weight[i];
+            if (first)
+                for (size_t j = lo; j < hi; j++) R->grad[j] = g[j] * w;
             else
-                for (size_t j = lo; j < hi; j++) R->grad[j] += g[j] * inv;
+                for (size_t j = lo; j < hi; j++) R->grad[j] += g[j] * w;
+            first = 0;
         }
+        if (first) memset(R->grad + lo, 0, (hi - lo) * sizeof(float));
         if (procs && comm_isum_floats(R->c, R->grad + lo, hi - lo) != 0) {
             fprintf(stderr, "cltrain: out of host memory\n");
             comm_abort(R->c, 1);
@@ -279,14 +296,34 @@ static void average_buckets(replicas *R) {
                          R->grad, R->tr[0]->grad_n * sizeof(float));
 }
 
+// Each replica's share of a batch of n and its weight in the average: DDP's 1/W when the
+// shares are equal; else its share over n, so that the step's gradient and loss are the mean
+// over the n images present, as on one device (DDP's 1/W would weigh a short share's images
+// more).
+static void set_shares(replicas *R, int n) {
+    int W = R->world;
+    for (int i = 0; i < R->local; i++) {
+        R->share[i] = share_of(n, R->first + i, W);
+        R->weight[i] = n % W == 0 ? 1.0f / (float)W : (float)R->share[i] / (float)n;
+    }
+}
+
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
                            const sgd_config *sgd, float *loss) {
-    int W = R->world, b = n / W;
+    int W = R->world;
     size_t SS = (size_t)R->image_size * R->image_size;
+    set_shares(R, n);
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
-        shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
         resnet *m = R->tr[i]->m;
+        int b = R->share[i];
+        if (!b) {  // nothing to learn from: only the update, with a finite loss for its check
+            const float zero = 0;
+            clrt_write(m->rt, m->loss_mean.mem, m->loss_mean.off * sizeof(float), &zero,
+                       sizeof zero);
+            continue;
+        }
+        shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
         if (R->nbuckets) {
             R->launched[i] = 0;
             m->grads_ready = grads_ready;
@@ -306,10 +343,11 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
         float l;
         train_status s = train_step_update(R->tr[i], sgd, &l);
         if ((int)s > worst) worst = (int)s;
-        sum += l;
+        if (n % W == 0) sum += l;  // DDP's numbers: the mean of the replicas' losses
+        else if (R->share[i]) sum += R->weight[i] * l;
     }
     comm_sum_floats(R->c, &sum, 1);
-    *loss = sum / (float)W;
+    *loss = n % W == 0 ? sum / (float)W : sum;
     return (train_status)comm_max_int(R->c, worst, NULL);
 }
 

@@ -23,6 +23,8 @@ typedef struct replicas {
     int image_size;
     float **xs;                    // (local) shard of the batch (3, B/W, S, S)
     int32_t **ys;                  // (local) its labels (B/W)
+    int *share;                    // (local) this step's images per replica (0: none)
+    float *weight;                 // (local) its gradient's and loss's weight in the average
     float *grad, *tmp;             // (grad_n) the averaged gradient, one replica's gradient
     float *bufs;                   // (n_buffer_floats) replica 0's running statistics
     // DDP's gradient buckets (replicas_set_buckets): ranges [lo, hi) of the gradient arena
@@ -57,9 +59,13 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen);
 void replicas_sync_state(replicas *R);
 void replicas_free(replicas *R);   // accepts a zeroed struct; frees the runtimes it owns
 
-// One data-parallel step on the global host batch x (3, n, S, S), labels (n); n must be a
-// multiple of world. *loss gets the mean of the replicas' losses; the status is the worst of
-// every replica's, the same on every process.
+// One data-parallel step on the global host batch x (3, n, S, S), labels (n), n >= 1. When n
+// is a multiple of world, *loss gets the mean of the replicas' losses (DDP). When it is not (a
+// batch that --skip-bad shortened), the first n % world replicas take one image more, and
+// each replica's gradient and loss weigh its share of the n images: the step is the mean over
+// the images present, as on one device; a replica left without images takes no forward or
+// backward, adds nothing to the average and still applies the update (the replicas stay
+// identical). The status is the worst of every replica's, the same on every process.
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
                            const sgd_config *sgd, float *loss);
 

@@ -122,10 +122,49 @@ int session_open_data(dataset *ds, const run_options *o, char *err, size_t errle
     return 0;
 }
 
-void session_report_skipped(const dataset *ds) {
-    if (ds->skipped)
+int session_skips_init(session_skips *s, const dataset *ds, char *err, size_t errlen) {
+    memset(s, 0, sizeof *s);
+    s->failed[0] = calloc((size_t)ds->train.n + 1, 1);
+    s->failed[1] = calloc((size_t)ds->test.n + 1, 1);
+    if (!s->failed[0] || !s->failed[1]) {
+        session_skips_free(s);
+        snprintf(err, errlen, "out of memory for --skip-bad's list of %d files",
+                 ds->train.n + ds->test.n);
+        return 1;
+    }
+    return 0;
+}
+
+void session_skips_free(session_skips *s) {
+    free(s->failed[0]);
+    free(s->failed[1]);
+    memset(s, 0, sizeof *s);
+}
+
+static void session_skip_warn(void *ctx, const char *msg) {
+    struct session_skip_hook *h = ctx;
+    session_skips *s = h->s;
+    s->count[h->split]++;
+    char line[1024];
+    snprintf(line, sizeof line, "cltrain: warning: %s (skipped)\n", msg);
+    if (s->print) s->print(s->print_ctx, line);
+    else fputs(line, stderr);
+}
+
+void session_skips_attach(session_skips *s, int split, loader_config *lc) {
+    if (!lc->skip_bad || !s->failed[split]) return;
+    s->hook[split] = (struct session_skip_hook){ s, split };
+    lc->failed = s->failed[split];
+    lc->warn = session_skip_warn;
+    lc->warn_ctx = &s->hook[split];
+}
+
+void session_report_skipped(const dataset *ds, const session_skips *s) {
+    int late[2] = { s ? s->count[0] : 0, s ? s->count[1] : 0 };
+    int all = ds->skipped + late[0] + late[1];
+    if (all)
         fprintf(stderr, "cltrain: --skip-bad: %d bad files left out of this run (%d train, %d "
-                        "test images used)\n", ds->skipped, ds->train.n, ds->test.n);
+                        "test images used)\n", all, ds->train.n - late[0], ds->test.n - late[1]);
 }
 
 loader_config session_loader_config(const run_options *o, int train) {
@@ -133,6 +172,7 @@ loader_config session_loader_config(const run_options *o, int train) {
                          .normalize = o->normalize, .augment = train ? o->augment : 0,
                          .shuffle = train ? o->shuffle : 0, .seed = (uint64_t)o->seed,
                          .limit = train ? o->train_limit : o->test_limit,
-                         .resize = o->resize, .workers = o->workers };
+                         .resize = o->resize, .workers = o->workers,
+                         .skip_bad = o->skip_bad };
     return lc;
 }

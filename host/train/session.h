@@ -64,11 +64,28 @@ void session_train_loader(const run_options *o, loader_config *lc);
 // Opens --data with --dataset, --val-split, --seed and --skip-bad (a warning per skipped file
 // and the count on stderr). 0 or nonzero with the message in err.
 int session_open_data(dataset *ds, const run_options *o, char *err, size_t errlen);
-// The end of a run on data opened with --skip-bad: one line with the count of files left out
-// (each was named when the folder was opened). Nothing when none was.
-void session_report_skipped(const dataset *ds);
 
-// The loader settings of o for a split: training (augment, shuffle, --train-limit) or eval.
+// The files --skip-bad leaves out mid-run (a header that passed the open's check, data that
+// fails to decode), per split (0 train, 1 test): shared by the split's loaders, so each file
+// is warned about once ("cltrain: warning: FILE: WHY (skipped)") and counted once.
+typedef struct session_skips {
+    uint8_t *failed[2];            // (train n), (test n): loader_config.failed
+    int count[2];                  // files left out so far
+    void (*print)(void *ctx, const char *line);  // the warning's line; NULL: stderr
+    void *print_ctx;
+    struct session_skip_hook { struct session_skips *s; int split; } hook[2];
+} session_skips;
+// Zeroed bookkeeping for the splits of ds. 0, or nonzero with a message (out of memory).
+int session_skips_init(session_skips *s, const dataset *ds, char *err, size_t errlen);
+void session_skips_free(session_skips *s);   // accepts a zeroed struct
+// Points a loader configuration of split 0 (train) or 1 (test) at s (nothing without skip_bad).
+void session_skips_attach(session_skips *s, int split, loader_config *lc);
+// The end of a run with --skip-bad: one line with the count of files left out, when the folder
+// was opened (each named then) and mid-run (s may be NULL). Nothing when none was.
+void session_report_skipped(const dataset *ds, const session_skips *s);
+
+// The loader settings of o for a split: training (augment, shuffle, --train-limit) or eval;
+// --skip-bad leaves out images that fail to decode (session_skips_attach for the bookkeeping).
 loader_config session_loader_config(const run_options *o, int train);
 
 double session_now(void);          // util_now() (common/clock.h), for the callers of old

@@ -208,10 +208,12 @@ static void add_worst(eval_stats *s, long index, int label, int pred, double pro
     s->worst[i] = (eval_worst){ index, label, pred, prob };
 }
 
+// idx (n): each image's index in the split (an image left out by --skip-bad has none here).
 static long score_batch(const dataset_split *split, const float *logits, const int32_t *y,
-                        int n, int K, long index, eval_stats *stats, FILE *csv) {
+                        const int *idx, int n, int K, eval_stats *stats, FILE *csv) {
     long correct = 0;
-    for (int b = 0; b < n; b++, index++) {
+    for (int b = 0; b < n; b++) {
+        long index = idx[b];
         int pred = 0;  // torch.max: the first maximum
         for (int k = 1; k < K; k++)
             if (logits[(size_t)k * n + b] > logits[(size_t)pred * n + b]) pred = k;
@@ -245,18 +247,22 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
     float *x = clrt_host_alloc(m->rt, &xb, 3 * (size_t)B * S * S * sizeof(float));
     int32_t *y = clrt_host_alloc(m->rt, &yb, (size_t)B * sizeof(int32_t));
     float *logits = clrt_host_alloc(m->rt, &lb, (size_t)K * B * sizeof(float));
-    long correct = 0;
+    int *idx = malloc((size_t)B * sizeof(int));
+    long correct = idx ? 0 : -1;
+    if (!idx) snprintf(err, errlen, "out of memory for a batch of %d", B);
     loader_start_epoch(&ld, 0, 0);
-    int n;
-    while ((n = loader_next(&ld, x, y)) > 0) {
+    int n, rc = 0;
+    while (idx && (rc = loader_next_ex(&ld, x, y, idx, &n)) == 1) {
+        if (!n) continue;  // --skip-bad left out every image of the batch
         trainer_predict(t, x, n, logits);
-        correct += score_batch(split, logits, y, n, K, *total, stats, csv);
+        correct += score_batch(split, logits, y, idx, n, K, stats, csv);
         *total += n;
     }
-    if (n < 0) {  // a file that failed to decode mid-run
+    if (rc < 0) {  // a file that failed to decode mid-run
         snprintf(err, errlen, "%s", ld.error);
         correct = -1;
     }
+    free(idx);
     loader_free(&ld);
     clrt_host_free(m->rt, &xb);
     clrt_host_free(m->rt, &yb);

@@ -95,9 +95,10 @@ void eval_stats_free(eval_stats *s);
 
 // Evaluates `split` through a loader made from lc (augment and shuffle are forced off).
 // Returns the number correct (torch.max's first maximum), or -1 with a message; *total gets
-// the number evaluated. stats (may be NULL; from eval_stats_init with the model's classes)
-// gets the confusion matrix and the worst mistakes. When csv is non-NULL, writes
-// "index,label,pred,logit_0,..." rows.
+// the number evaluated (lc->skip_bad: without the files that failed to decode). stats (may be
+// NULL; from eval_stats_init with the model's classes) gets the confusion matrix and the worst
+// mistakes. When csv is non-NULL, writes "index,label,pred,logit_0,..." rows (index: the
+// image's in the split).
 long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
                       long *total, eval_stats *stats, FILE *csv, char *err, size_t errlen);
 
