@@ -112,13 +112,20 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-cl.sh
 	sh tools/check-build-config.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
-	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain --bn-eval
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
-	    --arch resnet34 --steps 3 --eval-size 64
+	    --steps 3 --lr 0.001 --eval-size 64
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
-	    --arch resnet50 --steps 3 --eval-size 64 --format safetensors
+	    --arch resnet34 --steps 3 --bn-eval --eval-size 64
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
+	    --arch resnet50 --steps 3 --bn-eval --eval-size 64 --format safetensors
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_grad_sweep.py --cltrain ./cltrain \
+	    --arch resnet18 --batch-sizes 2,3,7,12,16,33
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_grad_sweep.py --cltrain ./cltrain \
+	    --arch resnet50 --batch-sizes 2,5,16
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_folder_parity.py --cltrain ./cltrain
-	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain)
+	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain --bn-eval --lr 0.01)
+	$(if $(filter 1,$(MPI)),CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_ddp_parity.py --cltrain ./cltrain --steps 1)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} sh tools/check-mpi-sigint.sh ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_predict_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain

@@ -1,0 +1,133 @@
+#!/usr/bin/python3
+"""One-step gradient sweep: cltrain's gradients and batch-norm statistics against PyTorch's
+float64 ones, tensor by tensor, over batch sizes, networks and cltrain's code paths.
+
+Usage: tools/torch_grad_sweep.py [--cltrain ./cltrain] [--device SPEC]
+         [--arch resnet18,resnet50] [--batch-sizes 2-33 | 2,7,16] [--image-size 32]
+         [--paths packed,clblast] [--bn interleaved,contiguous] [--draws 4]
+         [--data /usr/share/datasets/fashion-mnist] [--verbose] [--keep DIR]
+
+One SGD step with lr 1 and momentum 0 from the same weights on the first B Fashion-MNIST
+training images (real images: well conditioned, unlike uniform noise), so that w0 - w1 is the
+gradient and the running statistics move by 0.1 of the batch's mean and unbiased variance.
+cltrain runs once per code path: the packed GEMM of CPU devices or CLBlast's
+(CLTRAIN_GEMM_PACKED=1/0) and batch norm's interleaved or contiguous reductions
+(CLTRAIN_BN_INTERLEAVE=1/0). Each run's update of every float tensor is held to PyTorch float64's
+under tools/parity.py's rule (relative L2 within a fixed floor or a small multiple of the spread
+of PyTorch float32 and of float64 runs from ulp-jittered weights). Exit status 0 when every
+tensor of every run is within its tolerance, 1 otherwise.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+import torchvision
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import parity  # noqa: E402
+from torch_fashion import load  # noqa: E402
+
+PATHS = {"packed": "1", "clblast": "0"}            # CLTRAIN_GEMM_PACKED
+BN = {"interleaved": "1", "contiguous": "0"}       # CLTRAIN_BN_INTERLEAVE
+
+
+def parse_sizes(s):
+    out = []
+    for part in s.split(","):
+        lo, _, hi = part.partition("-")
+        out += list(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def torch_step(arch, start, x, y, dtype):
+    """One SGD(lr=1, momentum=0) step in train mode from state_dict start: its update."""
+    m = arch(num_classes=10).to(dtype)
+    m.load_state_dict(start)
+    m.train()
+    opt = torch.optim.SGD(m.parameters(), lr=1.0, momentum=0.0)
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(m(x.to(dtype)), y).backward()
+    opt.step()
+    return parity.update(m.state_dict(), start)
+
+
+def cltrain_step(a, arch, init, b, path, bn, work):
+    out = os.path.join(work, "%s_b%d_%s_%s.pth" % (arch, b, path, bn))
+    env = dict(os.environ, CLTRAIN_GEMM_PACKED=PATHS[path], CLTRAIN_BN_INTERLEAVE=BN[bn])
+    cmd = [a.cltrain, "train", "--data", a.data, "--dataset", "idx", "--arch", arch,
+           "--weights", init, "--num-classes", "10", "--device", a.device,
+           "--image-size", str(a.image_size), "--batch-size", str(b), "--train-limit", str(b),
+           "--test-limit", "1", "--no-shuffle", "--epochs", "1", "--max-steps", "1",
+           "--lr", "1", "--momentum", "0", "--save", out]
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    if r.returncode != 0:
+        print("FAILED: %s\n%s" % (" ".join(cmd), r.stdout))
+        sys.exit(1)
+    sd = torch.load(out, weights_only=True)
+    os.remove(out)
+    return sd
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cltrain", default="./cltrain")
+    ap.add_argument("--device", default=os.environ.get("CLTRAIN_DEVICE", "cpu"))
+    ap.add_argument("--arch", default="resnet18,resnet50")
+    ap.add_argument("--batch-sizes", default="2-33")
+    ap.add_argument("--image-size", type=int, default=32)
+    ap.add_argument("--paths", default="packed,clblast")
+    ap.add_argument("--bn", default="interleaved,contiguous")
+    ap.add_argument("--draws", type=int, default=4, help="float64 runs from jittered weights")
+    ap.add_argument("--residual-bn", type=float, default=None,
+                    help="initial weight of each residual branch's last batch norm (default: 1, "
+                         "torchvision's, for resnet18; 0.2 for the deeper nets: "
+                         "parity.condition_residuals)")
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
+    ap.add_argument("--verbose", action="store_true", help="every tensor, not only failures")
+    ap.add_argument("--keep", help="keep the work folder here")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    work = a.keep or tempfile.mkdtemp(prefix="cltrain-sweep-")
+    os.makedirs(work, exist_ok=True)
+    sizes = parse_sizes(a.batch_sizes)
+    paths, bns = a.paths.split(","), a.bn.split(",")
+    xs, ys = load(a.data, "train", max(sizes), a.image_size)
+    t0, runs, bad = time.time(), 0, []
+    for name in a.arch.split(","):
+        arch = getattr(torchvision.models, name)
+        torch.manual_seed(0)
+        model = arch(num_classes=10)
+        rbn = a.residual_bn if a.residual_bn is not None else (1.0 if name == "resnet18" else 0.2)
+        if rbn != 1.0:
+            parity.condition_residuals(model, rbn)
+        init_sd = model.state_dict()
+        init = os.path.join(work, name + "_init.pth")
+        torch.save(init_sd, init)
+        start64 = {k: v.double() if v.is_floating_point() else v for k, v in init_sd.items()}
+        for b in sizes:
+            x, y = xs[:b], ys[:b]
+            truth = torch_step(arch, start64, x, y, torch.float64)
+            refs = [torch_step(arch, init_sd, x, y, torch.float32)]
+            gen = torch.Generator().manual_seed(1000 * b + 1)
+            refs += [torch_step(arch, parity.jittered(init_sd, gen), x, y, torch.float64)
+                     for _ in range(a.draws)]
+            for path in paths:
+                for bn in bns:
+                    sd = cltrain_step(a, name, init, b, path, bn, work)
+                    label = "%s batch %d %s/%s" % (name, b, path, bn)
+                    if not parity.compare(parity.update(sd, init_sd), truth, refs, label,
+                                          verbose=a.verbose):
+                        bad.append(label)
+                    runs += 1
+    print("gradient sweep: %d runs (%s; batch sizes %s; %s x %s), %.0f s: %s"
+          % (runs, a.arch, a.batch_sizes, a.paths, a.bn, time.time() - t0,
+             "OK" if not bad else "FAILED: " + "; ".join(bad)))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
