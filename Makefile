@@ -109,8 +109,8 @@ $(BUILD)/fixtures/%_32x2.bin: tools/make_fixtures.py
 # then the PyTorch parity runs (python3-torch; files cross both ways; image folders).
 test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-layers.sh
-	sh tools/check-cl.sh
 	sh tools/check-build-config.sh
+	sh tools/check-cl.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain --bn-eval
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
