@@ -3,8 +3,9 @@
 A float32 training step is compared with PyTorch through its *update*: for every float tensor of
 the state_dict (parameters and batch-norm running statistics), d = w_end - w_start, and the
 error is the relative L2 distance ||d_got - d_true|| / ||d_true||, where d_true is PyTorch's
-float64 run from the same start. A tensor that is never updated has error 1; one whose gradient
-is 1% off has error 0.01. (Final weights compared by max |diff| / max |w| hide both: a whole
+float64 run from the same start (for the running statistics, what the batches added:
+end - (1 - momentum) start). A tensor that is never updated has error 1; one whose gradient is
+1% off has error 0.01. (Final weights compared by max |diff| / max |w| hide both: a whole
 5-step update of a conv is below 1e-2 of its largest weight.)
 
 The tolerance of a tensor is the float32 noise measured where it applies (FORMATS.md, "How close
@@ -35,9 +36,14 @@ def float_keys(sd):
     return [k for k, v in sd.items() if v.is_floating_point()]
 
 
-def update(end, start):
-    """{name: end - start in float64} for the float tensors of two state_dicts."""
-    return {k: end[k].double() - start[k].double() for k in float_keys(start)}
+def update(end, start, bn_momentum=0.1):
+    """{name: end - start in float64} for the float tensors of two state_dicts; for the
+    batch-norm running statistics, end - (1 - momentum) start: what the batches added
+    (PyTorch: running = (1 - momentum) running + momentum batch statistic, unbiased variance).
+    Minus all of start, the stem's running_var update would be 0.1 (v - 1) with v ~ 1e-2,
+    where a variance off by 1/n (biased for unbiased, n = 1792 values) moves it by 6e-6."""
+    return {k: end[k].double() - (1 - bn_momentum if "running_" in k else 1) * start[k].double()
+            for k in float_keys(start)}
 
 
 def rel_l2(got, want):
