@@ -116,9 +116,9 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
 	    --steps 3 --lr 0.001 --eval-size 64
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
-	    --arch resnet34 --steps 3 --bn-eval --eval-size 64
+	    --arch resnet34 --steps 3 --bn-eval --lr 0.1 --eval-size 64
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
-	    --arch resnet50 --steps 3 --bn-eval --eval-size 64 --format safetensors
+	    --arch resnet50 --steps 3 --bn-eval --lr 0.1 --eval-size 64 --format safetensors
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_grad_sweep.py --cltrain ./cltrain \
 	    --arch resnet18 --batch-sizes 2,3,7,12,16,33
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_grad_sweep.py --cltrain ./cltrain \

@@ -162,7 +162,7 @@ def main():
         ok = False
     truth = parity.update(sd64, init_sd)
     refs = [parity.update(tsd, init_sd), parity.update(sd_n, init_sd), parity.update(sd_j, jit)]
-    ok &= parity.compare(parity.update(csd, init_sd), truth, refs, "2 ranks vs PyTorch DDP")
+    ok &= parity.compare(parity.update(csd, init_sd), truth, refs, "2 ranks vs PyTorch DDP", csd)
     for k, v in tsd.items():   # num_batches_tracked: exact
         if not v.is_floating_point() and not torch.equal(v, csd[k]):
             print("FAIL: %s %s vs %s" % (k, csd[k].tolist(), v.tolist()))

@@ -119,7 +119,7 @@ def main():
                 for bn in bns:
                     sd = cltrain_step(a, name, init, b, path, bn, work)
                     label = "%s batch %d %s/%s" % (name, b, path, bn)
-                    if not parity.compare(parity.update(sd, init_sd), truth, refs, label,
+                    if not parity.compare(parity.update(sd, init_sd), truth, refs, label, sd,
                                           verbose=a.verbose):
                         bad.append(label)
                     runs += 1

@@ -242,7 +242,7 @@ def main():
 
     ok = check_losses(closs, tloss64, rloss)
     label = "%s %d steps%s" % (a.arch, a.steps, " --bn-eval" if a.bn_eval else "")
-    ok &= parity.compare(parity.update(sd, init_sd), truth, refs, label, verbose=a.verbose)
+    ok &= parity.compare(parity.update(sd, init_sd), truth, refs, label, sd, verbose=a.verbose)
     for k, v in sd.items():   # num_batches_tracked: exact
         if not v.is_floating_point() and not torch.equal(v, init_sd[k] + (0 if a.bn_eval else
                                                                           len(closs))):
