@@ -101,6 +101,13 @@ def tolerance(spread, res=0.0):
     return min(CEIL, max(FLOOR, K * noise))
 
 
+def tolerances(truth, refs, end):
+    """{name: its tolerance} (compare's bounds), and the set of unresolved names."""
+    sp, res = spreads(truth, refs), resolution(end, truth)
+    return ({k: tolerance(sp[k], res[k]) for k in truth},
+            {k for k in truth if unresolved(sp[k], res[k])})
+
+
 def compare(got, truth, refs, label, end, out=print, verbose=False):
     """Checks every tensor's update; prints the failures (and with verbose every tensor), then
     one summary line. got, truth, refs: update dicts (refs: a list); end: the state_dict

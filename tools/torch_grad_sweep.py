@@ -15,7 +15,9 @@ cltrain runs once per code path: the packed GEMM of CPU devices or CLBlast's
 (CLTRAIN_BN_INTERLEAVE=1/0). Each run's update of every float tensor is held to PyTorch float64's
 under tools/parity.py's rule (relative L2 within a fixed floor or a small multiple of the spread
 of PyTorch float32 and of float64 runs from ulp-jittered weights). Exit status 0 when every
-tensor of every run is within its tolerance, 1 otherwise.
+tensor of every run is within its tolerance and every run's mutants (cltrain's update with a
+conv never updated, a conv's gradient 1% off where some conv's bound is below 0.5%,
+running_var from the biased variance: see mutants) fail it, 1 otherwise.
 """
 import argparse
 import os
@@ -43,16 +45,44 @@ def parse_sizes(s):
     return out
 
 
-def torch_step(arch, start, x, y, dtype):
-    """One SGD(lr=1, momentum=0) step in train mode from state_dict start: its update."""
+def torch_step(arch, start, x, y, dtype, counts=None):
+    """One SGD(lr=1, momentum=0) step in train mode from state_dict start: its update. With
+    counts (a dict), each batch norm's values per channel (N x H x W) go there by name."""
     m = arch(num_classes=10).to(dtype)
     m.load_state_dict(start)
     m.train()
+    if counts is not None:
+        for name, mod in m.named_modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.register_forward_hook(lambda mod, inp, out, name=name: counts.__setitem__(
+                    name, inp[0].numel() // inp[0].shape[1]))
     opt = torch.optim.SGD(m.parameters(), lr=1.0, momentum=0.0)
     opt.zero_grad()
     torch.nn.functional.cross_entropy(m(x.to(dtype)), y).backward()
     opt.step()
     return parity.update(m.state_dict(), start)
+
+
+def mutants(got, counts, tol, unres):
+    """cltrain's update with a known bug: [(what, update dict)], which the check must fail, or
+    it could not fail (a check that passes a tensor never updated is broken). A conv two
+    thirds down never updated and, where some conv's bound is below 0.5%, the first such conv
+    from the middle on with its gradient 1% off; running_var from the biased variance (what
+    the batches added, 0.1 v, becomes 0.1 v (n - 1) / n, n values per channel). Also the
+    number of tensors whose bound is below 1%."""
+    convs = [k for k in got if k.endswith("conv1.weight") and k not in unres]
+    out = []
+    if convs:
+        skip = convs[2 * len(convs) // 3]
+        out.append(("%s never updated" % skip, dict(got, **{skip: torch.zeros_like(got[skip])})))
+    fine = [k for k in convs[len(convs) // 2:] + convs[:len(convs) // 2] if tol[k] < 5e-3]
+    if fine:
+        out.append(("%s's gradient x 1.01" % fine[0], dict(got, **{fine[0]: got[fine[0]] * 1.01})))
+    bns = [k[:-len(".running_var")] for k in got if k.endswith(".running_var")]
+    out.append(("running_var from the biased variance",
+                dict(got, **{k + ".running_var": got[k + ".running_var"] * (counts[k] - 1) /
+                             counts[k] for k in bns})))
+    return out, sum(1 for k in tol if tol[k] < 1e-2)
 
 
 def cltrain_step(a, arch, init, b, path, bn, work):
@@ -110,7 +140,8 @@ def main():
         start64 = {k: v.double() if v.is_floating_point() else v for k, v in init_sd.items()}
         for b in sizes:
             x, y = xs[:b], ys[:b]
-            truth = torch_step(arch, start64, x, y, torch.float64)
+            counts = {}
+            truth = torch_step(arch, start64, x, y, torch.float64, counts)
             refs = [torch_step(arch, init_sd, x, y, torch.float32)]
             gen = torch.Generator().manual_seed(1000 * b + 1)
             refs += [torch_step(arch, parity.jittered(init_sd, gen), x, y, torch.float64)
@@ -119,11 +150,23 @@ def main():
                 for bn in bns:
                     sd = cltrain_step(a, name, init, b, path, bn, work)
                     label = "%s batch %d %s/%s" % (name, b, path, bn)
-                    if not parity.compare(parity.update(sd, init_sd), truth, refs, label, sd,
-                                          verbose=a.verbose):
+                    got = parity.update(sd, init_sd)
+                    if not parity.compare(got, truth, refs, label, sd, verbose=a.verbose):
                         bad.append(label)
+                    tol, unres = parity.tolerances(truth, refs, sd)
+                    muts, fine = mutants(got, counts, tol, unres)
+                    caught = []
+                    for what, m in muts:
+                        if parity.compare(m, truth, refs, label, sd, out=lambda *_: None):
+                            print("FAIL %s: the check passes a mutant: %s" % (label, what))
+                            bad.append(label + " (mutant: %s)" % what)
+                        else:
+                            caught.append(what)
+                    print("%s: mutants that fail it: %s; %d of %d tensors would show a 1%% error"
+                          % (label, ", ".join(caught) or "none", fine, len(tol)))
                     runs += 1
-    print("gradient sweep: %d runs (%s; batch sizes %s; %s x %s), %.0f s: %s"
+    print("gradient sweep: %d runs (%s; batch sizes %s; %s x %s; each also fails its mutants), "
+          "%.0f s: %s"
           % (runs, a.arch, a.batch_sizes, a.paths, a.bn, time.time() - t0,
              "OK" if not bad else "FAILED: " + "; ".join(bad)))
     return 1 if bad else 0
