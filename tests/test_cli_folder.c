@@ -319,7 +319,7 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     cr_expect_eq(clif_lines_with(log, "\"loss\":"), 4, "2 steps an epoch: %s", log);
     free(log);
     for (int w = 1; w <= 3; w += 2) {  // shuffled: the same model for any number of workers
-        char sub[16];
+        char sub[32];
         snprintf(sub, sizeof sub, "w%d", w);
         mkdir(cli_path(out, sub), 0755);
         snprintf(sub, sizeof sub, "w%d/m.pth", w);
