@@ -131,6 +131,12 @@ int cli_count_entries(const char *dir, const char *part) {
     return n;
 }
 
+int cli_count(const char *s, const char *part) {
+    int n = 0;
+    for (const char *p = strstr(s, part); p; p = strstr(p + 1, part)) n++;
+    return n;
+}
+
 static int status_of(int st) {
     if (WIFEXITED(st)) return WEXITSTATUS(st);
     if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);

@@ -30,6 +30,8 @@ char *cli_read_file(const char *path, size_t *n);
 int cli_exists(const char *path);
 // Entries of dir whose name contains `part` (e.g. ".tmp.").
 int cli_count_entries(const char *dir, const char *part);
+// Occurrences of `part` in s (e.g. a message in a command's stderr).
+int cli_count(const char *s, const char *part);
 
 // The report's HTML (cltrain report): every element closed in order (void elements br, img,
 // meta, link, input, hr need no end tag; "<x .../>" closes itself), attribute values quoted,

@@ -277,14 +277,6 @@ Test(cli_folder, report_matches_eval_predictions, .timeout = 300)
     cli_rmtree(d);
 }
 
-// Lines of `text` that contain `part`.
-static int clif_lines_with(const char *text, const char *part)
-{
-    int n = 0;
-    for (const char *p = text; (p = strstr(p, part)); p += strlen(part)) n++;
-    return n;
-}
-
 // A file cut in its data fails mid-run: without --skip-bad, train and eval stop with one
 // error line naming it (exit 1); with it, the file is warned about once (over two epochs),
 // its batch is one image shorter (batch 2 of 3: [4.ppm, 5.ppm]), the closing line counts it,
@@ -304,9 +296,9 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     r = cli_run(180, "", "train --data %s %s --epochs 2 --skip-bad --log %s --no-report "
                 "--save %s", d, tiny, cli_path(out, "run.jsonl"), cli_path(out, "m.pth"));
     cr_assert_eq(r.status, 0, "--skip-bad: status %d\n%s", r.status, r.err);
-    cr_expect_eq(clif_lines_with(r.err, "warning:"), 2, "one warning per cut file:\n%s", r.err);
-    cr_expect_eq(clif_lines_with(r.err, "train/b/cut.jpg"), 1, "%s", r.err);
-    cr_expect_eq(clif_lines_with(r.err, "val/a/cut.jpg"), 1, "%s", r.err);
+    cr_expect_eq(cli_count(r.err, "warning:"), 2, "one warning per cut file:\n%s", r.err);
+    cr_expect_eq(cli_count(r.err, "train/b/cut.jpg"), 1, "%s", r.err);
+    cr_expect_eq(cli_count(r.err, "val/a/cut.jpg"), 1, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "train/b/cut.jpg: image file is truncated"), "%s", r.err);
     cr_expect_null(strstr(r.err, "error:"), "%s", r.err);
     cr_expect_not_null(strstr(r.out, "Accuracy of the network on the 2 test images"), "%s", r.out);
@@ -316,7 +308,7 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     cli_result_free(&r);
     char *log = cli_read_file(cli_path(out, "run.jsonl"), NULL);
     cr_assert_not_null(log);
-    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 4, "2 steps an epoch: %s", log);
+    cr_expect_eq(cli_count(log, "\"loss\":"), 4, "2 steps an epoch: %s", log);
     free(log);
     for (int w = 1; w <= 3; w += 2) {  // shuffled: the same model for any number of workers
         char sub[32];
@@ -342,7 +334,7 @@ Test(cli_folder, file_cut_mid_run_is_skipped_with_skip_bad, .timeout = 300)
     r = cli_run(120, "", "eval --data %s --weights %s --image-size 32 --batch-size 2 --skip-bad "
                 "--predictions %s", d, cli_path(out, "m.pth"), cli_path(out, "p.csv"));
     cr_assert_eq(r.status, 0, "eval --skip-bad: status %d\n%s", r.status, r.err);
-    cr_expect_eq(clif_lines_with(r.err, "warning: "), 1, "%s", r.err);
+    cr_expect_eq(cli_count(r.err, "warning: "), 1, "%s", r.err);
     cr_expect_not_null(strstr(r.err, "val/a/cut.jpg: image file is truncated"), "%s", r.err);
     cr_expect_not_null(strstr(r.err, "cltrain: --skip-bad: 1 bad files left out of this run (6 "
                                      "train, 2 test images used)"), "%s", r.err);
@@ -401,19 +393,19 @@ Test(cli_folder, short_batches_without_a_step, .timeout = 300)
     cli_result_free(&r);
     char *log = cli_read_file(cli_path(out, "a.jsonl"), NULL);
     cr_assert_not_null(log);
-    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 2, "%s", log);
+    cr_expect_eq(cli_count(log, "\"loss\":"), 2, "%s", log);
     free(log);
     r = cli_run(120, "", "train --data %s --image-size 32 --batch-size 1 --epochs 1 --bn-eval "
                 "--no-shuffle --workers 2 --skip-bad --print-every 2 --log %s --no-report", d,
                 cli_path(out, "b.jsonl"));
     cr_assert_eq(r.status, 0, "status %d\n%s", r.status, r.err);
-    cr_expect_eq(clif_lines_with(r.err, "warning:"), 1, "the file alone: %s", r.err);
+    cr_expect_eq(cli_count(r.err, "warning:"), 1, "the file alone: %s", r.err);
     cr_expect_not_null(strstr(r.out, "[Epoch 1, Batch 6] loss: "), "the seed's line over the "
                        "step taken: %s", r.out);
     cli_result_free(&r);
     log = cli_read_file(cli_path(out, "b.jsonl"), NULL);
     cr_assert_not_null(log);
-    cr_expect_eq(clif_lines_with(log, "\"loss\":"), 5, "6 batches, one empty: %s", log);
+    cr_expect_eq(cli_count(log, "\"loss\":"), 5, "6 batches, one empty: %s", log);
     free(log);
     cli_rmtree(out);
     cli_rmtree(d);

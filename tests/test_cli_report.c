@@ -43,12 +43,6 @@ static char *series_y(const char *html, const char *name) {
     return strndup(p, (size_t)(strchr(p, '"') - p));
 }
 
-static int count(const char *s, const char *part) {
-    int n = 0;
-    for (const char *p = strstr(s, part); p; p = strstr(p + 1, part)) n++;
-    return n;
-}
-
 // Every src= is a data: URI (nothing is loaded from elsewhere).
 static int only_inline_sources(const char *html) {
     for (const char *p = strstr(html, "src="); p; p = strstr(p + 1, "src="))
@@ -100,8 +94,8 @@ Test(cli_report, html_has_the_runs_numbers, .timeout = 120) {
     cr_assert_not_null(html, "report writes RUN.html beside the log");
     cr_expect(!strncmp(html, "<!DOCTYPE html>", 15));
     cr_expect_not_null(strstr(html, "</html>"));
-    cr_expect_eq(count(html, "<svg "), 4, "four charts");
-    cr_expect_eq(count(html, "</svg>"), 4);
+    cr_expect_eq(cli_count(html, "<svg "), 4, "four charts");
+    cr_expect_eq(cli_count(html, "</svg>"), 4);
     cr_expect_null(strstr(html, "<script"), "no script");
     cr_expect_null(strstr(html, "src="), "nothing loaded from elsewhere");
     char msg[256];
@@ -151,7 +145,7 @@ Test(cli_report, draws_the_last_evaluation, .timeout = 120) {
     char *html = cli_read_file(cli_path(d, "run.html"), NULL), msg[256];
     cr_assert_not_null(html);
     cr_expect_eq(cli_html_balanced(html, msg, sizeof msg), 0, "HTML: %s", msg);
-    cr_expect_eq(count(html, "<svg "), 6, "four charts, the matrix and the bars");
+    cr_expect_eq(cli_count(html, "<svg "), 6, "four charts, the matrix and the bars");
     cr_expect(only_inline_sources(html), "thumbnails are inlined");
     // The matrix: 9 cells, row-major, with the record's counts; names escaped on both axes.
     static const long want[9] = { 3, 1, 0, 2, 2, 0, 0, 0, 0 };
@@ -166,11 +160,11 @@ Test(cli_report, draws_the_last_evaluation, .timeout = 120) {
         free(c); free(t); free(q);
     }
     cr_expect_eq(cells, 9);
-    cr_expect_eq(count(html, "class=\"true-label\""), 3);
-    cr_expect_eq(count(html, "class=\"pred-label\""), 3);
-    cr_expect_eq(count(html, ">a&lt;b</text>"), 3, "a<b on both axes and the bars");
-    cr_expect_eq(count(html, ">say &quot;hi&quot;</text>"), 3);
-    cr_expect_eq(count(html, ">\xc3\xbcn</text>"), 3, "\\u00fc decoded to UTF-8");
+    cr_expect_eq(cli_count(html, "class=\"true-label\""), 3);
+    cr_expect_eq(cli_count(html, "class=\"pred-label\""), 3);
+    cr_expect_eq(cli_count(html, ">a&lt;b</text>"), 3, "a<b on both axes and the bars");
+    cr_expect_eq(cli_count(html, ">say &quot;hi&quot;</text>"), 3);
+    cr_expect_eq(cli_count(html, ">\xc3\xbcn</text>"), 3, "\\u00fc decoded to UTF-8");
     // Per-class accuracy: two bars, and the class without images says so.
     const char *b = strstr(html, "<rect class=\"bar\"");
     cr_assert_not_null(b);
@@ -183,7 +177,7 @@ Test(cli_report, draws_the_last_evaluation, .timeout = 120) {
     cr_expect(a && !strcmp(a, "50.0000"), "%s", a ? a : "none");
     free(a);
     cr_expect_null(strstr(b + 1, "<rect class=\"bar\""));
-    cr_expect_eq(count(html, "no images"), 1);
+    cr_expect_eq(cli_count(html, "no images"), 1);
     // The grid: the existing image as a 96x64 PNG thumbnail, the missing one named.
     const char *fig = strstr(html, "<figure class=\"worst\"");
     cr_assert_not_null(fig);

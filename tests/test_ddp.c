@@ -43,19 +43,77 @@ static void model_sized(resnet *m, clrt *rt, int batch, int S) {
 
 static void model(resnet *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
 
-Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
-    enum { N = 4, S = 32 };
-    size_t img = (size_t)S * S;
-    float *x = malloc(3 * N * img * sizeof(float));
-    int32_t y[N] = { 1, 5, 3, 8 };
-    unsigned s = 11;
-    for (size_t i = 0; i < 3 * N * img; i++) {
+// n images (3, n, S, S) of deterministic noise in [0, 1).
+static float *noise_images(int n, int S, unsigned s) {
+    size_t count = 3 * (size_t)n * S * S;
+    float *x = malloc(count * sizeof(float));
+    cr_assert_not_null(x);
+    for (size_t i = 0; i < count; i++) {
         s = s * 1103515245u + 12345u;
         x[i] = (float)((s >> 16) % 1000) / 1000.0f;
     }
+    return x;
+}
+
+// The shards of x (3, n, S, S) by hand, as DistributedSampler's stride gives them to 2
+// replicas (replica r: samples r, r + 2, ...): each shard's loss from the same weights (seed
+// 7), one step of `single` (sized for the larger shard) each.
+static void shard_losses(trainer *ts, resnet *single, const float *x, const int32_t *y, int n,
+                         int S, const sgd_config *sgd, float loss[2]) {
+    size_t img = (size_t)S * S;
+    float *xs = malloc(3 * (size_t)((n + 1) / 2) * img * sizeof(float));
+    cr_assert_not_null(xs);
+    for (int r = 0; r < 2; r++) {
+        int b = n / 2 + (r < n % 2);
+        int32_t ys[64];
+        cr_assert(b <= 64);
+        for (int k = 0; k < b; k++) {
+            ys[k] = y[r + 2 * k];
+            for (int c = 0; c < 3; c++)
+                memcpy(xs + ((size_t)c * b + k) * img, x + ((size_t)c * n + r + 2 * k) * img,
+                       img * sizeof(float));
+        }
+        resnet_init_weights(single, 7);
+        cr_assert_eq(train_step(ts, xs, ys, b, sgd, &loss[r]), TRAIN_OK);
+    }
+    free(xs);
+}
+
+// Two replicas in one process, each on its own runtime of the test device, replica 0 planned
+// for `batch` images at SxS and replica 1 starting from its state. Used in place: the members
+// point at each other.
+typedef struct {
+    clrt rt0, rt1;
+    resnet m0;
+    trainer t0;
+    comm c;
+    replicas R;
+} replica_pair;
+
+static void pair_init(replica_pair *p, int batch, int S) {
+    char err[1024];
+    runtime(&p->rt0);
+    runtime(&p->rt1);
+    model_sized(&p->m0, &p->rt0, batch, S);
+    trainer_init(&p->t0, &p->m0);
+    cr_assert_eq(comm_init(&p->c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(replicas_init(&p->R, &p->t0, &p->c, 2, S, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(replicas_add(&p->R, 1, &p->rt1, err, sizeof err), 0, "%s", err);
+    replicas_sync_state(&p->R);
+}
+
+static void pair_free(replica_pair *p) {
+    replicas_free(&p->R);
+    trainer_free(&p->t0);
+    resnet_free(&p->m0);
+    clrt_free(&p->rt0);
+}
+
+Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
+    enum { N = 4, S = 32 };
+    float *x = noise_images(N, S, 11);
+    int32_t y[N] = { 1, 5, 3, 8 };
     sgd_config sgd = { 0.01f, 0.9f, 0.0f };
-    // The shards by hand: DistributedSampler's stride gives replica 0 samples 0, 2 and
-    // replica 1 samples 1, 3; one model computes each shard's loss from the same weights.
     clrt rt1;
     runtime(&rt1);
     resnet single;
@@ -63,49 +121,22 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     trainer ts;
     trainer_init(&ts, &single);
     float shard_loss[2];
-    float *xs = malloc(3 * (N / 2) * img * sizeof(float));
-    for (int r = 0; r < 2; r++) {
-        int32_t ys[N / 2];
-        for (int k = 0; k < N / 2; k++) {
-            ys[k] = y[r + 2 * k];
-            for (int c = 0; c < 3; c++)
-                memcpy(xs + ((size_t)c * (N / 2) + k) * img, x + ((size_t)c * N + r + 2 * k) * img,
-                       img * sizeof(float));
-        }
-        resnet_init_weights(&single, 7);
-        cr_assert_eq(train_step(&ts, xs, ys, N / 2, &sgd, &shard_loss[r]), TRAIN_OK);
-    }
+    shard_losses(&ts, &single, x, y, N, S, &sgd, shard_loss);
     trainer_free(&ts);
     resnet_free(&single);
     clrt_free(&rt1);
 
-    clrt rt0, rtb;
-    runtime(&rt0);
-    runtime(&rtb);
-    resnet m0;
-    model(&m0, &rt0, N / 2);
-    trainer t0;
-    trainer_init(&t0, &m0);
-    comm c;
-    char err[1024];
-    cr_assert_eq(comm_init(&c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
-    replicas R;
-    cr_assert_eq(replicas_init(&R, &t0, &c, 2, S, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(replicas_add(&R, 1, &rtb, err, sizeof err), 0, "%s", err);
-    replicas_sync_state(&R);
-    cr_assert(replicas_identical(&R), "replica 1 does not start from replica 0's state");
+    replica_pair p;
+    pair_init(&p, N / 2, S);
+    cr_assert(replicas_identical(&p.R), "replica 1 does not start from replica 0's state");
     float loss;
-    cr_assert_eq(replicas_step(&R, x, y, N, &sgd, &loss), TRAIN_OK);
+    cr_assert_eq(replicas_step(&p.R, x, y, N, &sgd, &loss), TRAIN_OK);
     float want = (shard_loss[0] + shard_loss[1]) / 2;
     cr_expect_eq(loss, want, "2-replica loss %.9g, the shards' mean %.9g (%.9g, %.9g)", loss,
                  want, shard_loss[0], shard_loss[1]);
-    cr_assert_eq(replicas_step(&R, x, y, N, &sgd, &loss), TRAIN_OK);
-    cr_expect(replicas_identical(&R), "the replicas' weights or momentum differ after 2 steps");
-    replicas_free(&R);
-    trainer_free(&t0);
-    resnet_free(&m0);
-    clrt_free(&rt0);
-    free(xs);
+    cr_assert_eq(replicas_step(&p.R, x, y, N, &sgd, &loss), TRAIN_OK);
+    cr_expect(replicas_identical(&p.R), "the replicas' weights or momentum differ after 2 steps");
+    pair_free(&p);
     free(x);
 }
 
@@ -115,84 +146,53 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
 // device's step on that image (with and without DDP's buckets), the replicas identical after.
 Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeout = 300) {
     enum { N = 3, S = 64 };  // 64: a share of 1 leaves batch norm 2x2 values per channel
-    size_t img = (size_t)S * S;
-    float *x = malloc(3 * N * img * sizeof(float)), *xs = malloc(3 * 2 * img * sizeof(float));
+    float *x = noise_images(N, S, 5);
     int32_t y[N] = { 4, 9, 2 };
-    unsigned s = 5;
-    for (size_t i = 0; i < 3 * N * img; i++) {
-        s = s * 1103515245u + 12345u;
-        x[i] = (float)((s >> 16) % 1000) / 1000.0f;
-    }
     sgd_config sgd = { 0.01f, 0.0f, 0.0f };  // no momentum: a re-initialised model starts over
-    clrt rt1, rt0, rtb;
+    clrt rt1;
     runtime(&rt1);
     resnet single;
     model_sized(&single, &rt1, 2, S);
     trainer ts;
     trainer_init(&ts, &single);
     float shard_loss[2];  // replica 0: images 0 and 2; replica 1: image 1
-    for (int r = 0; r < 2; r++) {
-        int b = r == 0 ? 2 : 1;
-        int32_t ys[2];
-        for (int k = 0; k < b; k++) {
-            ys[k] = y[r + 2 * k];
-            for (int c = 0; c < 3; c++)
-                memcpy(xs + ((size_t)c * b + k) * img, x + ((size_t)c * N + r + 2 * k) * img,
-                       img * sizeof(float));
-        }
-        resnet_init_weights(&single, 7);
-        cr_assert_eq(train_step(&ts, xs, ys, b, &sgd, &shard_loss[r]), TRAIN_OK);
-    }
-    runtime(&rt0);
-    runtime(&rtb);
-    resnet m0;
-    model_sized(&m0, &rt0, 2, S);
-    trainer t0;
-    trainer_init(&t0, &m0);
-    comm c;
+    shard_losses(&ts, &single, x, y, N, S, &sgd, shard_loss);
+    replica_pair p;
+    pair_init(&p, 2, S);
     char err[1024];
-    cr_assert_eq(comm_init(&c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
-    replicas R;
-    cr_assert_eq(replicas_init(&R, &t0, &c, 2, S, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(replicas_add(&R, 1, &rtb, err, sizeof err), 0, "%s", err);
-    replicas_sync_state(&R);
     float loss, want = 0;
     want += 2.0f / 3.0f * shard_loss[0];
     want += 1.0f / 3.0f * shard_loss[1];
-    cr_assert_eq(replicas_step(&R, x, y, N, &sgd, &loss), TRAIN_OK);
+    cr_assert_eq(replicas_step(&p.R, x, y, N, &sgd, &loss), TRAIN_OK);
     cr_expect_eq(loss, want, "3 images on 2 replicas: loss %.9g, the shares' weighted mean %.9g "
                  "(%.9g, %.9g)", loss, want, shard_loss[0], shard_loss[1]);
-    cr_expect(replicas_identical(&R), "the replicas differ after a short batch");
-    size_t bytes = m0.n_param_floats * sizeof(float);
+    cr_expect(replicas_identical(&p.R), "the replicas differ after a short batch");
+    size_t bytes = p.m0.n_param_floats * sizeof(float);
     float *w1 = malloc(bytes), *w2 = malloc(bytes);
     for (int buckets = 1; buckets >= 0; buckets--) {
-        if (!buckets) cr_assert_eq(replicas_set_buckets(&R, 0, err, sizeof err), 0, "%s", err);
+        if (!buckets) cr_assert_eq(replicas_set_buckets(&p.R, 0, err, sizeof err), 0, "%s", err);
         float one_loss;
         resnet_init_weights(&single, 7);
         cr_assert_eq(train_step(&ts, x, y, 1, &sgd, &one_loss), TRAIN_OK);  // x's image 0
-        resnet_init_weights(&m0, 7);
-        replicas_sync_state(&R);
-        cr_assert_eq(replicas_step(&R, x, y, 1, &sgd, &loss), TRAIN_OK);
+        resnet_init_weights(&p.m0, 7);
+        replicas_sync_state(&p.R);
+        cr_assert_eq(replicas_step(&p.R, x, y, 1, &sgd, &loss), TRAIN_OK);
         cr_expect_eq(loss, one_loss, "buckets %d: 1 image on 2 replicas: loss %.9g, one device "
                      "%.9g", buckets, loss, one_loss);
         clrt_read(&rt1, single.arena_params, 0, w1, bytes);
-        clrt_read(&rt0, m0.arena_params, 0, w2, bytes);
-        size_t k = 0, np = m0.n_param_floats;
+        clrt_read(&p.rt0, p.m0.arena_params, 0, w2, bytes);
+        size_t k = 0, np = p.m0.n_param_floats;
         while (k < np && w1[k] == w2[k]) k++;
         cr_expect_eq(k, np, "buckets %d: weight %zu is %.9g, one device's %.9g", buckets, k,
                      k < np ? w2[k] : 0, k < np ? w1[k] : 0);
-        cr_expect(replicas_identical(&R), "buckets %d: replica 1 (no images) differs", buckets);
+        cr_expect(replicas_identical(&p.R), "buckets %d: replica 1 (no images) differs", buckets);
     }
     free(w1);
     free(w2);
-    replicas_free(&R);
-    trainer_free(&t0);
-    resnet_free(&m0);
-    clrt_free(&rt0);
+    pair_free(&p);
     trainer_free(&ts);
     resnet_free(&single);
     clrt_free(&rt1);
-    free(xs);
     free(x);
 }
 

@@ -193,17 +193,26 @@ Test(runtime, cache_key_changes_with_inputs) {
     cr_expect_eq(strlen(a), 32u);
 }
 
-Test(runtime, kernel_dir_override) {
+// A new folder holding the embedded kernel sources, selftest.cl with `before` and `after`
+// around its text: a CLTRAIN_KERNEL_DIR for the tests.
+static char *kernel_dir_copy(const char *before, const char *after) {
     char *dir = make_tmpdir();
     for (size_t i = 0; i < cl_source_count; i++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/%s", dir, cl_source_names[i]);
         FILE *f = fopen(path, "w");
         cr_assert_not_null(f);
-        if (!strcmp(cl_source_names[i], "selftest.cl")) fputs("#define SELFTEST_B 1.0f\n", f);
+        int self = !strcmp(cl_source_names[i], "selftest.cl");
+        if (self) fputs(before, f);
         fputs(cl_source_texts[i], f);
+        if (self) fputs(after, f);
         fclose(f);
     }
+    return dir;
+}
+
+Test(runtime, kernel_dir_override) {
+    char *dir = kernel_dir_copy("#define SELFTEST_B 1.0f\n", "");
     setenv("CLTRAIN_KERNEL_DIR", dir, 1);
     setenv("CLTRAIN_NO_CACHE", "1", 1);
     clrt rt;
@@ -256,17 +265,8 @@ Test(runtime, build_log_empty_on_pocl) {
 // #warning: pocl's cache is keyed on the preprocessed source, so a #warning could meet the
 // clean program's cached build and its empty log.
 Test(runtime, build_log_warning_surfaced) {
-    char *dir = make_tmpdir();
-    for (size_t i = 0; i < cl_source_count; i++) {
-        char path[1024];
-        snprintf(path, sizeof path, "%s/%s", dir, cl_source_names[i]);
-        FILE *f = fopen(path, "w");
-        cr_assert_not_null(f);
-        fputs(cl_source_texts[i], f);
-        if (!strcmp(cl_source_names[i], "selftest.cl"))   // float to int out of range
-            fputs("\n__kernel void cltrain_test_warning(__global int *o) { o[0] = 1e10f; }\n", f);
-        fclose(f);
-    }
+    char *dir = kernel_dir_copy("", "\n__kernel void cltrain_test_warning(__global int *o) "
+                                    "{ o[0] = 1e10f; }\n");   // float to int out of range
     clrt_options o = { .device_spec = getenv("CLTRAIN_DEVICE") ? NULL : "cpu", .quiet = 1,
                        .kernel_dir = dir };
     char err[1024], cache[1024];

@@ -16,12 +16,6 @@
 #define SCHED "--image-size 32 --batch-size 8 --lr 0.01 --epochs 3 --seed 2 " \
               "--lr-schedule step:1:0.5 --warmup-epochs 1 --label-smoothing 0.1 --test-limit 8"
 
-static int count(const char *s, const char *part) {
-    int n = 0;
-    for (const char *p = strstr(s, part); p; p = strstr(p + 1, part)) n++;
-    return n;
-}
-
 // The step losses of a log, in order.
 static int losses(const char *path, double *out, int max) {
     char *b = cli_read_file(path, NULL);
@@ -52,7 +46,7 @@ Test(train_schedule, resume_bitwise_log_and_save_best, .timeout = 400) {
     cli_result r = cli_run(300, "", "train --data %s " SCHED " --save-best %s/best.pth --log "
                            "%s/log.jsonl --save %s/final.pth", data, full, full, full);
     cr_assert_eq(r.status, 0, "%s", r.err);
-    cr_expect_eq(count(r.out, "validation accuracy on 8 images"), 3, "%s", r.out);
+    cr_expect_eq(cli_count(r.out, "validation accuracy on 8 images"), 3, "%s", r.out);
     cr_expect_not_null(strstr(r.out, "(best so far)"), "%s", r.out);
     cli_result_free(&r);
     char *log = cli_read_file(cli_path(full, "log.jsonl"), NULL);
@@ -62,7 +56,7 @@ Test(train_schedule, resume_bitwise_log_and_save_best, .timeout = 400) {
     cr_expect_not_null(strstr(log, "{\"epoch\":2,\"lr\":0.01}"), "%s", log);
     cr_expect_not_null(strstr(log, "{\"epoch\":3,\"lr\":0.005}"), "%s", log);
     cr_expect_not_null(strstr(log, "\"step\":9,\"loss\":"), "%s", log);
-    cr_expect_eq(count(log, "\"val_accuracy\":"), 3, "%s", log);
+    cr_expect_eq(cli_count(log, "\"val_accuracy\":"), 3, "%s", log);
     free(log);
     cr_expect(cli_exists(cli_path(full, "best.pth")) && cli_exists(cli_path(full, "best.pth.json")));
     // Stopped mid epoch 2 (and again at the end of epoch 2), then resumed: the same bits.
