@@ -101,27 +101,29 @@ def tolerance(spread, res=0.0):
     return min(CEIL, max(FLOOR, K * noise))
 
 
-def tolerances(truth, refs, end):
-    """{name: its tolerance} (compare's bounds), and the set of unresolved names."""
-    sp, res = spreads(truth, refs), resolution(end, truth)
-    return ({k: tolerance(sp[k], res[k]) for k in truth},
-            {k for k in truth if unresolved(sp[k], res[k])})
+class Bounds:
+    """Each tensor's spread, resolution and tolerance for one float64 truth, its references
+    and the run's final weights (end: whose float32 rounding bounds the comparison)."""
+
+    def __init__(self, truth, refs, end, spread=None):   # spread: spreads(truth, refs)
+        self.spread = spread if spread is not None else spreads(truth, refs)
+        self.res = resolution(end, truth)
+        self.tol = {k: tolerance(self.spread[k], self.res[k]) for k in truth}
+        self.unresolved = {k for k in truth if unresolved(self.spread[k], self.res[k])}
 
 
-def compare(got, truth, refs, label, end, out=print, verbose=False):
-    """Checks every tensor's update; prints the failures (and with verbose every tensor), then
-    one summary line. got, truth, refs: update dicts (refs: a list); end: the state_dict
-    whose float32 rounding bounds the comparison (the run's final weights). True when all
-    pass."""
-    sp = spreads(truth, refs)
-    res = resolution(end, truth)
+def compare(got, truth, bounds, label, out=print, verbose=False):
+    """Checks every tensor's update against truth within bounds (a Bounds); prints the
+    failures (and with verbose every tensor), then one summary line. got, truth: update
+    dicts. True when all pass."""
+    sp, res = bounds.spread, bounds.res
     fails, worst, worst_k, worst_ratio = 0, 0.0, "", 0.0
     for k in truth:
         if k not in got:
             out("FAIL %s: %s missing" % (label, k))
             fails += 1
             continue
-        err, tol = rel_l2(got[k], truth[k]), tolerance(sp[k], res[k])
+        err, tol = rel_l2(got[k], truth[k]), bounds.tol[k]
         bad = not err <= tol   # NaN fails
         if bad or verbose:
             out("%s %s: %s update rel L2 %.2e, tolerance %.2e (references' spread %.2e, "
@@ -133,7 +135,7 @@ def compare(got, truth, refs, label, end, out=print, verbose=False):
             worst, worst_k, worst_ratio = err, k, ratio
     noisy = sum(1 for k in sp if K * sp[k] > FLOOR)
     nosignal = sum(1 for k in sp if sp[k] > 1)
-    below = sum(1 for k in sp if sp[k] <= 1 and unresolved(sp[k], res[k]))
+    below = len(bounds.unresolved) - nosignal
     out("%s: %d tensors, %d outside tolerance; closest to its bound: %s %.2e (%.0f%% of it); "
         "%d tensors where the references' spread sets the bound (largest %.1e)%s%s"
         % (label, len(truth), fails, worst_k, worst, 100 * worst_ratio, noisy,
@@ -143,6 +145,28 @@ def compare(got, truth, refs, label, end, out=print, verbose=False):
            "; %d below float32's resolution of the weights" % below if below else ""))
     return fails == 0
 
+
+def bn_eval(model):
+    """cltrain --bn-eval on a model in train mode: every batch norm on its running
+    statistics."""
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.BatchNorm2d):
+            mod.eval()
+
+
+def add_residual_bn_arg(ap):
+    ap.add_argument("--residual-bn", type=float, default=None,
+                    help="initial weight of each residual branch's last batch norm (default: 1, "
+                         "torchvision's, for resnet18; 0.2 for the deeper nets: "
+                         "parity.condition_residuals)")
+
+
+def condition(model, arch_name, residual_bn=None):
+    """--residual-bn's rule: the deeper nets' residual branches at 0.2 unless told otherwise,
+    resnet18 as torchvision initialises it."""
+    weight = residual_bn if residual_bn is not None else (1.0 if arch_name == "resnet18" else 0.2)
+    if weight != 1.0:
+        condition_residuals(model, weight)
 
 
 def condition_residuals(model, weight):

@@ -63,14 +63,15 @@ def torch_step(arch, start, x, y, dtype, counts=None):
     return parity.update(m.state_dict(), start)
 
 
-def mutants(got, counts, tol, unres):
+def mutants(got, counts, bounds):
     """cltrain's update with a known bug: [(what, update dict)], which the check must fail, or
     it could not fail (a check that passes a tensor never updated is broken). A conv two
     thirds down never updated and, where some conv's bound is below 0.5%, the first such conv
     from the middle on with its gradient 1% off; running_var from the biased variance (what
     the batches added, 0.1 v, becomes 0.1 v (n - 1) / n, n values per channel). Also the
     number of tensors whose bound is below 1%."""
-    convs = [k for k in got if k.endswith("conv1.weight") and k not in unres]
+    tol = bounds.tol
+    convs = [k for k in got if k.endswith("conv1.weight") and k not in bounds.unresolved]
     out = []
     if convs:
         skip = convs[2 * len(convs) // 3]
@@ -114,10 +115,7 @@ def main():
     ap.add_argument("--draws", type=int, default=4, help="float64 runs from jittered weights")
     ap.add_argument("--more-draws", type=int, default=24,
                     help="draws in all for a batch where a run is beyond the bound")
-    ap.add_argument("--residual-bn", type=float, default=None,
-                    help="initial weight of each residual branch's last batch norm (default: 1, "
-                         "torchvision's, for resnet18; 0.2 for the deeper nets: "
-                         "parity.condition_residuals)")
+    parity.add_residual_bn_arg(ap)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--verbose", action="store_true", help="every tensor, not only failures")
     ap.add_argument("--keep", help="keep the work folder here")
@@ -133,9 +131,7 @@ def main():
         arch = getattr(torchvision.models, name)
         torch.manual_seed(0)
         model = arch(num_classes=10)
-        rbn = a.residual_bn if a.residual_bn is not None else (1.0 if name == "resnet18" else 0.2)
-        if rbn != 1.0:
-            parity.condition_residuals(model, rbn)
+        parity.condition(model, name, a.residual_bn)
         init_sd = model.state_dict()
         init = os.path.join(work, name + "_init.pth")
         torch.save(init_sd, init)
@@ -148,13 +144,15 @@ def main():
             gen = torch.Generator().manual_seed(1000 * b + 1)
             refs += [torch_step(arch, parity.jittered(init_sd, gen), x, y, torch.float64)
                      for _ in range(a.draws)]
+            spread = parity.spreads(truth, refs)
             for path in paths:
                 for bn in bns:
                     sd = cltrain_step(a, name, init, b, path, bn, work)
                     label = "%s batch %d %s/%s" % (name, b, path, bn)
                     got = parity.update(sd, init_sd)
-                    quiet = parity.compare(got, truth, refs, label, sd, out=lambda *_: None)
-                    if not quiet and len(refs) - 1 < a.more_draws:
+                    bounds = parity.Bounds(truth, refs, sd, spread)
+                    if (not parity.compare(got, truth, bounds, label, out=lambda *_: None)
+                            and len(refs) - 1 < a.more_draws):
                         # Beyond the bound: measure the floor with more draws before calling
                         # it a bug. A ReLU input within float32's rounding of 0 (resnet50 at
                         # batch 18 has one at 6.5e-8 of its layer's RMS) takes either branch,
@@ -165,19 +163,20 @@ def main():
                         refs += [torch_step(arch, parity.jittered(init_sd, gen), x, y,
                                             torch.float64)
                                  for _ in range(a.more_draws - len(refs) + 1)]
-                    if not parity.compare(got, truth, refs, label, sd, verbose=a.verbose):
+                        spread = parity.spreads(truth, refs)
+                        bounds = parity.Bounds(truth, refs, sd, spread)
+                    if not parity.compare(got, truth, bounds, label, verbose=a.verbose):
                         bad.append(label)
-                    tol, unres = parity.tolerances(truth, refs, sd)
-                    muts, fine = mutants(got, counts, tol, unres)
+                    muts, fine = mutants(got, counts, bounds)
                     caught = []
                     for what, m in muts:
-                        if parity.compare(m, truth, refs, label, sd, out=lambda *_: None):
+                        if parity.compare(m, truth, bounds, label, out=lambda *_: None):
                             print("FAIL %s: the check passes a mutant: %s" % (label, what))
                             bad.append(label + " (mutant: %s)" % what)
                         else:
                             caught.append(what)
                     print("%s: mutants that fail it: %s; %d of %d tensors would show a 1%% error"
-                          % (label, ", ".join(caught) or "none", fine, len(tol)))
+                          % (label, ", ".join(caught) or "none", fine, len(truth)))
                     runs += 1
     print("gradient sweep: %d runs (%s; batch sizes %s; %s x %s; each also fails its mutants), "
           "%.0f s: %s"

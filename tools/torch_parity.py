@@ -135,10 +135,8 @@ def torch_train(arch, start, pix, labels, a, dtype, mkldnn=True):
     m.load_state_dict(start)
     opt = torch.optim.SGD(m.parameters(), lr=a.lr, momentum=0.9)
     m.train()
-    if a.bn_eval:   # cltrain --bn-eval: every batch norm on its running statistics
-        for mod in m.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.eval()
+    if a.bn_eval:
+        parity.bn_eval(m)
     losses = []
     for x, y in batches(pix, labels, a.image_size, a.batch_size):
         opt.zero_grad()
@@ -174,10 +172,7 @@ def main():
     ap.add_argument("--device", default=os.environ.get("CLTRAIN_DEVICE", "cpu"))
     ap.add_argument("--arch", default="resnet18",
                     choices=("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"))
-    ap.add_argument("--residual-bn", type=float, default=None,
-                    help="initial weight of each residual branch's last batch norm (default: 1, "
-                         "torchvision's, for resnet18; 0.2 for the deeper nets: "
-                         "parity.condition_residuals)")
+    parity.add_residual_bn_arg(ap)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--image-size", type=int, default=32)
     ap.add_argument("--eval-size", type=int, default=224)
@@ -204,9 +199,7 @@ def main():
     torch.manual_seed(0)
     arch = getattr(torchvision.models, a.arch)
     model = arch(num_classes=10)
-    rbn = a.residual_bn if a.residual_bn is not None else (1.0 if a.arch == "resnet18" else 0.2)
-    if rbn != 1.0:
-        parity.condition_residuals(model, rbn)
+    parity.condition(model, a.arch, a.residual_bn)
     init_sd = {k: v.clone() for k, v in model.state_dict().items()}
     init = os.path.join(work, "init." + a.format)
     if a.format == "pth":
@@ -242,7 +235,8 @@ def main():
 
     ok = check_losses(closs, tloss64, rloss)
     label = "%s %d steps%s" % (a.arch, a.steps, " --bn-eval" if a.bn_eval else "")
-    ok &= parity.compare(parity.update(sd, init_sd), truth, refs, label, sd, verbose=a.verbose)
+    ok &= parity.compare(parity.update(sd, init_sd), truth, parity.Bounds(truth, refs, sd), label,
+                         verbose=a.verbose)
     for k, v in sd.items():   # num_batches_tracked: exact
         if not v.is_floating_point() and not torch.equal(v, init_sd[k] + (0 if a.bn_eval else
                                                                           len(closs))):

@@ -64,9 +64,7 @@ def torch_run(start, batches, epochs, make_sched, smoothing, dtype=torch.float32
     m = torchvision.models.resnet18(num_classes=10).to(dtype)
     m.load_state_dict(start)
     m.train()
-    for mod in m.modules():   # cltrain --bn-eval
-        if isinstance(mod, torch.nn.BatchNorm2d):
-            mod.eval()
+    parity.bn_eval(m)   # cltrain --bn-eval
     opt = torch.optim.SGD(m.parameters(), lr=LR, momentum=0.9)
     sched = make_sched(opt)
     crit = torch.nn.CrossEntropyLoss(label_smoothing=smoothing)
