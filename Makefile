@@ -111,6 +111,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	sh tools/check-layers.sh
 	sh tools/check-build-config.sh
 	sh tools/check-cl.sh
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} PYTHON=$(PYTHON) sh tools/check-bitwise.sh
 	CLTRAIN_GEN_FIXTURES=$(BUILD)/fixtures CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(BUILD)/tests/cltrain_tests --jobs $${TEST_JOBS:-2} $(TEST_ARGS)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain --bn-eval
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_parity.py --cltrain ./cltrain \
@@ -163,6 +164,7 @@ check-layers:
 # the whole program through pocl as cltrain builds it, failing on any build-log warning.
 check-cl: cltrain
 	sh tools/check-cl.sh
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} PYTHON=$(PYTHON) sh tools/check-bitwise.sh
 
 # Every kernel under Oclgrind (bounds, data races, barrier divergence, uninitialised values,
 # API misuse) through the op tests' small shapes; fails on any report (tools/check-oclgrind.sh).
