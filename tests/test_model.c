@@ -5,7 +5,7 @@
 // train-mode logits, loss, parameter gradients, updated running statistics, one SGD step; plus
 // determinism, freezing, the state_dict tables and strict loading.
 #define _POSIX_C_SOURCE 200809L
-#include "model/resnet.h"
+#include "model/model.h"
 #include "tests/fixture.h"
 #include "tests/ref_ops.h"
 #include "tests/testutil.h"
@@ -23,45 +23,46 @@
 // 2e-4 of the largest gradient of each tensor (10x the measured gap to PyTorch, 1.8e-5).
 static const float logit_tol = 1e-4f, grad_tol = 2e-4f;
 
-static resnet_config config(const char *arch, int num_classes) {
-    resnet_config cfg;
+static model_arch config(const char *arch, int num_classes) {
+    model_arch cfg;
     char err[256];
-    cr_assert_eq(resnet_config_named(&cfg, arch, num_classes, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_arch_named(&cfg, arch, num_classes, err, sizeof err), 0, "%s", err);
     return cfg;
 }
 
 static void fill_weights(ckpt *c, const char *arch, int num_classes) {
-    resnet *t = malloc(sizeof *t);
+    model *t = malloc(sizeof *t);
     cr_assert_not_null(t);
     clrt *rt = test_rt();
     char err[512];
-    resnet_config cfg = config(arch, num_classes);
-    cr_assert_eq(resnet_init(t, rt, &cfg, err, sizeof err), 0, "%s", err);
+    model_arch cfg = config(arch, num_classes);
+    cr_assert_eq(model_init_arch(t, rt, &cfg, err, sizeof err), 0, "%s", err);
     for (int i = 0; i < t->nparams; i++) {
-        const resnet_param *p = &t->params[i];
+        const model_param *p = &t->params[i];
         int64_t shape[4];
         for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
         fixture_param_kind kind = fixture_resnet_kind(p->name);
-        if (p->kind == RP_BN_COUNT) {
+        if (p->kind == PARAM_BN_COUNT) {
             int64_t zero = 0;
             cr_assert_eq(ckpt_add_tensor_i64(c, p->name, 0, shape, &zero), 0);
             continue;
         }
         float *v = malloc(p->numel * sizeof(float));
         int fan_in = p->ndim == 4 ? p->shape[1] * p->shape[2] * p->shape[3]
-                     : p->kind == RP_FC_W || p->kind == RP_FC_B ? t->features : 0;
+                     : p->kind == PARAM_WEIGHT || p->kind == PARAM_BIAS
+                         ? t->params[t->nparams - 2].shape[1] : 0;  // fc's in_features
         fixture_resnet_param(v, p->numel, i, kind, fan_in, 0);
         cr_assert_eq(ckpt_add_tensor_f32(c, p->name, p->ndim, shape, v), 0);
         free(v);
     }
-    resnet_free(t);
+    model_free(t);
     free(t);
 }
 
 typedef struct setup {
     int n;                         // images in the fixture's batch
     int32_t labels[8];             // their labels, as uploaded
-    resnet m;
+    model m;
     fixture fx;
     ckpt weights;
 } setup;
@@ -70,7 +71,7 @@ typedef struct setup {
 // resnet18's are committed; the others are written at test time by `make test` (the
 // Makefile's gen-fixtures: tools/make_fixtures.py --arch A --batch N --out DIR/A_32xN.bin).
 static void model_setup_arch(setup *s, const char *arch, int nimg, int batch,
-                             const resnet_plan_options *po) {
+                             const model_plan_options *po) {
     char err[1024], name[64];
     memset(s, 0, sizeof *s);
     s->n = nimg;
@@ -87,11 +88,11 @@ static void model_setup_arch(setup *s, const char *arch, int nimg, int batch,
     ckpt_init(&s->weights);
     fill_weights(&s->weights, arch, 10);
     clrt *rt = test_rt();
-    resnet_config cfg = config(arch, 10);
-    cr_assert_eq(resnet_init(&s->m, rt, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(resnet_plan(&s->m, batch, 32, po, err, sizeof err), 0, "%s", err);
+    model_arch cfg = config(arch, 10);
+    cr_assert_eq(model_init_arch(&s->m, rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_plan(&s->m, batch, 32, po, err, sizeof err), 0, "%s", err);
     int replaced = 0;
-    cr_assert_eq(resnet_from_ckpt(&s->m, &s->weights, NULL, 1, 0, &replaced, "generated", err,
+    cr_assert_eq(model_from_ckpt(&s->m, &s->weights, NULL, 1, 0, &replaced, "generated", err,
                                   sizeof err), 0, "%s", err);
     cr_assert_eq(replaced, 0);
     // Input (2, 3, 32, 32) -> (3, 2, 32, 32); labels.
@@ -112,7 +113,7 @@ static void model_setup(setup *s, int nimg, int batch) {
 }
 
 static void model_teardown(setup *s) {
-    resnet_free(&s->m);
+    model_free(&s->m);
     fixture_free(&s->fx);
     ckpt_free(&s->weights);
 }
@@ -174,7 +175,7 @@ static float read_loss(setup *s) {
     return loss;
 }
 
-static int param_index(const resnet *m, const char *name) {
+static int param_index(const model *m, const char *name) {
     for (int i = 0; i < m->nparams; i++)
         if (!strcmp(m->params[i].name, name)) return i;
     return -1;
@@ -218,10 +219,8 @@ static void expect_running_stats(setup *s) {
         if (strncmp(t->name, "after.", 6) != 0) continue;
         int i = param_index(&s->m, t->name + 6);
         cr_assert_geq(i, 0, "no parameter %s", t->name + 6);
-        if (s->m.params[i].kind == RP_BN_COUNT) {
-            int b = 0;
-            while (s->m.bns[b].count != i) b++;
-            cr_expect_eq(s->m.bn_count[b], fixture_i64(t)[0], "%s", t->name);
+        if (s->m.params[i].kind == PARAM_BN_COUNT) {
+            cr_expect_eq(s->m.bn_count[s->m.params[i].bn], fixture_i64(t)[0], "%s", t->name);
             continue;
         }
         expect_tensor(s, t->name, buf + s->m.params[i].off, fixture_f32(t), t->numel, 1e-5f,
@@ -233,15 +232,15 @@ static void expect_running_stats(setup *s) {
 }
 
 Test(model, state_dict_table) {
-    resnet m;
+    model m;
     char err[256];
-    resnet_config cfg = config("resnet18", 1000);
-    cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0);
+    model_arch cfg = config("resnet18", 1000);
+    cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0);
     cr_expect_eq(m.nparams, 122, "torchvision's state_dict has 122 entries");
     size_t trainable = 0;
     for (int i = 0; i < m.nparams; i++)
-        if (m.params[i].kind != RP_BN_MEAN && m.params[i].kind != RP_BN_VAR &&
-            m.params[i].kind != RP_BN_COUNT)
+        if (m.params[i].kind != PARAM_BN_MEAN && m.params[i].kind != PARAM_BN_VAR &&
+            m.params[i].kind != PARAM_BN_COUNT)
             trainable += m.params[i].numel;
     cr_expect_eq(trainable, 11689512u, "11,689,512 parameters for 1000 classes");
     cr_expect_str_eq(m.params[0].name, "conv1.weight");
@@ -255,13 +254,13 @@ Test(model, state_dict_table) {
     cr_expect_eq(m.params[ds].shape[0], 128);
     cr_expect_eq(m.params[ds].shape[1], 64);
     cr_expect_eq(m.params[ds].shape[2], 1);
-    resnet_free(&m);
+    model_free(&m);
 }
 
 Test(model, eval_batch2_matches_pytorch) {
     setup s;
     model_setup(&s, 2, 2);
-    resnet_forward(&s.m, 2, 0);
+    model_forward(&s.m, 2, 0);
     expect_logits(&s, "eval_logits");
     model_teardown(&s);
 }
@@ -269,24 +268,24 @@ Test(model, eval_batch2_matches_pytorch) {
 Test(model, forward_backward_matches_pytorch) {
     setup s;
     model_setup(&s, 8, 8);
-    resnet_forward(&s.m, 8, 0);  // eval first: running statistics untouched
+    model_forward(&s.m, 8, 0);  // eval first: running statistics untouched
     expect_logits(&s, "eval_logits");
-    resnet_forward(&s.m, 8, 1);
+    model_forward(&s.m, 8, 1);
     expect_logits(&s, "logits");
-    resnet_loss(&s.m, 8);
+    model_loss(&s.m, 8);
     float loss = read_loss(&s);
     float want = fixture_f32(fixture_get(&s.fx, "loss"))[0];
     cr_expect(fabsf(loss - want) <= 1e-5f * fabsf(want) + 1e-6f, "loss %.9g, PyTorch %.9g",
               loss, want);
     cr_log_info("loss %.9g PyTorch %.9g rel %.3g", loss, want, fabs(loss - want) / want);
-    resnet_backward(&s.m, 8);
+    model_backward(&s.m, 8);
     expect_grads(&s);
     expect_running_stats(&s);
     // The seed's SGD(lr=0.001, momentum=0.9), then the loss on the same batch again.
-    resnet_sgd(&s.m, 0.001f, 0.9f, 0.0f);
-    resnet_forward(&s.m, 8, 1);
+    model_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    model_forward(&s.m, 8, 1);
     expect_logits(&s, "step2.logits");
-    resnet_loss(&s.m, 8);
+    model_loss(&s.m, 8);
     float l2 = read_loss(&s), w2 = fixture_f32(fixture_get(&s.fx, "step2.loss"))[0];
     cr_expect(fabsf(l2 - w2) <= 1e-4f * fabsf(w2), "step-2 loss %.9g, PyTorch %.9g", l2, w2);
     model_teardown(&s);
@@ -295,15 +294,15 @@ Test(model, forward_backward_matches_pytorch) {
 Test(model, partial_batch_in_a_larger_plan) {
     setup s;
     model_setup(&s, 2, 5);  // planned for 5, run with 2: the last partial batch of an epoch
-    resnet_forward(&s.m, 2, 0);
+    model_forward(&s.m, 2, 0);
     expect_logits(&s, "eval_logits");
     model_teardown(&s);
 }
 
 static void grads_of_one_step(setup *s, float *out) {
-    resnet_forward(&s->m, 2, 1);
-    resnet_loss(&s->m, 2);
-    resnet_backward(&s->m, 2);
+    model_forward(&s->m, 2, 1);
+    model_loss(&s->m, 2);
+    model_backward(&s->m, 2);
     clrt_read(s->m.rt, s->m.arena_grads, 0, out, s->m.n_param_floats * sizeof(float));
 }
 
@@ -327,14 +326,14 @@ Test(model, kept_cols_same_gradients) {
     setup s;
     test_rt()->ops_cfg->winograd = 0;
     model_setup(&s, 2, 2);
-    cr_assert(s.m.keep_cols, "the test device has room to keep the col matrices");
+    cr_assert(model_kept_cols(&s.m), "the test device has room to keep the col matrices");
     size_t n = s.m.n_param_floats;
     float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
     grads_of_one_step(&s, a);
     model_teardown(&s);
-    resnet_plan_options never = { .keep_cols = 0 };
+    model_plan_options never = { .keep_cols = 0 };
     model_setup_arch(&s, "resnet18", 2, 2, &never);
-    cr_assert(!s.m.keep_cols, "keep_cols 0: one shared workspace");
+    cr_assert(!model_kept_cols(&s.m), "keep_cols 0: one shared workspace");
     grads_of_one_step(&s, b);
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
     test_rt()->ops_cfg->winograd = -1;
@@ -353,17 +352,17 @@ Test(model, freeze_leaves_frozen_tensors_unchanged) {
     clrt_read(s.m.rt, s.m.arena_params, 0, p0, n * sizeof(float));
     clrt_read(s.m.rt, s.m.arena_buffers, 0, b0, nb * sizeof(float));
     for (int step = 0; step < 2; step++) {
-        resnet_forward(&s.m, 2, 1);
-        resnet_loss(&s.m, 2);
-        resnet_backward(&s.m, 2);
-        resnet_sgd(&s.m, 0.01f, 0.9f, 1e-4f);
+        model_forward(&s.m, 2, 1);
+        model_loss(&s.m, 2);
+        model_backward(&s.m, 2);
+        model_sgd(&s.m, 0.01f, 0.9f, 1e-4f);
     }
     clrt_read(s.m.rt, s.m.arena_params, 0, p1, n * sizeof(float));
     clrt_read(s.m.rt, s.m.arena_buffers, 0, b1, nb * sizeof(float));
     for (int i = 0; i < s.m.nparams; i++) {
-        const resnet_param *p = &s.m.params[i];
-        if (p->kind == RP_BN_COUNT) continue;
-        int buffer = p->kind == RP_BN_MEAN || p->kind == RP_BN_VAR;
+        const model_param *p = &s.m.params[i];
+        if (p->kind == PARAM_BN_COUNT) continue;
+        int buffer = p->kind == PARAM_BN_MEAN || p->kind == PARAM_BN_VAR;
         const float *before = (buffer ? b0 : p0) + p->off, *after = (buffer ? b1 : p1) + p->off;
         int same = memcmp(before, after, p->numel * sizeof(float)) == 0;
         if (p->stage <= 2)
@@ -382,15 +381,15 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     model_setup(&s, 2, 2);
     ckpt c;
     ckpt_init(&c);
-    cr_assert_eq(resnet_to_ckpt(&s.m, &c, ""), 0);
+    cr_assert_eq(model_to_ckpt(&s.m, &c, ""), 0);
     cr_expect_eq(c.n, 122);
     // Bitwise back into a fresh model.
-    resnet m2;
+    model m2;
     char err[1024];
-    resnet_config c10 = config("resnet18", 10), seven = config("resnet18", 7);
-    cr_assert_eq(resnet_init(&m2, test_rt(), &c10, err, sizeof err), 0);
+    model_arch c10 = config("resnet18", 10), seven = config("resnet18", 7);
+    cr_assert_eq(model_init_arch(&m2, test_rt(), &c10, err, sizeof err), 0);
     int replaced = 1;
-    cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 0, &replaced, "x", err, sizeof err), 0, "%s",
+    cr_assert_eq(model_from_ckpt(&m2, &c, NULL, 1, 0, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
     cr_expect_eq(replaced, 0);
     size_t n = s.m.n_param_floats;
@@ -398,30 +397,38 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     clrt_read(s.m.rt, s.m.arena_params, 0, a, n * sizeof(float));
     clrt_read(m2.rt, m2.arena_params, 0, b, n * sizeof(float));
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0);
-    resnet_free(&m2);
+    model_free(&m2);
     // Into a 7-class model: fc is replaced, the rest loads.
-    cr_assert_eq(resnet_init(&m2, test_rt(), &seven, err, sizeof err), 0);
-    cr_assert_eq(resnet_from_ckpt(&m2, &c, NULL, 1, 3, &replaced, "x", err, sizeof err), 0, "%s",
+    cr_assert_eq(model_init_arch(&m2, test_rt(), &seven, err, sizeof err), 0);
+    cr_assert_eq(model_from_ckpt(&m2, &c, NULL, 1, 3, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
     cr_expect_eq(replaced, 1);
     float *c7 = malloc(m2.n_param_floats * sizeof(float));
     clrt_read(m2.rt, m2.arena_params, 0, c7, m2.n_param_floats * sizeof(float));
-    cr_expect_eq(memcmp(a, c7, s.m.params[s.m.fc_w].off * sizeof(float)), 0, "backbone loaded");
-    resnet_free(&m2);
+    cr_expect_eq(memcmp(a, c7, s.m.params[param_index(&s.m, "fc.weight")].off * sizeof(float)), 0,
+                 "backbone loaded");
+    model_free(&m2);
     // A wrong shape is an error naming the key and both shapes.
     int k = ckpt_find(&c, "layer1.0.conv1.weight");
     c.e[k].shape[0] = 32;
-    cr_assert_eq(resnet_init(&m2, test_rt(), &c10, err, sizeof err), 0);
-    cr_expect_neq(resnet_from_ckpt(&m2, &c, NULL, 0, 0, &replaced, "w.pth", err, sizeof err), 0);
+    cr_assert_eq(model_init_arch(&m2, test_rt(), &c10, err, sizeof err), 0);
+    cr_expect_neq(model_from_ckpt(&m2, &c, NULL, 0, 0, &replaced, "w.pth", err, sizeof err), 0);
     cr_expect(strstr(err, "layer1.0.conv1.weight") && strstr(err, "[32, 64, 3, 3]") &&
               strstr(err, "[64, 64, 3, 3]"), "%s", err);
-    resnet_free(&m2);
+    model_free(&m2);
     free(a); free(b); free(c7);
     ckpt_free(&c);
     model_teardown(&s);
 }
 
 // ---- the family ----
+
+static const node *node_named(const model *m, const char *name) {
+    for (int i = 0; i < m->desc.nnodes; i++)
+        if (!strcmp(m->desc.nodes[i].name, name)) return &m->desc.nodes[i];
+    cr_assert_fail("no node %s", name);
+    return NULL;
+}
 
 // torchvision's state_dict sizes and parameter counts (1000 classes).
 Test(model, family_tables) {
@@ -433,32 +440,35 @@ Test(model, family_tables) {
         { "resnet152", 932, 60192808u, "layer4.2.bn3.num_batches_tracked" },
     };
     for (size_t a = 0; a < sizeof want / sizeof want[0]; a++) {
-        resnet m;
+        model m;
         char err[256];
-        resnet_config cfg = config(want[a].arch, 1000);
-        cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        model_arch cfg = config(want[a].arch, 1000);
+        cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
         cr_expect_eq(m.nparams, want[a].entries, "%s: %d state_dict entries", want[a].arch,
                      m.nparams);
         cr_expect_eq(m.n_param_floats, want[a].params, "%s: %zu parameters", want[a].arch,
                      m.n_param_floats);
         cr_expect_str_eq(m.params[m.nparams - 3].name, want[a].last);
-        cr_expect_str_eq(m.params[m.fc_w].name, "fc.weight");
-        cr_expect_eq(m.params[m.fc_w].shape[1], resnet_features(&cfg));
-        resnet_free(&m);
+        int fc = param_index(&m, "fc.weight");
+        cr_assert_geq(fc, 0);
+        cr_expect_eq(m.params[fc].shape[1], strstr("resnet18 resnet34", want[a].arch) ? 512 : 2048);
+        model_free(&m);
     }
     // Bottleneck v1.5: the stride sits on the 3x3 conv; the downsample is a strided 1x1.
-    resnet m;
+    model m;
     char err[256];
-    resnet_config cfg = config("resnet50", 10);
-    cr_assert_eq(resnet_init(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
-    const resnet_block *b = &m.blk[3];  // layer2.0
-    cr_expect_eq(m.convs[b->conv[0]].stride, 1);
-    cr_expect_eq(m.convs[b->conv[1]].stride, 2);
-    cr_expect_eq(m.convs[b->conv[1]].k, 3);
-    cr_expect_eq(m.convs[b->convd].stride, 2);
-    cr_expect_eq(m.convs[b->convd].cout, 512);
-    resnet_free(&m);
-    cr_expect_neq(resnet_config_named(&cfg, "resnet19", 10, err, sizeof err), 0);
+    model_arch cfg = config("resnet50", 10);
+    cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+    const node *c1 = node_named(&m, "layer2.0.conv1"), *c2 = node_named(&m, "layer2.0.conv2");
+    const node *ds = node_named(&m, "layer2.0.downsample.0");
+    cr_expect_eq(c1->stride, 1);
+    cr_expect_eq(c2->stride, 2);
+    cr_expect_eq(c2->k, 3);
+    cr_expect_eq(ds->stride, 2);
+    cr_expect_eq(ds->out, 512);
+    cr_expect_eq(ds->k, 1);
+    model_free(&m);
+    cr_expect_neq(model_arch_named(&cfg, "resnet19", 10, err, sizeof err), 0);
     cr_expect(strstr(err, "resnet19") && strstr(err, "resnet152"), "%s", err);
 }
 
@@ -492,17 +502,17 @@ static void expect_deep_loss(setup *s, float loss) {
 static void forward_backward_against(const char *arch) {
     setup s;
     model_setup_arch(&s, arch, 8, 8, NULL);
-    resnet_forward(&s.m, 8, 0);
+    model_forward(&s.m, 8, 0);
     expect_logits(&s, "eval_logits");
-    resnet_forward(&s.m, 8, 1);
+    model_forward(&s.m, 8, 1);
     expect_logits(&s, "logits");
-    resnet_loss(&s.m, 8);
+    model_loss(&s.m, 8);
     expect_deep_loss(&s, read_loss(&s));
-    resnet_backward(&s.m, 8);
+    model_backward(&s.m, 8);
     expect_grads(&s);
     expect_running_stats(&s);
-    resnet_sgd(&s.m, 0.001f, 0.9f, 0.0f);
-    resnet_forward(&s.m, 8, 1);
+    model_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    model_forward(&s.m, 8, 1);
     expect_logits(&s, "step2.logits");
     model_teardown(&s);
 }
@@ -518,7 +528,7 @@ Test(model, resnet50_forward_backward_matches_pytorch, .timeout = 300) {
 static void eval_against(const char *arch) {
     setup s;
     model_setup_arch(&s, arch, 2, 2, NULL);
-    resnet_forward(&s.m, 2, 0);
+    model_forward(&s.m, 2, 0);
     expect_logits(&s, "eval_logits");
     model_teardown(&s);
 }
@@ -531,24 +541,24 @@ Test(model, resnet152_eval_matches_pytorch, .timeout = 300) { eval_against("resn
 Test(model, config_detected_from_weights) {
     static const char *archs[] = { "resnet18", "resnet34", "resnet50", "resnet101" };
     for (size_t a = 0; a < sizeof archs / sizeof archs[0]; a++) {
-        resnet *m = malloc(sizeof *m);
+        model *m = malloc(sizeof *m);
         char err[512];
-        resnet_config cfg = config(archs[a], 7), got;
-        cr_assert_eq(resnet_init(m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        model_arch cfg = config(archs[a], 7), got;
+        cr_assert_eq(model_init_arch(m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
         ckpt c;
         ckpt_init(&c);
-        cr_assert_eq(resnet_to_ckpt(m, &c, "module."), 0);
-        cr_assert_eq(resnet_config_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 0, "%s",
+        cr_assert_eq(model_to_ckpt(m, &c, "module."), 0);
+        cr_assert_eq(model_arch_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 0, "%s",
                      err);
         cr_expect_str_eq(got.arch, archs[a]);
         cr_expect_eq(got.num_classes, 7);
         // A block removed: no member of the family.
         for (int k = 0; k < c.n; k++)
             if (!strncmp(c.e[k].name, "module.layer3.1.", 16)) c.e[k].name[7] = 'X';
-        cr_expect_eq(resnet_config_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 2);
+        cr_expect_eq(model_arch_from_ckpt(&got, &c, NULL, "w.pth", err, sizeof err), 2);
         cr_expect(strstr(err, "w.pth") && strstr(err, "none of"), "%s", err);
         ckpt_free(&c);
-        resnet_free(m);
+        model_free(m);
         free(m);
     }
 }
@@ -556,39 +566,39 @@ Test(model, config_detected_from_weights) {
 // resnet34 weights into resnet18: strict (the default) names the first unexpected keys and
 // counts them; --non-strict loads the common part and warns.
 Test(model, strict_loading) {
-    resnet *m34 = malloc(sizeof *m34), *m18 = malloc(sizeof *m18);
+    model *m34 = malloc(sizeof *m34), *m18 = malloc(sizeof *m18);
     char err[1024];
-    resnet_config c34 = config("resnet34", 10), c18 = config("resnet18", 10);
-    cr_assert_eq(resnet_init(m34, test_rt(), &c34, err, sizeof err), 0, "%s", err);
-    resnet_init_weights(m34, 5);
+    model_arch c34 = config("resnet34", 10), c18 = config("resnet18", 10);
+    cr_assert_eq(model_init_arch(m34, test_rt(), &c34, err, sizeof err), 0, "%s", err);
+    model_init_weights(m34, 5);
     ckpt c;
     ckpt_init(&c);
-    cr_assert_eq(resnet_to_ckpt(m34, &c, ""), 0);
-    cr_assert_eq(resnet_init(m18, test_rt(), &c18, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_to_ckpt(m34, &c, ""), 0);
+    cr_assert_eq(model_init_arch(m18, test_rt(), &c18, err, sizeof err), 0, "%s", err);
     int replaced = 0;
-    cr_expect_neq(resnet_from_ckpt(m18, &c, NULL, 1, 0, &replaced, "r34.pth", err, sizeof err), 0);
+    cr_expect_neq(model_from_ckpt(m18, &c, NULL, 1, 0, &replaced, "r34.pth", err, sizeof err), 0);
     cr_expect(strstr(err, "r34.pth does not fit resnet18: unexpected 'layer1.2.conv1.weight' "
                           "(96 keys)") && strstr(err, "--non-strict"), "%s", err);
     cr_expect(strchr(err, '\n') != NULL, "details on the next lines: %s", err);
-    cr_assert_eq(resnet_from_ckpt(m18, &c, NULL, 0, 0, &replaced, "r34.pth", err, sizeof err), 0,
+    cr_assert_eq(model_from_ckpt(m18, &c, NULL, 0, 0, &replaced, "r34.pth", err, sizeof err), 0,
                  "%s", err);
     cr_expect(strstr(err, "partial load") && strstr(err, "(96 keys)"), "%s", err);
     // And the other way: resnet18 weights lack resnet34's extra blocks.
     ckpt c18w;
     ckpt_init(&c18w);
-    cr_assert_eq(resnet_to_ckpt(m18, &c18w, ""), 0);
-    cr_expect_neq(resnet_from_ckpt(m34, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
+    cr_assert_eq(model_to_ckpt(m18, &c18w, ""), 0);
+    cr_expect_neq(model_from_ckpt(m34, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
                   0);
     cr_expect(strstr(err, "missing 'layer1.2.conv1.weight' (80 keys)") &&
               !strstr(err, "unexpected"), "%s", err);
     // A clean load leaves no warning.
-    cr_assert_eq(resnet_from_ckpt(m18, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
+    cr_assert_eq(model_from_ckpt(m18, &c18w, NULL, 1, 0, &replaced, "r18.pth", err, sizeof err),
                  0, "%s", err);
     cr_expect_str_eq(err, "");
     ckpt_free(&c);
     ckpt_free(&c18w);
-    resnet_free(m34);
-    resnet_free(m18);
+    model_free(m34);
+    model_free(m18);
     free(m34);
     free(m18);
 }

@@ -58,11 +58,12 @@ for name, n in (("data_batch_1.bin", 40), ("test_batch.bin", 8)):
 EOF
 
 fails=0
-runs=0
+total=0
 # run NAME ENV... -- ARGS...: trains with both binaries, evaluates each saved model with its
 # binary, and compares the outputs.
 run() {
     name=$1; shift
+    total=$((total + 1))
     envs=
     while [ "$1" != "--" ]; do envs="$envs $1"; shift; done
     shift
@@ -86,7 +87,6 @@ run() {
         fi
         grep -o '"loss": *[^,}]*' "$out/log.jsonl" >"$out/losses.txt" || true
     done
-    runs=$((runs + 1))
     r=$work/$name.ref n=$work/$name.new bad=
     cmp -s "$r/model.safetensors" "$n/model.safetensors" || bad="$bad weights"
     cmp -s "$r/losses.txt" "$n/losses.txt" || bad="$bad losses"
@@ -116,8 +116,8 @@ run resnet50-two-replicas -- --arch resnet50 --image-size 32 --batch-size 6 --ma
     --devices "$DEVICE,$DEVICE" --lr 0.05
 
 if [ $fails -ne 0 ]; then
-    echo "check-bitwise: $fails of $((runs + fails)) recipes differ from the reference" \
+    echo "check-bitwise: $fails of $total recipes differ from the reference" \
          "(outputs in $work; --keep DIR keeps them)"
     exit 1
 fi
-echo "check-bitwise: all $runs recipes bitwise equal to the reference"
+echo "check-bitwise: all $total recipes bitwise equal to the reference"

@@ -14,6 +14,12 @@
 #   dataset   dataset        common
 #   common    common         (none)
 #
+# And above model/ (host/) nothing knows which network runs: no identifier naming a ResNet
+# (resnet_*, RESNET_*, outside strings and comments) and no model/model_internal.h.
+#
+# And above model/ (host/) nothing knows which network runs: no identifier naming a ResNet
+# (resnet*, RESNET*, outside strings and comments) and no model/model_internal.h.
+#
 # Usage: sh tools/check-layers.sh [ROOT]   (default: the repository this script is in)
 set -eu
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -75,4 +81,46 @@ FNR == 1 {
 END {
     if (bad) { printf "check-layers: %d forbidden include(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
 }
-' $files && echo "check-layers: includes follow the layers ($(echo "$files" | wc -l) files)"
+' $files
+
+# The network stays in model/: strip strings and comments, then look for ResNet identifiers.
+host_files=$(find host -name '*.[ch]' | LC_ALL=C sort)
+# shellcheck disable=SC2086
+awk '
+FNR == 1 { incomment = 0 }
+{
+    line = $0
+    if (line ~ /#[ \t]*include[ \t]*"model\/model_internal\.h"/) {
+        printf "%s:%d: model/model_internal.h is for model/ only\n", FILENAME, FNR; bad++
+    }
+    out = ""
+    while (length(line)) {
+        if (incomment) {
+            e = index(line, "*/")
+            if (!e) { line = ""; break }
+            line = substr(line, e + 2); incomment = 0; continue
+        }
+        c = substr(line, 1, 1); two = substr(line, 1, 2)
+        if (two == "//") break
+        if (two == "/*") { incomment = 1; line = substr(line, 3); continue }
+        if (c == "\"" || c == "\047") {   # a string or character literal
+            q = c; line = substr(line, 2)
+            while (length(line)) {
+                d = substr(line, 1, 1)
+                if (d == "\\") { line = substr(line, 3); continue }
+                line = substr(line, 2)
+                if (d == q) break
+            }
+            out = out " "; continue
+        }
+        out = out c; line = substr(line, 2)
+    }
+    if (out ~ /(^|[^A-Za-z0-9_])(resnet|RESNET)[A-Za-z0-9_]*/) {
+        printf "%s:%d: names a ResNet above model/: %s\n", FILENAME, FNR, $0; bad++
+    }
+}
+END {
+    if (bad) { printf "check-layers: %d line(s) above model/ know the network (model/model.h is the interface)\n", bad; exit 1 }
+}
+' $host_files
+echo "check-layers: includes follow the layers ($(echo "$files" | wc -l) files); no ResNet above model/"

@@ -63,12 +63,12 @@ int cmd_eval(int argc, char **argv) {
     }
     clrt rt;
     clrt_options ro = { .device_spec = o.device };
-    resnet m;
+    model m;
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
-    resnet_config cfg;
+    model_arch cfg;
     if (rc == 0) rc = session_arch(&cfg, &o, &w, K, err, sizeof err);
-    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, sizeof err);
     if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
     if (rc == 0) rc = session_load_weights(&m, &w, &o, err, sizeof err);
     ckpt_free(&w);
@@ -115,7 +115,7 @@ int cmd_eval(int argc, char **argv) {
         }
         util_atomic_abort(&pred);   // nothing left to do after a commit
     }
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     dataset_free(&ds);
     return rc;

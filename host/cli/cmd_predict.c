@@ -134,8 +134,8 @@ static int read_class_file(predict_run *p) {
 static int settle_meta(predict_run *p) {
     ckpt *c = &p->weights;
     if (session_read_weights(c, &p->o, p->err, sizeof p->err)) return -1;
-    resnet_config cfg;
-    int rc = resnet_config_from_ckpt(&cfg, c, NULL, p->o.weights, p->err, sizeof p->err);
+    model_arch cfg;
+    int rc = model_arch_from_ckpt(&cfg, c, NULL, p->o.weights, p->err, sizeof p->err);
     model_meta meta;
     int have = rc ? 0 : model_meta_load(&meta, p->o.weights, c, p->err, sizeof p->err);
     if (rc || have < 0) return -1;
@@ -333,9 +333,9 @@ static int parse(predict_run *p, int argc, char **argv) {
 static int run_model(predict_run *p) {
     clrt rt;
     clrt_options ro = { .device_spec = p->o.device };
-    resnet m;
+    model m;
     memset(&m, 0, sizeof m);
-    resnet_config cfg;
+    model_arch cfg;
     util_atomic_file af = { 0 };
     char *err = p->err;
     size_t errlen = sizeof p->err;
@@ -343,7 +343,7 @@ static int run_model(predict_run *p) {
     p->o.batch_size = B;
     int rc = cli_runtime_init(&rt, &ro, err, errlen);
     if (rc == 0) rc = session_arch(&cfg, &p->o, &p->weights, p->K, err, errlen);
-    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, errlen);
+    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(&m, B, p->o.image_size, err, errlen);
     if (rc == 0) rc = session_load_weights(&m, &p->weights, &p->o, err, errlen);
     ckpt_free(&p->weights);  // loaded: its host copy is not needed any more
@@ -363,7 +363,7 @@ static int run_model(predict_run *p) {
     }
     if (rc == 0 && af.f) rc = util_atomic_commit(&af, err, errlen);
     util_atomic_abort(&af);
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     return rc ? (rc == CLI_EXIT_USAGE ? rc : CLI_EXIT_DATA) : 0;
 }

@@ -15,7 +15,7 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     R->world = local * c->size;
     R->first = c->rank * local;
     R->image_size = image_size;
-    resnet *m = t0->m;
+    model *m = t0->m;
     size_t S = (size_t)image_size, b = (size_t)m->max_batch;
     R->tr = calloc((size_t)local, sizeof *R->tr);
     R->share = calloc((size_t)local, sizeof *R->share);
@@ -58,7 +58,7 @@ static void free_buckets(replicas *R) {
 int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
     free_buckets(R);
     trainer *t0 = R->tr[0];
-    resnet *m = t0->m;
+    model *m = t0->m;
     if (!(cap_mb > 0) || !t0->grad_n) return 0;
     // DDP: int(bucket_cap_mb * 1024 * 1024) bytes; the first bucket _DEFAULT_FIRST_BUCKET_BYTES.
     double cap = cap_mb * 1024 * 1024, limit = cap < 1048576 ? cap : 1048576;
@@ -80,8 +80,8 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
     double bytes = 0;
     int nb = 0;
     for (int i = m->nparams - 1; !bad && i >= 0; i--) {
-        const resnet_param *p = &m->params[i];
-        if (!resnet_param_trainable(m, i) || p->off < t0->grad_off) continue;
+        const model_param *p = &m->params[i];
+        if (!model_param_trainable(m, i) || p->off < t0->grad_off) continue;
         bytes += (double)p->numel * sizeof(float);
         if (bytes >= limit && p->off > t0->grad_off) {
             R->bucket_lo[nb] = p->off;
@@ -106,10 +106,10 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
 }
 
 int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
-    resnet *m0 = R->tr[0]->m, *m = &R->m[i - 1];
+    model *m0 = R->tr[0]->m, *m = &R->m[i - 1];
     R->rt[i - 1] = *rt;  // the struct moves here (clrt holds no pointer to itself)
     rt = &R->rt[i - 1];
-    int rc = resnet_init(m, rt, &m0->cfg, err, errlen);
+    int rc = model_init_like(m, rt, m0, err, errlen);
     if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, err, errlen);
     if (rc) return rc;
     m->freeze = m0->freeze;
@@ -121,7 +121,7 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
 }
 
 // A replica's weights, momentum and running statistics to host memory, or back (write).
-static void state_io(resnet *m, float *p, float *mom, float *buf, int write) {
+static void state_io(model *m, float *p, float *mom, float *buf, int write) {
     size_t np = m->n_param_floats * sizeof(float), nb = m->n_buffer_floats * sizeof(float);
     cl_mem mems[3] = { m->arena_params, m->arena_momentum, m->arena_buffers };
     float *host[3] = { p, mom, buf };
@@ -135,7 +135,7 @@ static void state_io(resnet *m, float *p, float *mom, float *buf, int write) {
 
 void replicas_sync_state(replicas *R) {
     if (R->world <= 1) return;
-    resnet *m0 = R->tr[0]->m;
+    model *m0 = R->tr[0]->m;
     size_t np = m0->n_param_floats;
     float *mom = malloc((np + 1) * sizeof(float));
     if (!mom) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
@@ -147,7 +147,7 @@ void replicas_sync_state(replicas *R) {
     comm_broadcast(c, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t), 0);
     comm_broadcast(c, &m0->momentum_ready, sizeof m0->momentum_ready, 0);
     for (int i = c->rank == 0 ? 1 : 0; i < R->local; i++) {
-        resnet *m = R->tr[i]->m;
+        model *m = R->tr[i]->m;
         state_io(m, R->grad, mom, R->bufs, 1);
         if (m != m0) {
             memcpy(m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
@@ -161,7 +161,7 @@ void replicas_free(replicas *R) {
     free_buckets(R);
     for (int i = 1; i < R->local; i++) {
         if (R->own) trainer_free(&R->own[i - 1]);
-        if (R->m) resnet_free(&R->m[i - 1]);
+        if (R->m) model_free(&R->m[i - 1]);
         if (R->rt) clrt_free(&R->rt[i - 1]);
     }
     for (int i = 0; i < R->local; i++) {
@@ -194,7 +194,7 @@ static void shard(const float *x, const int32_t *y, int n, int g, int W, size_t 
 // DDP's broadcast_buffers=True: replica 0's running statistics reach every replica before
 // each forward (they do not change the training forward, only what eval and files see).
 static void sync_buffers(replicas *R) {
-    resnet *m0 = R->tr[0]->m;
+    model *m0 = R->tr[0]->m;
     size_t nb = m0->n_buffer_floats * sizeof(float);
     if (!nb) return;
     if (R->c->rank == 0) clrt_read(m0->rt, m0->arena_buffers, 0, R->bufs, nb);
@@ -213,7 +213,7 @@ static void average_grads(replicas *R) {
     int first = 1;
     for (int i = 0; i < R->local; i++) {
         if (!R->share[i]) continue;
-        resnet *m = R->tr[i]->m;
+        model *m = R->tr[i]->m;
         float *g = first ? R->grad : R->tmp;
         const float w = R->weight[i];
         clrt_read(m->rt, m->arena_grads, off * sizeof(float), g, bytes);
@@ -233,7 +233,7 @@ static void average_grads(replicas *R) {
 // Enqueues replica i's reads of every bucket not yet read whose gradients are final from
 // float `ready` on (grads_ready; 0 after backward: all of them).
 static void read_buckets(replicas *R, int i, size_t ready) {
-    resnet *m = R->tr[i]->m;
+    model *m = R->tr[i]->m;
     size_t off = R->tr[0]->grad_off;
     int any = 0;
     for (int *k = &R->launched[i]; *k < R->nbuckets && R->bucket_lo[*k] >= ready; (*k)++) {
@@ -315,7 +315,7 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
     set_shares(R, n);
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
-        resnet *m = R->tr[i]->m;
+        model *m = R->tr[i]->m;
         int b = R->share[i];
         if (!b) {  // nothing to learn from: only the update, with a finite loss for its check
             const float zero = 0;
@@ -352,14 +352,14 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
 }
 
 int replicas_identical(replicas *R) {
-    resnet *m0 = R->tr[0]->m;
+    model *m0 = R->tr[0]->m;
     size_t bytes = m0->n_param_floats * sizeof(float);
     float *a = malloc(bytes + 4), *b = malloc(bytes + 4);
     int same = a && b;
     for (int k = 0; same && k < 2; k++) {  // weights, then momentum
         clrt_read(m0->rt, k ? m0->arena_momentum : m0->arena_params, 0, a, bytes);
         for (int i = 1; same && i < R->local; i++) {
-            resnet *m = R->tr[i]->m;
+            model *m = R->tr[i]->m;
             clrt_read(m->rt, k ? m->arena_momentum : m->arena_params, 0, b, bytes);
             same = memcmp(a, b, bytes) == 0;
         }

@@ -39,9 +39,9 @@ int train_state_read(train_state *st, const char *path, run_options *o,
 int train_state_check_data(const train_state *st, const char *format, int num_classes,
                            int train_images, const char *path, char *err, size_t errlen);
 // Loads the model and the momentum buffers into m.
-int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
+int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen);
 // Writes the state atomically (format version 3). Returns 0, or -1 with a message.
-int train_state_write(const train_state *st, resnet *m, const run_options *o,
+int train_state_write(const train_state *st, model *m, const run_options *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
 

@@ -7,7 +7,7 @@
 #define CLTRAIN_TRAINER_H
 
 #include "dataset/loader.h"
-#include "model/resnet.h"
+#include "model/model.h"
 
 #include <stdio.h>
 
@@ -26,7 +26,7 @@ typedef enum {
 enum { TRAINER_STATUS_WORDS = 4 };
 
 typedef struct trainer {
-    resnet *m;                     // planned (resnet_plan) before trainer_init
+    model *m;                     // planned (resnet_plan) before trainer_init
     cl_mem status;                 // (4) int32: the step's loss bits, then sticky flags (1
                                    // until a check fails): the guard (loss and gradients
                                    // finite), weights, running statistics finite
@@ -44,7 +44,7 @@ typedef struct trainer {
 
 // Allocates the status buffer for model m, planned and with its freezing set (the trainable
 // range is taken now). Returns 0.
-int trainer_init(trainer *t, resnet *m);
+int trainer_init(trainer *t, model *m);
 void trainer_free(trainer *t);     // accepts a zeroed struct; waits for pending steps
 
 // One optimizer step on the host batch x (3, n, S, S) with labels (n), waiting for its
@@ -104,6 +104,6 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
 
 // Values per channel the deepest batch norm sees for a training batch of n images (n times
 // the last block's output plane). PyTorch refuses to train a batch norm on 1.
-long trainer_bn_values(const resnet *m, int n);
+long trainer_bn_values(const model *m, int n);
 
 #endif

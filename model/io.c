@@ -1,13 +1,13 @@
-// A ResNet <-> checkpoint entries with torchvision's state_dict names.
+// A model <-> checkpoint entries with torchvision's state_dict names.
 #define _POSIX_C_SOURCE 200809L
-#include "model/resnet.h"
+#include "model/model.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 typedef struct host_copy { float *params, *buffers; } host_copy;
 
-static int download(resnet *m, host_copy *h) {
+static int download(model *m, host_copy *h) {
     h->params = malloc(m->n_param_floats * sizeof(float));
     h->buffers = malloc((m->n_buffer_floats ? m->n_buffer_floats : 1) * sizeof(float));
     if (!h->params || !h->buffers) return -1;
@@ -18,29 +18,23 @@ static int download(resnet *m, host_copy *h) {
 
 static void host_free(host_copy *h) { free(h->params); free(h->buffers); }
 
-static float *host_ptr(const resnet *m, host_copy *h, int i) {
-    const resnet_param *p = &m->params[i];
-    return ((p->kind == RP_BN_MEAN || p->kind == RP_BN_VAR) ? h->buffers : h->params) + p->off;
+static float *host_ptr(const model *m, host_copy *h, int i) {
+    const model_param *p = &m->params[i];
+    return ((p->kind == PARAM_BN_MEAN || p->kind == PARAM_BN_VAR) ? h->buffers : h->params) + p->off;
 }
 
-static int bn_of_count(const resnet *m, int i) {
-    for (int b = 0; b < m->nbns; b++)
-        if (m->bns[b].count == i) return b;
-    return -1;
-}
-
-int resnet_to_ckpt(resnet *m, ckpt *c, const char *prefix) {
+int model_to_ckpt(model *m, ckpt *c, const char *prefix) {
     host_copy h = { 0, 0 };
     if (download(m, &h) != 0) { host_free(&h); return -1; }
     int rc = 0;
     for (int i = 0; i < m->nparams && rc == 0; i++) {
-        const resnet_param *p = &m->params[i];
+        const model_param *p = &m->params[i];
         char name[128];
         snprintf(name, sizeof name, "%s%s", prefix ? prefix : "", p->name);
         int64_t shape[4];
         for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
-        if (p->kind == RP_BN_COUNT) {
-            int64_t v = m->bn_count[bn_of_count(m, i)];
+        if (p->kind == PARAM_BN_COUNT) {
+            int64_t v = m->bn_count[p->bn];
             rc = ckpt_add_tensor_i64(c, name, 0, shape, &v);
         } else {
             rc = ckpt_add_tensor_f32(c, name, p->ndim, shape, host_ptr(m, &h, i));
@@ -85,38 +79,37 @@ static void key_details(char *out, size_t len, const char *what, const key_list 
 
 // The loaded values, checked entry by entry against the table.
 typedef struct load_ctx {
-    resnet *m;
+    model *m;
     const ckpt *c;
     const char *fname, *prefix;
     host_copy h;
     key_list missing, unexpected;
-    int fc_other;       // fc has another number of classes: replaced
+    int head_other;     // the classifier has another number of classes: replaced
 } load_ctx;
 
 // Parameter i from the file. 0, or 1 with a message (shape or type).
 static int load_param(load_ctx *x, int i, char *used, char *err, size_t errlen) {
-    resnet *m = x->m;
-    const resnet_param *p = &m->params[i];
+    model *m = x->m;
+    const model_param *p = &m->params[i];
     char key[256];
     snprintf(key, sizeof key, "%s%s", x->prefix, p->name);
     int k = ckpt_find(x->c, key);
     if (k < 0) {
-        if (p->kind != RP_BN_COUNT) key_add(&x->missing, p->name);  // older files: 0
+        if (p->kind != PARAM_BN_COUNT) key_add(&x->missing, p->name);  // older files: 0
         return 0;
     }
     used[k] = 1;
     const ckpt_entry *e = &x->c->e[k];
     int same = e->kind == CKPT_TENSOR && e->ndim == p->ndim;
     for (int d = 0; same && d < p->ndim; d++) same = e->shape[d] == p->shape[d];
-    if (p->kind == RP_BN_COUNT && e->kind == CKPT_TENSOR && e->numel == 1) {
-        int b = bn_of_count(m, i);
-        m->bn_count[b] = e->dtype == CKPT_I64 ? ((int64_t *)e->data)[0]
+    if (p->kind == PARAM_BN_COUNT && e->kind == CKPT_TENSOR && e->numel == 1) {
+        m->bn_count[p->bn] = e->dtype == CKPT_I64 ? ((int64_t *)e->data)[0]
                                               : (int64_t)((float *)e->data)[0];
         return 0;
     }
-    if (!same && p->stage == RESNET_STAGE_FC && e->kind == CKPT_TENSOR && e->ndim == p->ndim &&
+    if (!same && p->stage == m->desc.nstages - 1 && e->kind == CKPT_TENSOR && e->ndim == p->ndim &&
         (p->ndim == 1 || e->shape[1] == p->shape[1])) {
-        x->fc_other = 1;  // another number of classes: fc is replaced
+        x->head_other = 1;  // another number of classes: the classifier is replaced
         return 0;
     }
     if (!same || e->dtype != CKPT_F32) {
@@ -128,7 +121,7 @@ static int load_param(load_ctx *x, int i, char *used, char *err, size_t errlen) 
         snprintf(err, errlen, "%s: '%s' has shape %s%s, %s needs %s", x->fname, p->name,
                  e->kind == CKPT_TENSOR ? a : "(not a tensor)",
                  e->kind == CKPT_TENSOR && e->dtype != CKPT_F32 ? " of integers" : "",
-                 m->cfg.arch, b);
+                 m->arch, b);
         return 1;
     }
     memcpy(host_ptr(m, &x->h, i), e->data, p->numel * sizeof(float));
@@ -159,17 +152,17 @@ static void describe_mismatch(const load_ctx *x, int strict, char *err, size_t e
     const char *sep = x->missing.n && x->unexpected.n ? ", " : "";
     if (strict)
         snprintf(err, errlen, "%s does not fit %s: %s%s%s (--non-strict loads what fits)%s%s",
-                 x->fname, x->m->cfg.arch, miss, sep, unex, dmiss, dunex);
+                 x->fname, x->m->arch, miss, sep, unex, dmiss, dunex);
     else
         snprintf(err, errlen, "%s: partial load into %s (--non-strict): %s%s%s%s%s", x->fname,
-                 x->m->cfg.arch, miss, sep, unex, dmiss, dunex);
+                 x->m->arch, miss, sep, unex, dmiss, dunex);
 }
 
-int resnet_from_ckpt(resnet *m, const ckpt *c, const char *base, int strict, uint64_t fc_seed,
-                     int *fc_replaced, const char *fname, char *err, size_t errlen) {
-    *fc_replaced = 0;
+int model_from_ckpt(model *m, const ckpt *c, const char *base, int strict, uint64_t head_seed,
+                    int *head_replaced, const char *fname, char *err, size_t errlen) {
+    *head_replaced = 0;
     char prefix[192];
-    if (resnet_ckpt_prefix(c, base, prefix, sizeof prefix) != 0) {
+    if (model_ckpt_prefix(c, base, prefix, sizeof prefix) != 0) {
         snprintf(err, errlen, "%s: no ResNet weights found (no 'conv1.weight' key)", fname);
         return 1;
     }
@@ -191,9 +184,9 @@ int resnet_from_ckpt(resnet *m, const ckpt *c, const char *base, int strict, uin
     if (rc == 0) {
         clrt_write(m->rt, m->arena_params, 0, x.h.params, m->n_param_floats * sizeof(float));
         clrt_write(m->rt, m->arena_buffers, 0, x.h.buffers, m->n_buffer_floats * sizeof(float));
-        if (x.fc_other) {
-            rc = resnet_init_fc(m, fc_seed);
-            *fc_replaced = 1;
+        if (x.head_other) {
+            rc = model_init_head(m, head_seed);
+            *head_replaced = 1;
             if (rc) snprintf(err, errlen, "out of host memory");
         }
         if (rc == 0 && errlen) err[0] = 0;
