@@ -43,19 +43,15 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     resnet m;
-    resnet_config cfg;
-    memset(&m, 0, sizeof m);
-    rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
-    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
-    if (rc == 0) rc = session_plan(&m, B, S, err, sizeof err);
-    if (rc != 0) {
+    setup_spec spec = cli_setup_spec(&o, NULL, NULL, K, B);
+    spec.freeze = o.freeze;
+    spec.init_weights = 1;
+    if ((rc = setup_model(&m, &rt, &spec, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         resnet_free(&m);
         clrt_free(&rt);
         return rc;
     }
-    m.freeze = o.freeze;
-    resnet_init_weights(&m, (uint64_t)o.seed);
     trainer tr;
     trainer_init(&tr, &m);
     size_t nx = 3 * (size_t)B * S * S;

@@ -66,11 +66,8 @@ int cmd_eval(int argc, char **argv) {
     resnet m;
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
-    resnet_config cfg;
-    if (rc == 0) rc = session_arch(&cfg, &o, &w, K, err, sizeof err);
-    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
-    if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
-    if (rc == 0) rc = session_load_weights(&m, &w, &o, err, sizeof err);
+    setup_spec spec = cli_setup_spec(&o, &w, &w, K, o.batch_size);
+    if (rc == 0) rc = setup_model(&m, &rt, &spec, err, sizeof err);
     ckpt_free(&w);
     if (rc == 0) {
         long total = 0;

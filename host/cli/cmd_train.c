@@ -333,21 +333,20 @@ static int check_last_batch(train_run *r) {
     return CLI_EXIT_USAGE;
 }
 
-// The model's starting point: initialised from --seed, then --weights or the resumed state.
-static int start_weights(train_run *r) {
+// Between the plan and the starting weights (setup_spec.after_plan): the loader (the device
+// limits are checked before its host batch buffers), the resumed state's data, the last batch.
+static int before_weights(void *ctx, resnet *m, char *err, size_t errlen) {
+    train_run *r = ctx;
     const run_options *o = &r->o;
-    r->m.freeze = o->freeze;
-    r->m.bn_eval = o->bn_eval;
-    r->m.label_smoothing = (float)o->label_smoothing;
-    resnet_init_weights(&r->m, (uint64_t)o->seed);
-    if (o->weights) {
-        int rc = session_load_weights(&r->m, &r->weights, o, r->err, sizeof r->err);
-        ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
-        return rc;
-    }
-    if (o->resume && train_state_apply(&r->st, &r->m, o->resume, r->err, sizeof r->err))
+    (void)m;  // r->m
+    loader_config lc;
+    session_train_loader(o, &lc);
+    session_skips_attach(&r->skips, 0, &lc);
+    if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
+    if (o->resume && train_state_check_data(&r->st, r->ds.format, r->m.num_classes, r->ld.n,
+                                            o->resume, err, errlen))
         return CLI_EXIT_DATA;
-    return 0;
+    return check_last_batch(r);
 }
 
 // --skip-bad's warning for a file that failed to decode (session_skips): over the bar, and
@@ -375,23 +374,22 @@ static int set_up(train_run *r) {
     }
     clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
-    // The device limits are checked (resnet_plan) before the loader's host batch buffers.
-    resnet_config cfg;
     if (rc == 0 && session_read_weights(&r->weights, o, err, errlen) != 0) rc = CLI_EXIT_DATA;
-    if (rc == 0)
-        rc = session_arch(&cfg, o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL, K,
-                          err, errlen);
-    if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&r->m, o->batch_size / r->world, o->image_size, err, errlen);
+    // The model's starting point: initialised from --seed, then --weights or the resumed state.
+    setup_spec spec = cli_setup_spec(o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL,
+                                     o->weights ? &r->weights : NULL, K,
+                                     o->batch_size / r->world);
+    spec.after_plan = before_weights;
+    spec.after_plan_ctx = r;
+    spec.freeze = o->freeze;
+    spec.bn_eval = o->bn_eval;
+    spec.label_smoothing = (float)o->label_smoothing;
+    spec.init_weights = 1;
+    if (rc == 0) rc = setup_model(&r->m, &r->rt, &spec, err, errlen);
+    ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
+    if (rc == 0 && o->resume && train_state_apply(&r->st, &r->m, o->resume, err, errlen))
+        rc = CLI_EXIT_DATA;
     if (rc) return rc;
-    loader_config lc;
-    session_train_loader(o, &lc);
-    session_skips_attach(&r->skips, 0, &lc);
-    if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
-    if (o->resume && train_state_check_data(&r->st, r->ds.format, K, r->ld.n, o->resume, err,
-                                            errlen))
-        return CLI_EXIT_DATA;
-    if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
     if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };

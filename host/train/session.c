@@ -24,17 +24,6 @@ void run_options_defaults(run_options *o) {
 
 double session_now(void) { return util_now(); }
 
-// The config a checkpoint holds (base "model." for a training state); a file with no ResNet at
-// all gets resnet18, so that loading it names the problem after the device checks.
-static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num_classes,
-                   char *err, size_t errlen) {
-    const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
-    int rc = resnet_config_from_ckpt(cfg, c, base, fname, err, errlen);
-    if (rc == 1) return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
-    cfg->num_classes = num_classes;
-    return rc ? 1 : 0;
-}
-
 int session_read_weights(ckpt *c, const run_options *o, char *err, size_t errlen) {
     ckpt_init(c);
     return o->weights && ckpt_read(c, o->weights, err, errlen) != 0;
@@ -46,22 +35,6 @@ int session_weights_classes(const ckpt *c) {
     snprintf(key, sizeof key, "%sfc.weight", prefix);
     int j = ckpt_find(c, key);
     return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
-}
-
-int session_arch(resnet_config *cfg, const run_options *o, const ckpt *from, int num_classes,
-                 char *err, size_t errlen) {
-    if (o->resume && from) {  // the state holds its model; --arch may only repeat it
-        if (arch_of(cfg, from, o->resume, num_classes, err, errlen) != 0) return 1;
-        if (o->arch && strcmp(o->arch, cfg->arch)) {
-            snprintf(err, errlen, "--arch %s contradicts the saved training state's %s in %s",
-                     o->arch, cfg->arch, o->resume);
-            return 2;
-        }
-        return 0;
-    }
-    if (o->arch || !from)
-        return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
-    return arch_of(cfg, from, o->weights, num_classes, err, errlen);
 }
 
 int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
@@ -79,20 +52,6 @@ int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen)
         return 1;
     }
     if (rc) snprintf(err, errlen, "%s", why);
-    return rc;
-}
-
-int session_load_weights(resnet *m, const ckpt *c, const run_options *o, char *err,
-                         size_t errlen) {
-    // A cltrain training state keeps the model under "model.".
-    const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
-    int replaced = 0;
-    int rc = resnet_from_ckpt(m, c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
-                              o->weights, err, errlen);
-    if (rc == 0 && err[0]) fprintf(stderr, "cltrain: warning: %s\n", err);
-    if (rc == 0 && replaced)
-        fprintf(stderr, "cltrain: %s: fc has another number of classes; replaced by a freshly "
-                        "initialised fc with %d outputs\n", o->weights, m->num_classes);
     return rc;
 }
 
