@@ -14,6 +14,10 @@
 #   dataset   dataset        common
 #   common    common         (none)
 #
+# Below cli, code also names nothing of the command layer: no run_options (its flag struct) and
+# no cmd_*/cli_* function, not even through a function pointer the CLI hands down (comments
+# aside). The train layer takes plain parameters or its own structs (train_config).
+#
 # Usage: sh tools/check-layers.sh [ROOT]   (default: the repository this script is in)
 set -eu
 root=${1:-$(cd "$(dirname "$0")/.." && pwd)}
@@ -54,6 +58,16 @@ FNR == 1 {
         bad++
     }
 }
+me != "" && me != "cli" && !/^[ \t]*#[ \t]*include/ {
+    code = $0
+    sub(/\/\/.*$/, "", code)
+    if (match(code, /(^|[^A-Za-z0-9_])(run_options|cmd_[a-z0-9_]+|cli_[a-z0-9_]+)([^A-Za-z0-9_]|$)/)) {
+        word = substr(code, RSTART, RLENGTH)
+        gsub(/^[^A-Za-z0-9_]+|[^A-Za-z0-9_]+$/, "", word)
+        printf "%s:%d: %s: %s may not name the command layer (cli) in code\n", FILENAME, FNR, word, me
+        bad++
+    }
+}
 /^[ \t]*#[ \t]*include[ \t]*"/ {
     inc = $0
     sub(/^[^"]*"/, "", inc)
@@ -73,6 +87,6 @@ FNR == 1 {
     }
 }
 END {
-    if (bad) { printf "check-layers: %d forbidden include(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
+    if (bad) { printf "check-layers: %d forbidden include(s) or name(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
 }
 ' $files && echo "check-layers: includes follow the layers ($(echo "$files" | wc -l) files)"

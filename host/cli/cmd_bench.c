@@ -1,6 +1,6 @@
 // `cltrain bench`: training and evaluation throughput on synthetic data, one JSON line.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/startup.h"
 #include "host/train/trainer.h"
 #include "host/tune/tune.h"

@@ -1,6 +1,6 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/startup.h"
 #include "host/train/trainer.h"
 #include "common/fs.h"

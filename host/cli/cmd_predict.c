@@ -4,7 +4,7 @@
 #include "host/cli/cli.h"
 #include "host/cli/startup.h"
 #include "host/train/model_meta.h"
-#include "host/train/session.h"
+#include "host/cli/cmd_session.h"
 #include "host/train/trainer.h"
 #include "common/fs.h"
 #include "dataset/image.h"

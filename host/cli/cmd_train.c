@@ -1,6 +1,6 @@
 // `cltrain train`: the seed's fine-tuning loop, with checkpoints, resume and partial freezing.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/progress.h"
 #include "host/cli/report.h"
 #include "host/cli/run_log.h"
@@ -143,6 +143,26 @@ static int check_writable(const char *flag, const char *path) {
     return 0;
 }
 
+// --resume: reads the training state and takes the saved run's arguments into r->o (those
+// given on the command line are checked against them). 0, or -1 with r->err.
+static int read_state(train_run *r) {
+    const char *given[65];
+    cmd_flags_given(r->given, given, 65);
+    train_config c;
+    cmd_train_config(&r->o, &c);
+    int rc = train_state_read(&r->st, r->o.resume, &c, given, r->err, sizeof r->err);
+    cmd_take_train_config(&r->o, &c);
+    return rc;
+}
+
+// --checkpoint: the whole training state, atomically. 0, or -1 with r->err.
+static int write_state(train_run *r) {
+    train_config c;
+    cmd_train_config(&r->o, &c);
+    return train_state_write(&r->st, &r->m, &c, r->ds.format, r->ld.n, r->o.checkpoint, r->err,
+                             sizeof r->err);
+}
+
 // Parses and checks the flags; with --resume, reads the state and takes the saved run's
 // arguments. Returns 0 to train, -1 after --help, or an exit status.
 static int validate(train_run *r, int argc, char **argv) {
@@ -153,8 +173,7 @@ static int validate(train_run *r, int argc, char **argv) {
     if (!o->data) return cli_usage_error(train_usage, "train needs --data DIR");
     if (o->checkpoint_every && !o->checkpoint)
         return cli_usage_error(train_usage, "--checkpoint-every needs --checkpoint FILE");
-    if (o->resume && train_state_read(&r->st, o->resume, o, r->given, cmd_flag_given, r->err,
-                                      sizeof r->err)) {
+    if (o->resume && read_state(r)) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
         return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
     }
@@ -458,8 +477,7 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
     if (!stopping && !at_end &&
         !(o->checkpoint_every && r->st.global_step % o->checkpoint_every == 0))
         return 0;
-    if (train_state_write(&r->st, &r->m, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
-                          sizeof r->err) == 0)
+    if (write_state(r) == 0)
         return 0;
     progress_error(&r->pg, "%s", r->err);
     return CLI_EXIT_DATA;
@@ -673,9 +691,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     // epoch never overlaps).
     if (have && (rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
     if (got < 0) {  // a file that failed mid-run: save the state as SIGTERM does
-        int saved = r->o.checkpoint &&
-                    train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
-                                      r->o.checkpoint, r->err, sizeof r->err) == 0;
+        int saved = r->o.checkpoint && write_state(r) == 0;
         progress_error(&r->pg, "%s%s%s", r->ld.error, saved ? "; training state saved to " : "",
                        saved ? r->o.checkpoint : "");
         return CLI_EXIT_DATA;
