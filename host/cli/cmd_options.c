@@ -15,7 +15,7 @@ enum {
     O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
     O_DEVICES,
     O_LR_SCHEDULE, O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
-    O_NO_REPORT,
+    O_NO_REPORT, O_EARLY_STOP,
 };
 
 static const struct option all_opts[] = {
@@ -63,6 +63,7 @@ static const struct option all_opts[] = {
     { "eval-every-epoch", no_argument, 0, O_EVAL_EVERY_EPOCH },
     { "save-best", required_argument, 0, O_SAVE_BEST },
     { "no-report", no_argument, 0, O_NO_REPORT },
+    { "early-stop", required_argument, 0, O_EARLY_STOP },
     { 0, 0, 0, 0 },
 };
 
@@ -80,7 +81,7 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
                                  O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, O_LR_SCHEDULE,
                                  O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
-                                 O_NO_REPORT, 0 };
+                                 O_NO_REPORT, O_EARLY_STOP, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
@@ -212,6 +213,11 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_EVAL_EVERY_EPOCH: o->eval_every_epoch = 1; break;
         case O_SAVE_BEST: o->save_best = optarg; break;
         case O_NO_REPORT: o->no_report = 1; break;
+        case O_EARLY_STOP:
+            // One line naming the flag (no usage): N counts epochs without improvement.
+            if (cli_parse_int("--early-stop", optarg, 1, 1000000, &o->early_stop) != 0)
+                return CLI_EXIT_USAGE;
+            break;
         }
         if (bad) return cli_show_usage(usage);
     }

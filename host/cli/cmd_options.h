@@ -28,6 +28,8 @@ typedef struct run_options {
     int eval_every_epoch;          // --eval-every-epoch: validation after each epoch
     const char *save_best;         // --save-best FILE: the best model by validation accuracy
     int no_report;                 // train --no-report: no RUN.html beside --log RUN.jsonl
+    int early_stop;                // train --early-stop N: stop after N epochs without a
+                                   // better validation accuracy (0: never)
 } run_options;
 
 void run_options_defaults(run_options *o);

@@ -67,6 +67,9 @@ static const char train_usage[] =
     "  --label-smoothing X    CrossEntropyLoss(label_smoothing=X)\n"
     "  --eval-every-epoch     validation accuracy after every epoch (stdout and --log)\n"
     "  --save-best FILE       keep the model of the best validation accuracy (implies it)\n"
+    "  --early-stop N         stop when validation accuracy has not improved for N epochs\n"
+    "                         (implies --eval-every-epoch; needs validation data: DIR/val/\n"
+    "                         or --val-split F)\n"
     "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n"
     "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
     "                         --batch-size is the global batch, split evenly; under mpirun\n"
@@ -362,6 +365,17 @@ static void print_skip(void *ctx, const char *line) {
     if (r->comm.rank == 0) progress_printf(&r->pg, stderr, "%s", line);
 }
 
+// Whether the split evaluated after each epoch is validation data (held out of DIR/train/ by
+// --val-split, or DIR/val/), which --early-stop may choose a model on; not a test split.
+static int has_validation(const train_run *r) {
+    if (strcmp(r->ds.format, "folder") != 0) return 0;
+    if (r->o.val_split > 0) return 1;
+    char val[4200];
+    struct stat sb;
+    snprintf(val, sizeof val, "%s/val", r->o.data);
+    return stat(val, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 // Returns 0 or an exit status with the message in r->err.
 static int set_up(train_run *r) {
     const run_options *o = &r->o;
@@ -369,6 +383,12 @@ static int set_up(train_run *r) {
     size_t errlen = sizeof r->err;
     if (session_open_data(&r->ds, o, err, errlen) != 0) return CLI_EXIT_DATA;
     r->ds_open = 1;
+    if (o->early_stop && !has_validation(r)) {
+        snprintf(err, errlen, "--early-stop %d needs validation data: an image folder with "
+                 "DIR/val/ beside DIR/train/, or --val-split F (the test split does not choose "
+                 "the model)", o->early_stop);
+        return CLI_EXIT_USAGE;
+    }
     if (session_skips_init(&r->skips, &r->ds, err, errlen) != 0) return CLI_EXIT_DATA;
     r->skips.print = print_skip;
     r->skips.print_ctx = r;
@@ -504,7 +524,7 @@ static void start_loop(train_run *r) {
     r->loop = (train_loop){
         .cfg = &r->tcfg, .print_every = o->print_every, .checkpoint = o->checkpoint,
         .checkpoint_every = o->checkpoint_every, .eval_every_epoch = o->eval_every_epoch,
-        .save_best = o->save_best != NULL, .format = r->ds.format, .st = &r->st, .m = &r->m,
+        .save_best = o->save_best != NULL, .early_stop = o->early_stop, .format = r->ds.format, .st = &r->st, .m = &r->m,
         .tr = &r->tr, .step = &r->step, .ld = &r->ld, .ds = &r->ds, .skips = &r->skips,
         .comm = &r->comm, .world = r->world, .x = r->x, .y = r->y, .idx = r->idx,
         .sgd = r->sgd, .sched = r->sched, .stop_signal = &stop_signal,
@@ -525,6 +545,12 @@ static int run_training(train_run *r) {
     int rc = train_loop_run(&r->loop);
     if (r->loop.agreed_rc) r->agreed_rc = r->loop.agreed_rc;
     progress_clear(&r->pg);
+    if (rc == 0 && r->loop.early_stopped && r->st.epoch < r->o.epochs && r->comm.rank == 0)
+        printf("Early stop after epoch %d: no better validation accuracy for %d epoch%s; the "
+               "best, %.2f%%, was at epoch %d%s%s%s\n", r->st.epoch, r->o.early_stop,
+               r->o.early_stop == 1 ? "" : "s", r->st.best_accuracy, r->st.best_epoch,
+               r->o.save_best ? " (its model is in " : "", r->o.save_best ? r->o.save_best : "",
+               r->o.save_best ? ")" : "");
     if (stop_signal && rc == 0) {
         if (r->comm.rank == 0)  // every rank stopped after the same step; rank 0 saved
             fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",

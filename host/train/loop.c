@@ -70,9 +70,10 @@ int train_loop_evaluate(train_loop *r, int epochs, const char *what, int *best) 
                                     sizeof r->err);
     if (correct >= 0) {
         double acc = total ? 100.0 * correct / total : 0.0;
-        int is_best = best && r->save_best && acc > r->st->best_accuracy;
+        int is_best = best && (r->save_best || r->early_stop) && acc > r->st->best_accuracy;
         r->sink.evaluation(r->sink.ctx, epochs, what, total, acc, is_best, r->lr_now, &st);
         if (is_best) r->st->best_accuracy = acc;
+        if (is_best && r->early_stop) r->st->best_epoch = epochs;
         if (best) *best = is_best;
     }
     eval_stats_free(&st);
@@ -80,16 +81,22 @@ int train_loop_evaluate(train_loop *r, int epochs, const char *what, int *best) 
 }
 
 // Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
-// written (atomically) when it beats the best so far, which the training state keeps.
+// written (atomically) when it beats the best so far, which the training state keeps. With
+// --early-stop N, N epochs without a better one end the run (every process learns it).
 static int end_of_epoch(train_loop *r, int epoch) {
-    if (!r->eval_every_epoch && !r->save_best) return 0;
-    if (r->comm->rank != 0) return 0;  // only replica 0 evaluates, prints and writes
-    int best = 0;
-    if (train_loop_evaluate(r, epoch + 1, "val", &best)) {
-        loop_error(r, "%s", r->err);
-        return TRAIN_LOOP_FAILED;
+    if (!r->eval_every_epoch && !r->save_best && !r->early_stop) return 0;
+    if (r->comm->rank == 0) {  // only replica 0 evaluates, prints and writes
+        int best = 0, rc;
+        if (train_loop_evaluate(r, epoch + 1, "val", &best)) {
+            loop_error(r, "%s", r->err);
+            return TRAIN_LOOP_FAILED;
+        }
+        if (best && r->save_best && (rc = r->sink.save_best(r->sink.ctx))) return rc;
+        r->early_stopped = r->early_stop && epoch + 1 - r->st->best_epoch >= r->early_stop;
     }
-    return best ? r->sink.save_best(r->sink.ctx) : 0;
+    if (r->early_stop && r->comm->size > 1)
+        r->early_stopped = comm_max_int(r->comm, r->early_stopped, NULL);
+    return 0;
 }
 
 // ---- the loop ----
@@ -184,7 +191,7 @@ static int step_finish(train_loop *r, int epoch, int batches, pending_step *p, i
     int stopping = max_steps_done(r) || any_stop_signal(r), rc;
     if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
     if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
-    if (stopping) *stopped = 1;
+    if (stopping || r->early_stopped) *stopped = 1;
     return 0;
 }
 

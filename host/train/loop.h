@@ -44,6 +44,7 @@ typedef struct train_loop {
     const char *checkpoint;        // --checkpoint FILE (NULL: none)
     int checkpoint_every;          // also every N steps (0: epoch ends only)
     int eval_every_epoch, save_best;
+    int early_stop;                // stop after N epochs without a better validation accuracy
     const char *format;            // the data set's format, saved in the training state
     train_state *st;               // position, running loss, best accuracy
     resnet *m;                     // replica 0's model
@@ -65,6 +66,7 @@ typedef struct train_loop {
     // Out.
     double lr_now;                 // this epoch's lr
     int agreed_rc;                 // a failure every process saw (same_batch)
+    int early_stopped;             // --early-stop ended the run (st->best_epoch was the best)
     char err[2048];
 } train_loop;
 
@@ -76,7 +78,8 @@ int train_loop_run(train_loop *L);
 // Evaluates the test split on replica 0 alone (planned for a shard of the batch) over every
 // image once: no padding, so no image counts twice (DistributedSampler's would). Reports it
 // through sink.evaluation as `what` after `epochs` epochs. With best non-NULL (validation),
-// *best says whether it beats st->best_accuracy under --save-best (then kept there). 0, or
+// *best says whether it beats st->best_accuracy under --save-best or --early-stop (then kept
+// there, with st->best_epoch). 0, or
 // TRAIN_LOOP_FAILED with the message in L->err (nothing reported).
 int train_loop_evaluate(train_loop *L, int epochs, const char *what, int *best);
 

@@ -193,6 +193,13 @@ static int read_schedule(train_state *st, const char *path, train_config *o,
     o->label_smoothing = eps;
     st->schedule_epochs = (int)horizon;
     st->best_accuracy = best;
+    long long best_epoch = 0;
+    if (ckpt_find(c, "best_epoch") >= 0 &&
+        (get_int(c, "best_epoch", &best_epoch) || best_epoch < 0 || best_epoch > 1000000)) {
+        snprintf(err, errlen, "%s: training state is damaged: its best_epoch", path);
+        return -1;
+    }
+    st->best_epoch = (int)best_epoch;
     return 0;
 }
 
@@ -420,6 +427,8 @@ int train_state_write(const train_state *st, resnet *m, const train_config *o,
     rc |= ckpt_add_int(&c, "schedule_epochs", st->schedule_epochs);
     rc |= add_float(&c, "args.label-smoothing", o->label_smoothing);
     rc |= add_float(&c, "best_accuracy", st->best_accuracy);
+    if (st->best_epoch > 0)  // --early-stop's (absent otherwise: those files stay as they were)
+        rc |= ckpt_add_int(&c, "best_epoch", st->best_epoch);
     free(host);
     char why[1024] = "out of host memory";
     if (rc == 0) rc = ckpt_write(&c, path, why, sizeof why);

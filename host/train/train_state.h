@@ -21,6 +21,8 @@ typedef struct train_state {
                                    // raising --epochs on resume does not bend the curve)
     char schedule_spec[64];        // the saved --lr-schedule (c->lr_schedule points here)
     double best_accuracy;          // --save-best: the best validation accuracy so far (-1 none)
+    int best_epoch;                // --early-stop: the epoch that reached it (0: none; saved
+                                   // only then, so other runs' files stay as they were)
     ckpt file;                     // as read by train_state_read
 } train_state;
 
