@@ -107,3 +107,16 @@ Test(early_stop, bad_input_is_a_usage_error, .timeout = 120) {
     cli_rmtree(cifar);
     cli_rmtree(test_only);
 }
+
+// The validation after an epoch and the final test share one evaluation path: an image of the
+// validation split that fails to decode mid-run is one error line naming it (exit 1, no
+// "Finished Training"), and nothing leaks on the way out (its confusion matrix used to, which
+// the ASan run of this test catches).
+Test(early_stop, validation_that_fails_is_one_error, .timeout = 180) {
+    char *d = es_folder("val");
+    cli_write_cut_jpeg(d, "val/b/cut.jpg");
+    cli_result r = cli_run(120, "", "train --data %s " TINY " --epochs 3 --early-stop 2", d);
+    cli_expect_error(&r, 1, "val/b/cut.jpg", "val/b/cut.jpg", NULL);
+    cli_result_free(&r);
+    cli_rmtree(d);
+}
