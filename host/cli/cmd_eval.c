@@ -78,6 +78,7 @@ int cmd_eval(int argc, char **argv) {
         session_eval_loader(&o, &lc);
         session_skips sk;  // --skip-bad: the files that fail to decode, named once
         long correct = session_skips_init(&sk, &ds, err, sizeof err) ? -1 : 0;
+        sk.print = cli_print_stderr;
         if (correct == 0 && eval_stats_init(&st, m.num_classes)) {
             correct = -1;
             snprintf(err, sizeof err, "out of memory");

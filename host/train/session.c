@@ -60,8 +60,7 @@ static void session_skip_warn(void *ctx, const char *msg) {
     s->count[h->split]++;
     char line[1024];
     snprintf(line, sizeof line, "cltrain: warning: %s (skipped)\n", msg);
-    if (s->print) s->print(s->print_ctx, line);
-    else fputs(line, stderr);
+    if (s->print) s->print(s->print_ctx, line);  // the command layer prints
 }
 
 void session_skips_attach(session_skips *s, int split, loader_config *lc) {

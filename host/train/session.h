@@ -24,7 +24,7 @@ int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen)
 typedef struct session_skips {
     uint8_t *failed[2];            // (train n), (test n): loader_config.failed
     int count[2];                  // files left out so far
-    void (*print)(void *ctx, const char *line);  // the warning's line; NULL: stderr
+    void (*print)(void *ctx, const char *line);  // the warning's line (NULL: not shown)
     void *print_ctx;
     struct session_skip_hook { struct session_skips *s; int split; } hook[2];
 } session_skips;
