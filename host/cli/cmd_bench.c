@@ -42,13 +42,13 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }
-    resnet m;
+    model m;
     setup_spec spec = cli_setup_spec(&o, NULL, NULL, K, B);
     spec.freeze = o.freeze;
     spec.init_weights = 1;
     if ((rc = setup_model(&m, &rt, &spec, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
-        resnet_free(&m);
+        model_free(&m);
         clrt_free(&rt);
         return rc;
     }
@@ -91,7 +91,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "---- evaluation batch profile ----\n");
         clrt_profile_report(&rt, stderr, o.steps);
     }
-    printf("{\"arch\":\"%s\",\"device\":", m.cfg.arch);
+    printf("{\"arch\":\"%s\",\"device\":", m.arch);
     json_string(rt.dev.name);
     printf(",\"image_size\":%d,\"batch_size\":%d,\"steps\":%d,\"train_images_per_s\":%.2f,"
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",
@@ -101,7 +101,7 @@ int cmd_bench(int argc, char **argv) {
     clrt_host_free(&rt, &yb);
     clrt_host_free(&rt, &lb);
     trainer_free(&tr);
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     return 0;
 }

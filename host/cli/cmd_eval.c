@@ -63,7 +63,7 @@ int cmd_eval(int argc, char **argv) {
     }
     clrt rt;
     clrt_options ro = { .device_spec = o.device };
-    resnet m;
+    model m;
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
     setup_spec spec = cli_setup_spec(&o, &w, &w, K, o.batch_size);
@@ -113,7 +113,7 @@ int cmd_eval(int argc, char **argv) {
         }
         util_atomic_abort(&pred);   // nothing left to do after a commit
     }
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     dataset_free(&ds);
     return rc;

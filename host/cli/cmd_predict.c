@@ -134,8 +134,8 @@ static int read_class_file(predict_run *p) {
 static int settle_meta(predict_run *p) {
     ckpt *c = &p->weights;
     if (session_read_weights(c, &p->o, p->err, sizeof p->err)) return -1;
-    resnet_config cfg;
-    int rc = resnet_config_from_ckpt(&cfg, c, NULL, p->o.weights, p->err, sizeof p->err);
+    model_arch cfg;
+    int rc = model_arch_from_ckpt(&cfg, c, NULL, p->o.weights, p->err, sizeof p->err);
     model_meta meta;
     int have = rc ? 0 : model_meta_load(&meta, p->o.weights, c, p->err, sizeof p->err);
     if (rc || have < 0) return -1;
@@ -333,7 +333,7 @@ static int parse(predict_run *p, int argc, char **argv) {
 static int run_model(predict_run *p) {
     clrt rt;
     clrt_options ro = { .device_spec = p->o.device };
-    resnet m;
+    model m;
     memset(&m, 0, sizeof m);
     util_atomic_file af = { 0 };
     char *err = p->err;
@@ -360,7 +360,7 @@ static int run_model(predict_run *p) {
     }
     if (rc == 0 && af.f) rc = util_atomic_commit(&af, err, errlen);
     util_atomic_abort(&af);
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     return rc ? (rc == CLI_EXIT_USAGE ? rc : CLI_EXIT_DATA) : 0;
 }

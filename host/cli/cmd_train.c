@@ -96,7 +96,7 @@ typedef struct train_run {
     int ds_open;
     session_skips skips;           // --skip-bad: the files that fail to decode mid-run
     clrt rt;
-    resnet m;
+    model m;
     loader ld;
     trainer tr;
     sgd_config sgd;
@@ -344,7 +344,7 @@ static int check_last_batch(train_run *r) {
 
 // Between the plan and the starting weights (setup_spec.after_plan): the loader (the device
 // limits are checked before its host batch buffers), the resumed state's data, the last batch.
-static int before_weights(void *ctx, resnet *m, char *err, size_t errlen) {
+static int before_weights(void *ctx, model *m, char *err, size_t errlen) {
     train_run *r = ctx;
     const run_options *o = &r->o;
     (void)m;  // r->m
@@ -444,7 +444,7 @@ static void run_free(train_run *r) {
     clrt_host_free(&r->rt, &r->yb);
     trainer_free(&r->tr);
     loader_free(&r->ld);
-    resnet_free(&r->m);
+    model_free(&r->m);
     clrt_free(&r->rt);
     free(r->idx);
     session_skips_free(&r->skips);
@@ -455,7 +455,7 @@ static void run_free(train_run *r) {
 
 // ---- what the loop reports (train_sink): the --log records, the bar, the seed's lines ----
 
-static int save_model(train_run *r, resnet *m, const char *path);
+static int save_model(train_run *r, model *m, const char *path);
 
 static void on_epoch_start(void *ctx, int epoch, int first_batch, double lr) {
     train_run *r = ctx;
@@ -566,15 +566,15 @@ static int run_training(train_run *r) {
 
 // The state_dict, and for `predict` the class names and the eval transform (model_meta.h:
 // where PyTorch does not look).
-static int save_model(train_run *r, resnet *m, const char *path) {
+static int save_model(train_run *r, model *m, const char *path) {
     ckpt c;
     ckpt_init(&c);
     char err[1024] = "out of memory";
-    model_meta meta = { .num_classes = m->cfg.num_classes, .image_size = r->o.image_size,
+    model_meta meta = { .num_classes = m->num_classes, .image_size = r->o.image_size,
                         .resize = r->o.resize, .normalize = r->o.normalize };
-    snprintf(meta.arch, sizeof meta.arch, "%s", m->cfg.arch);
-    if (r->ds.num_classes == m->cfg.num_classes) meta.classes = r->ds.class_names;
-    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : 0;
+    snprintf(meta.arch, sizeof meta.arch, "%s", m->arch);
+    if (r->ds.num_classes == m->num_classes) meta.classes = r->ds.class_names;
+    int rc = model_to_ckpt(m, &c, "") != 0 ? -1 : 0;
     if (rc == 0) rc = model_meta_save(&meta, path, &c, 0, err, sizeof err);
     if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
     if (rc == 0) rc = model_meta_save(&meta, path, &c, 1, err, sizeof err);

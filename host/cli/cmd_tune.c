@@ -88,7 +88,7 @@ static int parse(int argc, char **argv, tune_options *o) {
 
 // The GEMMs of one training step (all stages trained) at batch B, image size S.
 static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
-    resnet m;
+    model m;
     setup_spec spec = { .arch = "resnet18", .num_classes = 10, .batch = B, .image_size = S,
                         .freeze = -1, .init_weights = 1, .seed = 1 };
     int rc = setup_model(&m, rt, &spec, err, errlen);
@@ -113,7 +113,7 @@ static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, siz
         free(x);
         free(y);
     }
-    resnet_free(&m);
+    model_free(&m);
     return rc;
 }
 

@@ -47,7 +47,7 @@ typedef struct train_loop {
     int early_stop;                // stop after N epochs without a better validation accuracy
     const char *format;            // the data set's format, saved in the training state
     train_state *st;               // position, running loss, best accuracy
-    resnet *m;                     // replica 0's model
+    model *m;                     // replica 0's model
     trainer *tr;                   // replica 0's trainer (evaluation)
     stepper *step;                 // the step, on one device or the replicas
     loader *ld;                    // the training split's loader

@@ -8,11 +8,11 @@
 
 // The config a checkpoint holds (base "model." for a training state); a file with no ResNet at
 // all gets resnet18, so that loading it names the problem after the device checks.
-static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num_classes,
+static int arch_of(model_arch *cfg, const ckpt *c, const char *fname, int num_classes,
                    char *err, size_t errlen) {
     const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
-    int rc = resnet_config_from_ckpt(cfg, c, base, fname, err, errlen);
-    if (rc == 1) return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
+    int rc = model_arch_from_ckpt(cfg, c, base, fname, err, errlen);
+    if (rc == 1) return model_arch_named(cfg, "resnet18", num_classes, err, errlen);
     cfg->num_classes = num_classes;
     return rc ? 1 : 0;
 }
@@ -20,7 +20,7 @@ static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num
 // The architecture of the run with K outputs: the training state's (where --arch may only
 // repeat it: 2, a usage error naming both), else the weights file's (unless --arch names
 // one), else --arch, else resnet18. 0, or nonzero with a message.
-static int setup_arch(resnet_config *cfg, const setup_spec *s, char *err, size_t errlen) {
+static int setup_arch(model_arch *cfg, const setup_spec *s, char *err, size_t errlen) {
     if (s->from_state && s->from) {  // the state holds its model; --arch may only repeat it
         if (arch_of(cfg, s->from, s->from_path, s->num_classes, err, errlen) != 0) return 1;
         if (s->arch && strcmp(s->arch, cfg->arch)) {
@@ -31,7 +31,7 @@ static int setup_arch(resnet_config *cfg, const setup_spec *s, char *err, size_t
         return 0;
     }
     if (s->arch || !s->from)
-        return resnet_config_named(cfg, s->arch ? s->arch : "resnet18", s->num_classes, err,
+        return model_arch_named(cfg, s->arch ? s->arch : "resnet18", s->num_classes, err,
                                    errlen);
     return arch_of(cfg, s->from, s->from_path, s->num_classes, err, errlen);
 }
@@ -41,11 +41,11 @@ static void setup_note(const setup_spec *s, const char *line) {
 }
 
 // Loads the weights file into m (fc replaced, with a note, when its size differs). 0 or status.
-static int setup_load_weights(resnet *m, const setup_spec *s, char *err, size_t errlen) {
+static int setup_load_weights(model *m, const setup_spec *s, char *err, size_t errlen) {
     // A cltrain training state keeps the model under "model.".
     const char *base = ckpt_find(s->weights, "model.conv1.weight") >= 0 ? "model." : NULL;
     int replaced = 0;
-    int rc = resnet_from_ckpt(m, s->weights, base, s->strict, s->seed + 1, &replaced,
+    int rc = model_from_ckpt(m, s->weights, base, s->strict, s->seed + 1, &replaced,
                               s->weights_path, err, errlen);
     char line[4096];
     if (rc == 0 && err[0]) {
@@ -61,17 +61,17 @@ static int setup_load_weights(resnet *m, const setup_spec *s, char *err, size_t 
     return rc;
 }
 
-int setup_model(resnet *m, clrt *rt, const setup_spec *s, char *err, size_t errlen) {
+int setup_model(model *m, clrt *rt, const setup_spec *s, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
-    resnet_config cfg;
+    model_arch cfg;
     int rc = setup_arch(&cfg, s, err, errlen);
-    if (rc == 0) rc = resnet_init(m, rt, &cfg, err, errlen);
+    if (rc == 0) rc = model_init_arch(m, rt, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(m, s->batch, s->image_size, err, errlen);
     if (rc == 0 && s->after_plan) rc = s->after_plan(s->after_plan_ctx, m, err, errlen);
     if (rc) return rc;
     m->freeze = s->freeze;
     m->bn_eval = s->bn_eval;
     m->label_smoothing = s->label_smoothing;
-    if (s->init_weights) resnet_init_weights(m, s->seed);
+    if (s->init_weights) model_init_weights(m, s->seed);
     return s->weights ? setup_load_weights(m, s, err, errlen) : 0;
 }

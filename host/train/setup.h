@@ -6,7 +6,7 @@
 #ifndef CLTRAIN_SETUP_H
 #define CLTRAIN_SETUP_H
 
-#include "model/resnet.h"
+#include "model/model.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -20,11 +20,11 @@ typedef struct setup_spec {
     int batch, image_size;         // the plan: largest batch, S
     // After the plan, before the weights: checks that need the planned model (may be NULL).
     // 0, or an exit category with the message in err.
-    int (*after_plan)(void *ctx, resnet *m, char *err, size_t errlen);
+    int (*after_plan)(void *ctx, model *m, char *err, size_t errlen);
     void *after_plan_ctx;
     int freeze, bn_eval;           // resnet's fields, set before the weights (-1, 0: none)
     float label_smoothing;
-    int init_weights;              // resnet_init_weights(seed) first
+    int init_weights;              // model_init_weights(seed) first
     uint64_t seed;                 // for it; the replaced fc takes seed + 1
     const ckpt *weights;           // then load these (NULL: none); base "model." for a
                                    // training state
@@ -35,9 +35,9 @@ typedef struct setup_spec {
     void *note_ctx;
 } setup_spec;
 
-// The chain above into m (zeroed first; resnet_free it whatever the result) on rt. 0, or an
+// The chain above into m (zeroed first; model_free it whatever the result) on rt. 0, or an
 // exit category (1 data or device, 2 usage: --arch contradicting a training state) with the
 // message in err.
-int setup_model(resnet *m, clrt *rt, const setup_spec *s, char *err, size_t errlen);
+int setup_model(model *m, clrt *rt, const setup_spec *s, char *err, size_t errlen);
 
 #endif

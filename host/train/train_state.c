@@ -334,9 +334,9 @@ int train_state_check_data(const train_state *st, const char *format, int num_cl
     return 0;
 }
 
-int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen) {
+int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen) {
     int replaced = 0;
-    if (resnet_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) != 0)
+    if (model_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) != 0)
         return -1;
     long long ready = 0;
     get_int(&st->file, "momentum_ready", &ready);
@@ -345,7 +345,7 @@ int train_state_apply(train_state *st, resnet *m, const char *path, char *err, s
     float *host = calloc(m->n_param_floats, sizeof(float));
     if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
     for (int i = 0; i < m->nparams; i++) {
-        if (!resnet_param_trainable(m, i)) continue;
+        if (!model_param_trainable(m, i)) continue;
         char key[128];
         snprintf(key, sizeof key, "optimizer.momentum.%s", m->params[i].name);
         int k = ckpt_find(&st->file, key);
@@ -363,7 +363,7 @@ int train_state_apply(train_state *st, resnet *m, const char *path, char *err, s
     return 0;
 }
 
-int train_state_write(const train_state *st, resnet *m, const train_config *o,
+int train_state_write(const train_state *st, model *m, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen) {
     ckpt c;
@@ -371,7 +371,7 @@ int train_state_write(const train_state *st, resnet *m, const train_config *o,
     char version[64];
     snprintf(version, sizeof version, "%s%d", state_prefix, STATE_VERSION);
     int rc = ckpt_add_string(&c, "cltrain.format", version);
-    rc |= resnet_to_ckpt(m, &c, "model.");
+    rc |= model_to_ckpt(m, &c, "model.");
     rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
     float *host = NULL;
     if (m->momentum_ready) {
@@ -379,8 +379,8 @@ int train_state_write(const train_state *st, resnet *m, const train_config *o,
         if (!host) rc = -1;
         else clrt_read(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
         for (int i = 0; host && i < m->nparams && rc == 0; i++) {
-            if (!resnet_param_trainable(m, i)) continue;
-            const resnet_param *p = &m->params[i];
+            if (!model_param_trainable(m, i)) continue;
+            const model_param *p = &m->params[i];
             int64_t shape[4];
             for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
             char key[128];

@@ -6,7 +6,7 @@
 #define CLTRAIN_TRAIN_STATE_H
 
 #include "host/train/train_config.h"
-#include "model/resnet.h"
+#include "model/model.h"
 
 typedef struct train_state {
     int epoch, batch;              // the next batch to train: batch `batch` of epoch `epoch`
@@ -39,9 +39,9 @@ int train_state_read(train_state *st, const char *path, train_config *c,
 int train_state_check_data(const train_state *st, const char *format, int num_classes,
                            int train_images, const char *path, char *err, size_t errlen);
 // Loads the model and the momentum buffers into m.
-int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
+int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen);
 // Writes the state atomically (format version 3). Returns 0, or -1 with a message.
-int train_state_write(const train_state *st, resnet *m, const train_config *o,
+int train_state_write(const train_state *st, model *m, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
 
