@@ -14,8 +14,9 @@
 #   dataset   dataset        common
 #   common    common         (none)
 #
-# And above model/ (host/) nothing knows which network runs: no identifier naming a ResNet
-# (resnet_*, RESNET_*, outside strings and comments) and no model/model_internal.h.
+# Below cli, code also names nothing of the command layer: no run_options (its flag struct) and
+# no cmd_*/cli_* function, not even through a function pointer the CLI hands down (comments
+# aside). The train layer takes plain parameters or its own structs (train_config).
 #
 # And above model/ (host/) nothing knows which network runs: no identifier naming a ResNet
 # (resnet*, RESNET*, outside strings and comments) and no model/model_internal.h.
@@ -60,6 +61,16 @@ FNR == 1 {
         bad++
     }
 }
+me != "" && me != "cli" && !/^[ \t]*#[ \t]*include/ {
+    code = $0
+    sub(/\/\/.*$/, "", code)
+    if (match(code, /(^|[^A-Za-z0-9_])(run_options|cmd_[a-z0-9_]+|cli_[a-z0-9_]+)([^A-Za-z0-9_]|$)/)) {
+        word = substr(code, RSTART, RLENGTH)
+        gsub(/^[^A-Za-z0-9_]+|[^A-Za-z0-9_]+$/, "", word)
+        printf "%s:%d: %s: %s may not name the command layer (cli) in code\n", FILENAME, FNR, word, me
+        bad++
+    }
+}
 /^[ \t]*#[ \t]*include[ \t]*"/ {
     inc = $0
     sub(/^[^"]*"/, "", inc)
@@ -79,7 +90,7 @@ FNR == 1 {
     }
 }
 END {
-    if (bad) { printf "check-layers: %d forbidden include(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
+    if (bad) { printf "check-layers: %d forbidden include(s) or name(s); see the table in tools/check-layers.sh\n", bad; exit 1 }
 }
 ' $files
 

@@ -1,6 +1,6 @@
 // `cltrain bench`: training and evaluation throughput on synthetic data, one JSON line.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/startup.h"
 #include "host/train/trainer.h"
 #include "host/tune/tune.h"
@@ -43,19 +43,15 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     model m;
-    model_arch cfg;
-    memset(&m, 0, sizeof m);
-    rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
-    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, sizeof err);
-    if (rc == 0) rc = session_plan(&m, B, S, err, sizeof err);
-    if (rc != 0) {
+    setup_spec spec = cli_setup_spec(&o, NULL, NULL, K, B);
+    spec.freeze = o.freeze;
+    spec.init_weights = 1;
+    if ((rc = setup_model(&m, &rt, &spec, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         model_free(&m);
         clrt_free(&rt);
         return rc;
     }
-    m.freeze = o.freeze;
-    model_init_weights(&m, (uint64_t)o.seed);
     trainer tr;
     trainer_init(&tr, &m);
     size_t nx = 3 * (size_t)B * S * S;

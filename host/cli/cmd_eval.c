@@ -1,6 +1,6 @@
 // `cltrain eval`: accuracy (overall and per class) of weights on a test split.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/startup.h"
 #include "host/train/trainer.h"
 #include "common/fs.h"
@@ -66,11 +66,8 @@ int cmd_eval(int argc, char **argv) {
     model m;
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
-    model_arch cfg;
-    if (rc == 0) rc = session_arch(&cfg, &o, &w, K, err, sizeof err);
-    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, sizeof err);
-    if (rc == 0) rc = session_plan(&m, o.batch_size, o.image_size, err, sizeof err);
-    if (rc == 0) rc = session_load_weights(&m, &w, &o, err, sizeof err);
+    setup_spec spec = cli_setup_spec(&o, &w, &w, K, o.batch_size);
+    if (rc == 0) rc = setup_model(&m, &rt, &spec, err, sizeof err);
     ckpt_free(&w);
     if (rc == 0) {
         long total = 0;
@@ -81,6 +78,7 @@ int cmd_eval(int argc, char **argv) {
         session_eval_loader(&o, &lc);
         session_skips sk;  // --skip-bad: the files that fail to decode, named once
         long correct = session_skips_init(&sk, &ds, err, sizeof err) ? -1 : 0;
+        sk.print = cli_print_stderr;
         if (correct == 0 && eval_stats_init(&st, m.num_classes)) {
             correct = -1;
             snprintf(err, sizeof err, "out of memory");

@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "host/cli/cmd_options.h"
 #include "host/train/schedule.h"
+#include "model/model.h"
 
 #include <getopt.h>
 #include <string.h>
@@ -14,7 +15,7 @@ enum {
     O_NON_STRICT, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS, O_RESIZE,
     O_DEVICES,
     O_LR_SCHEDULE, O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
-    O_NO_REPORT,
+    O_NO_REPORT, O_EARLY_STOP,
 };
 
 static const struct option all_opts[] = {
@@ -62,6 +63,7 @@ static const struct option all_opts[] = {
     { "eval-every-epoch", no_argument, 0, O_EVAL_EVERY_EPOCH },
     { "save-best", required_argument, 0, O_SAVE_BEST },
     { "no-report", no_argument, 0, O_NO_REPORT },
+    { "early-stop", required_argument, 0, O_EARLY_STOP },
     { 0, 0, 0, 0 },
 };
 
@@ -79,13 +81,28 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
                                  O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, O_LR_SCHEDULE,
                                  O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
-                                 O_NO_REPORT, 0 };
+                                 O_NO_REPORT, O_EARLY_STOP, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
                                 O_RESIZE, 0 };
 static const int bench_ids[] = { O_DEVICE, O_BATCH, O_IMAGE, O_STEPS, O_NUM_CLASSES, O_SEED,
                                  O_FREEZE, O_PROFILE, O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
+
+void run_options_defaults(run_options *o) {
+    memset(o, 0, sizeof *o);
+    o->epochs = 10;          // the seed's defaults
+    o->batch_size = 64;
+    o->lr = 0.001;
+    o->momentum = 0.9;
+    o->image_size = 224;
+    o->shuffle = 1;
+    o->print_every = 100;
+    o->freeze = -1;
+    o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
+    o->steps = 10;
+    o->strict = 1;           // load_state_dict(strict=True)
+}
 
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask) {
@@ -196,6 +213,11 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_EVAL_EVERY_EPOCH: o->eval_every_epoch = 1; break;
         case O_SAVE_BEST: o->save_best = optarg; break;
         case O_NO_REPORT: o->no_report = 1; break;
+        case O_EARLY_STOP:
+            // One line naming the flag (no usage): N counts epochs without improvement.
+            if (cli_parse_int("--early-stop", optarg, 1, 1000000, &o->early_stop) != 0)
+                return CLI_EXIT_USAGE;
+            break;
         }
         if (bad) return cli_show_usage(usage);
     }
@@ -208,4 +230,51 @@ int cmd_flag_given(unsigned long long mask, const char *name) {
     for (int i = 0; all_opts[i].name; i++)
         if (!strcmp(all_opts[i].name, name)) return (mask >> (all_opts[i].val - O_DEVICE)) & 1;
     return 0;
+}
+
+void cmd_flags_given(unsigned long long mask, const char **names, int max) {
+    int n = 0;
+    for (int i = 0; all_opts[i].name && n < max - 1; i++)
+        if (all_opts[i].val - O_DEVICE < 64 && ((mask >> (all_opts[i].val - O_DEVICE)) & 1))
+            names[n++] = all_opts[i].name;
+    names[n] = NULL;
+}
+
+void cmd_train_config(const run_options *o, train_config *c) {
+    *c = (train_config){ .data = o->data, .dataset = o->dataset, .epochs = o->epochs,
+                         .max_steps = o->max_steps, .batch_size = o->batch_size,
+                         .image_size = o->image_size, .normalize = o->normalize,
+                         .augment = o->augment, .shuffle = o->shuffle, .seed = o->seed,
+                         .train_limit = o->train_limit, .freeze = o->freeze,
+                         .bn_eval = o->bn_eval, .num_classes = o->num_classes,
+                         .resize = o->resize, .val_split = o->val_split, .lr = o->lr,
+                         .momentum = o->momentum, .weight_decay = o->weight_decay,
+                         .lr_schedule = o->lr_schedule, .warmup_epochs = o->warmup_epochs,
+                         .label_smoothing = o->label_smoothing, .replicas = o->replicas };
+}
+
+void cmd_take_train_config(run_options *o, const train_config *c) {
+    o->data = c->data;
+    o->dataset = c->dataset;
+    o->epochs = c->epochs;
+    o->max_steps = c->max_steps;
+    o->batch_size = c->batch_size;
+    o->image_size = c->image_size;
+    o->normalize = c->normalize;
+    o->augment = c->augment;
+    o->shuffle = c->shuffle;
+    o->seed = c->seed;
+    o->train_limit = c->train_limit;
+    o->freeze = c->freeze;
+    o->bn_eval = c->bn_eval;
+    o->num_classes = c->num_classes;
+    o->resize = c->resize;
+    o->val_split = c->val_split;
+    o->lr = c->lr;
+    o->momentum = c->momentum;
+    o->weight_decay = c->weight_decay;
+    o->lr_schedule = c->lr_schedule;
+    o->warmup_epochs = c->warmup_epochs;
+    o->label_smoothing = c->label_smoothing;
+    o->replicas = c->replicas;
 }

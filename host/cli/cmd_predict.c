@@ -4,7 +4,7 @@
 #include "host/cli/cli.h"
 #include "host/cli/startup.h"
 #include "host/train/model_meta.h"
-#include "host/train/session.h"
+#include "host/cli/cmd_session.h"
 #include "host/train/trainer.h"
 #include "common/fs.h"
 #include "dataset/image.h"
@@ -335,17 +335,14 @@ static int run_model(predict_run *p) {
     clrt_options ro = { .device_spec = p->o.device };
     model m;
     memset(&m, 0, sizeof m);
-    model_arch cfg;
     util_atomic_file af = { 0 };
     char *err = p->err;
     size_t errlen = sizeof p->err;
     int B = p->o.batch_size < p->nfiles ? p->o.batch_size : p->nfiles;
     p->o.batch_size = B;
     int rc = cli_runtime_init(&rt, &ro, err, errlen);
-    if (rc == 0) rc = session_arch(&cfg, &p->o, &p->weights, p->K, err, errlen);
-    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&m, B, p->o.image_size, err, errlen);
-    if (rc == 0) rc = session_load_weights(&m, &p->weights, &p->o, err, errlen);
+    setup_spec spec = cli_setup_spec(&p->o, &p->weights, &p->weights, p->K, B);
+    if (rc == 0) rc = setup_model(&m, &rt, &spec, err, errlen);
     ckpt_free(&p->weights);  // loaded: its host copy is not needed any more
     if (rc == 0 && p->csv_path) {
         rc = util_atomic_open(&af, p->csv_path, err, errlen);

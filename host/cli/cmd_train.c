@@ -1,11 +1,12 @@
 // `cltrain train`: the seed's fine-tuning loop, with checkpoints, resume and partial freezing.
 #define _POSIX_C_SOURCE 200809L
-#include "host/cli/cmd_options.h"
+#include "host/cli/cmd_session.h"
 #include "host/cli/progress.h"
 #include "host/cli/report.h"
 #include "host/cli/run_log.h"
 #include "host/cli/startup.h"
 #include "common/hash.h"
+#include "host/train/loop.h"
 #include "host/train/model_meta.h"
 #include "host/train/replicas.h"
 #include "host/train/schedule.h"
@@ -66,6 +67,9 @@ static const char train_usage[] =
     "  --label-smoothing X    CrossEntropyLoss(label_smoothing=X)\n"
     "  --eval-every-epoch     validation accuracy after every epoch (stdout and --log)\n"
     "  --save-best FILE       keep the model of the best validation accuracy (implies it)\n"
+    "  --early-stop N         stop when validation accuracy has not improved for N epochs\n"
+    "                         (implies --eval-every-epoch; needs validation data: DIR/val/\n"
+    "                         or --val-split F)\n"
     "  --device SPEC          P:D, index, gpu, cpu or part of a name (default $CLTRAIN_DEVICE)\n"
     "  --devices SPEC,SPEC,...  data-parallel over these devices (PyTorch DDP's numbers):\n"
     "                         --batch-size is the global batch, split evenly; under mpirun\n"
@@ -97,7 +101,9 @@ typedef struct train_run {
     trainer tr;
     sgd_config sgd;
     lr_schedule sched;             // --lr-schedule, --warmup-epochs over the run's horizon
-    double lr_now;                 // this epoch's lr (sgd.lr is its float)
+    train_config tcfg;             // o's run-shaping arguments, for the loop and the state
+    stepper step;                  // the trainer, or the replicas around it
+    train_loop loop;
     clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
     float *x;                      // (3, B, S, S)
     int32_t *y;                    // (B)
@@ -143,6 +149,18 @@ static int check_writable(const char *flag, const char *path) {
     return 0;
 }
 
+// --resume: reads the training state and takes the saved run's arguments into r->o (those
+// given on the command line are checked against them). 0, or -1 with r->err.
+static int read_state(train_run *r) {
+    const char *given[65];
+    cmd_flags_given(r->given, given, 65);
+    train_config c;
+    cmd_train_config(&r->o, &c);
+    int rc = train_state_read(&r->st, r->o.resume, &c, given, r->err, sizeof r->err);
+    cmd_take_train_config(&r->o, &c);
+    return rc;
+}
+
 // Parses and checks the flags; with --resume, reads the state and takes the saved run's
 // arguments. Returns 0 to train, -1 after --help, or an exit status.
 static int validate(train_run *r, int argc, char **argv) {
@@ -153,8 +171,7 @@ static int validate(train_run *r, int argc, char **argv) {
     if (!o->data) return cli_usage_error(train_usage, "train needs --data DIR");
     if (o->checkpoint_every && !o->checkpoint)
         return cli_usage_error(train_usage, "--checkpoint-every needs --checkpoint FILE");
-    if (o->resume && train_state_read(&r->st, o->resume, o, r->given, cmd_flag_given, r->err,
-                                      sizeof r->err)) {
+    if (o->resume && read_state(r)) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
         return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
     }
@@ -308,14 +325,6 @@ static int agree(train_run *r, int rc) {
     return worst ? worst : 0;
 }
 
-// A signal seen by any process stops all of them after the same step.
-static int any_stop_signal(train_run *r) {
-    if (r->comm.size <= 1) return stop_signal != 0;
-    int sig = comm_max_int(&r->comm, (int)stop_signal, NULL);
-    if (sig && !stop_signal) stop_signal = sig;
-    return sig != 0;
-}
-
 // ---- set-up: data, device, model, loader, starting weights ----
 
 // One image whose layer4 output is 1x1 gives a training batch norm one value per channel,
@@ -333,21 +342,20 @@ static int check_last_batch(train_run *r) {
     return CLI_EXIT_USAGE;
 }
 
-// The model's starting point: initialised from --seed, then --weights or the resumed state.
-static int start_weights(train_run *r) {
+// Between the plan and the starting weights (setup_spec.after_plan): the loader (the device
+// limits are checked before its host batch buffers), the resumed state's data, the last batch.
+static int before_weights(void *ctx, model *m, char *err, size_t errlen) {
+    train_run *r = ctx;
     const run_options *o = &r->o;
-    r->m.freeze = o->freeze;
-    r->m.bn_eval = o->bn_eval;
-    r->m.label_smoothing = (float)o->label_smoothing;
-    model_init_weights(&r->m, (uint64_t)o->seed);
-    if (o->weights) {
-        int rc = session_load_weights(&r->m, &r->weights, o, r->err, sizeof r->err);
-        ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
-        return rc;
-    }
-    if (o->resume && train_state_apply(&r->st, &r->m, o->resume, r->err, sizeof r->err))
+    (void)m;  // r->m
+    loader_config lc;
+    session_train_loader(o, &lc);
+    session_skips_attach(&r->skips, 0, &lc);
+    if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
+    if (o->resume && train_state_check_data(&r->st, r->ds.format, r->m.num_classes, r->ld.n,
+                                            o->resume, err, errlen))
         return CLI_EXIT_DATA;
-    return 0;
+    return check_last_batch(r);
 }
 
 // --skip-bad's warning for a file that failed to decode (session_skips): over the bar, and
@@ -357,6 +365,17 @@ static void print_skip(void *ctx, const char *line) {
     if (r->comm.rank == 0) progress_printf(&r->pg, stderr, "%s", line);
 }
 
+// Whether the split evaluated after each epoch is validation data (held out of DIR/train/ by
+// --val-split, or DIR/val/), which --early-stop may choose a model on; not a test split.
+static int has_validation(const train_run *r) {
+    if (strcmp(r->ds.format, "folder") != 0) return 0;
+    if (r->o.val_split > 0) return 1;
+    char val[4200];
+    struct stat sb;
+    snprintf(val, sizeof val, "%s/val", r->o.data);
+    return stat(val, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
 // Returns 0 or an exit status with the message in r->err.
 static int set_up(train_run *r) {
     const run_options *o = &r->o;
@@ -364,6 +383,12 @@ static int set_up(train_run *r) {
     size_t errlen = sizeof r->err;
     if (session_open_data(&r->ds, o, err, errlen) != 0) return CLI_EXIT_DATA;
     r->ds_open = 1;
+    if (o->early_stop && !has_validation(r)) {
+        snprintf(err, errlen, "--early-stop %d needs validation data: an image folder with "
+                 "DIR/val/ beside DIR/train/, or --val-split F (the test split does not choose "
+                 "the model)", o->early_stop);
+        return CLI_EXIT_USAGE;
+    }
     if (session_skips_init(&r->skips, &r->ds, err, errlen) != 0) return CLI_EXIT_DATA;
     r->skips.print = print_skip;
     r->skips.print_ctx = r;
@@ -375,23 +400,22 @@ static int set_up(train_run *r) {
     }
     clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
-    // The device limits are checked (resnet_plan) before the loader's host batch buffers.
-    model_arch cfg;
     if (rc == 0 && session_read_weights(&r->weights, o, err, errlen) != 0) rc = CLI_EXIT_DATA;
-    if (rc == 0)
-        rc = session_arch(&cfg, o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL, K,
-                          err, errlen);
-    if (rc == 0) rc = model_init_arch(&r->m, &r->rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&r->m, o->batch_size / r->world, o->image_size, err, errlen);
+    // The model's starting point: initialised from --seed, then --weights or the resumed state.
+    setup_spec spec = cli_setup_spec(o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL,
+                                     o->weights ? &r->weights : NULL, K,
+                                     o->batch_size / r->world);
+    spec.after_plan = before_weights;
+    spec.after_plan_ctx = r;
+    spec.freeze = o->freeze;
+    spec.bn_eval = o->bn_eval;
+    spec.label_smoothing = (float)o->label_smoothing;
+    spec.init_weights = 1;
+    if (rc == 0) rc = setup_model(&r->m, &r->rt, &spec, err, errlen);
+    ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
+    if (rc == 0 && o->resume && train_state_apply(&r->st, &r->m, o->resume, err, errlen))
+        rc = CLI_EXIT_DATA;
     if (rc) return rc;
-    loader_config lc;
-    session_train_loader(o, &lc);
-    session_skips_attach(&r->skips, 0, &lc);
-    if (loader_init(&r->ld, &r->ds.train, &lc, err, errlen) != 0) return CLI_EXIT_DATA;
-    if (o->resume && train_state_check_data(&r->st, r->ds.format, K, r->ld.n, o->resume, err,
-                                            errlen))
-        return CLI_EXIT_DATA;
-    if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
     if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
     r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
@@ -429,272 +453,104 @@ static void run_free(train_run *r) {
     ckpt_free(&r->weights);
 }
 
-// ---- logging and the seed's printed lines ----
-
-static void log_step(train_run *r, int epoch, float loss, double ips) {
-    if (!r->logf) return;
-    fprintf(r->logf, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
-                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->lr_now,
-            ips);
-    fflush(r->logf);
-}
-
-// The seed: running_loss / 100 over the last print_every batches (over the steps taken, when
-// --skip-bad emptied a batch of them; nothing when it emptied all).
-static void print_running_loss(train_run *r, int epoch, int b) {
-    if ((b + 1) % r->o.print_every) return;
-    int k = r->st.running_count, every = r->o.print_every;
-    if (k > 0)
-        progress_printf(&r->pg, stdout, "[Epoch %d, Batch %d] loss: %.3f\n", epoch + 1, b + 1,
-                        r->st.running_loss / (k < every ? k : every));
-    r->st.running_loss = 0;
-    r->st.running_count = 0;
-}
-
-// ---- checkpoints ----
-
-// Saves the training state when --checkpoint asks for it now. Returns 0 or CLI_EXIT_DATA.
-static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
-    const run_options *o = &r->o;
-    if (!o->checkpoint) return 0;
-    if (!stopping && !at_end &&
-        !(o->checkpoint_every && r->st.global_step % o->checkpoint_every == 0))
-        return 0;
-    if (train_state_write(&r->st, &r->m, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
-                          sizeof r->err) == 0)
-        return 0;
-    progress_error(&r->pg, "%s", r->err);
-    return CLI_EXIT_DATA;
-}
-
-// ---- the end of an epoch: --eval-every-epoch, --save-best ----
+// ---- what the loop reports (train_sink): the --log records, the bar, the seed's lines ----
 
 static int save_model(train_run *r, model *m, const char *path);
 
-// trainer_evaluate of the test split with the confusion matrix and worst mistakes in *st
-// (eval_stats_free it whatever the result). The number correct, or -1 with r->err.
-static long evaluate_split(train_run *r, const loader_config *lc, long *total, eval_stats *st) {
-    *total = 0;
-    if (eval_stats_init(st, r->m.num_classes)) {
-        snprintf(r->err, sizeof r->err, "out of memory");
-        return -1;
-    }
-    return trainer_evaluate(&r->tr, &r->ds.test, lc, total, st, NULL, r->err, sizeof r->err);
+static void on_epoch_start(void *ctx, int epoch, int first_batch, double lr) {
+    train_run *r = ctx;
+    progress_start_epoch(&r->pg);
+    if (r->logf && first_batch == 0) run_log_epoch(r->logf, epoch + 1, lr);
 }
 
-// Evaluation runs on replica 0 alone (planned for a shard of the batch) over every image of
-// the split once: no padding, so no image counts twice (DistributedSampler's would).
-static void eval_loader(train_run *r, loader_config *lc) {
-    session_eval_loader(&r->o, lc);
-    session_skips_attach(&r->skips, 1, lc);
-    if (r->world > 1) lc->batch_size = r->m.max_batch;
+static void on_step(void *ctx, int epoch, int b, int batches, long global_step, float loss,
+                    double lr, double ips) {
+    train_run *r = ctx;
+    if (r->logf) run_log_step(r->logf, epoch + 1, global_step, loss, lr, ips);
+    progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
 }
 
-// Validation accuracy after epoch `epoch` (printed and logged); with --save-best the model is
-// written (atomically) when it beats the best so far, which the training state keeps.
-static int end_of_epoch(train_run *r, int epoch) {
-    if (!r->o.eval_every_epoch && !r->o.save_best) return 0;
-    if (r->comm.rank != 0) return 0;  // only replica 0 evaluates, prints and writes
-    loader_config lc;
-    eval_loader(r, &lc);
-    long total = 0;
-    eval_stats st;
-    long correct = evaluate_split(r, &lc, &total, &st);
-    if (correct < 0) {
-        progress_error(&r->pg, "%s", r->err);
-        return CLI_EXIT_DATA;
+static void on_running_loss(void *ctx, int epoch, int b, double loss) {
+    train_run *r = ctx;
+    progress_printf(&r->pg, stdout, "[Epoch %d, Batch %d] loss: %.3f\n", epoch + 1, b + 1, loss);
+}
+
+static void on_epoch_end(void *ctx, int epoch) {
+    train_run *r = ctx;
+    (void)epoch;
+    progress_keep(&r->pg);
+}
+
+// The validation after an epoch ("val") or the test accuracy at the end ("test").
+static void on_evaluation(void *ctx, int epochs, const char *what, long total, double acc,
+                          int best, double lr, const eval_stats *st) {
+    train_run *r = ctx;
+    if (strcmp(what, "val") == 0) {
+        if (r->logf) run_log_evaluation(r->logf, epochs, "val", &r->ds, &r->ds.test, st);
+        progress_printf(&r->pg, stdout, "[Epoch %d] validation accuracy on %ld images: "
+                        "%.2f%%%s\n", epochs, total, acc, best ? " (best so far)" : "");
+        if (r->logf) run_log_val_accuracy(r->logf, epochs, acc, lr);
+        return;
     }
-    if (r->logf) run_log_evaluation(r->logf, epoch + 1, "val", &r->ds, &r->ds.test, &st);
-    eval_stats_free(&st);
-    double acc = total ? 100.0 * correct / total : 0.0;
-    int best = r->o.save_best && acc > r->st.best_accuracy;
-    progress_printf(&r->pg, stdout, "[Epoch %d] validation accuracy on %ld images: %.2f%%%s\n",
-                    epoch + 1, total, acc, best ? " (best so far)" : "");
+    printf("Accuracy of the network on the %ld test images: %.2f%%\n", total, acc);
     if (r->logf) {
-        fprintf(r->logf, "{\"epoch\":%d,\"val_accuracy\":%.4f,\"lr\":%.9g}\n", epoch + 1, acc,
-                r->lr_now);
-        fflush(r->logf);
+        run_log_test_accuracy(r->logf, epochs, acc);
+        run_log_evaluation(r->logf, epochs, "test", &r->ds, &r->ds.test, st);
     }
-    if (!best) return 0;
-    r->st.best_accuracy = acc;
+}
+
+static int on_save_best(void *ctx) {
+    train_run *r = ctx;
     return save_model(r, &r->m, r->o.save_best) ? CLI_EXIT_DATA : 0;
 }
 
-// ---- the loop ----
-
-static int max_steps_done(const train_run *r) {
-    return r->o.max_steps && r->st.global_step >= r->o.max_steps;
+static void on_warning(void *ctx, const char *line) {
+    train_run *r = ctx;
+    progress_printf(&r->pg, stderr, "%s", line);
 }
 
-// Books a finished step: counters, log, bar, the seed's line, the position in the data. A
-// batch that took no step (ran 0: --skip-bad left too few images) moves the position only.
-static void after_step(train_run *r, int epoch, int b, int batches, int ran, float loss,
-                       double ips) {
-    train_state *st = &r->st;
-    if (ran) {
-        st->global_step++;
-        st->running_loss += loss;
-        st->running_count++;
-        log_step(r, epoch, loss, ips);
-        progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
-    }
-    print_running_loss(r, epoch, b);
-    int at_end = b + 1 == batches;
-    st->epoch = at_end ? epoch + 1 : epoch;
-    st->batch = at_end ? 0 : b + 1;
-    if (at_end) { st->running_loss = 0; st->running_count = 0; }
+static void on_error(void *ctx, const char *msg) {
+    train_run *r = ctx;
+    progress_error(&r->pg, "%s", msg);
 }
 
-// A step enqueued whose result is not read yet (train_step_enqueue; with replicas the result
-// is taken at once, replicas_step being synchronous).
-typedef struct pending_step {
-    int b, n;
-    int ran;                       // 0: no step for this batch (batch_trains)
-    train_status s;
-    float loss;
-} pending_step;
+// ---- the loop (host/train/loop.h) ----
 
-// Whether batch b, which --skip-bad may have shortened to n images, gives a step. None left:
-// no step (as PyTorch users `continue` past an empty batch). So few that a replica's share
-// leaves a training batch norm one value per channel (check_last_batch's rule; PyTorch
-// raises "Expected more than 1 value per channel"): no step either, with a warning.
-static int batch_trains(train_run *r, int epoch, int b, int n) {
+// The loop over this run's model, data and step, reporting to the functions above.
+static void start_loop(train_run *r) {
     const run_options *o = &r->o;
-    if (n == 0) return 0;
-    if (n == o->batch_size || o->bn_eval || o->freeze >= 4) return 1;
-    int least = n >= r->world ? n / r->world : 1;  // the smallest share that is not empty
-    if (trainer_bn_values(&r->m, least) >= 2) return 1;
-    if (r->comm.rank == 0)
-        progress_printf(&r->pg, stderr, "cltrain: warning: epoch %d, batch %d: the %d image%s "
-                        "that --skip-bad left %s too few for batch norm to train on: no step\n",
-                        epoch + 1, b + 1, n, n == 1 ? "" : "s", n == 1 ? "is" : "are");
-    return 0;
+    cmd_train_config(o, &r->tcfg);
+    stepper_init(&r->step, &r->tr, r->world > 1 ? &r->rep : NULL);
+    r->loop = (train_loop){
+        .cfg = &r->tcfg, .print_every = o->print_every, .checkpoint = o->checkpoint,
+        .checkpoint_every = o->checkpoint_every, .eval_every_epoch = o->eval_every_epoch,
+        .save_best = o->save_best != NULL, .early_stop = o->early_stop, .format = r->ds.format, .st = &r->st, .m = &r->m,
+        .tr = &r->tr, .step = &r->step, .ld = &r->ld, .ds = &r->ds, .skips = &r->skips,
+        .comm = &r->comm, .world = r->world, .x = r->x, .y = r->y, .idx = r->idx,
+        .sgd = r->sgd, .sched = r->sched, .stop_signal = &stop_signal,
+        .sink = { .ctx = r, .epoch_start = on_epoch_start, .step = on_step,
+                  .running_loss = on_running_loss, .epoch_end = on_epoch_end,
+                  .evaluation = on_evaluation, .save_best = on_save_best,
+                  .warning = on_warning, .error = on_error },
+    };
+    session_eval_loader(o, &r->loop.eval_lc);
 }
 
-static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n) {
-    p->b = b;
-    p->n = n;
-    p->ran = batch_trains(r, epoch, b, n);
-    p->s = TRAIN_OK;
-    p->loss = 0;
-    if (!p->ran) return;
-    if (r->world > 1)
-        p->s = replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &p->loss);
-    else
-        train_step_enqueue(&r->tr, r->x, r->y, n, &r->sgd);
-}
-
-// Whether the step after p may be enqueued before p's result is booked: only when booking p
-// does nothing but the counters, the log and the bar (no checkpoint, no stop, not the end of
-// the epoch), so nothing reads the weights between the two. Ranks always take this in step.
-static int may_overlap(train_run *r, const pending_step *p, int batches) {
-    const run_options *o = &r->o;
-    long step = r->st.global_step + 1;  // p's, once booked
-    if (r->world > 1 || stop_signal || p->b + 1 == batches) return 0;
-    if (o->max_steps && step >= o->max_steps) return 0;
-    return !(o->checkpoint && o->checkpoint_every && step % o->checkpoint_every == 0);
-}
-
-// Books step p: its result (stopping on a non-finite one), counters, log, bar; with
-// `boundary`, the end of the epoch, the checkpoint and the stop that may follow it.
-static int step_finish(train_run *r, int epoch, int batches, pending_step *p, int boundary,
-                       double *t_last, int *stopped) {
-    if (r->world <= 1 && p->ran) p->s = train_step_result(&r->tr, &p->loss);
-    if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
-        if (r->comm.rank == 0)  // every rank has the same status: rank 0 says it
-            progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
-                           "nothing saved; try a lower --lr", train_status_what(p->s), p->loss,
-                           r->st.global_step + 1, epoch + 1, p->b + 1);
-        return CLI_EXIT_DATA;
-    }
-    double t = session_now(), ips = p->n / (t - *t_last);
-    *t_last = t;
-    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips);
-    if (!boundary) return 0;
-    int stopping = max_steps_done(r) || any_stop_signal(r), rc;
-    if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
-    if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
-    if (stopping) *stopped = 1;
-    return 0;
-}
-
-// With --skip-bad every process must leave the same images out of a batch (each reads the
-// files itself): a rank whose files differ from rank 0's would split other shares and take
-// other steps, and the collectives would hang. Checked per batch; every rank stops together.
-static int same_batch(train_run *r, int epoch, int b, int n) {
-    if (r->comm.size <= 1 || !r->o.skip_bad) return 0;
-    uint64_t h = util_hash_bytes(UTIL_HASH_INIT, &n, sizeof n), h0;
-    h = util_hash_bytes(h, r->idx, (size_t)n * sizeof *r->idx);
-    h0 = h;
-    comm_broadcast(&r->comm, &h0, sizeof h0, 0);
-    int who, differ = comm_max_int(&r->comm, h0 != h, &who);
-    if (!differ) return 0;
-    if (r->comm.rank == 0)
-        progress_error(&r->pg, "rank %d of %d left other images out of epoch %d, batch %d than "
-                       "rank 0 (--skip-bad): every rank must read the same files", who,
-                       r->comm.size, epoch + 1, b + 1);
-    r->agreed_rc = CLI_EXIT_DATA;
-    return CLI_EXIT_DATA;
-}
-
-// Trains epoch `epoch` from the saved position. Returns 0 or an exit status; *stopped is set
-// at --max-steps or a signal. Each step's result is read while the next one runs (no wait
-// inside a step), except where booking it saves, evaluates or stops (may_overlap).
-static int train_epoch(train_run *r, int epoch, int *stopped) {
-    int batches = loader_batches_per_epoch(&r->ld);
-    int first = epoch == r->st.epoch ? r->st.batch : 0;
-    loader_start_epoch(&r->ld, epoch, first);
-    progress_start_epoch(&r->pg);
-    r->lr_now = lr_schedule_at(&r->sched, r->o.lr, epoch);
-    r->sgd.lr = (float)r->lr_now;
-    if (r->logf && first == 0) {
-        fprintf(r->logf, "{\"epoch\":%d,\"lr\":%.9g}\n", epoch + 1, r->lr_now);
-        fflush(r->logf);
-    }
-    double t_last = session_now();
-    int n = 0, got = 0, rc = 0, have = 0;
-    pending_step p = { 0 }, next;
-    for (int b = first;; b++) {
-        if (have && !may_overlap(r, &p, batches)) {  // before the next batch is even read
-            have = 0;
-            if ((rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
-            if (*stopped) break;
-        }
-        if ((got = loader_next_ex(&r->ld, r->x, r->y, r->idx, &n)) <= 0) break;
-        if ((rc = same_batch(r, epoch, b, n))) return rc;
-        step_enqueue(r, &next, epoch, b, n);
-        if (have && (rc = step_finish(r, epoch, batches, &p, 0, &t_last, stopped))) {
-            float loss;  // the step behind it was guarded (sticky flags): read and drop it
-            if (r->world <= 1 && next.ran) train_step_result(&r->tr, &loss);
-            return rc;
-        }
-        p = next;
-        have = 1;
-    }
-    // Only a file that failed mid-epoch leaves a step unbooked here (the last one of an
-    // epoch never overlaps).
-    if (have && (rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
-    if (got < 0) {  // a file that failed mid-run: save the state as SIGTERM does
-        int saved = r->o.checkpoint &&
-                    train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
-                                      r->o.checkpoint, r->err, sizeof r->err) == 0;
-        progress_error(&r->pg, "%s%s%s", r->ld.error, saved ? "; training state saved to " : "",
-                       saved ? r->o.checkpoint : "");
-        return CLI_EXIT_DATA;
-    }
-    progress_keep(&r->pg);
-    return 0;
-}
-
-static int train_loop(train_run *r) {
+static int run_training(train_run *r) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     progress_init(&r->pg, stderr);
     if (r->comm.rank != 0) r->pg.tty = 0;  // only rank 0 draws the bar
-    int stopped = max_steps_done(r), rc = 0;  // a resumed run may be done already
-    for (int epoch = r->st.epoch; rc == 0 && epoch < r->o.epochs && !stopped; epoch++)
-        rc = train_epoch(r, epoch, &stopped);
+    start_loop(r);
+    int rc = train_loop_run(&r->loop);
+    if (r->loop.agreed_rc) r->agreed_rc = r->loop.agreed_rc;
     progress_clear(&r->pg);
+    if (rc == 0 && r->loop.early_stopped && r->st.epoch < r->o.epochs && r->comm.rank == 0)
+        printf("Early stop after epoch %d: no better validation accuracy for %d epoch%s; the "
+               "best, %.2f%%, was at epoch %d%s%s%s\n", r->st.epoch, r->o.early_stop,
+               r->o.early_stop == 1 ? "" : "s", r->st.best_accuracy, r->st.best_epoch,
+               r->o.save_best ? " (its model is in " : "", r->o.save_best ? r->o.save_best : "",
+               r->o.save_best ? ")" : "");
     if (stop_signal && rc == 0) {
         if (r->comm.rank == 0)  // every rank stopped after the same step; rank 0 saved
             fprintf(stderr, "cltrain: interrupted by signal %d after step %ld%s%s\n",
@@ -727,24 +583,12 @@ static int save_model(train_run *r, model *m, const char *path) {
     return rc;
 }
 
+// The test accuracy: the loop's one evaluation (on_evaluation prints and logs it).
 static int evaluate(train_run *r) {
-    loader_config lc;
-    eval_loader(r, &lc);
-    long total = 0;
-    eval_stats st;
-    long correct = evaluate_split(r, &lc, &total, &st);
-    if (correct < 0) {
-        fprintf(stderr, "cltrain: error: %s\n", r->err);
-        eval_stats_free(&st);
+    if (train_loop_evaluate(&r->loop, r->st.epoch, "test", NULL)) {
+        fprintf(stderr, "cltrain: error: %s\n", r->loop.err);
         return CLI_EXIT_DATA;
     }
-    double acc = total ? 100.0 * correct / total : 0.0;
-    printf("Accuracy of the network on the %ld test images: %.2f%%\n", total, acc);
-    if (r->logf) {
-        fprintf(r->logf, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", r->st.epoch, acc);
-        run_log_evaluation(r->logf, r->st.epoch, "test", &r->ds, &r->ds.test, &st);
-    }
-    eval_stats_free(&st);
     session_report_skipped(&r->ds, &r->skips);
     return 0;
 }
@@ -782,7 +626,7 @@ int cmd_train(int argc, char **argv) {
     if (rc == 0 && (rc = set_up(&r)) != 0) fprintf(stderr, "cltrain: error: %s\n", r.err);
     rc = agree(&r, rc);
     if (rc == 0 && r.world > 1) replicas_sync_state(&r.rep);
-    if (rc == 0) rc = train_loop(&r);
+    if (rc == 0) rc = run_training(&r);
     if (rc == 0) rc = finish(&r);
     run_free(&r);
     // A rank that fails alone (a file that fails to decode on its host) while the others wait

@@ -89,13 +89,10 @@ static int parse(int argc, char **argv, tune_options *o) {
 // The GEMMs of one training step (all stages trained) at batch B, image size S.
 static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
     model m;
-    model_arch cfg;
-    memset(&m, 0, sizeof m);
-    int rc = model_arch_named(&cfg, "resnet18", 10, err, errlen);
-    if (rc == 0) rc = model_init_arch(&m, rt, &cfg, err, errlen);
-    if (rc == 0) rc = session_plan(&m, B, S, err, errlen);
+    setup_spec spec = { .arch = "resnet18", .num_classes = 10, .batch = B, .image_size = S,
+                        .freeze = -1, .init_weights = 1, .seed = 1 };
+    int rc = setup_model(&m, rt, &spec, err, errlen);
     if (rc == 0) {
-        model_init_weights(&m, 1);
         size_t nx = 3 * (size_t)B * S * S;
         float *x = calloc(nx, sizeof *x);
         int32_t *y = calloc((size_t)B, sizeof *y);

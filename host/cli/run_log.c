@@ -1,4 +1,4 @@
-// The evaluation record of train --log: see run_log.h.
+// The records of train --log: see run_log.h.
 #define _XOPEN_SOURCE 700
 #include "host/cli/run_log.h"
 
@@ -65,4 +65,24 @@ void run_log_evaluation(FILE *f, int epoch, const char *what, const dataset *ds,
     }
     fputs("]}\n", f);
     fflush(f);
+}
+
+void run_log_epoch(FILE *f, int epoch, double lr) {
+    fprintf(f, "{\"epoch\":%d,\"lr\":%.9g}\n", epoch, lr);
+    fflush(f);
+}
+
+void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips) {
+    fprintf(f, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
+               "\"images_per_s\":%.2f}\n", epoch, step, loss, lr, ips);
+    fflush(f);
+}
+
+void run_log_val_accuracy(FILE *f, int epoch, double accuracy, double lr) {
+    fprintf(f, "{\"epoch\":%d,\"val_accuracy\":%.4f,\"lr\":%.9g}\n", epoch, accuracy, lr);
+    fflush(f);
+}
+
+void run_log_test_accuracy(FILE *f, int epoch, double accuracy) {
+    fprintf(f, "{\"epoch\":%d,\"test_accuracy\":%.4f}\n", epoch, accuracy);
 }

@@ -1,6 +1,6 @@
-// The records of train --log that are more than a few numbers: an evaluation's confusion matrix,
-// per-class accuracy and worst mistakes, as one JSON line that `cltrain report` draws
-// (report.h). The step, lr and accuracy lines stay in cmd_train.c.
+// Every record of train --log, one JSON object a line, that `cltrain report` draws (report.h):
+// an epoch's lr, each step, the validation and test accuracies, and an evaluation's confusion
+// matrix, per-class accuracy and worst mistakes. Epochs are 1-based.
 #ifndef CLTRAIN_RUN_LOG_H
 #define CLTRAIN_RUN_LOG_H
 
@@ -19,5 +19,14 @@ void run_log_json_string(FILE *f, const char *s);
 // resolve) lists the mistakes of highest probability first. Flushed.
 void run_log_evaluation(FILE *f, int epoch, const char *what, const dataset *ds,
                         const dataset_split *split, const eval_stats *st);
+
+// {"epoch":E,"lr":LR} at the start of an epoch. Flushed.
+void run_log_epoch(FILE *f, int epoch, double lr);
+// {"epoch":E,"step":N,"loss":L,"lr":LR,"images_per_s":X} for each step. Flushed.
+void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips);
+// {"epoch":E,"val_accuracy":A,"lr":LR} after an epoch's validation (A in percent). Flushed.
+void run_log_val_accuracy(FILE *f, int epoch, double accuracy, double lr);
+// {"epoch":E,"test_accuracy":A} at the end of the run (flushed by the evaluation after it).
+void run_log_test_accuracy(FILE *f, int epoch, double accuracy);
 
 #endif

@@ -70,3 +70,19 @@ int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen
     rt->ops_cfg_owned = 1;
     return 0;
 }
+
+void cli_print_stderr(void *ctx, const char *line) {
+    (void)ctx;
+    fputs(line, stderr);
+}
+
+setup_spec cli_setup_spec(const run_options *o, const ckpt *from, const ckpt *weights, int K,
+                          int batch) {
+    setup_spec s = { .arch = o->arch, .from = from, .from_state = o->resume != NULL,
+                     .from_path = o->resume ? o->resume : o->weights, .num_classes = K,
+                     .batch = batch, .image_size = o->image_size, .freeze = -1,
+                     .seed = (uint64_t)o->seed, .weights = weights,
+                     .weights_path = o->weights, .strict = o->strict,
+                     .note = cli_print_stderr };
+    return s;
+}

@@ -4,8 +4,10 @@
 #ifndef CLTRAIN_CLI_STARTUP_H
 #define CLTRAIN_CLI_STARTUP_H
 
+#include "host/cli/cmd_options.h"
 #include "host/ops/ops.h"
 #include "host/runtime/clrt.h"
+#include "host/train/setup.h"
 
 #include <stddef.h>
 
@@ -32,5 +34,15 @@ double cli_ddp_bucket_mb(void);
 // for the chosen device, handed down with rt (rt->ops_cfg, freed by clrt_free). What every
 // command that runs ops starts with.
 int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen);
+
+// The model set-up (setup_model) of a command's options o: the architecture from --arch or
+// `from` (the training state with --resume, else the --weights file; may be NULL), K classes,
+// the plan for `batch` at --image-size, then `weights` loaded (NULL: none) with --strict and
+// --seed's fc. Nothing is frozen and nothing seeded: train and bench set those fields. Notes
+// go to stderr.
+setup_spec cli_setup_spec(const run_options *o, const ckpt *from, const ckpt *weights, int K,
+                          int batch);
+// A setup_spec.note (and the like) that writes the line to stderr.
+void cli_print_stderr(void *ctx, const char *line);
 
 #endif

@@ -22,6 +22,13 @@ void train_state_init(train_state *st) {
 
 void train_state_free(train_state *st) { ckpt_free(&st->file); }
 
+// Was the long flag `name` among those the command line gave?
+static int flag_given(const char *const *given, const char *name) {
+    for (; given && *given; given++)
+        if (!strcmp(*given, name)) return 1;
+    return 0;
+}
+
 static int get_int(const ckpt *c, const char *name, long long *v) {
     int i = ckpt_find(c, name);
     if (i < 0 || c->e[i].kind != CKPT_INT) return -1;
@@ -60,7 +67,7 @@ static const char *const freeze_names[] = { "none", "stem", "layer1", "layer2", 
 // The int_arg table of the options o: what train_state_write saves (in this order) and
 // train_state_read checks a saved state against.
 enum { INT_ARGS = 8 };
-static void int_args_of(run_options *o, int_arg ints[INT_ARGS]) {
+static void int_args_of(train_config *o, int_arg ints[INT_ARGS]) {
     const int_arg t[INT_ARGS] = {
         { "batch-size", &o->batch_size, 1, 1048576, NULL },
         { "image-size", &o->image_size, 1, 4096, NULL },
@@ -95,9 +102,8 @@ static int contradiction(train_state *st, char *err, size_t errlen, const char *
 }
 
 // The run's string arguments (version 2): the data set's format. A version 1 file has none.
-static int read_strings(train_state *st, const char *path, const run_options *o,
-                        unsigned long long given, train_flag_given_fn cmd_flag_given,
-                        char *err, size_t errlen) {
+static int read_strings(train_state *st, const char *path, const train_config *o,
+                        const char *const *given, char *err, size_t errlen) {
     int i = ckpt_find(&st->file, "args.dataset");
     if (i < 0) return 0;
     const ckpt_entry *e = &st->file.e[i];
@@ -106,7 +112,7 @@ static int read_strings(train_state *st, const char *path, const run_options *o,
         return -1;
     }
     snprintf(st->dataset, sizeof st->dataset, "%s", e->sval);
-    if (cmd_flag_given(given, "dataset") && o->dataset && strcmp(o->dataset, "auto") &&
+    if (flag_given(given, "dataset") && o->dataset && strcmp(o->dataset, "auto") &&
         strcmp(o->dataset, st->dataset)) {
         snprintf(err, errlen, "--dataset %s contradicts the saved training state's %s in %s",
                  o->dataset, st->dataset, path);
@@ -121,9 +127,8 @@ static int read_strings(train_state *st, const char *path, const run_options *o,
 
 // The data-shaping arguments added after version 3 first shipped: --resize (0: none) and
 // --val-split (0: none). A file without them keeps what the command line says.
-static int read_data_args(train_state *st, const char *path, run_options *o,
-                          unsigned long long given, train_flag_given_fn cmd_flag_given,
-                          char *err, size_t errlen) {
+static int read_data_args(train_state *st, const char *path, train_config *o,
+                          const char *const *given, char *err, size_t errlen) {
     const ckpt *c = &st->file;
     long long resize = 0;
     double split = 0;
@@ -134,12 +139,12 @@ static int read_data_args(train_state *st, const char *path, run_options *o,
         return -1;
     }
     if (has_resize) {
-        if (cmd_flag_given(given, "resize") && o->resize != resize)
+        if (flag_given(given, "resize") && o->resize != resize)
             return contradiction(st, err, errlen, path, "resize", o->resize, (double)resize);
         o->resize = (int)resize;
     }
     if (has_split) {
-        if (cmd_flag_given(given, "val-split") && o->val_split != split)
+        if (flag_given(given, "val-split") && o->val_split != split)
             return contradiction(st, err, errlen, path, "val-split", o->val_split, split);
         o->val_split = split;
     }
@@ -147,9 +152,8 @@ static int read_data_args(train_state *st, const char *path, run_options *o,
 }
 
 // Version 3: the schedule, label smoothing and the best accuracy; defaults for older files.
-static int read_schedule(train_state *st, const char *path, run_options *o,
-                         unsigned long long given, train_flag_given_fn cmd_flag_given,
-                         char *err, size_t errlen) {
+static int read_schedule(train_state *st, const char *path, train_config *o,
+                         const char *const *given, char *err, size_t errlen) {
     const ckpt *c = &st->file;
     int i = ckpt_find(c, "args.lr-schedule");
     const char *saved = i >= 0 && c->e[i].kind == CKPT_STRING ? c->e[i].sval : "none";
@@ -168,7 +172,7 @@ static int read_schedule(train_state *st, const char *path, run_options *o,
         return -1;
     }
     char gs[64], ss[64];
-    if (cmd_flag_given(given, "lr-schedule") &&
+    if (flag_given(given, "lr-schedule") &&
         lr_schedule_parse(&b, o->lr_schedule, why, sizeof why) == 0) {
         lr_schedule_format(&a, ss, sizeof ss);
         lr_schedule_format(&b, gs, sizeof gs);
@@ -179,9 +183,9 @@ static int read_schedule(train_state *st, const char *path, run_options *o,
             return -1;
         }
     }
-    if (cmd_flag_given(given, "warmup-epochs") && o->warmup_epochs != warm)
+    if (flag_given(given, "warmup-epochs") && o->warmup_epochs != warm)
         return contradiction(st, err, errlen, path, "warmup-epochs", o->warmup_epochs, (double)warm);
-    if (cmd_flag_given(given, "label-smoothing") && o->label_smoothing != eps)
+    if (flag_given(given, "label-smoothing") && o->label_smoothing != eps)
         return contradiction(st, err, errlen, path, "label-smoothing", o->label_smoothing, eps);
     lr_schedule_format(&a, st->schedule_spec, sizeof st->schedule_spec);
     o->lr_schedule = st->schedule_spec;
@@ -189,12 +193,18 @@ static int read_schedule(train_state *st, const char *path, run_options *o,
     o->label_smoothing = eps;
     st->schedule_epochs = (int)horizon;
     st->best_accuracy = best;
+    long long best_epoch = 0;
+    if (ckpt_find(c, "best_epoch") >= 0 &&
+        (get_int(c, "best_epoch", &best_epoch) || best_epoch < 0 || best_epoch > 1000000)) {
+        snprintf(err, errlen, "%s: training state is damaged: its best_epoch", path);
+        return -1;
+    }
+    st->best_epoch = (int)best_epoch;
     return 0;
 }
 
-int train_state_read(train_state *st, const char *path, run_options *o,
-                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
-                     size_t errlen) {
+int train_state_read(train_state *st, const char *path, train_config *o,
+                     const char *const *given, char *err, size_t errlen) {
     if (ckpt_read(&st->file, path, err, errlen) != 0) return -1;
     const ckpt *c = &st->file;
     int f = ckpt_find(c, "cltrain.format");
@@ -228,14 +238,14 @@ int train_state_read(train_state *st, const char *path, run_options *o,
                      path, key, v, ints[i].lo, ints[i].hi);
             return -1;
         }
-        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v && ints[i].names) {
+        if (flag_given(given, ints[i].flag) && *ints[i].field != v && ints[i].names) {
             snprintf(err, errlen, "--%s %s contradicts the saved training state's %s in %s",
                      ints[i].flag, ints[i].names[*ints[i].field - ints[i].lo],
                      ints[i].names[v - ints[i].lo], path);
             st->usage_error = 1;
             return -1;
         }
-        if (cmd_flag_given(given, ints[i].flag) && *ints[i].field != v)
+        if (flag_given(given, ints[i].flag) && *ints[i].field != v)
             return contradiction(st, err, errlen, path, ints[i].flag, *ints[i].field, v);
         *ints[i].field = (int)v;
     }
@@ -255,27 +265,27 @@ int train_state_read(train_state *st, const char *path, run_options *o,
         snprintf(err, errlen, "%s: training state is incomplete or damaged", path);
         return -1;
     }
-    if (cmd_flag_given(given, "no-shuffle") && shuffle) {
+    if (flag_given(given, "no-shuffle") && shuffle) {
         snprintf(err, errlen, "--no-shuffle contradicts the saved training state in %s, "
                               "which shuffles", path);
         st->usage_error = 1;
         return -1;
     }
-    if (cmd_flag_given(given, "seed") && o->seed != seed)
+    if (flag_given(given, "seed") && o->seed != seed)
         return contradiction(st, err, errlen, path, "seed", (double)o->seed, (double)seed);
     const struct { const char *flag; double given, saved; } floats[] = {
         { "lr", o->lr, lr }, { "momentum", o->momentum, mom },
         { "weight-decay", o->weight_decay, wd },
     };
     for (size_t i = 0; i < sizeof floats / sizeof floats[0]; i++)
-        if (cmd_flag_given(given, floats[i].flag) && floats[i].given != floats[i].saved)
+        if (flag_given(given, floats[i].flag) && floats[i].given != floats[i].saved)
             return contradiction(st, err, errlen, path, floats[i].flag, floats[i].given,
                                  floats[i].saved);
-    if (read_strings(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
-    if (read_schedule(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
-    if (read_data_args(st, path, o, given, cmd_flag_given, err, errlen) != 0) return -1;
+    if (read_strings(st, path, o, given, err, errlen) != 0) return -1;
+    if (read_schedule(st, path, o, given, err, errlen) != 0) return -1;
+    if (read_data_args(st, path, o, given, err, errlen) != 0) return -1;
     // Training longer is allowed; asking for less than is done already is a mistake.
-    if (cmd_flag_given(given, "epochs") && o->epochs < epoch) {
+    if (flag_given(given, "epochs") && o->epochs < epoch) {
         snprintf(err, errlen, "--epochs %d is fewer than the %lld epochs the training state in "
                               "%s has done", o->epochs, epoch, path);
         st->usage_error = 1;
@@ -292,7 +302,7 @@ int train_state_read(train_state *st, const char *path, run_options *o,
     o->lr = lr;
     o->momentum = mom;
     o->weight_decay = wd;
-    if (!cmd_flag_given(given, "epochs")) o->epochs = (int)epochs;
+    if (!flag_given(given, "epochs")) o->epochs = (int)epochs;
     st->epoch = (int)epoch;
     st->batch = (int)batch;
     st->global_step = (long)step;
@@ -353,7 +363,7 @@ int train_state_apply(train_state *st, model *m, const char *path, char *err, si
     return 0;
 }
 
-int train_state_write(const train_state *st, model *m, const run_options *o,
+int train_state_write(const train_state *st, model *m, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen) {
     ckpt c;
@@ -387,7 +397,7 @@ int train_state_write(const train_state *st, model *m, const run_options *o,
     rc |= ckpt_add_int(&c, "train_images", train_images);
     // The run-shaping integers under the keys train_state_read checks; the class count is the
     // model's.
-    run_options saved = *o;
+    train_config saved = *o;
     saved.num_classes = m->num_classes;
     int_arg ints[INT_ARGS];
     int_args_of(&saved, ints);
@@ -417,6 +427,8 @@ int train_state_write(const train_state *st, model *m, const run_options *o,
     rc |= ckpt_add_int(&c, "schedule_epochs", st->schedule_epochs);
     rc |= add_float(&c, "args.label-smoothing", o->label_smoothing);
     rc |= add_float(&c, "best_accuracy", st->best_accuracy);
+    if (st->best_epoch > 0)  // --early-stop's (absent otherwise: those files stay as they were)
+        rc |= ckpt_add_int(&c, "best_epoch", st->best_epoch);
     free(host);
     char why[1024] = "out of host memory";
     if (rc == 0) rc = ckpt_write(&c, path, why, sizeof why);

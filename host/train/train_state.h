@@ -5,7 +5,8 @@
 #ifndef CLTRAIN_TRAIN_STATE_H
 #define CLTRAIN_TRAIN_STATE_H
 
-#include "host/train/session.h"
+#include "host/train/train_config.h"
+#include "model/model.h"
 
 typedef struct train_state {
     int epoch, batch;              // the next batch to train: batch `batch` of epoch `epoch`
@@ -18,30 +19,29 @@ typedef struct train_state {
     int replicas;                  // data-parallel replicas that trained it (1: one device)
     int schedule_epochs;           // the lr schedule's horizon (the first run's --epochs;
                                    // raising --epochs on resume does not bend the curve)
-    char schedule_spec[64];        // the saved --lr-schedule (o->lr_schedule points here)
+    char schedule_spec[64];        // the saved --lr-schedule (c->lr_schedule points here)
     double best_accuracy;          // --save-best: the best validation accuracy so far (-1 none)
+    int best_epoch;                // --early-stop: the epoch that reached it (0: none; saved
+                                   // only then, so other runs' files stay as they were)
     ckpt file;                     // as read by train_state_read
 } train_state;
 
 void train_state_init(train_state *st);
 void train_state_free(train_state *st);
-// Was the long flag `name` ("batch-size") among those in `mask`? The command layer's answer
-// (cmd_flag_given), handed down: the train layer does not know the flag table.
-typedef int (*train_flag_given_fn)(unsigned long long mask, const char *name);
-// Reads `path`, takes the saved run arguments into o. Flags given that match the saved run
-// are accepted, --epochs and --max-steps may ask for more; a flag that contradicts the saved
-// run (or asks for fewer epochs or steps than are done) is refused naming the flag, the saved
+// Reads `path`, takes the saved run arguments into c. `given` (NULL-terminated; may be NULL)
+// names the flags of the command line ("batch-size"): those that match the saved run are
+// accepted, --epochs and --max-steps may ask for more; a flag that contradicts the saved run
+// (or asks for fewer epochs or steps than are done) is refused naming the flag, the saved
 // value and the given one, with usage_error set. Returns 0 or -1 with a message.
-int train_state_read(train_state *st, const char *path, run_options *o,
-                     unsigned long long given, train_flag_given_fn cmd_flag_given, char *err,
-                     size_t errlen);
+int train_state_read(train_state *st, const char *path, train_config *c,
+                     const char *const *given, char *err, size_t errlen);
 // The saved state fits this data set (format as dataset_open detected it) and model?
 int train_state_check_data(const train_state *st, const char *format, int num_classes,
                            int train_images, const char *path, char *err, size_t errlen);
 // Loads the model and the momentum buffers into m.
 int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen);
 // Writes the state atomically (format version 3). Returns 0, or -1 with a message.
-int train_state_write(const train_state *st, model *m, const run_options *o,
+int train_state_write(const train_state *st, model *m, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
 

@@ -4,6 +4,8 @@
 #define _POSIX_C_SOURCE 200809L  // strdup
 #include "host/cli/cmd_options.h"
 
+#include <stddef.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
