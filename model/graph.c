@@ -206,14 +206,10 @@ int model_init(model *m, clrt *rt, model_desc *d, char *err, size_t errlen) {
     size_t pbytes = m->n_param_floats * sizeof(float);
     size_t bbytes = m->n_buffer_floats * sizeof(float);
     if (clrt_alloc_buf(rt, &m->arena_params, pbytes, "parameters", err, errlen) ||
-        clrt_alloc_buf(rt, &m->arena_grads, pbytes, "gradients", err, errlen) ||
-        clrt_alloc_buf(rt, &m->arena_momentum, pbytes, "SGD momentum", err, errlen) ||
         clrt_alloc_buf(rt, &m->arena_buffers, bbytes ? bbytes : 4, "batch-norm statistics",
                        err, errlen))
         return 1;
-    m->device_bytes = 3 * pbytes + bbytes;
-    clrt_fill_zero(rt, m->arena_grads, 0, pbytes);
-    clrt_fill_zero(rt, m->arena_momentum, 0, pbytes);
+    m->device_bytes = pbytes + bbytes;  // the gradients come with a training plan
     return 0;
 }
 

@@ -190,13 +190,14 @@ int model_plan(model *m, int max_batch, int image_size, const model_plan_options
                char *err, size_t errlen);
 // 1 when the plan keeps each conv's col matrix from forward to backward (keep_cols).
 int model_kept_cols(const model *m);
-// The largest batch size up to max_batch whose training plan fits the device (0: none).
-int model_largest_batch(model *m, int max_batch, int image_size);
+// The largest batch size up to max_batch whose plan (training, or forward_only) fits the
+// device (0: none).
+int model_largest_batch(model *m, int max_batch, int image_size, int forward_only);
 // Accepts a zeroed or half-built model.
 void model_free(model *m);
-// Bytes the model and its training plan for (batch, size) take on a device with unlimited
-// memory; 0 when the image is too small.
-size_t model_plan_bytes(const model_arch *a, int batch, int image_size);
+// Bytes the model and its plan (training, or forward_only) for (batch, size) take on a device
+// with unlimited memory; 0 when the image is too small.
+size_t model_plan_bytes(const model_arch *a, int batch, int image_size, int forward_only);
 
 // torchvision's default initialisation from `seed`: convs kaiming_normal_(fan_out, relu),
 // batch norm weight 1 bias 0 (running 0 / 1), Linear U(-1/sqrt(in), 1/sqrt(in)).

@@ -253,8 +253,10 @@ static size_t plan_bytes_of(const act_plan *p) {
     return floats * sizeof(float);
 }
 
-static size_t arena_bytes(const model *m) {
-    return (3 * m->n_param_floats + m->n_buffer_floats) * sizeof(float);
+// The parameter arenas: parameters and running statistics, and for training the gradients and
+// SGD's momentum.
+static size_t arena_bytes(const model *m, int training) {
+    return ((training ? 3 : 1) * m->n_param_floats + m->n_buffer_floats) * sizeof(float);
 }
 
 // The plan for (B, S): NULL when the image is too small (message in err) or no memory.
@@ -273,7 +275,7 @@ static act_plan *plan_make(model *m, int B, int S, int training, int keep, size_
         *total = (size_t)-1;
         return p;
     }
-    *total = plan_bytes_of(p) + arena_bytes(m) + ((size_t)B * 2 + 4) * sizeof(float);
+    *total = plan_bytes_of(p) + arena_bytes(m, training) + ((size_t)B * 2 + 4) * sizeof(float);
     return p;
 }
 
@@ -296,13 +298,13 @@ static int plan_fits(model *m, int B, int S, int training, int keep, double shar
 
 int model_kept_cols(const model *m) { return m->plan && m->plan->keep_cols; }
 
-int model_largest_batch(model *m, int max_batch, int image_size) {
+int model_largest_batch(model *m, int max_batch, int image_size, int forward_only) {
     // Memory grows with the batch: bisect. lo fits (0: nothing does), hi does not.
     int lo = 0, hi = max_batch + 1, saved = m->image_size;
     while (hi - lo > 1) {
         int mid = lo + (hi - lo) / 2;
         size_t t;
-        if (plan_fits(m, mid, image_size, 1, 0, 1.0, &t)) lo = mid;
+        if (plan_fits(m, mid, image_size, !forward_only, 0, 1.0, &t)) lo = mid;
         else hi = mid;
     }
     m->image_size = saved;
@@ -377,6 +379,16 @@ int model_plan(model *m, int max_batch, int image_size, const model_plan_options
         io[i].t->off = 0;
         io_bytes += io[i].floats * sizeof(float);
     }
+    size_t pbytes = m->n_param_floats * sizeof(float);
+    if (training && !m->arena_grads && !rc) {
+        rc = clrt_alloc_buf(m->rt, &m->arena_grads, pbytes, "gradients", err, errlen) ||
+             clrt_alloc_buf(m->rt, &m->arena_momentum, pbytes, "SGD momentum", err, errlen);
+        if (!rc) {
+            clrt_fill_zero(m->rt, m->arena_grads, 0, pbytes);
+            clrt_fill_zero(m->rt, m->arena_momentum, 0, pbytes);
+            m->device_bytes += 2 * pbytes;
+        }
+    }
     if (rc) return rc;  // model_free releases what was made
     for (int i = 0; i < p->nbufs; i++)
         if (p->bufs[i].chunk >= 0)
@@ -389,7 +401,7 @@ int model_plan(model *m, int max_batch, int image_size, const model_plan_options
     return 0;
 }
 
-size_t model_plan_bytes(const model_arch *a, int batch, int image_size) {
+size_t model_plan_bytes(const model_arch *a, int batch, int image_size, int forward_only) {
     model *m = malloc(sizeof *m);  // the tables only: nothing is allocated on a device
     model_desc d;
     char err[256];
@@ -398,7 +410,7 @@ size_t model_plan_bytes(const model_arch *a, int batch, int image_size) {
     memset(m, 0, sizeof *m);
     if (model_desc_named(&d, a->arch, a->num_classes, err, sizeof err) == 0 &&
         model_table_build(m, &d, err, sizeof err) == 0) {
-        act_plan *p = plan_make(m, batch, image_size, 1, 0, 0x7fffffff, &bytes, err,
+        act_plan *p = plan_make(m, batch, image_size, !forward_only, 0, 0x7fffffff, &bytes, err,
                                   sizeof err);
         if (!p || bytes == (size_t)-1) bytes = 0;
         plan_release(p);

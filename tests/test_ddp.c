@@ -36,7 +36,7 @@ static void model_sized(model *m, clrt *rt, int batch, int S) {
     model_arch cfg;
     cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_init_arch(m, rt, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(session_plan(m, batch, S, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(session_plan(m, batch, S, 0, err, sizeof err), 0, "%s", err);
     m->freeze = -1;
     cr_assert_eq(model_init_weights(m, 7), 0);
 }

@@ -33,7 +33,7 @@ static void setup(fixture *f) {
     model_arch cfg;
     cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_init_arch(&f->m, &f->rt, &cfg, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(session_plan(&f->m, B, S, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(session_plan(&f->m, B, S, 0, err, sizeof err), 0, "%s", err);
     f->m.freeze = -1;
     cr_assert_eq(model_init_weights(&f->m, 7), 0);
     trainer_init(&f->t, &f->m);

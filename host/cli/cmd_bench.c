@@ -15,7 +15,10 @@ static const char bench_usage[] =
     "  resnet101|resnet152, default resnet18) on synthetic data after a warm-up, and prints one\n"
     "  JSON line:\n"
     "  {\"arch\",\"device\",\"image_size\",\"batch_size\",\"train_images_per_s\",\"eval_images_per_s\",\n"
-    "   \"peak_device_bytes\"}.  Defaults: --image-size 224 --batch-size 64 --steps 10.\n"
+    "   \"peak_device_bytes\",\"eval_device_bytes\",\"last_loss\"}: peak_device_bytes is what the\n"
+    "  training run holds on the device, eval_device_bytes what eval and predict hold at the same\n"
+    "  size (their plan keeps nothing for backward).  Defaults: --image-size 224 --batch-size 64\n"
+    "  --steps 10.\n"
     "  --num-classes N (10)  --freeze STAGE  --seed N  --non-strict (--strict: the default)\n"
     "  --profile   also print device time per op type and per layer (stderr); events add\n"
     "              some overhead to the timed loops\n";
@@ -91,12 +94,18 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "---- evaluation batch profile ----\n");
         clrt_profile_report(&rt, stderr, o.steps);
     }
+    // What eval and predict take at the same size: a forward-only plan (nothing for backward,
+    // no gradients or momentum).
+    model_arch a = { .num_classes = m.num_classes };
+    snprintf(a.arch, sizeof a.arch, "%s", m.arch);
+    size_t eval_bytes = model_plan_bytes(&a, B, S, 1);
     printf("{\"arch\":\"%s\",\"device\":", m.arch);
     json_string(rt.dev.name);
     printf(",\"image_size\":%d,\"batch_size\":%d,\"steps\":%d,\"train_images_per_s\":%.2f,"
-           "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",
+           "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"eval_device_bytes\":%zu,"
+           "\"last_loss\":%.6g}\n",
            S, B, o.steps, (double)B * o.steps / (t1 - t0), (double)B * o.steps / (t2 - t1),
-           m.device_bytes + op_gemm_scratch_bytes(&rt), loss);
+           m.device_bytes + op_gemm_scratch_bytes(&rt), eval_bytes, loss);
     clrt_host_free(&rt, &xb);
     clrt_host_free(&rt, &yb);
     clrt_host_free(&rt, &lb);

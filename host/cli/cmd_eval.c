@@ -67,6 +67,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     rc = cli_runtime_init(&rt, &ro, err, sizeof err);
     setup_spec spec = cli_setup_spec(&o, &w, &w, K, o.batch_size);
+    spec.forward_only = 1;  // evaluation alone: nothing kept for a backward
     if (rc == 0) rc = setup_model(&m, &rt, &spec, err, sizeof err);
     ckpt_free(&w);
     if (rc == 0) {

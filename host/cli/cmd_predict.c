@@ -342,6 +342,7 @@ static int run_model(predict_run *p) {
     p->o.batch_size = B;
     int rc = cli_runtime_init(&rt, &ro, err, errlen);
     setup_spec spec = cli_setup_spec(&p->o, &p->weights, &p->weights, p->K, B);
+    spec.forward_only = 1;  // evaluation alone: nothing kept for a backward
     if (rc == 0) rc = setup_model(&m, &rt, &spec, err, errlen);
     ckpt_free(&p->weights);  // loaded: its host copy is not needed any more
     if (rc == 0 && p->csv_path) {

@@ -110,7 +110,7 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
     R->rt[i - 1] = *rt;  // the struct moves here (clrt holds no pointer to itself)
     rt = &R->rt[i - 1];
     int rc = model_init_like(m, rt, m0, err, errlen);
-    if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, err, errlen);
+    if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, 0, err, errlen);
     if (rc) return rc;
     m->freeze = m0->freeze;
     m->bn_eval = m0->bn_eval;

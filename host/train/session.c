@@ -17,13 +17,14 @@ int session_weights_classes(const ckpt *c) {
     return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
 }
 
-int session_plan(model *m, int batch, int image_size, char *err, size_t errlen) {
+int session_plan(model *m, int batch, int image_size, int forward_only, char *err,
+                 size_t errlen) {
     const ops_config *oc = m->rt->ops_cfg;   // CLTRAIN_KEEP_COLS, read at start-up
-    model_plan_options po = { .keep_cols = oc && oc->keep_cols == 0 ? 0 : -1, .forward_only = 0 };
+    model_plan_options po = { .keep_cols = oc && oc->keep_cols == 0 ? 0 : -1, .forward_only = forward_only };
     char why[512];
     int rc = model_plan(m, batch, image_size, &po, why, sizeof why);
     if (rc == MODEL_PLAN_NO_FIT) {
-        int fit = model_largest_batch(m, batch, image_size);
+        int fit = model_largest_batch(m, batch, image_size, forward_only);
         char tail[96];
         if (fit) snprintf(tail, sizeof tail, "the largest batch size that fits is %d", fit);
         else snprintf(tail, sizeof tail, "not even batch size 1 fits: use a smaller --image-size");

@@ -13,10 +13,12 @@
 // The number of outputs of the file's fc (0 when it has none).
 int session_weights_classes(const ckpt *c);
 
-// resnet_plan for batch size B at image size S with the plan options of the environment
-// (CLTRAIN_KEEP_COLS=0 keeps no im2col per conv). When it does not fit the device, the
-// message names the flags and the largest batch size that fits.
-int session_plan(model *m, int batch, int image_size, char *err, size_t errlen);
+// model_plan for batch size B at image size S with the plan options of the environment
+// (CLTRAIN_KEEP_COLS=0 keeps no im2col per conv); forward_only: for evaluation alone (nothing
+// kept for backward). When it does not fit the device, the message names the flags and the
+// largest batch size that fits.
+int session_plan(model *m, int batch, int image_size, int forward_only, char *err,
+                 size_t errlen);
 
 // The files --skip-bad leaves out mid-run (a header that passed the open's check, data that
 // fails to decode), per split (0 train, 1 test): shared by the split's loaders, so each file

@@ -1,5 +1,5 @@
 // The model set-up every command runs on an initialised runtime, written once: the
-// architecture (from --arch, the weights file or the training state), resnet_init, the plan
+// architecture (from --arch, the weights file or the training state), model_init, the plan
 // for the batch and image size, the starting weights (seeded initialisation, then a weights
 // file with fc re-initialised when its size differs). The command layer fills a setup_spec
 // from its flags; nothing here reads options, files or the environment, or prints.
@@ -18,11 +18,12 @@ typedef struct setup_spec {
     int from_state;                // from is a training state: arch may only repeat it
     int num_classes;               // K
     int batch, image_size;         // the plan: largest batch, S
+    int forward_only;              // a plan for evaluation alone (eval, predict: less memory)
     // After the plan, before the weights: checks that need the planned model (may be NULL).
     // 0, or an exit category with the message in err.
     int (*after_plan)(void *ctx, model *m, char *err, size_t errlen);
     void *after_plan_ctx;
-    int freeze, bn_eval;           // resnet's fields, set before the weights (-1, 0: none)
+    int freeze, bn_eval;           // the model's fields, set before the weights (-1, 0: none)
     float label_smoothing;
     int init_weights;              // model_init_weights(seed) first
     uint64_t seed;                 // for it; the replaced fc takes seed + 1
