@@ -69,7 +69,15 @@ int cmd_bench(int argc, char **argv) {
         x[i] = (float)(s >> 40) / 16777216.0f;
     }
     for (int i = 0; i < B; i++) y[i] = i % K;
-    const sgd_config sgd = { 1e-4f, 0.9f, 0.0f };
+    optim_config sgd;  // SGD lr 1e-4, momentum 0.9 as always; --optimizer adam|adamw times those
+    optim_config_defaults(&sgd);
+    sgd.lr = 1e-4;
+    sgd.kind = (optim_kind)o.optimizer;
+    if (sgd.kind != OPTIM_SGD) sgd.momentum = 0;
+    if (trainer_set_optim(&tr, &sgd, err, sizeof err) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        exit(CLI_EXIT_DATA);
+    }
     float loss;
     // Warm-up: kernels and CLBlast routines compile on first use.
     train_step(&tr, x, y, B, &sgd, &loss);

@@ -23,7 +23,7 @@
 
 static const char train_usage[] =
     "usage: cltrain train --data DIR [options]\n"
-    "  Fine-tunes a ResNet (SGD with momentum, cross-entropy), then evaluates the test split.\n"
+    "  Fine-tunes a ResNet (cross-entropy; SGD, Adam or AdamW), then evaluates the test split.\n"
     "  --arch resnet18|resnet34|resnet50|resnet101|resnet152   default: what --weights holds,\n"
     "                         else resnet18\n"
     "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
@@ -41,6 +41,17 @@ static const char train_usage[] =
     "  --num-classes N        default: from the data set\n"
     "  --epochs N (10)  --max-steps N (stop after N optimizer steps in all)\n"
     "  --batch-size N (64)  --lr X (0.001)  --momentum X (0.9)  --weight-decay X (0)\n"
+    "  --optimizer sgd|adam|adamw (sgd)   torch.optim's SGD, Adam or AdamW\n"
+    "  --nesterov             SGD with Nesterov momentum (--momentum > 0)\n"
+    "  --betas B1,B2 (0.9,0.999)  --eps X (1e-8)   Adam and AdamW\n"
+    "                         --weight-decay: SGD and Adam add X*w to the gradient (L2),\n"
+    "                         AdamW decays the weights (w -= lr*X*w)\n"
+    "  --norm-weight-decay X  weight decay of batch-norm weights and biases (default:\n"
+    "                         --weight-decay)\n"
+    "  --clip-grad-norm X     clip_grad_norm_: scale the gradients to a total norm of at\n"
+    "                         most X before each step (the norm goes to --log)\n"
+    "  --accumulate N         one optimizer step per N batches, with their mean gradient\n"
+    "                         (steps, schedules and checkpoints count optimizer steps)\n"
     "  --image-size S (224)   images are resized to SxS (PIL bilinear, as torchvision)\n"
     "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
     "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
@@ -95,9 +106,9 @@ typedef struct train_run {
     resnet m;
     loader ld;
     trainer tr;
-    sgd_config sgd;
+    optim_config opt;              // the optimizer's config; opt.lr follows the schedule
     lr_schedule sched;             // --lr-schedule, --warmup-epochs over the run's horizon
-    double lr_now;                 // this epoch's lr (sgd.lr is its float)
+    double lr_now;                 // this epoch's lr (opt.lr)
     clrt_host_buf xb, yb;          // pinned: the fast path for uploads on discrete GPUs
     float *x;                      // (3, B, S, S)
     int32_t *y;                    // (B)
@@ -158,6 +169,7 @@ static int validate(train_run *r, int argc, char **argv) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
         return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
     }
+    if ((rc = cmd_check_optim_flags(o, r->given, train_usage))) return rc;
     if (o->resume && o->weights) {  // the rerun command line of the run being resumed
         fprintf(stderr, "cltrain: note: --weights %s is ignored: the training state %s holds "
                         "the weights\n", o->weights, o->resume);
@@ -393,8 +405,11 @@ static int set_up(train_run *r) {
         return CLI_EXIT_DATA;
     if ((rc = check_last_batch(r)) || (rc = start_weights(r))) return rc;
     trainer_init(&r->tr, &r->m);
+    session_optim_config(o, &r->opt);
+    if (trainer_set_optim(&r->tr, &r->opt, err, errlen)) return CLI_EXIT_DATA;
+    if (o->resume && train_state_apply_optim(&r->st, &r->tr.opt, o->resume, err, errlen))
+        return CLI_EXIT_DATA;
     if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
-    r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
     lr_schedule_parse(&r->sched, o->lr_schedule, err, errlen);  // checked with the flags
     r->sched.warmup = o->warmup_epochs;
     if (!r->st.schedule_epochs) r->st.schedule_epochs = o->epochs;  // new run, or a version 2 state
@@ -431,11 +446,14 @@ static void run_free(train_run *r) {
 
 // ---- logging and the seed's printed lines ----
 
-static void log_step(train_run *r, int epoch, float loss, double ips) {
+// grad_norm: clip_grad_norm_'s total norm before clipping (--clip-grad-norm only).
+static void log_step(train_run *r, int epoch, float loss, double ips, float grad_norm) {
     if (!r->logf) return;
     fprintf(r->logf, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
-                     "\"images_per_s\":%.2f}\n", epoch + 1, r->st.global_step, loss, r->lr_now,
+                     "\"images_per_s\":%.2f", epoch + 1, r->st.global_step, loss, r->lr_now,
             ips);
+    if (r->o.clip_grad_norm > 0) fprintf(r->logf, ",\"grad_norm\":%.9g", grad_norm);
+    fprintf(r->logf, "}\n");
     fflush(r->logf);
 }
 
@@ -460,7 +478,7 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
     if (!stopping && !at_end &&
         !(o->checkpoint_every && r->st.global_step % o->checkpoint_every == 0))
         return 0;
-    if (train_state_write(&r->st, &r->m, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
+    if (train_state_write(&r->st, &r->m, &r->tr.opt, o, r->ds.format, r->ld.n, o->checkpoint, r->err,
                           sizeof r->err) == 0)
         return 0;
     progress_error(&r->pg, "%s", r->err);
@@ -529,13 +547,13 @@ static int max_steps_done(const train_run *r) {
 // Books a finished step: counters, log, bar, the seed's line, the position in the data. A
 // batch that took no step (ran 0: --skip-bad left too few images) moves the position only.
 static void after_step(train_run *r, int epoch, int b, int batches, int ran, float loss,
-                       double ips) {
+                       double ips, float grad_norm) {
     train_state *st = &r->st;
     if (ran) {
         st->global_step++;
         st->running_loss += loss;
         st->running_count++;
-        log_step(r, epoch, loss, ips);
+        log_step(r, epoch, loss, ips, grad_norm);
         progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
     }
     print_running_loss(r, epoch, b);
@@ -552,6 +570,7 @@ typedef struct pending_step {
     int ran;                       // 0: no step for this batch (batch_trains)
     train_status s;
     float loss;
+    float grad_norm;               // --clip-grad-norm: the step's total gradient norm
 } pending_step;
 
 // Whether batch b, which --skip-bad may have shortened to n images, gives a step. None left:
@@ -578,10 +597,12 @@ static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n)
     p->s = TRAIN_OK;
     p->loss = 0;
     if (!p->ran) return;
-    if (r->world > 1)
-        p->s = replicas_step(&r->rep, r->x, r->y, n, &r->sgd, &p->loss);
-    else
-        train_step_enqueue(&r->tr, r->x, r->y, n, &r->sgd);
+    if (r->world > 1) {
+        p->s = replicas_step(&r->rep, r->x, r->y, n, &r->opt, &p->loss);
+        p->grad_norm = r->tr.grad_norm;  // replica 0's, as every replica's
+    } else {
+        train_step_enqueue(&r->tr, r->x, r->y, n, &r->opt);
+    }
 }
 
 // Whether the step after p may be enqueued before p's result is booked: only when booking p
@@ -599,7 +620,10 @@ static int may_overlap(train_run *r, const pending_step *p, int batches) {
 // `boundary`, the end of the epoch, the checkpoint and the stop that may follow it.
 static int step_finish(train_run *r, int epoch, int batches, pending_step *p, int boundary,
                        double *t_last, int *stopped) {
-    if (r->world <= 1 && p->ran) p->s = train_step_result(&r->tr, &p->loss);
+    if (r->world <= 1 && p->ran) {
+        p->s = train_step_result(&r->tr, &p->loss);
+        p->grad_norm = r->tr.grad_norm;
+    }
     if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
         if (r->comm.rank == 0)  // every rank has the same status: rank 0 says it
             progress_error(&r->pg, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
@@ -609,7 +633,7 @@ static int step_finish(train_run *r, int epoch, int batches, pending_step *p, in
     }
     double t = session_now(), ips = p->n / (t - *t_last);
     *t_last = t;
-    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips);
+    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips, p->grad_norm);
     if (!boundary) return 0;
     int stopping = max_steps_done(r) || any_stop_signal(r), rc;
     if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
@@ -646,7 +670,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     loader_start_epoch(&r->ld, epoch, first);
     progress_start_epoch(&r->pg);
     r->lr_now = lr_schedule_at(&r->sched, r->o.lr, epoch);
-    r->sgd.lr = (float)r->lr_now;
+    r->opt.lr = r->lr_now;
     if (r->logf && first == 0) {
         fprintf(r->logf, "{\"epoch\":%d,\"lr\":%.9g}\n", epoch + 1, r->lr_now);
         fflush(r->logf);
@@ -676,7 +700,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
     if (have && (rc = step_finish(r, epoch, batches, &p, 1, &t_last, stopped))) return rc;
     if (got < 0) {  // a file that failed mid-run: save the state as SIGTERM does
         int saved = r->o.checkpoint &&
-                    train_state_write(&r->st, &r->m, &r->o, r->ds.format, r->ld.n,
+                    train_state_write(&r->st, &r->m, &r->tr.opt, &r->o, r->ds.format, r->ld.n,
                                       r->o.checkpoint, r->err, sizeof r->err) == 0;
         progress_error(&r->pg, "%s%s%s", r->ld.error, saved ? "; training state saved to " : "",
                        saved ? r->o.checkpoint : "");

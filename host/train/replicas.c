@@ -117,15 +117,18 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
     m->label_smoothing = m0->label_smoothing;
     trainer_init(&R->own[i - 1], m);
     R->tr[i] = &R->own[i - 1];
-    return 0;
+    const optim *o0 = &R->tr[0]->opt;  // replica 0's optimizer, when set up already
+    return o0->m ? trainer_set_optim(R->tr[i], &o0->cfg, err, errlen) : 0;
 }
 
-// A replica's weights, momentum and running statistics to host memory, or back (write).
-static void state_io(resnet *m, float *p, float *mom, float *buf, int write) {
+// A replica's weights, optimizer state and running statistics to host memory, or back
+// (write). opt (nstate, n_param_floats) is skipped for an optimizer not set up yet.
+static void state_io(trainer *t, float *p, float *opt, float *buf, int write) {
+    resnet *m = t->m;
     size_t np = m->n_param_floats * sizeof(float), nb = m->n_buffer_floats * sizeof(float);
-    cl_mem mems[3] = { m->arena_params, m->arena_momentum, m->arena_buffers };
-    float *host[3] = { p, mom, buf };
-    size_t bytes[3] = { np, np, nb };
+    cl_mem mems[3] = { m->arena_params, t->opt.state, m->arena_buffers };
+    float *host[3] = { p, opt, buf };
+    size_t bytes[3] = { np, t->opt.m ? (size_t)t->opt.nstate * np : 0, nb };
     for (int k = 0; k < 3; k++) {
         if (!bytes[k]) continue;
         if (write) clrt_write(m->rt, mems[k], 0, host[k], bytes[k]);
@@ -135,26 +138,27 @@ static void state_io(resnet *m, float *p, float *mom, float *buf, int write) {
 
 void replicas_sync_state(replicas *R) {
     if (R->world <= 1) return;
-    resnet *m0 = R->tr[0]->m;
-    size_t np = m0->n_param_floats;
-    float *mom = malloc((np + 1) * sizeof(float));
-    if (!mom) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
-    state_io(m0, R->grad, mom, R->bufs, 0);
+    trainer *t0 = R->tr[0];
+    resnet *m0 = t0->m;
+    size_t np = m0->n_param_floats, ns = t0->opt.m ? (size_t)t0->opt.nstate * np : 0;
+    float *opt = malloc((ns + 1) * sizeof(float));
+    if (!opt) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
+    state_io(t0, R->grad, opt, R->bufs, 0);
     comm *c = R->c;
     comm_broadcast(c, R->grad, np * sizeof(float), 0);
-    comm_broadcast(c, mom, np * sizeof(float), 0);
+    comm_broadcast(c, opt, ns * sizeof(float), 0);
     comm_broadcast(c, R->bufs, m0->n_buffer_floats * sizeof(float), 0);
     comm_broadcast(c, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t), 0);
-    comm_broadcast(c, &m0->momentum_ready, sizeof m0->momentum_ready, 0);
+    comm_broadcast(c, &t0->opt.step, sizeof t0->opt.step, 0);
     for (int i = c->rank == 0 ? 1 : 0; i < R->local; i++) {
-        resnet *m = R->tr[i]->m;
-        state_io(m, R->grad, mom, R->bufs, 1);
-        if (m != m0) {
-            memcpy(m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
-            m->momentum_ready = m0->momentum_ready;
+        trainer *t = R->tr[i];
+        state_io(t, R->grad, opt, R->bufs, 1);
+        if (t != t0) {
+            memcpy(t->m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
+            t->opt.step = t0->opt.step;
         }
     }
-    free(mom);
+    free(opt);
 }
 
 void replicas_free(replicas *R) {
@@ -309,7 +313,7 @@ static void set_shares(replicas *R, int n) {
 }
 
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
-                           const sgd_config *sgd, float *loss) {
+                           const optim_config *c, float *loss) {
     int W = R->world;
     size_t SS = (size_t)R->image_size * R->image_size;
     set_shares(R, n);
@@ -341,7 +345,7 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
     float sum = 0;
     for (int i = 0; i < R->local; i++) {
         float l;
-        train_status s = train_step_update(R->tr[i], sgd, &l);
+        train_status s = train_step_update(R->tr[i], c, &l);
         if ((int)s > worst) worst = (int)s;
         if (n % W == 0) sum += l;  // DDP's numbers: the mean of the replicas' losses
         else if (R->share[i]) sum += R->weight[i] * l;
@@ -352,16 +356,22 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
 }
 
 int replicas_identical(replicas *R) {
-    resnet *m0 = R->tr[0]->m;
+    trainer *t0 = R->tr[0];
+    resnet *m0 = t0->m;
     size_t bytes = m0->n_param_floats * sizeof(float);
-    float *a = malloc(bytes + 4), *b = malloc(bytes + 4);
+    size_t sbytes = t0->opt.m ? (size_t)t0->opt.nstate * bytes : 0;
+    float *a = malloc(sbytes + bytes + 4), *b = malloc(sbytes + bytes + 4);
     int same = a && b;
-    for (int k = 0; same && k < 2; k++) {  // weights, then momentum
-        clrt_read(m0->rt, k ? m0->arena_momentum : m0->arena_params, 0, a, bytes);
+    for (int k = 0; same && k < 2; k++) {  // weights, then the optimizer state
+        size_t n = k ? sbytes : bytes;
+        if (!n) continue;
+        clrt_read(m0->rt, k ? t0->opt.state : m0->arena_params, 0, a, n);
         for (int i = 1; same && i < R->local; i++) {
-            resnet *m = R->tr[i]->m;
-            clrt_read(m->rt, k ? m->arena_momentum : m->arena_params, 0, b, bytes);
-            same = memcmp(a, b, bytes) == 0;
+            trainer *t = R->tr[i];
+            same = !k || (t->opt.m && t->opt.step == t0->opt.step);
+            if (!same) break;
+            clrt_read(t->m->rt, k ? t->opt.state : t->m->arena_params, 0, b, n);
+            same = memcmp(a, b, n) == 0;
         }
     }
     free(a);

@@ -20,6 +20,30 @@ void run_options_defaults(run_options *o) {
     o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
     o->steps = 10;
     o->strict = 1;           // load_state_dict(strict=True)
+    optim_config c;
+    optim_config_defaults(&c);
+    o->optimizer = (int)c.kind;
+    o->beta1 = c.beta1;
+    o->beta2 = c.beta2;
+    o->eps = c.eps;
+    o->norm_weight_decay = -1;  // --weight-decay's
+    o->accumulate = 1;
+}
+
+void session_optim_config(const run_options *o, optim_config *c) {
+    optim_config_defaults(c);
+    c->kind = (optim_kind)o->optimizer;
+    c->lr = o->lr;
+    c->momentum = o->optimizer == OPTIM_SGD ? o->momentum : 0;
+    c->weight_decay = o->weight_decay;
+    c->nesterov = o->nesterov;
+    c->beta1 = o->beta1;
+    c->beta2 = o->beta2;
+    c->eps = o->eps;
+    c->norm_decay_set = o->norm_weight_decay >= 0;
+    c->norm_weight_decay = c->norm_decay_set ? o->norm_weight_decay : o->weight_decay;
+    c->clip_grad_norm = o->clip_grad_norm;
+    c->accumulate = o->accumulate > 1 ? o->accumulate : 1;
 }
 
 double session_now(void) { return util_now(); }

@@ -4,6 +4,7 @@
 #define CLTRAIN_SESSION_H
 
 #include "dataset/loader.h"
+#include "host/train/optim.h"
 #include "model/resnet.h"
 
 #include <stdio.h>
@@ -30,9 +31,16 @@ typedef struct run_options {
     int eval_every_epoch;          // --eval-every-epoch: validation after each epoch
     const char *save_best;         // --save-best FILE: the best model by validation accuracy
     int no_report;                 // train --no-report: no RUN.html beside --log RUN.jsonl
+    // The optimizer (host/train/optim.h): --optimizer (optim_kind), --nesterov, --betas,
+    // --eps, --norm-weight-decay (< 0: --weight-decay's), --clip-grad-norm (0: none),
+    // --accumulate N (batches per optimizer step).
+    int optimizer, nesterov, accumulate;
+    double beta1, beta2, eps, norm_weight_decay, clip_grad_norm;
 } run_options;
 
 void run_options_defaults(run_options *o);
+// The optimizer config of the options (lr: --lr; schedules change it per epoch).
+void session_optim_config(const run_options *o, optim_config *c);
 
 // The --weights file, read once for the run (from ckpt_read): the architecture, the number
 // of classes and the tensors all come from this one copy. 0, or nonzero with a message.
