@@ -7,6 +7,7 @@
 
 #include <criterion/criterion.h>
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -111,6 +112,45 @@ Test(cli_optim, adamw_resume_is_bitwise_and_contradictions_refused, .timeout = 3
         cli_expect_error(&r, 2, bad[i].flags, bad[i].msg, "state.pth", NULL);
         cli_result_free(&r);
     }
+    cli_rmtree(data);
+    cli_rmtree(dir);
+}
+
+// The losses of a --log, in order.
+static int log_losses(const char *path, double *out, int max) {
+    size_t n;
+    char *log = cli_read_file(path, &n);
+    cr_assert_not_null(log, "no %s", path);
+    int k = 0;
+    for (char *p = log; k < max && (p = strstr(p, "\"loss\":")); p += 7) out[k++] = atof(p + 7);
+    free(log);
+    return k;
+}
+
+// --accumulate 2 of batches of 4 with batch norms in eval mode is one step of the mean
+// gradient of 8 images: the losses of --batch-size 8, within float rounding (the gradient is a
+// sum of two halves). 36 images: the epoch's last group is its one batch of 4, as batch 8's
+// last batch.
+Test(cli_optim, accumulate_is_the_larger_batch, .timeout = 300) {
+    char *data = cli_cifar_dir(36, 8), *dir = cli_tmpdir();
+    const char *common = "--image-size 32 --test-limit 8 --seed 3 --bn-eval --lr 0.01 "
+                         "--epochs 2 --no-report";
+    cli_result r = cli_run(240, "", "train --data %s %s --batch-size 4 --accumulate 2 --log %s",
+                           data, common, cli_path(dir, "acc.jsonl"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    r = cli_run(240, "", "train --data %s %s --batch-size 8 --log %s", data, common,
+                cli_path(dir, "big.jsonl"));
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    double a[16], b[16];
+    int na = log_losses(cli_path(dir, "acc.jsonl"), a, 16);
+    int nb = log_losses(cli_path(dir, "big.jsonl"), b, 16);
+    cr_assert_eq(na, 10, "2 epochs of 9 batches of 4 in groups of 2: 5 steps each");
+    cr_assert_eq(nb, 10);
+    for (int i = 0; i < 10; i++)
+        cr_expect(fabs(a[i] - b[i]) <= 1e-5 * fabs(b[i]), "step %d: loss %.9g, batch 8's %.9g",
+                  i + 1, a[i], b[i]);
     cli_rmtree(data);
     cli_rmtree(dir);
 }

@@ -140,9 +140,10 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     free(x);
 }
 
-// AdamW with its own decay for batch norms and clipping that bites: every replica clips the
-// averaged gradient by the same norm and steps the same, so after 2 steps the weights, both
-// moments and the step count are bitwise replica 0's, and the weights have moved.
+// AdamW with its own decay for batch norms, accumulation over 2 batches and clipping that
+// bites: every replica clips the averaged mean gradient by the same norm and steps the same,
+// so after 2 steps the weights, both moments and the step count are bitwise replica 0's, and
+// the weights have moved.
 Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
     float *x = noise_images(N, S, 13);
@@ -156,6 +157,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     c.norm_decay_set = 1;
     c.norm_weight_decay = 0;
     c.clip_grad_norm = 0.01;  // far below a fresh model's gradient norm
+    c.accumulate = 2;         // each step: the mean of two batches, then the average
     replica_pair p;
     pair_init(&p, N / 2, S);
     char err[256];
@@ -166,7 +168,10 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     clrt_read(&p.rt0, p.m0.arena_params, 0, before, np * sizeof(float));
     float loss;
     for (int k = 0; k < 2; k++) {
-        cr_assert_eq(replicas_step(&p.R, x, y, N, &c, &loss), TRAIN_OK);
+        replicas_micro(&p.R, x, y, N, &c);
+        cr_expect_eq(p.R.tr[1]->micro, 1, "replica 1 accumulated the first batch");
+        cr_assert_eq(replicas_step(&p.R, x + k, y, N, &c, &loss), TRAIN_OK);
+        cr_expect_eq(p.R.tr[0]->micro, 0, "the step took the group's mean");
         float g0 = p.R.tr[0]->grad_norm, g1 = p.R.tr[1]->grad_norm;
         cr_expect(g0 > 0.01f, "step %d: gradient norm %g does not exceed --clip-grad-norm", k, g0);
         cr_expect(memcmp(&g0, &g1, sizeof g0) == 0, "step %d: replicas' norms %.9g, %.9g", k, g0,

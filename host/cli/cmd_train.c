@@ -571,6 +571,7 @@ typedef struct pending_step {
     train_status s;
     float loss;
     float grad_norm;               // --clip-grad-norm: the step's total gradient norm
+    int micro;                     // --accumulate: a batch added to the group's sums
 } pending_step;
 
 // Whether batch b, which --skip-bad may have shortened to n images, gives a step. None left:
@@ -590,12 +591,26 @@ static int batch_trains(train_run *r, int epoch, int b, int n) {
     return 0;
 }
 
-static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n) {
+// --accumulate N: batches b with b % N < N - 1 (counted from the epoch's start, so a resumed
+// run keeps the groups) only add their gradient; the group's last batch, or the epoch's last,
+// takes the optimizer step with the mean over the group.
+static int accumulates(const train_run *r, int b, int batches) {
+    int N = r->o.accumulate;
+    return N > 1 && b % N != N - 1 && b + 1 != batches;
+}
+
+static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n, int batches) {
     p->b = b;
     p->n = n;
     p->ran = batch_trains(r, epoch, b, n);
     p->s = TRAIN_OK;
     p->loss = 0;
+    p->micro = accumulates(r, b, batches);
+    if (p->ran && p->micro) {
+        if (r->world > 1) replicas_micro(&r->rep, r->x, r->y, n, &r->opt);
+        else train_micro_enqueue(&r->tr, r->x, r->y, n, &r->opt);
+    }
+    if (p->micro) p->ran = 0;  // no step: its batch moves the position only
     if (!p->ran) return;
     if (r->world > 1) {
         p->s = replicas_step(&r->rep, r->x, r->y, n, &r->opt, &p->loss);
@@ -611,6 +626,7 @@ static void step_enqueue(train_run *r, pending_step *p, int epoch, int b, int n)
 static int may_overlap(train_run *r, const pending_step *p, int batches) {
     const run_options *o = &r->o;
     long step = r->st.global_step + 1;  // p's, once booked
+    if (p->micro) return 1;  // nothing to read, no step to book
     if (r->world > 1 || stop_signal || p->b + 1 == batches) return 0;
     if (o->max_steps && step >= o->max_steps) return 0;
     return !(o->checkpoint && o->checkpoint_every && step % o->checkpoint_every == 0);
@@ -634,7 +650,7 @@ static int step_finish(train_run *r, int epoch, int batches, pending_step *p, in
     double t = session_now(), ips = p->n / (t - *t_last);
     *t_last = t;
     after_step(r, epoch, p->b, batches, p->ran, p->loss, ips, p->grad_norm);
-    if (!boundary) return 0;
+    if (!boundary || p->micro) return 0;  // a group is never cut: stops wait for its step
     int stopping = max_steps_done(r) || any_stop_signal(r), rc;
     if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
     if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
@@ -686,7 +702,7 @@ static int train_epoch(train_run *r, int epoch, int *stopped) {
         }
         if ((got = loader_next_ex(&r->ld, r->x, r->y, r->idx, &n)) <= 0) break;
         if ((rc = same_batch(r, epoch, b, n))) return rc;
-        step_enqueue(r, &next, epoch, b, n);
+        step_enqueue(r, &next, epoch, b, n, batches);
         if (have && (rc = step_finish(r, epoch, batches, &p, 0, &t_last, stopped))) {
             float loss;  // the step behind it was guarded (sticky flags): read and drop it
             if (r->world <= 1 && next.ran) train_step_result(&r->tr, &loss);

@@ -66,8 +66,8 @@ int optim_init(optim *o, resnet *m, const optim_config *c, char *err, size_t err
         return -1;
     clrt_fill_zero(m->rt, o->state, 0, o->nstate * pbytes);  // torch: zeros_like
     if (c->norm_decay_set && make_selector(o, err, errlen)) return -1;
-    if (c->accumulate > 1 &&
-        clrt_alloc_buf(m->rt, &o->acc, pbytes, "gradient accumulation", err, errlen))
+    if (c->accumulate > 1 && clrt_alloc_buf(m->rt, &o->acc, pbytes + sizeof(float),
+                                            "gradient accumulation", err, errlen))
         return -1;
     if (c->clip_grad_norm > 0)
         o->clip = clrt_alloc(m->rt, (OPS_CLIP_GROUPS + 2) * sizeof(float), "gradient norm");
@@ -92,13 +92,16 @@ static void require_fit(const optim *o, const optim_config *c, int need) {
     abort();
 }
 
-void optim_accumulate(optim *o, int k, int N) {
-    require_fit(o, &o->cfg, o->acc != NULL && N > 1 && k >= 0 && k < N);
-    if (!o->n) return;
+void optim_accumulate(optim *o, dten loss_mean, int k, int last) {
+    require_fit(o, &o->cfg, o->acc != NULL && k >= 0);
     resnet *m = o->m;
-    int mode = k == 0 ? 0 : k + 1 < N ? 1 : 2;
-    op_grad_accumulate(m->rt, (dten){ o->acc, o->off }, (dten){ m->arena_grads, o->off }, o->n,
-                       mode, 1.0f / (float)N);
+    int mode = last ? 2 : k == 0 ? 0 : 1;
+    float scale = 1.0f / (float)(k + 1);
+    if (last && k == 0) return;  // a group of one batch: the gradient is its own mean
+    if (o->n)
+        op_grad_accumulate(m->rt, (dten){ o->acc, o->off }, (dten){ m->arena_grads, o->off },
+                           o->n, mode, scale);
+    op_grad_accumulate(m->rt, (dten){ o->acc, m->n_param_floats }, loss_mean, 1, mode, scale);
 }
 
 void optim_clip(optim *o, const optim_config *c, dten norm) {

@@ -38,7 +38,8 @@ typedef struct optim {
     cl_mem state;                  // (nstate, n_param_floats) at the parameter offsets
     cl_mem sel;                    // (n_param_floats) uchar: 1 for a batch-norm weight or
                                    // bias; NULL unless cfg.norm_decay_set
-    cl_mem acc;                    // (n_param_floats) gradient sum (accumulate > 1)
+    cl_mem acc;                    // (n_param_floats + 1) gradient sum, then the loss sum
+                                   // (accumulate > 1)
     cl_mem clip;                   // (OPS_CLIP_GROUPS + 2): partial sums, norm, coefficient
     long step;                     // optimizer steps taken (torch's state['step']; SGD's
                                    // momentum starts as a copy of the first gradient)
@@ -48,11 +49,13 @@ typedef struct optim {
 int optim_init(optim *o, resnet *m, const optim_config *c, char *err, size_t errlen);
 void optim_free(optim *o);         // accepts a zeroed struct
 
-// Gradient accumulation, enqueued after micro-batch k (0..N-1) of N has written the gradient
-// arena: k = 0 keeps it, then it is summed; the last one leaves the mean (sum * 1/N) in the
-// gradient arena. torch's `(loss / N).backward()` N times sums g_k / N instead: the same
-// float value for N a power of two (a scale by 2^-k is exact), within an ulp otherwise.
-void optim_accumulate(optim *o, int k, int N);
+// Gradient accumulation (cfg.accumulate > 1), enqueued after each batch of a group has written
+// the gradient arena and its mean loss (loss_mean, one float): batch k (from 0) of the group is
+// added to the sums; the group's last batch (`last`) leaves the means over its k + 1 batches in
+// the gradient arena and in loss_mean, for the step. torch's `(loss / N).backward()` N times
+// sums g_k / N instead: the same floats for N a power of two (a scale by 2^-j is exact), within
+// an ulp of the sum otherwise (one rounding of sum * fl(1/N) against N roundings of g_k / N).
+void optim_accumulate(optim *o, dten loss_mean, int k, int last);
 // clip_grad_norm_(c->clip_grad_norm) over the trainable gradients when it is > 0: the total
 // norm lands in the float at `norm` (a status word), the gradients are scaled. Enqueued.
 void optim_clip(optim *o, const optim_config *c, dten norm);

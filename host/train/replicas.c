@@ -312,34 +312,54 @@ static void set_shares(replicas *R, int n) {
     }
 }
 
+void replicas_micro(replicas *R, const float *x, const int32_t *labels, int n,
+                    const optim_config *c) {
+    int W = R->world;
+    size_t SS = (size_t)R->image_size * R->image_size;
+    set_shares(R, n);
+    sync_buffers(R);
+    for (int i = 0; i < R->local; i++) {
+        if (!R->share[i]) continue;  // nothing to add
+        shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
+        train_micro_enqueue(R->tr[i], R->xs[i], R->ys[i], R->share[i], c);
+    }
+}
+
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
                            const optim_config *c, float *loss) {
     int W = R->world;
     size_t SS = (size_t)R->image_size * R->image_size;
+    // An accumulated group: each replica's mean over its batches first, then DDP's average
+    // (after backward: the buckets would read the last batch's gradient alone).
+    int buckets = R->nbuckets && !R->tr[0]->micro;
     set_shares(R, n);
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
         resnet *m = R->tr[i]->m;
         int b = R->share[i];
         if (!b) {  // nothing to learn from: only the update, with a finite loss for its check
+            // (--accumulate with --skip-bad: a replica whose share of a group's last batch is
+            // empty steps with the average alone; its own sum of the group is dropped)
+            R->tr[i]->micro = 0;
             const float zero = 0;
             clrt_write(m->rt, m->loss_mean.mem, m->loss_mean.off * sizeof(float), &zero,
                        sizeof zero);
             continue;
         }
         shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
-        if (R->nbuckets) {
+        if (buckets) {
             R->launched[i] = 0;
             m->grads_ready = grads_ready;
             m->grads_ready_ctx = &R->hook[i];
         }
         train_step_backward(R->tr[i], R->xs[i], R->ys[i], b);
-        if (R->nbuckets) {
+        trainer_accumulate_finish(R->tr[i]);
+        if (buckets) {
             read_buckets(R, i, 0);  // what a frozen stage's early end left
             m->grads_ready = NULL;
         }
     }
-    if (R->nbuckets) average_buckets(R);
+    if (buckets) average_buckets(R);
     else average_grads(R);
     int worst = TRAIN_OK;
     float sum = 0;

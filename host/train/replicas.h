@@ -70,6 +70,11 @@ void replicas_free(replicas *R);   // accepts a zeroed struct; frees the runtime
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
                            const optim_config *c, float *loss);
 
+// --accumulate: a batch of a group that is not its last (train_micro_enqueue on every
+// replica's share); the replicas_step of the group's last batch averages each replica's mean.
+void replicas_micro(replicas *R, const float *x, const int32_t *labels, int n,
+                    const optim_config *c);
+
 // 1 when every local replica holds bitwise the weights and optimizer state (and step count)
 // of replica 0 (a check for tests; reads the arenas).
 int replicas_identical(replicas *R);

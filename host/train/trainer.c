@@ -90,7 +90,9 @@ static void require_room(const trainer *t) {
     abort();
 }
 
-void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
+// Upload, forward, loss and backward; staged (no wait) for a step's batch, else written at
+// once (an accumulated batch: no status read frees its pinned copy).
+static void backward(trainer *t, const float *x, const int32_t *labels, int n, int staged) {
     resnet *m = t->m;
     if (n > m->max_batch || !labels) {
         fprintf(stderr, "cltrain: internal error: a training batch of %d images with%s labels "
@@ -98,10 +100,28 @@ void train_step_backward(trainer *t, const float *x, const int32_t *labels, int 
         abort();
     }
     require_room(t);
-    upload_staged(t, x, labels, n);
+    if (staged) upload_staged(t, x, labels, n);
+    else upload(m, x, labels, n);
     resnet_forward(m, n, 1);
     resnet_loss(m, n);
     resnet_backward(m, n);
+}
+
+void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
+    backward(t, x, labels, n, 1);
+}
+
+void train_micro_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
+                         const optim_config *c) {
+    require_optim(t, c);
+    backward(t, x, labels, n, 0);
+    optim_accumulate(&t->opt, t->m->loss_mean, t->micro++, 0);
+}
+
+void trainer_accumulate_finish(trainer *t) {
+    if (!t->micro) return;
+    optim_accumulate(&t->opt, t->m->loss_mean, t->micro, 1);
+    t->micro = 0;
 }
 
 train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
@@ -117,6 +137,7 @@ static void update_enqueue(trainer *t, const optim_config *c) {
     resnet *m = t->m;
     clrt *rt = m->rt;
     require_optim(t, c);
+    trainer_accumulate_finish(t);
     optim_clip(&t->opt, c, status_word(t, STATUS_NORM));
     clrt_profile_layer(rt, "checks");
     op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);

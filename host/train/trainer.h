@@ -41,6 +41,7 @@ typedef struct trainer {
     int next_stage;
     float grad_norm;               // the last result's clip_grad_norm_ total norm (NaN
                                    // without clipping)
+    int micro;                     // batches accumulated toward the next step (--accumulate)
 } trainer;
 
 // Allocates the status buffer for model m, planned and with its freezing set (the trainable
@@ -73,6 +74,17 @@ train_status train_step(trainer *t, const float *x, const int32_t *labels, int n
 void train_step_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
                         const optim_config *c);
 train_status train_step_result(trainer *t, float *loss);
+// Gradient accumulation (c->accumulate > 1): a batch of a group that is not its last. Its
+// forward and backward are enqueued and its gradient and loss added to the optimizer's sums
+// (optim_accumulate), with no step and no status; the step that follows (the group's last
+// batch, any of the step functions) takes the means over the group. Batch norm sees each batch
+// as its own forward, as PyTorch's accumulation loop does.
+void train_micro_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
+                         const optim_config *c);
+// The means of an accumulated group into the gradient arena and the loss, after the group's
+// last backward (the step functions call it; replicas call it before their average). Nothing
+// when no batch was accumulated.
+void trainer_accumulate_finish(trainer *t);
 // train_step in two halves, for data-parallel replicas (replicas.h) that average the
 // gradients in between: upload, forward, loss and backward (enqueued), then the checks, SGD
 // and the wait for the status. train_step is exactly the two in a row.
