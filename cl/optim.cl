@@ -86,12 +86,16 @@ __kernel void adam_step(__global float *params, ulong po, __global const float *
 }
 
 // Partial sums of squares of x (n), one per work-group (a fixed grid: the same order every
-// run): item j of the grid adds x[j], x[j + grid], ...; the group's tree sum into partial.
+// run). chunk 0: item j of the grid adds x[j], x[j + grid], ... (GPUs: coalesced); chunk > 0:
+// item j adds its contiguous run x[j * chunk, (j + 1) * chunk) (CPUs: one stream per item).
+// Then the group's tree sum into partial.
 __kernel void sumsq_partial(__global float *partial, ulong pto, __global const float *x,
-                            ulong xo, int n, __local float *scratch) {
+                            ulong xo, int n, __local float *scratch, int chunk) {
     size_t l = get_local_id(0), L = get_local_size(0), grid = get_global_size(0);
+    size_t g = get_global_id(0), lo = chunk ? g * (size_t)chunk : g;
+    size_t hi = chunk ? min(lo + (size_t)chunk, (size_t)n) : (size_t)n, step = chunk ? 1 : grid;
     float s = 0.0f;
-    for (size_t j = get_global_id(0); j < (size_t)n; j += grid) {
+    for (size_t j = lo; j < hi; j += step) {
         float v = x[xo + j];
         s = s + v * v;
     }

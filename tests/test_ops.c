@@ -1307,12 +1307,10 @@ Test(ops_optim, guarded_skip_unless_the_guard_is_one) {
     int32_t one = 1;
     dten guard = test_upload_i32(rt, &one, 1);
     for (int kind = 0; kind < 2; kind++) {  // 0: sgd_step_ex (Nesterov), 1: adam_step (AdamW)
-        dten pa = dev_tensor(p, n), ma = dev_tensor(NULL, n), va = dev_tensor(NULL, n);
-        dten pb = dev_tensor(p, n), mb = dev_tensor(NULL, n), vb = dev_tensor(NULL, n);
-        clrt_fill_zero(rt, ma.mem, 0, (n + 2 * GUARD) * 4);
-        clrt_fill_zero(rt, va.mem, 0, (n + 2 * GUARD) * 4);
-        clrt_fill_zero(rt, mb.mem, 0, (n + 2 * GUARD) * 4);
-        clrt_fill_zero(rt, vb.mem, 0, (n + 2 * GUARD) * 4);
+        float *z = zeros(n);  // torch's zeros_like moments
+        dten pa = dev_tensor(p, n), ma = dev_tensor(z, n), va = dev_tensor(z, n);
+        dten pb = dev_tensor(p, n), mb = dev_tensor(z, n), vb = dev_tensor(z, n);
+        free(z);
         clrt_write(rt, guard.mem, guard.off * 4, &one, sizeof one);
         for (int t = 0; t < 3; t++) {
             int32_t gv = t == 2 ? (kind ? 0 : 2) : 1;  // the third step is closed
@@ -1367,14 +1365,13 @@ Test(ops_optim, grad_accumulate) {
     float *g[3], *want = zeros(n);
     for (int k = 0; k < 3; k++) g[k] = rnd(n, 930 + k, -1, 1);
     for (size_t i = 0; i < n; i++) want[i] = ((g[0][i] + g[1][i]) + g[2][i]) * (1.0f / 3);
-    dten acc = dev_tensor(NULL, n), dg = dev_tensor(g[0], n);
-    op_grad_accumulate(rt, acc, dg, n, 0, 1.0f);
-    clrt_write(rt, dg.mem, dg.off * 4, g[1], n * 4);
-    op_grad_accumulate(rt, acc, dg, n, 1, 1.0f);
-    clrt_write(rt, dg.mem, dg.off * 4, g[2], n * 4);
-    op_grad_accumulate(rt, acc, dg, n, 2, 1.0f / 3);
-    check("accumulated mean", dg, want, n, 0, 0);
+    dten acc = dev_tensor(NULL, n), dg[3];
+    for (int k = 0; k < 3; k++) dg[k] = dev_tensor(g[k], n);
+    for (int k = 0; k < 3; k++) op_grad_accumulate(rt, acc, dg[k], n, k, k == 2 ? 1.0f / 3 : 1.0f);
+    check("accumulated mean", dg[2], want, n, 0, 0);
+    expect_same_bits("gradients summed are only read", dg[0], dev_tensor(g[0], n), n);
     expect_guards("accumulator", acc, n);
+    expect_guards("accumulated mean", dg[2], n);
     for (int k = 0; k < 3; k++) free(g[k]);
     free(want);
 }

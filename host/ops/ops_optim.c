@@ -77,9 +77,16 @@ void op_clip_grad_norm(clrt *rt, dten grads, size_t n, float max_norm, dten part
     OPS_REQUIRE(max_norm > 0, op, "max_norm %g must be positive", (double)max_norm);
     cl_kernel k = ops_kernel_ten(rt, "sumsq_partial", (dten[]){ partial, grads }, 2);
     CLRT_ARG(k, 4, ni);
-    size_t l = ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(float));
+    // As all_finite (op_finite_and): on a CPU each of the groups is one item over a contiguous
+    // run, elsewhere groups of up to 256 interleaved items. The grid depends on n and the
+    // device only: one order of the sums.
+    int sw = OPS_SWITCH(rt, bn_interleave);
+    int interleave = sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
+    size_t l = interleave ? ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(float)) : 1;
+    int chunk = interleave ? 0 : (int)((n + OPS_CLIP_GROUPS - 1) / OPS_CLIP_GROUPS);
     ops_set_local(rt, k, 5, l * sizeof(float), op);
-    size_t global = (size_t)OPS_CLIP_GROUPS * l;  // a grid fixed by the device: one order
+    CLRT_ARG(k, 6, chunk);
+    size_t global = (size_t)OPS_CLIP_GROUPS * l;
     clrt_launch(rt, k, 1, &global, &l);
     int groups = OPS_CLIP_GROUPS;
     cl_kernel kc = ops_kernel_ten(rt, "clip_coef", (dten[]){ out, partial }, 2);

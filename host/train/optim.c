@@ -121,7 +121,7 @@ void optim_step(optim *o, const optim_config *c, dten guard) {
     resnet *m = o->m;
     long step = o->step++;
     if (!o->n) return;
-    clrt_profile_layer(m->rt, "sgd");
+    clrt_profile_layer(m->rt, c->kind == OPTIM_SGD ? "sgd" : optim_kind_name(c->kind));
     dten p = { m->arena_params, o->off }, g = { m->arena_grads, o->off };
     dten s0 = dten_at(optim_state(o, 0), o->off);
     dten sel = o->sel ? (dten){ o->sel, o->off } : DTEN_NONE;
