@@ -10,13 +10,14 @@
 
 static const char bench_usage[] =
     "usage: cltrain bench [--arch A] [--image-size S] [--batch-size B] [--steps N] [--device SPEC]\n"
-    "  Times N training steps (forward, loss, backward, SGD, finiteness checks: the step\n"
+    "  Times N training steps (forward, loss, backward, optimizer, finiteness checks: the step\n"
     "  `train` runs) and N evaluation batches of a ResNet (--arch resnet18|resnet34|resnet50|\n"
     "  resnet101|resnet152, default resnet18) on synthetic data after a warm-up, and prints one\n"
     "  JSON line:\n"
     "  {\"arch\",\"device\",\"image_size\",\"batch_size\",\"train_images_per_s\",\"eval_images_per_s\",\n"
     "   \"peak_device_bytes\"}.  Defaults: --image-size 224 --batch-size 64 --steps 10.\n"
     "  --num-classes N (10)  --freeze STAGE  --seed N  --non-strict (--strict: the default)\n"
+    "  --optimizer sgd|adam|adamw   the step's optimizer (sgd: lr 1e-4, momentum 0.9)\n"
     "  --profile   also print device time per op type and per layer (stderr); events add\n"
     "              some overhead to the timed loops\n";
 
