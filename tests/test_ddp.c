@@ -31,17 +31,17 @@ static void runtime(clrt *rt) {
     cr_assert_eq(cli_runtime_init(rt, &o, err, sizeof err), 0, "%s", err);
 }
 
-static void model_sized(resnet *m, clrt *rt, int batch, int S) {
+static void model_sized(model *m, clrt *rt, int batch, int S) {
     char err[1024];
-    resnet_config cfg;
-    cr_assert_eq(resnet_config_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(resnet_init(m, rt, &cfg, err, sizeof err), 0, "%s", err);
+    model_arch cfg;
+    cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(m, rt, &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(session_plan(m, batch, S, err, sizeof err), 0, "%s", err);
     m->freeze = -1;
-    cr_assert_eq(resnet_init_weights(m, 7), 0);
+    cr_assert_eq(model_init_weights(m, 7), 0);
 }
 
-static void model(resnet *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
+static void model(model *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
 
 // n images (3, n, S, S) of deterministic noise in [0, 1).
 static float *noise_images(int n, int S, unsigned s) {
@@ -58,7 +58,7 @@ static float *noise_images(int n, int S, unsigned s) {
 // The shards of x (3, n, S, S) by hand, as DistributedSampler's stride gives them to 2
 // replicas (replica r: samples r, r + 2, ...): each shard's loss from the same weights (seed
 // 7), one step of `single` (sized for the larger shard) each.
-static void shard_losses(trainer *ts, resnet *single, const float *x, const int32_t *y, int n,
+static void shard_losses(trainer *ts, model *single, const float *x, const int32_t *y, int n,
                          int S, const optim_config *sgd, float loss[2]) {
     size_t img = (size_t)S * S;
     float *xs = malloc(3 * (size_t)((n + 1) / 2) * img * sizeof(float));
@@ -73,7 +73,7 @@ static void shard_losses(trainer *ts, resnet *single, const float *x, const int3
                 memcpy(xs + ((size_t)c * b + k) * img, x + ((size_t)c * n + r + 2 * k) * img,
                        img * sizeof(float));
         }
-        resnet_init_weights(single, 7);
+        model_init_weights(single, 7);
         cr_assert_eq(train_step(ts, xs, ys, b, sgd, &loss[r]), TRAIN_OK);
     }
     free(xs);
@@ -84,7 +84,7 @@ static void shard_losses(trainer *ts, resnet *single, const float *x, const int3
 // point at each other.
 typedef struct {
     clrt rt0, rt1;
-    resnet m0;
+    model m0;
     trainer t0;
     comm c;
     replicas R;
@@ -105,7 +105,7 @@ static void pair_init(replica_pair *p, int batch, int S) {
 static void pair_free(replica_pair *p) {
     replicas_free(&p->R);
     trainer_free(&p->t0);
-    resnet_free(&p->m0);
+    model_free(&p->m0);
     clrt_free(&p->rt0);
 }
 
@@ -116,14 +116,14 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     optim_config sgd = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 0.0f };
     clrt rt1;
     runtime(&rt1);
-    resnet single;
+    model single;
     model(&single, &rt1, N / 2);
     trainer ts;
     trainer_init(&ts, &single);
     float shard_loss[2];
     shard_losses(&ts, &single, x, y, N, S, &sgd, shard_loss);
     trainer_free(&ts);
-    resnet_free(&single);
+    model_free(&single);
     clrt_free(&rt1);
 
     replica_pair p;
@@ -198,7 +198,7 @@ Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeou
     optim_config sgd = { .lr = 0.01f, .momentum = 0.0f, .weight_decay = 0.0f };
     clrt rt1;
     runtime(&rt1);
-    resnet single;
+    model single;
     model_sized(&single, &rt1, 2, S);
     trainer ts;
     trainer_init(&ts, &single);
@@ -219,9 +219,9 @@ Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeou
     for (int buckets = 1; buckets >= 0; buckets--) {
         if (!buckets) cr_assert_eq(replicas_set_buckets(&p.R, 0, err, sizeof err), 0, "%s", err);
         float one_loss;
-        resnet_init_weights(&single, 7);
+        model_init_weights(&single, 7);
         cr_assert_eq(train_step(&ts, x, y, 1, &sgd, &one_loss), TRAIN_OK);  // x's image 0
-        resnet_init_weights(&p.m0, 7);
+        model_init_weights(&p.m0, 7);
         replicas_sync_state(&p.R);
         cr_assert_eq(replicas_step(&p.R, x, y, 1, &sgd, &loss), TRAIN_OK);
         cr_expect_eq(loss, one_loss, "buckets %d: 1 image on 2 replicas: loss %.9g, one device "
@@ -238,7 +238,7 @@ Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeou
     free(w2);
     pair_free(&p);
     trainer_free(&ts);
-    resnet_free(&single);
+    model_free(&single);
     clrt_free(&rt1);
     free(x);
 }
@@ -265,7 +265,7 @@ static int same_model(const char *dir_a, const char *dir_b) {
 Test(ddp, buckets_tile_the_gradient_in_reverse_order, .timeout = 300) {
     clrt rt;
     runtime(&rt);
-    resnet m;
+    model m;
     model(&m, &rt, 2);
     trainer t;
     trainer_init(&t, &m);
@@ -294,7 +294,7 @@ Test(ddp, buckets_tile_the_gradient_in_reverse_order, .timeout = 300) {
     cr_expect_eq(R.nbuckets, 0);
     replicas_free(&R);
     trainer_free(&t);
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
 }
 

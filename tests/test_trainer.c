@@ -19,7 +19,7 @@ enum { B = 2, S = 32 };
 
 typedef struct fixture {
     clrt rt;
-    resnet m;
+    model m;
     trainer t;
     float *x;
     int32_t y[B];
@@ -30,12 +30,12 @@ static void setup(fixture *f) {
     const char *d = getenv("CLTRAIN_DEVICE");
     clrt_options o = { .device_spec = d && *d ? d : "cpu", .quiet = 1 };
     cr_assert_eq(cli_runtime_init(&f->rt, &o, err, sizeof err), 0, "%s", err);
-    resnet_config cfg;
-    cr_assert_eq(resnet_config_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(resnet_init(&f->m, &f->rt, &cfg, err, sizeof err), 0, "%s", err);
+    model_arch cfg;
+    cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(&f->m, &f->rt, &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(session_plan(&f->m, B, S, err, sizeof err), 0, "%s", err);
     f->m.freeze = -1;
-    cr_assert_eq(resnet_init_weights(&f->m, 7), 0);
+    cr_assert_eq(model_init_weights(&f->m, 7), 0);
     trainer_init(&f->t, &f->m);
     size_t nx = 3 * (size_t)B * S * S;
     f->x = malloc(nx * sizeof(float));
@@ -49,7 +49,7 @@ static void setup(fixture *f) {
 
 static void teardown(fixture *f) {
     trainer_free(&f->t);
-    resnet_free(&f->m);
+    model_free(&f->m);
     clrt_free(&f->rt);
     free(f->x);
 }

@@ -43,20 +43,20 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }
-    resnet m;
-    resnet_config cfg;
+    model m;
+    model_arch cfg;
     memset(&m, 0, sizeof m);
     rc = session_arch(&cfg, &o, NULL, K, err, sizeof err);
-    if (rc == 0) rc = resnet_init(&m, &rt, &cfg, err, sizeof err);
+    if (rc == 0) rc = model_init_arch(&m, &rt, &cfg, err, sizeof err);
     if (rc == 0) rc = session_plan(&m, B, S, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
-        resnet_free(&m);
+        model_free(&m);
         clrt_free(&rt);
         return rc;
     }
     m.freeze = o.freeze;
-    resnet_init_weights(&m, (uint64_t)o.seed);
+    model_init_weights(&m, (uint64_t)o.seed);
     trainer tr;
     trainer_init(&tr, &m);
     size_t nx = 3 * (size_t)B * S * S;
@@ -104,7 +104,7 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "---- evaluation batch profile ----\n");
         clrt_profile_report(&rt, stderr, o.steps);
     }
-    printf("{\"arch\":\"%s\",\"device\":", m.cfg.arch);
+    printf("{\"arch\":\"%s\",\"device\":", m.arch);
     json_string(rt.dev.name);
     printf(",\"image_size\":%d,\"batch_size\":%d,\"steps\":%d,\"train_images_per_s\":%.2f,"
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"last_loss\":%.6g}\n",
@@ -114,7 +114,7 @@ int cmd_bench(int argc, char **argv) {
     clrt_host_free(&rt, &yb);
     clrt_host_free(&rt, &lb);
     trainer_free(&tr);
-    resnet_free(&m);
+    model_free(&m);
     clrt_free(&rt);
     return 0;
 }

@@ -196,7 +196,7 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_CKPT_EVERY: bad |= cli_parse_int("--checkpoint-every", optarg, 1, 2000000000, &o->checkpoint_every) != 0; break;
         case O_RESUME: o->resume = optarg; break;
         case O_FREEZE:
-            o->freeze = resnet_freeze_from_name(optarg);
+            o->freeze = model_freeze_from_name(optarg);
             if (o->freeze < -1) {
                 fprintf(stderr, "cltrain: error: --freeze expects one of none|stem|layer1|layer2|"
                                 "layer3|layer4|backbone, got '%s'\n", optarg);
@@ -210,10 +210,10 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
         case O_STEPS: bad |= cli_parse_int("--steps", optarg, 1, 1000000, &o->steps) != 0; break;
         case O_PROFILE: o->profile = 1; break;
         case O_ARCH: {
-            resnet_config cfg;
+            model_arch cfg;
             char e[160];
             o->arch = optarg;
-            if (resnet_config_named(&cfg, optarg, 1, e, sizeof e) != 0) {
+            if (model_arch_named(&cfg, optarg, 1, e, sizeof e) != 0) {
                 fprintf(stderr, "cltrain: error: --arch: %s\n", e);
                 bad = 1;
             }

@@ -103,7 +103,7 @@ typedef struct train_run {
     int ds_open;
     session_skips skips;           // --skip-bad: the files that fail to decode mid-run
     clrt rt;
-    resnet m;
+    model m;
     loader ld;
     trainer tr;
     optim_config opt;              // the optimizer's config; opt.lr follows the schedule
@@ -351,7 +351,7 @@ static int start_weights(train_run *r) {
     r->m.freeze = o->freeze;
     r->m.bn_eval = o->bn_eval;
     r->m.label_smoothing = (float)o->label_smoothing;
-    resnet_init_weights(&r->m, (uint64_t)o->seed);
+    model_init_weights(&r->m, (uint64_t)o->seed);
     if (o->weights) {
         int rc = session_load_weights(&r->m, &r->weights, o, r->err, sizeof r->err);
         ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
@@ -388,12 +388,12 @@ static int set_up(train_run *r) {
     clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
     int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
     // The device limits are checked (resnet_plan) before the loader's host batch buffers.
-    resnet_config cfg;
+    model_arch cfg;
     if (rc == 0 && session_read_weights(&r->weights, o, err, errlen) != 0) rc = CLI_EXIT_DATA;
     if (rc == 0)
         rc = session_arch(&cfg, o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL, K,
                           err, errlen);
-    if (rc == 0) rc = resnet_init(&r->m, &r->rt, &cfg, err, errlen);
+    if (rc == 0) rc = model_init_arch(&r->m, &r->rt, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(&r->m, o->batch_size / r->world, o->image_size, err, errlen);
     if (rc) return rc;
     loader_config lc;
@@ -435,7 +435,7 @@ static void run_free(train_run *r) {
     clrt_host_free(&r->rt, &r->yb);
     trainer_free(&r->tr);
     loader_free(&r->ld);
-    resnet_free(&r->m);
+    model_free(&r->m);
     clrt_free(&r->rt);
     free(r->idx);
     session_skips_free(&r->skips);
@@ -487,7 +487,7 @@ static int maybe_checkpoint(train_run *r, int at_end, int stopping) {
 
 // ---- the end of an epoch: --eval-every-epoch, --save-best ----
 
-static int save_model(train_run *r, resnet *m, const char *path);
+static int save_model(train_run *r, model *m, const char *path);
 
 // trainer_evaluate of the test split with the confusion matrix and worst mistakes in *st
 // (eval_stats_free it whatever the result). The number correct, or -1 with r->err.
@@ -750,15 +750,15 @@ static int train_loop(train_run *r) {
 
 // The state_dict, and for `predict` the class names and the eval transform (model_meta.h:
 // where PyTorch does not look).
-static int save_model(train_run *r, resnet *m, const char *path) {
+static int save_model(train_run *r, model *m, const char *path) {
     ckpt c;
     ckpt_init(&c);
     char err[1024] = "out of memory";
-    model_meta meta = { .num_classes = m->cfg.num_classes, .image_size = r->o.image_size,
+    model_meta meta = { .num_classes = m->num_classes, .image_size = r->o.image_size,
                         .resize = r->o.resize, .normalize = r->o.normalize };
-    snprintf(meta.arch, sizeof meta.arch, "%s", m->cfg.arch);
-    if (r->ds.num_classes == m->cfg.num_classes) meta.classes = r->ds.class_names;
-    int rc = resnet_to_ckpt(m, &c, "") != 0 ? -1 : 0;
+    snprintf(meta.arch, sizeof meta.arch, "%s", m->arch);
+    if (r->ds.num_classes == m->num_classes) meta.classes = r->ds.class_names;
+    int rc = model_to_ckpt(m, &c, "") != 0 ? -1 : 0;
     if (rc == 0) rc = model_meta_save(&meta, path, &c, 0, err, sizeof err);
     if (rc == 0) rc = ckpt_write(&c, path, err, sizeof err);
     if (rc == 0) rc = model_meta_save(&meta, path, &c, 1, err, sizeof err);

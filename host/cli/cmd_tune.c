@@ -88,14 +88,14 @@ static int parse(int argc, char **argv, tune_options *o) {
 
 // The GEMMs of one training step (all stages trained) at batch B, image size S.
 static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
-    resnet m;
-    resnet_config cfg;
+    model m;
+    model_arch cfg;
     memset(&m, 0, sizeof m);
-    int rc = resnet_config_named(&cfg, "resnet18", 10, err, errlen);
-    if (rc == 0) rc = resnet_init(&m, rt, &cfg, err, errlen);
+    int rc = model_arch_named(&cfg, "resnet18", 10, err, errlen);
+    if (rc == 0) rc = model_init_arch(&m, rt, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(&m, B, S, err, errlen);
     if (rc == 0) {
-        resnet_init_weights(&m, 1);
+        model_init_weights(&m, 1);
         size_t nx = 3 * (size_t)B * S * S;
         float *x = calloc(nx, sizeof *x);
         int32_t *y = calloc((size_t)B, sizeof *y);
@@ -116,7 +116,7 @@ static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, siz
         free(x);
         free(y);
     }
-    resnet_free(&m);
+    model_free(&m);
     return rc;
 }
 

@@ -35,15 +35,15 @@ const char *optim_state_name(optim_kind k, int which) {
 
 // The per-float selector: 1 over each batch-norm weight and bias of the table.
 static int make_selector(optim *o, char *err, size_t errlen) {
-    resnet *m = o->m;
+    model *m = o->m;
     unsigned char *h = calloc(m->n_param_floats + 1, 1);
     if (!h) {
         snprintf(err, errlen, "out of host memory for the weight-decay selector");
         return -1;
     }
     for (int i = 0; i < m->nparams; i++) {
-        const resnet_param *p = &m->params[i];
-        if (p->kind == RP_BN_W || p->kind == RP_BN_B) memset(h + p->off, 1, p->numel);
+        const model_param *p = &m->params[i];
+        if (p->kind == PARAM_BN_W || p->kind == PARAM_BN_B) memset(h + p->off, 1, p->numel);
     }
     o->sel = clrt_alloc(m->rt, m->n_param_floats, "weight-decay selector");
     clrt_write(m->rt, o->sel, 0, h, m->n_param_floats);
@@ -51,14 +51,14 @@ static int make_selector(optim *o, char *err, size_t errlen) {
     return 0;
 }
 
-int optim_init(optim *o, resnet *m, const optim_config *c, char *err, size_t errlen) {
+int optim_init(optim *o, model *m, const optim_config *c, char *err, size_t errlen) {
     memset(o, 0, sizeof *o);
     o->m = m;
     o->cfg = *c;
     // The trainable parameters form one contiguous suffix of the arena (stages are in order).
     o->off = m->n_param_floats;
     for (int i = 0; i < m->nparams; i++)
-        if (resnet_param_trainable(m, i)) { o->off = m->params[i].off; break; }
+        if (model_param_trainable(m, i)) { o->off = m->params[i].off; break; }
     o->n = m->n_param_floats - o->off;
     o->nstate = c->kind == OPTIM_SGD ? 1 : 2;
     size_t pbytes = m->n_param_floats * sizeof(float);
@@ -94,7 +94,7 @@ static void require_fit(const optim *o, const optim_config *c, int need) {
 
 void optim_accumulate(optim *o, dten loss_mean, int k, int last) {
     require_fit(o, &o->cfg, o->acc != NULL && k >= 0);
-    resnet *m = o->m;
+    model *m = o->m;
     int mode = last ? 2 : k == 0 ? 0 : 1;
     float scale = 1.0f / (float)(k + 1);
     if (last && k == 0) return;  // a group of one batch: the gradient is its own mean
@@ -108,7 +108,7 @@ void optim_clip(optim *o, const optim_config *c, dten norm) {
     if (!(c->clip_grad_norm > 0)) return;
     require_fit(o, c, o->clip != NULL);
     if (!o->n) return;
-    resnet *m = o->m;
+    model *m = o->m;
     clrt_profile_layer(m->rt, "clip");
     op_clip_grad_norm(m->rt, (dten){ m->arena_grads, o->off }, o->n, (float)c->clip_grad_norm,
                       (dten){ o->clip, 0 }, (dten){ o->clip, OPS_CLIP_GROUPS });
@@ -118,7 +118,7 @@ void optim_clip(optim *o, const optim_config *c, dten norm) {
 
 void optim_step(optim *o, const optim_config *c, dten guard) {
     require_fit(o, c, 1);
-    resnet *m = o->m;
+    model *m = o->m;
     long step = o->step++;
     if (!o->n) return;
     clrt_profile_layer(m->rt, c->kind == OPTIM_SGD ? "sgd" : optim_kind_name(c->kind));

@@ -6,7 +6,7 @@
 #ifndef CLTRAIN_OPTIM_H
 #define CLTRAIN_OPTIM_H
 
-#include "model/resnet.h"
+#include "model/model.h"
 
 typedef enum { OPTIM_SGD = 0, OPTIM_ADAM, OPTIM_ADAMW } optim_kind;
 
@@ -31,7 +31,7 @@ const char *optim_kind_name(optim_kind k);   // "sgd", "adam", "adamw"
 int optim_kind_from_name(const char *name);  // -1 when unknown
 
 typedef struct optim {
-    resnet *m;                     // borrowed; planned, its freezing set
+    model *m;                     // borrowed; planned, its freezing set
     optim_config cfg;              // as set up: the kind and the selector's decays
     size_t off, n;                 // the trainable parameters: one suffix of the arenas
     int nstate;                    // state tensors per parameter (SGD 1, Adam 2)
@@ -46,7 +46,7 @@ typedef struct optim {
 } optim;
 
 // Sets up o for model m (planned, freezing set) with c's structure. 0, or -1 with a message.
-int optim_init(optim *o, resnet *m, const optim_config *c, char *err, size_t errlen);
+int optim_init(optim *o, model *m, const optim_config *c, char *err, size_t errlen);
 void optim_free(optim *o);         // accepts a zeroed struct
 
 // Gradient accumulation (cfg.accumulate > 1), enqueued after each batch of a group has written

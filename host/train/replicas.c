@@ -15,7 +15,7 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     R->world = local * c->size;
     R->first = c->rank * local;
     R->image_size = image_size;
-    resnet *m = t0->m;
+    model *m = t0->m;
     size_t S = (size_t)image_size, b = (size_t)m->max_batch;
     R->tr = calloc((size_t)local, sizeof *R->tr);
     R->share = calloc((size_t)local, sizeof *R->share);
@@ -58,7 +58,7 @@ static void free_buckets(replicas *R) {
 int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
     free_buckets(R);
     trainer *t0 = R->tr[0];
-    resnet *m = t0->m;
+    model *m = t0->m;
     if (!(cap_mb > 0) || !t0->grad_n) return 0;
     // DDP: int(bucket_cap_mb * 1024 * 1024) bytes; the first bucket _DEFAULT_FIRST_BUCKET_BYTES.
     double cap = cap_mb * 1024 * 1024, limit = cap < 1048576 ? cap : 1048576;
@@ -80,8 +80,8 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
     double bytes = 0;
     int nb = 0;
     for (int i = m->nparams - 1; !bad && i >= 0; i--) {
-        const resnet_param *p = &m->params[i];
-        if (!resnet_param_trainable(m, i) || p->off < t0->grad_off) continue;
+        const model_param *p = &m->params[i];
+        if (!model_param_trainable(m, i) || p->off < t0->grad_off) continue;
         bytes += (double)p->numel * sizeof(float);
         if (bytes >= limit && p->off > t0->grad_off) {
             R->bucket_lo[nb] = p->off;
@@ -106,10 +106,10 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
 }
 
 int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
-    resnet *m0 = R->tr[0]->m, *m = &R->m[i - 1];
+    model *m0 = R->tr[0]->m, *m = &R->m[i - 1];
     R->rt[i - 1] = *rt;  // the struct moves here (clrt holds no pointer to itself)
     rt = &R->rt[i - 1];
-    int rc = resnet_init(m, rt, &m0->cfg, err, errlen);
+    int rc = model_init_arch(m, rt, &m0->cfg, err, errlen);
     if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, err, errlen);
     if (rc) return rc;
     m->freeze = m0->freeze;
@@ -124,7 +124,7 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
 // A replica's weights, optimizer state and running statistics to host memory, or back
 // (write). opt (nstate, n_param_floats) is skipped for an optimizer not set up yet.
 static void state_io(trainer *t, float *p, float *opt, float *buf, int write) {
-    resnet *m = t->m;
+    model *m = t->m;
     size_t np = m->n_param_floats * sizeof(float), nb = m->n_buffer_floats * sizeof(float);
     cl_mem mems[3] = { m->arena_params, t->opt.state, m->arena_buffers };
     float *host[3] = { p, opt, buf };
@@ -139,7 +139,7 @@ static void state_io(trainer *t, float *p, float *opt, float *buf, int write) {
 void replicas_sync_state(replicas *R) {
     if (R->world <= 1) return;
     trainer *t0 = R->tr[0];
-    resnet *m0 = t0->m;
+    model *m0 = t0->m;
     size_t np = m0->n_param_floats, ns = t0->opt.m ? (size_t)t0->opt.nstate * np : 0;
     float *opt = malloc((ns + 1) * sizeof(float));
     if (!opt) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
@@ -165,7 +165,7 @@ void replicas_free(replicas *R) {
     free_buckets(R);
     for (int i = 1; i < R->local; i++) {
         if (R->own) trainer_free(&R->own[i - 1]);
-        if (R->m) resnet_free(&R->m[i - 1]);
+        if (R->m) model_free(&R->m[i - 1]);
         if (R->rt) clrt_free(&R->rt[i - 1]);
     }
     for (int i = 0; i < R->local; i++) {
@@ -198,7 +198,7 @@ static void shard(const float *x, const int32_t *y, int n, int g, int W, size_t 
 // DDP's broadcast_buffers=True: replica 0's running statistics reach every replica before
 // each forward (they do not change the training forward, only what eval and files see).
 static void sync_buffers(replicas *R) {
-    resnet *m0 = R->tr[0]->m;
+    model *m0 = R->tr[0]->m;
     size_t nb = m0->n_buffer_floats * sizeof(float);
     if (!nb) return;
     if (R->c->rank == 0) clrt_read(m0->rt, m0->arena_buffers, 0, R->bufs, nb);
@@ -217,7 +217,7 @@ static void average_grads(replicas *R) {
     int first = 1;
     for (int i = 0; i < R->local; i++) {
         if (!R->share[i]) continue;
-        resnet *m = R->tr[i]->m;
+        model *m = R->tr[i]->m;
         float *g = first ? R->grad : R->tmp;
         const float w = R->weight[i];
         clrt_read(m->rt, m->arena_grads, off * sizeof(float), g, bytes);
@@ -237,7 +237,7 @@ static void average_grads(replicas *R) {
 // Enqueues replica i's reads of every bucket not yet read whose gradients are final from
 // float `ready` on (grads_ready; 0 after backward: all of them).
 static void read_buckets(replicas *R, int i, size_t ready) {
-    resnet *m = R->tr[i]->m;
+    model *m = R->tr[i]->m;
     size_t off = R->tr[0]->grad_off;
     int any = 0;
     for (int *k = &R->launched[i]; *k < R->nbuckets && R->bucket_lo[*k] >= ready; (*k)++) {
@@ -335,7 +335,7 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
     set_shares(R, n);
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
-        resnet *m = R->tr[i]->m;
+        model *m = R->tr[i]->m;
         int b = R->share[i];
         if (!b) {  // nothing to learn from: only the update, with a finite loss for its check
             // (--accumulate with --skip-bad: a replica whose share of a group's last batch is
@@ -377,7 +377,7 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
 
 int replicas_identical(replicas *R) {
     trainer *t0 = R->tr[0];
-    resnet *m0 = t0->m;
+    model *m0 = t0->m;
     size_t bytes = m0->n_param_floats * sizeof(float);
     size_t sbytes = t0->opt.m ? (size_t)t0->opt.nstate * bytes : 0;
     float *a = malloc(sbytes + bytes + 4), *b = malloc(sbytes + bytes + 4);

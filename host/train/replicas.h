@@ -19,7 +19,7 @@ typedef struct replicas {
     int first;                     // global index of this process's replica 0
     trainer **tr;                  // (local) tr[0] is the caller's; the others are owned
     clrt *rt;                      // (local - 1) the other replicas' runtimes
-    resnet *m;                     // (local - 1) their models
+    model *m;                     // (local - 1) their models
     trainer *own;                  // (local - 1) their trainers
     int image_size;
     float **xs;                    // (local) shard of the batch (3, B/W, S, S)

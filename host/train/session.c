@@ -50,11 +50,11 @@ double session_now(void) { return util_now(); }
 
 // The config a checkpoint holds (base "model." for a training state); a file with no ResNet at
 // all gets resnet18, so that loading it names the problem after the device checks.
-static int arch_of(resnet_config *cfg, const ckpt *c, const char *fname, int num_classes,
+static int arch_of(model_arch *cfg, const ckpt *c, const char *fname, int num_classes,
                    char *err, size_t errlen) {
     const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
-    int rc = resnet_config_from_ckpt(cfg, c, base, fname, err, errlen);
-    if (rc == 1) return resnet_config_named(cfg, "resnet18", num_classes, err, errlen);
+    int rc = model_arch_from_ckpt(cfg, c, base, fname, err, errlen);
+    if (rc == 1) return model_arch_named(cfg, "resnet18", num_classes, err, errlen);
     cfg->num_classes = num_classes;
     return rc ? 1 : 0;
 }
@@ -66,13 +66,13 @@ int session_read_weights(ckpt *c, const run_options *o, char *err, size_t errlen
 
 int session_weights_classes(const ckpt *c) {
     char prefix[192], key[256];
-    if (resnet_ckpt_prefix(c, NULL, prefix, sizeof prefix) != 0) return 0;
+    if (model_ckpt_prefix(c, NULL, prefix, sizeof prefix) != 0) return 0;
     snprintf(key, sizeof key, "%sfc.weight", prefix);
     int j = ckpt_find(c, key);
     return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
 }
 
-int session_arch(resnet_config *cfg, const run_options *o, const ckpt *from, int num_classes,
+int session_arch(model_arch *cfg, const run_options *o, const ckpt *from, int num_classes,
                  char *err, size_t errlen) {
     if (o->resume && from) {  // the state holds its model; --arch may only repeat it
         if (arch_of(cfg, from, o->resume, num_classes, err, errlen) != 0) return 1;
@@ -84,17 +84,17 @@ int session_arch(resnet_config *cfg, const run_options *o, const ckpt *from, int
         return 0;
     }
     if (o->arch || !from)
-        return resnet_config_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
+        return model_arch_named(cfg, o->arch ? o->arch : "resnet18", num_classes, err, errlen);
     return arch_of(cfg, from, o->weights, num_classes, err, errlen);
 }
 
-int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen) {
+int session_plan(model *m, int batch, int image_size, char *err, size_t errlen) {
     const ops_config *oc = m->rt->ops_cfg;   // CLTRAIN_KEEP_COLS, read at start-up
-    resnet_plan_options po = { oc && oc->keep_cols == 0 ? 0 : -1 };
+    model_plan_options po = { oc && oc->keep_cols == 0 ? 0 : -1 };
     char why[512];
-    int rc = resnet_plan(m, batch, image_size, &po, why, sizeof why);
-    if (rc == RESNET_PLAN_NO_FIT) {
-        int fit = resnet_largest_batch(m, batch, image_size);
+    int rc = model_plan(m, batch, image_size, &po, why, sizeof why);
+    if (rc == MODEL_PLAN_NO_FIT) {
+        int fit = model_largest_batch(m, batch, image_size);
         char tail[96];
         if (fit) snprintf(tail, sizeof tail, "the largest batch size that fits is %d", fit);
         else snprintf(tail, sizeof tail, "not even batch size 1 fits: use a smaller --image-size");
@@ -106,12 +106,12 @@ int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen)
     return rc;
 }
 
-int session_load_weights(resnet *m, const ckpt *c, const run_options *o, char *err,
+int session_load_weights(model *m, const ckpt *c, const run_options *o, char *err,
                          size_t errlen) {
     // A cltrain training state keeps the model under "model.".
     const char *base = ckpt_find(c, "model.conv1.weight") >= 0 ? "model." : NULL;
     int replaced = 0;
-    int rc = resnet_from_ckpt(m, c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
+    int rc = model_from_ckpt(m, c, base, o->strict, (uint64_t)o->seed + 1, &replaced,
                               o->weights, err, errlen);
     if (rc == 0 && err[0]) fprintf(stderr, "cltrain: warning: %s\n", err);
     if (rc == 0 && replaced)

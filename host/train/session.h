@@ -5,7 +5,7 @@
 
 #include "dataset/loader.h"
 #include "host/train/optim.h"
-#include "model/resnet.h"
+#include "model/model.h"
 
 #include <stdio.h>
 
@@ -52,16 +52,16 @@ int session_weights_classes(const ckpt *c);
 // when resuming (where --arch may only repeat what it holds: 2, a usage error naming both),
 // else the --weights file read by session_read_weights (unless --arch names one), else
 // --arch, else resnet18. from may be NULL. 0, or nonzero with a message.
-int session_arch(resnet_config *cfg, const run_options *o, const ckpt *from, int num_classes,
+int session_arch(model_arch *cfg, const run_options *o, const ckpt *from, int num_classes,
                  char *err, size_t errlen);
 
 // resnet_plan for batch size B at image size S with the plan options of the environment
 // (CLTRAIN_KEEP_COLS=0 keeps no im2col per conv). When it does not fit the device, the
 // message names the flags and the largest batch size that fits.
-int session_plan(resnet *m, int batch, int image_size, char *err, size_t errlen);
+int session_plan(model *m, int batch, int image_size, char *err, size_t errlen);
 
 // Loads the --weights file `c` (session_read_weights) into m (fc replaced with a message when its size differs). 0 or status.
-int session_load_weights(resnet *m, const ckpt *c, const run_options *o, char *err,
+int session_load_weights(model *m, const ckpt *c, const run_options *o, char *err,
                          size_t errlen);
 
 // The loader configurations of a run: evaluation (the test split, first --test-limit images,

@@ -388,9 +388,9 @@ int train_state_check_data(const train_state *st, const char *format, int num_cl
     return 0;
 }
 
-int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen) {
+int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen) {
     int replaced = 0;
-    return resnet_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) ? -1 : 0;
+    return model_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) ? -1 : 0;
 }
 
 // "optimizer.<state name>.<parameter name>": torch.optim's state tensors per parameter.
@@ -400,7 +400,7 @@ static void state_key(char *key, size_t len, const optim *o, int which, const ch
 
 int train_state_apply_optim(train_state *st, optim *o, const char *path, char *err,
                             size_t errlen) {
-    resnet *m = o->m;
+    model *m = o->m;
     long long ready = 0, step = -1;
     get_int(&st->file, "momentum_ready", &ready);
     // Files before the optimizer flags hold SGD's momentum_ready only: a step count of 0 or 1
@@ -417,7 +417,7 @@ int train_state_apply_optim(train_state *st, optim *o, const char *path, char *e
     if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
     for (int w = 0; w < o->nstate; w++)
         for (int i = 0; i < m->nparams; i++) {
-            if (!resnet_param_trainable(m, i)) continue;
+            if (!model_param_trainable(m, i)) continue;
             char key[160];
             state_key(key, sizeof key, o, w, m->params[i].name);
             int k = ckpt_find(&st->file, key);
@@ -436,7 +436,7 @@ int train_state_apply_optim(train_state *st, optim *o, const char *path, char *e
     return 0;
 }
 
-int train_state_write(const train_state *st, resnet *m, const optim *opt, const run_options *o,
+int train_state_write(const train_state *st, model *m, const optim *opt, const run_options *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen) {
     ckpt c;
@@ -444,7 +444,7 @@ int train_state_write(const train_state *st, resnet *m, const optim *opt, const 
     char version[64];
     snprintf(version, sizeof version, "%s%d", state_prefix, STATE_VERSION);
     int rc = ckpt_add_string(&c, "cltrain.format", version);
-    rc |= resnet_to_ckpt(m, &c, "model.");
+    rc |= model_to_ckpt(m, &c, "model.");
     rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
     float *host = NULL;
     size_t np = m->n_param_floats;
@@ -454,8 +454,8 @@ int train_state_write(const train_state *st, resnet *m, const optim *opt, const 
         else clrt_read(m->rt, opt->state, 0, host, (size_t)opt->nstate * np * sizeof(float));
         for (int w = 0; host && w < opt->nstate; w++)
             for (int i = 0; i < m->nparams && rc == 0; i++) {
-                if (!resnet_param_trainable(m, i)) continue;
-                const resnet_param *p = &m->params[i];
+                if (!model_param_trainable(m, i)) continue;
+                const model_param *p = &m->params[i];
                 int64_t shape[4];
                 for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
                 char key[160];

@@ -39,14 +39,14 @@ int train_state_read(train_state *st, const char *path, run_options *o,
 int train_state_check_data(const train_state *st, const char *format, int num_classes,
                            int train_images, const char *path, char *err, size_t errlen);
 // Loads the model into m.
-int train_state_apply(train_state *st, resnet *m, const char *path, char *err, size_t errlen);
+int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen);
 // Loads the optimizer's step count and state tensors ("optimizer.<momentum|exp_avg|exp_avg_sq>.
 // <parameter>") into o, set up for the saved run's optimizer. Files from before the optimizer
 // flags (SGD's "momentum_ready" alone) load as SGD.
 int train_state_apply_optim(train_state *st, optim *o, const char *path, char *err,
                             size_t errlen);
 // Writes the state atomically (format version 3). Returns 0, or -1 with a message.
-int train_state_write(const train_state *st, resnet *m, const optim *opt, const run_options *o,
+int train_state_write(const train_state *st, model *m, const optim *opt, const run_options *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
 

@@ -13,12 +13,12 @@ static void arm(trainer *t) {
                   (STATUS_NORM - STATUS_GUARD) * sizeof(cl_int), 1);
 }
 
-static size_t stage_bytes(const resnet *m) {
+static size_t stage_bytes(const model *m) {
     size_t S = (size_t)m->image_size, B = (size_t)m->max_batch;
     return 3 * B * S * S * sizeof(float) + B * sizeof(int32_t);
 }
 
-int trainer_init(trainer *t, resnet *m) {
+int trainer_init(trainer *t, model *m) {
     memset(t, 0, sizeof *t);
     t->m = m;
     t->status = clrt_alloc(m->rt, TRAINER_STATUS_WORDS * sizeof(cl_int), "training step status");
@@ -29,7 +29,7 @@ int trainer_init(trainer *t, resnet *m) {
     // as the optimizer updates them.
     t->grad_off = m->n_param_floats;
     for (int i = 0; i < m->nparams; i++)
-        if (resnet_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
+        if (model_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
     t->grad_n = m->n_param_floats - t->grad_off;
     for (int i = 0; i < 2; i++) clrt_host_alloc(m->rt, &t->stage[i], stage_bytes(m));
     arm(t);
@@ -59,7 +59,7 @@ static void require_optim(trainer *t, const optim_config *c) {
     exit(1);
 }
 
-static void upload(resnet *m, const float *x, const int32_t *labels, int n) {
+static void upload(model *m, const float *x, const int32_t *labels, int n) {
     size_t S = (size_t)m->image_size;
     clrt_write(m->rt, m->x.mem, 0, x, 3 * (size_t)n * S * S * sizeof(float));
     if (labels) clrt_write(m->rt, m->labels.mem, 0, labels, (size_t)n * sizeof(int32_t));
@@ -69,7 +69,7 @@ static void upload(resnet *m, const float *x, const int32_t *labels, int n) {
 // two before, whose status (read after its upload, in queue order) has been taken: at most
 // one step is pending when a step is enqueued.
 static void upload_staged(trainer *t, const float *x, const int32_t *labels, int n) {
-    resnet *m = t->m;
+    model *m = t->m;
     size_t S = (size_t)m->image_size, xb = 3 * (size_t)n * S * S * sizeof(float);
     size_t yb = (size_t)n * sizeof(int32_t);
     unsigned char *p = t->stage[t->next_stage].ptr;
@@ -93,7 +93,7 @@ static void require_room(const trainer *t) {
 // Upload, forward, loss and backward; staged (no wait) for a step's batch, else written at
 // once (an accumulated batch: no status read frees its pinned copy).
 static void backward(trainer *t, const float *x, const int32_t *labels, int n, int staged) {
-    resnet *m = t->m;
+    model *m = t->m;
     if (n > m->max_batch || !labels) {
         fprintf(stderr, "cltrain: internal error: a training batch of %d images with%s labels "
                         "for a model planned for %d\n", n, labels ? "" : "out", m->max_batch);
@@ -102,9 +102,9 @@ static void backward(trainer *t, const float *x, const int32_t *labels, int n, i
     require_room(t);
     if (staged) upload_staged(t, x, labels, n);
     else upload(m, x, labels, n);
-    resnet_forward(m, n, 1);
-    resnet_loss(m, n);
-    resnet_backward(m, n);
+    model_forward(m, n, 1);
+    model_loss(m, n);
+    model_backward(m, n);
 }
 
 void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
@@ -134,7 +134,7 @@ train_status train_step(trainer *t, const float *x, const int32_t *labels, int n
 // gradient into the guard before the update (which it skips unless the guard is 1), the
 // weights and running statistics after it.
 static void update_enqueue(trainer *t, const optim_config *c) {
-    resnet *m = t->m;
+    model *m = t->m;
     clrt *rt = m->rt;
     require_optim(t, c);
     trainer_accumulate_finish(t);
@@ -199,9 +199,9 @@ const char *train_status_what(train_status s) {
 }
 
 void trainer_predict(trainer *t, const float *x, int n, float *logits) {
-    resnet *m = t->m;
+    model *m = t->m;
     upload(m, x, NULL, n);
-    resnet_forward(m, n, 0);
+    model_forward(m, n, 0);
     clrt_read(m->rt, m->logits.mem, m->logits.off * sizeof(float), logits,
               (size_t)m->num_classes * n * sizeof(float));
 }
@@ -274,7 +274,7 @@ static long score_batch(const dataset_split *split, const float *logits, const i
 
 long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
                       long *total, eval_stats *stats, FILE *csv, char *err, size_t errlen) {
-    resnet *m = t->m;
+    model *m = t->m;
     loader_config c = *lc;
     c.augment = 0;
     c.shuffle = 0;
@@ -310,6 +310,6 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
     return correct;
 }
 
-long trainer_bn_values(const resnet *m, int n) {
+long trainer_bn_values(const model *m, int n) {
     return (long)n * resnet_final_hw(m);  // the last block's output plane
 }

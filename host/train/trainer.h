@@ -8,7 +8,7 @@
 
 #include "dataset/loader.h"
 #include "host/train/optim.h"
-#include "model/resnet.h"
+#include "model/model.h"
 
 #include <stdio.h>
 
@@ -22,7 +22,7 @@ typedef enum {
 enum { TRAINER_STATUS_WORDS = 5 };
 
 typedef struct trainer {
-    resnet *m;                     // planned (resnet_plan) before trainer_init
+    model *m;                     // planned (resnet_plan) before trainer_init
     optim opt;                     // the optimizer and its state (trainer_set_optim, else
                                    // set up at the first step from that step's config)
     cl_mem status;                 // (5) int32: the step's loss bits, then sticky flags (1
@@ -46,7 +46,7 @@ typedef struct trainer {
 
 // Allocates the status buffer for model m, planned and with its freezing set (the trainable
 // range is taken now). Returns 0.
-int trainer_init(trainer *t, resnet *m);
+int trainer_init(trainer *t, model *m);
 void trainer_free(trainer *t);     // accepts a zeroed struct; waits for pending steps
 // Sets up the optimizer for config c (its kind, norm-decay selector, accumulation and
 // clipping buffers), fresh state; before the first step. 0, or -1 with a message.
@@ -125,6 +125,6 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
 
 // Values per channel the deepest batch norm sees for a training batch of n images (n times
 // the last block's output plane). PyTorch refuses to train a batch norm on 1.
-long trainer_bn_values(const resnet *m, int n);
+long trainer_bn_values(const model *m, int n);
 
 #endif
