@@ -130,6 +130,7 @@ test: deps cltrain $(BUILD)/tests/cltrain_tests $(GEN_FIXTURES)
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} sh tools/check-mpi-sigint.sh ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_predict_parity.py --cltrain ./cltrain
 	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_schedule_parity.py --cltrain ./cltrain
+	CLTRAIN_DEVICE=$${CLTRAIN_DEVICE:-cpu} $(PYTHON) tools/torch_optim_parity.py --cltrain ./cltrain
 	sh tools/device-check.sh --device $${CLTRAIN_DEVICE:-cpu} --bench-shapes 32x16
 
 # build-debug/cltrain: -O0 -g with ASan + UBSan. (CFLAGS goes to the sub-make through the

@@ -109,10 +109,9 @@ typedef struct model {
     int64_t *bn_count;             // (nbns) num_batches_tracked
     int nbns;
 
-    // Device arenas: params, grads and momentum share offsets.
+    // Device arenas: params and grads share offsets (as the optimizer's state does,
+    // host/train/optim.h); the gradients come with a training plan.
     cl_mem arena_params, arena_grads, arena_buffers;
-    cl_mem arena_momentum;         // SGD's (until the optimizer module owns its state)
-    int momentum_ready;            // SGD has taken its first step (buf = grad then)
 
     // Training set-up.
     int freeze;                    // stages 0..freeze are frozen (-1 none)
@@ -213,10 +212,6 @@ void model_forward(model *m, int n, int train);
 void model_loss(model *m, int n);
 // Backward from m->dlogits into the gradient arena (frozen parameters get none).
 void model_backward(model *m, int n);
-// One SGD step on the trainable parameters; guarded: nothing is written unless guard (one
-// int32) is 1 (op_sgd_step_guarded).
-void model_sgd(model *m, float lr, float momentum, float weight_decay);
-void model_sgd_guarded(model *m, float lr, float momentum, float weight_decay, dten guard);
 // 1 when every trainable gradient is finite.
 int model_grads_finite(model *m);
 // 1 when every parameter and batch-norm running statistic is finite.

@@ -253,8 +253,9 @@ static size_t plan_bytes_of(const act_plan *p) {
     return floats * sizeof(float);
 }
 
-// The parameter arenas: parameters and running statistics, and for training the gradients and
-// SGD's momentum.
+// The parameter arenas: parameters and running statistics, and for training the gradients
+// and (counted here, allocated by host/train/optim) one optimizer state tensor (SGD's
+// momentum; Adam's second adds as much again).
 static size_t arena_bytes(const model *m, int training) {
     return ((training ? 3 : 1) * m->n_param_floats + m->n_buffer_floats) * sizeof(float);
 }
@@ -381,12 +382,10 @@ int model_plan(model *m, int max_batch, int image_size, const model_plan_options
     }
     size_t pbytes = m->n_param_floats * sizeof(float);
     if (training && !m->arena_grads && !rc) {
-        rc = clrt_alloc_buf(m->rt, &m->arena_grads, pbytes, "gradients", err, errlen) ||
-             clrt_alloc_buf(m->rt, &m->arena_momentum, pbytes, "SGD momentum", err, errlen);
+        rc = clrt_alloc_buf(m->rt, &m->arena_grads, pbytes, "gradients", err, errlen);
         if (!rc) {
             clrt_fill_zero(m->rt, m->arena_grads, 0, pbytes);
-            clrt_fill_zero(m->rt, m->arena_momentum, 0, pbytes);
-            m->device_bytes += 2 * pbytes;
+            m->device_bytes += pbytes;
         }
     }
     if (rc) return rc;  // model_free releases what was made
@@ -424,8 +423,8 @@ size_t model_plan_bytes(const model_arch *a, int batch, int image_size, int forw
 void model_free(model *m) {
     if (!m) return;
     free_plan(m);
-    cl_mem arenas[] = { m->arena_params, m->arena_grads, m->arena_momentum, m->arena_buffers };
-    for (int i = 0; i < 4; i++)
+    cl_mem arenas[] = { m->arena_params, m->arena_grads, m->arena_buffers };
+    for (int i = 0; i < 3; i++)
         if (arenas[i]) clReleaseMemObject(arenas[i]);
     model_table_free(m);
     memset(m, 0, sizeof *m);

@@ -415,27 +415,6 @@ void model_backward(model *m, int n) {
     model_walk_backward(m, n);
 }
 
-static void sgd(model *m, float lr, float momentum, float weight_decay, dten guard) {
-    size_t off = model_first_trainable(m);
-    clrt_profile_layer(m->rt, "sgd");
-    dten p = { m->arena_params, off }, g = { m->arena_grads, off }, b = { m->arena_momentum, off };
-    if (guard.mem)
-        op_sgd_step_guarded(m->rt, p, g, b, m->n_param_floats - off, lr, momentum,
-                            weight_decay, !m->momentum_ready, guard);
-    else
-        op_sgd_step(m->rt, p, g, b, m->n_param_floats - off, lr, momentum, weight_decay,
-                    !m->momentum_ready);
-    m->momentum_ready = 1;
-}
-
-void model_sgd(model *m, float lr, float momentum, float weight_decay) {
-    sgd(m, lr, momentum, weight_decay, DTEN_NONE);
-}
-
-void model_sgd_guarded(model *m, float lr, float momentum, float weight_decay, dten guard) {
-    sgd(m, lr, momentum, weight_decay, guard);
-}
-
 int model_grads_finite(model *m) {
     size_t off = model_first_trainable(m);
     dten g = { m->arena_grads, off };

@@ -570,6 +570,54 @@ void ref_sgd_step(float *params, const float *grads, float *bufs, size_t n, floa
     }
 }
 
+// SGD with Nesterov and a decay per float (sel may be NULL), as _single_tensor_sgd.
+void ref_sgd_step_ex(float *params, const float *grads, float *bufs, const unsigned char *sel,
+                     size_t n, float lr, float momentum, float decay, float norm_decay,
+                     int nesterov, int first_step) {
+    for (size_t i = 0; i < n; i++) {
+        float g = grads[i], wd = sel && sel[i] ? norm_decay : decay;
+        if (wd != 0.0f) g = g + wd * params[i];
+        if (momentum != 0.0f) {
+            bufs[i] = first_step ? g : momentum * bufs[i] + g;
+            g = nesterov ? g + momentum * bufs[i] : bufs[i];
+        }
+        params[i] = params[i] - lr * g;
+    }
+}
+
+// Adam/AdamW in float, operation for operation as _single_tensor_adam(w) (amsgrad off).
+void ref_adam_step(float *params, const float *grads, float *m, float *v,
+                   const unsigned char *sel, size_t n, double lr, double beta1, double beta2,
+                   double eps, double decay, double norm_decay, int decoupled, long step) {
+    double bc1 = 1.0 - pow(beta1, (double)step), bc2 = 1.0 - pow(beta2, (double)step);
+    float neg_step = -(float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    for (size_t i = 0; i < n; i++) {
+        int norm = sel && sel[i];
+        float p = params[i], g = grads[i];
+        if (decoupled) {
+            p = p * (float)(1.0 - lr * (norm ? norm_decay : decay));
+        } else {
+            float wd = (float)(norm ? norm_decay : decay);
+            if (wd != 0.0f) g = g + wd * p;
+        }
+        m[i] = m[i] * (float)beta1 + (float)(1.0 - beta1) * g;
+        v[i] = v[i] * (float)beta2 + (float)(1.0 - beta2) * g * g;
+        float denom = sqrtf(v[i]) / bc2_sqrt + (float)eps;
+        params[i] = p + neg_step * m[i] / denom;
+    }
+}
+
+// clip_grad_norm_ in double: the total 2-norm, then every gradient times the clamped coef.
+double ref_clip_grad_norm(float *grads, size_t n, double max_norm, double *coef) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)grads[i] * grads[i];
+    double norm = sqrt(s), c = max_norm / (norm + 1e-6);
+    if (c > 1) c = 1;
+    for (size_t i = 0; i < n; i++) grads[i] = (float)(grads[i] * c);
+    *coef = c;
+    return norm;
+}
+
 int ref_all_finite(const float *x, size_t n) {
     for (size_t i = 0; i < n; i++)
         if (!isfinite(x[i])) return 0;

@@ -111,6 +111,16 @@ void ref_xent_d(double *loss_mean, double *losses, double *dlogits, const double
 void ref_sgd_step(float *params, const float *grads, float *bufs, size_t n, float lr,
                   float momentum, float weight_decay, int first_step);
 
+// ---- the optimizers of host/train/optim.h (sel: per-float norm-decay selector or NULL) ----
+void ref_sgd_step_ex(float *params, const float *grads, float *bufs, const unsigned char *sel,
+                     size_t n, float lr, float momentum, float decay, float norm_decay,
+                     int nesterov, int first_step);
+void ref_adam_step(float *params, const float *grads, float *m, float *v,
+                   const unsigned char *sel, size_t n, double lr, double beta1, double beta2,
+                   double eps, double decay, double norm_decay, int decoupled, long step);
+// Scales grads in place; returns the total norm, *coef the coefficient applied.
+double ref_clip_grad_norm(float *grads, size_t n, double max_norm, double *coef);
+
 // ---- 1 when all n floats are finite ----
 int ref_all_finite(const float *x, size_t n);
 

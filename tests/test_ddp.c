@@ -59,7 +59,7 @@ static float *noise_images(int n, int S, unsigned s) {
 // replicas (replica r: samples r, r + 2, ...): each shard's loss from the same weights (seed
 // 7), one step of `single` (sized for the larger shard) each.
 static void shard_losses(trainer *ts, model *single, const float *x, const int32_t *y, int n,
-                         int S, const sgd_config *sgd, float loss[2]) {
+                         int S, const optim_config *sgd, float loss[2]) {
     size_t img = (size_t)S * S;
     float *xs = malloc(3 * (size_t)((n + 1) / 2) * img * sizeof(float));
     cr_assert_not_null(xs);
@@ -113,7 +113,7 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
     float *x = noise_images(N, S, 11);
     int32_t y[N] = { 1, 5, 3, 8 };
-    sgd_config sgd = { 0.01f, 0.9f, 0.0f };
+    optim_config sgd = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 0.0f };
     clrt rt1;
     runtime(&rt1);
     model single;
@@ -140,6 +140,52 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     free(x);
 }
 
+// AdamW with its own decay for batch norms, accumulation over 2 batches and clipping that
+// bites: every replica clips the averaged mean gradient by the same norm and steps the same,
+// so after 2 steps the weights, both moments and the step count are bitwise replica 0's, and
+// the weights have moved.
+Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
+    enum { N = 4, S = 32 };
+    float *x = noise_images(N, S, 13);
+    int32_t y[N] = { 2, 7, 0, 9 };
+    optim_config c;
+    optim_config_defaults(&c);
+    c.kind = OPTIM_ADAMW;
+    c.lr = 1e-3;
+    c.momentum = 0;
+    c.weight_decay = 0.05;
+    c.norm_decay_set = 1;
+    c.norm_weight_decay = 0;
+    c.clip_grad_norm = 0.01;  // far below a fresh model's gradient norm
+    c.accumulate = 2;         // each step: the mean of two batches, then the average
+    replica_pair p;
+    pair_init(&p, N / 2, S);
+    char err[256];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(trainer_set_optim(p.R.tr[i], &c, err, sizeof err), 0, "%s", err);
+    size_t np = p.m0.n_param_floats;
+    float *before = malloc(np * sizeof(float)), *after = malloc(np * sizeof(float));
+    clrt_read(&p.rt0, p.m0.arena_params, 0, before, np * sizeof(float));
+    float loss;
+    for (int k = 0; k < 2; k++) {
+        replicas_micro(&p.R, x, y, N, &c);
+        cr_expect_eq(p.R.tr[1]->micro, 1, "replica 1 accumulated the first batch");
+        cr_assert_eq(replicas_step(&p.R, x + k, y, N, &c, &loss), TRAIN_OK);
+        cr_expect_eq(p.R.tr[0]->micro, 0, "the step took the group's mean");
+        float g0 = p.R.tr[0]->grad_norm, g1 = p.R.tr[1]->grad_norm;
+        cr_expect(g0 > 0.01f, "step %d: gradient norm %g does not exceed --clip-grad-norm", k, g0);
+        cr_expect(memcmp(&g0, &g1, sizeof g0) == 0, "step %d: replicas' norms %.9g, %.9g", k, g0,
+                  g1);
+    }
+    cr_expect_eq(p.R.tr[0]->opt.step, 2);
+    cr_expect(replicas_identical(&p.R), "AdamW replicas differ after 2 clipped steps");
+    clrt_read(&p.rt0, p.m0.arena_params, 0, after, np * sizeof(float));
+    cr_expect(memcmp(before, after, np * sizeof(float)) != 0, "the weights did not move");
+    free(before), free(after);
+    pair_free(&p);
+    free(x);
+}
+
 // A batch that --skip-bad shortened: 3 images on 2 replicas are shares of 2 and 1, each
 // weighing its share (the loss is 2/3 of the first shard's plus 1/3 of the second's, the mean
 // over the 3 images); 1 image leaves replica 1 without any, and the step is then bitwise one
@@ -148,7 +194,8 @@ Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeou
     enum { N = 3, S = 64 };  // 64: a share of 1 leaves batch norm 2x2 values per channel
     float *x = noise_images(N, S, 5);
     int32_t y[N] = { 4, 9, 2 };
-    sgd_config sgd = { 0.01f, 0.0f, 0.0f };  // no momentum: a re-initialised model starts over
+    // no momentum: a re-initialised model starts over
+    optim_config sgd = { .lr = 0.01f, .momentum = 0.0f, .weight_decay = 0.0f };
     clrt rt1;
     runtime(&rt1);
     model single;

@@ -5,6 +5,7 @@
 // train-mode logits, loss, parameter gradients, updated running statistics, one SGD step; plus
 // determinism, freezing, the state_dict tables and strict loading.
 #define _POSIX_C_SOURCE 200809L
+#include "host/train/optim.h"
 #include "model/model.h"
 #include "tests/fixture.h"
 #include "tests/ref_ops.h"
@@ -65,6 +66,8 @@ typedef struct setup {
     model m;
     fixture fx;
     ckpt weights;
+    optim opt;                     // sgd_step's, set up at its first step
+    cl_mem guard;                  // (1) int32 1: optim_step's guard
 } setup;
 
 // The fixture of `arch` with `nimg` images (2 or 8), in a model planned for `batch` >= nimg.
@@ -112,7 +115,22 @@ static void model_setup(setup *s, int nimg, int batch) {
     model_setup_arch(s, "resnet18", nimg, batch, NULL);
 }
 
+// torch.optim.SGD(lr, momentum, weight_decay) on the model (host/train/optim.h).
+static void sgd_step(setup *s, float lr, float momentum, float weight_decay) {
+    optim_config c = { .lr = lr, .momentum = momentum, .weight_decay = weight_decay };
+    char err[256];
+    if (!s->opt.m) {
+        cr_assert_eq(optim_init(&s->opt, &s->m, &c, err, sizeof err), 0, "%s", err);
+        cl_int one = 1;
+        s->guard = clrt_alloc(s->m.rt, sizeof one, "guard");
+        clrt_write(s->m.rt, s->guard, 0, &one, sizeof one);
+    }
+    optim_step(&s->opt, &c, (dten){ s->guard, 0 });
+}
+
 static void model_teardown(setup *s) {
+    optim_free(&s->opt);
+    if (s->guard) clReleaseMemObject(s->guard);
     model_free(&s->m);
     fixture_free(&s->fx);
     ckpt_free(&s->weights);
@@ -282,7 +300,7 @@ Test(model, forward_backward_matches_pytorch) {
     expect_grads(&s);
     expect_running_stats(&s);
     // The seed's SGD(lr=0.001, momentum=0.9), then the loss on the same batch again.
-    model_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    sgd_step(&s, 0.001f, 0.9f, 0.0f);
     model_forward(&s.m, 8, 1);
     expect_logits(&s, "step2.logits");
     model_loss(&s.m, 8);
@@ -355,7 +373,7 @@ Test(model, freeze_leaves_frozen_tensors_unchanged) {
         model_forward(&s.m, 2, 1);
         model_loss(&s.m, 2);
         model_backward(&s.m, 2);
-        model_sgd(&s.m, 0.01f, 0.9f, 1e-4f);
+        sgd_step(&s, 0.01f, 0.9f, 1e-4f);
     }
     clrt_read(s.m.rt, s.m.arena_params, 0, p1, n * sizeof(float));
     clrt_read(s.m.rt, s.m.arena_buffers, 0, b1, nb * sizeof(float));
@@ -511,7 +529,7 @@ static void forward_backward_against(const char *arch) {
     model_backward(&s.m, 8);
     expect_grads(&s);
     expect_running_stats(&s);
-    model_sgd(&s.m, 0.001f, 0.9f, 0.0f);
+    sgd_step(&s, 0.001f, 0.9f, 0.0f);
     model_forward(&s.m, 8, 1);
     expect_logits(&s, "step2.logits");
     model_teardown(&s);

@@ -1209,6 +1209,173 @@ Test(ops_sgd, guarded_skips_unless_the_guard_is_one) {
     free(p), free(g), free(wa), free(wb), free(ma), free(mb);
 }
 
+// ============================== optimizers (cl/optim.cl) ==============================
+
+// A per-float decay selector on the device (uchar, n): every 7th float a "norm" parameter.
+static dten sel_tensor(size_t n, unsigned char **host) {
+    unsigned char *h = malloc(n);
+    cr_assert_not_null(h);
+    for (size_t i = 0; i < n; i++) h[i] = i % 7 == 3;
+    cl_mem mem = clrt_alloc(test_rt(), n, "test selector");
+    clrt_write(test_rt(), mem, 0, h, n);
+    *host = h;
+    return (dten){ mem, 0 };
+}
+
+// sgd_step_ex against the reference over a few steps: Nesterov, the selector, both decays.
+static void sgd_ex_case(float momentum, int nesterov, float decay, float norm_decay, int steps) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    unsigned char *hsel;
+    dten sel = sel_tensor(n, &hsel);
+    float *p = rnd(n, 860, -1, 1), *buf = zeros(n);
+    dten dp = dev_tensor(p, n), dbuf = dev_tensor(NULL, n);
+    for (int t = 0; t < steps; t++) {
+        float *g = rnd(n, 870 + t, -1, 1);
+        dten dg = dev_tensor(g, n);
+        op_sgd_args a = { 0.01f, momentum, decay, norm_decay, nesterov, t == 0 };
+        op_sgd_step_ex(rt, dp, dg, momentum != 0.0f ? dbuf : DTEN_NONE, sel, DTEN_NONE, n, &a);
+        ref_sgd_step_ex(p, g, buf, hsel, n, 0.01f, momentum, decay, norm_decay, nesterov, t == 0);
+        free(g);
+    }
+    // sgd_case's bound: the same float operations, one multiply-add the device may fuse.
+    check("sgd_ex params", dp, p, n, 2.4e-7f, 1e-6f);
+    expect_guards("sgd_ex params", dp, n);
+    if (momentum != 0.0f) check("sgd_ex momentum buffers", dbuf, buf, n, 4.8e-7f, 1e-6f);
+    free(p), free(buf), free(hsel);
+}
+
+Test(ops_optim, sgd_nesterov) { sgd_ex_case(0.9f, 1, 1e-3f, 1e-3f, 3); }
+Test(ops_optim, sgd_norm_decay) { sgd_ex_case(0.9f, 0, 5e-2f, 0.0f, 3); }
+Test(ops_optim, sgd_no_momentum_norm_decay) { sgd_ex_case(0.0f, 0, 0.0f, 1e-2f, 2); }
+
+// Without Nesterov and selector, sgd_step_ex writes sgd_step's bits.
+Test(ops_optim, sgd_ex_is_sgd_step) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    float *p = rnd(n, 880, -1, 1), *g = rnd(n, 881, -1, 1);
+    dten dg = dev_tensor(g, n), pa = dev_tensor(p, n), ba = dev_tensor(NULL, n);
+    dten pb = dev_tensor(p, n), bb = dev_tensor(NULL, n);
+    for (int t = 0; t < 2; t++) {
+        op_sgd_step(rt, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
+        op_sgd_args a = { 0.01f, 0.9f, 1e-4f, 1e-4f, 0, t == 0 };
+        op_sgd_step_ex(rt, pb, dg, bb, DTEN_NONE, DTEN_NONE, n, &a);
+    }
+    expect_same_bits("sgd_ex params", pa, pb, n);
+    expect_same_bits("sgd_ex momentum", ba, bb, n);
+    free(p), free(g);
+}
+
+static void adam_case(int decoupled, double decay, double norm_decay, int steps) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    unsigned char *hsel;
+    dten sel = sel_tensor(n, &hsel);
+    float *p = rnd(n, 890, -1, 1), *m = zeros(n), *v = zeros(n);
+    dten dp = dev_tensor(p, n), dm = dev_tensor(m, n), dv = dev_tensor(v, n);
+    for (int t = 0; t < steps; t++) {
+        float *g = rnd(n, 900 + t, -1, 1);
+        g[5] = 0;  // a zero gradient: v stays 0 at step 1 and the update divides by eps
+        dten dg = dev_tensor(g, n);
+        op_adam_args a = { 1e-3, 0.9, 0.999, 1e-8, decay, norm_decay, decoupled, t + 1 };
+        op_adam_step(rt, dp, dg, dm, dv, sel, DTEN_NONE, n, &a);
+        ref_adam_step(p, g, m, v, hsel, n, 1e-3, 0.9, 0.999, 1e-8, decay, norm_decay, decoupled,
+                      t + 1);
+        free(g);
+    }
+    // The same float operations; the device may fuse the two multiply-adds and round its
+    // division and square root within OpenCL's ulps: a few ulps of each moment and of the
+    // update (lr 1e-3 on weights below ~1.1).
+    check("adam exp_avg", dm, m, n, 2e-7f, 1e-6f);
+    check("adam exp_avg_sq", dv, v, n, 1e-9f, 1e-6f);
+    check("adam params", dp, p, n, 4e-7f, 1e-6f);
+    expect_guards("adam params", dp, n);
+    expect_guards("adam exp_avg_sq", dv, n);
+    free(p), free(m), free(v), free(hsel);
+}
+
+Test(ops_optim, adam_l2) { adam_case(0, 1e-2, 1e-2, 3); }
+Test(ops_optim, adam_norm_decay) { adam_case(0, 5e-2, 0.0, 3); }
+Test(ops_optim, adamw_decoupled) { adam_case(1, 5e-2, 0.0, 3); }
+
+// Guarded: with the guard at 1, the unguarded launch's bits; at 0 or 2 nothing is written.
+Test(ops_optim, guarded_skip_unless_the_guard_is_one) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    float *p = rnd(n, 910, -1, 1), *g = rnd(n, 911, -1, 1);
+    dten dg = dev_tensor(g, n);
+    int32_t one = 1;
+    dten guard = test_upload_i32(rt, &one, 1);
+    for (int kind = 0; kind < 2; kind++) {  // 0: sgd_step_ex (Nesterov), 1: adam_step (AdamW)
+        float *z = zeros(n);  // torch's zeros_like moments
+        dten pa = dev_tensor(p, n), ma = dev_tensor(z, n), va = dev_tensor(z, n);
+        dten pb = dev_tensor(p, n), mb = dev_tensor(z, n), vb = dev_tensor(z, n);
+        free(z);
+        clrt_write(rt, guard.mem, guard.off * 4, &one, sizeof one);
+        for (int t = 0; t < 3; t++) {
+            int32_t gv = t == 2 ? (kind ? 0 : 2) : 1;  // the third step is closed
+            clrt_write(rt, guard.mem, guard.off * 4, &gv, sizeof gv);
+            dten ug = t == 2 ? DTEN_NONE : dg;  // the unguarded twin takes only the open steps
+            if (kind == 0) {
+                op_sgd_args a = { 0.01f, 0.9f, 1e-4f, 0.0f, 1, t == 0 };
+                if (ug.mem) op_sgd_step_ex(rt, pa, dg, ma, DTEN_NONE, DTEN_NONE, n, &a);
+                op_sgd_step_ex(rt, pb, dg, mb, DTEN_NONE, guard, n, &a);
+            } else {
+                op_adam_args a = { 1e-3, 0.9, 0.999, 1e-8, 1e-2, 1e-2, 1, t + 1 };
+                if (ug.mem) op_adam_step(rt, pa, dg, ma, va, DTEN_NONE, DTEN_NONE, n, &a);
+                op_adam_step(rt, pb, dg, mb, vb, DTEN_NONE, guard, n, &a);
+            }
+        }
+        expect_same_bits(kind ? "guarded adam params" : "guarded sgd params", pa, pb, n);
+        expect_same_bits(kind ? "guarded adam exp_avg" : "guarded sgd momentum", ma, mb, n);
+        if (kind) expect_same_bits("guarded adam exp_avg_sq", va, vb, n);
+    }
+    free(p), free(g);
+}
+
+// clip_grad_norm_: the norm, the clamped coefficient and the scaled gradients, for a norm
+// above max_norm (clipped) and below it (coefficient 1: the gradients stay, bitwise).
+Test(ops_optim, clip_grad_norm) {
+    clrt *rt = test_rt();
+    size_t n = 100003;
+    for (int c = 0; c < 2; c++) {
+        float *g = rnd(n, 920 + c, -1, 1);
+        double max_norm = c == 0 ? 10.0 : 1e4, coef;
+        dten dg = dev_tensor(g, n), partial = dev_tensor(NULL, OPS_CLIP_GROUPS);
+        dten out = dev_tensor(NULL, 2);
+        op_clip_grad_norm(rt, dg, n, (float)max_norm, partial, out);
+        double norm = ref_clip_grad_norm(g, n, max_norm, &coef);
+        float *o = dev_read(out, 2);
+        // A float sum of 1e5 squares in a fixed tree: relative error well under 1e-5.
+        cr_expect(fabs(o[0] - norm) <= 1e-5 * norm, "clip norm %.9g, want %.9g", (double)o[0],
+                  norm);
+        cr_expect(fabs(o[1] - coef) <= 1e-5 * coef, "clip coef %.9g, want %.9g", (double)o[1],
+                  coef);
+        if (c == 1) cr_expect_eq(o[1], 1.0f, "coef clamped to 1");
+        check("clipped gradients", dg, g, n, 1e-7f, 2e-5f);
+        expect_guards("clipped gradients", dg, n);
+        free(o), free(g);
+    }
+}
+
+// Accumulation: acc = g1, acc += g2, g3 = (acc + g3) * 1/3, as the float sums in order.
+Test(ops_optim, grad_accumulate) {
+    clrt *rt = test_rt();
+    size_t n = 1003;
+    float *g[3], *want = zeros(n);
+    for (int k = 0; k < 3; k++) g[k] = rnd(n, 930 + k, -1, 1);
+    for (size_t i = 0; i < n; i++) want[i] = ((g[0][i] + g[1][i]) + g[2][i]) * (1.0f / 3);
+    dten acc = dev_tensor(NULL, n), dg[3];
+    for (int k = 0; k < 3; k++) dg[k] = dev_tensor(g[k], n);
+    for (int k = 0; k < 3; k++) op_grad_accumulate(rt, acc, dg[k], n, k, k == 2 ? 1.0f / 3 : 1.0f);
+    check("accumulated mean", dg[2], want, n, 0, 0);
+    expect_same_bits("gradients summed are only read", dg[0], dev_tensor(g[0], n), n);
+    expect_guards("accumulator", acc, n);
+    expect_guards("accumulated mean", dg[2], n);
+    for (int k = 0; k < 3; k++) free(g[k]);
+    free(want);
+}
+
 // ============================== determinism ==============================
 
 // The reduction-bearing ops, twice on the same inputs: bit-identical results.

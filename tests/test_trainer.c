@@ -72,10 +72,10 @@ static void poke(fixture *f, cl_mem mem, size_t i, float v) {
 Test(trainer, nan_step_keeps_the_weights_of_the_step_before, .timeout = 300) {
     fixture f;
     setup(&f);
-    const sgd_config sgd = { 0.01f, 0.9f, 1e-4f };
+    const optim_config sgd = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 1e-4f };
     float loss;
     cr_assert_eq(train_step(&f.t, f.x, f.y, B, &sgd, &loss), TRAIN_OK);
-    float *p1 = read_arena(&f, f.m.arena_params), *b1 = read_arena(&f, f.m.arena_momentum);
+    float *p1 = read_arena(&f, f.m.arena_params), *b1 = read_arena(&f, f.t.opt.state);
     size_t n = f.m.n_param_floats;
     // Step 2 sees a NaN pixel, step 3 (finite) is enqueued before step 2's status is read.
     float keep = f.x[100];
@@ -86,7 +86,7 @@ Test(trainer, nan_step_keeps_the_weights_of_the_step_before, .timeout = 300) {
     cr_expect_eq(train_step_result(&f.t, &loss), TRAIN_BAD_LOSS, "step 2");
     cr_expect(isnan(loss));
     cr_expect_neq(train_step_result(&f.t, &loss), TRAIN_OK, "step 3, behind the failure");
-    float *p3 = read_arena(&f, f.m.arena_params), *b3 = read_arena(&f, f.m.arena_momentum);
+    float *p3 = read_arena(&f, f.m.arena_params), *b3 = read_arena(&f, f.t.opt.state);
     cr_expect(same_bits(p1, p3, n), "weights after the NaN step are step 1's, bitwise");
     cr_expect(same_bits(b1, b3, n), "momentum after the NaN step is step 1's, bitwise");
     free(p1), free(b1), free(p3), free(b3);
@@ -96,7 +96,7 @@ Test(trainer, nan_step_keeps_the_weights_of_the_step_before, .timeout = 300) {
 Test(trainer, nan_gradient_skips_the_update, .timeout = 300) {
     fixture f;
     setup(&f);
-    const sgd_config sgd = { 0.01f, 0.0f, 0.0f };
+    const optim_config sgd = { .lr = 0.01f, .momentum = 0.0f, .weight_decay = 0.0f };
     float loss;
     size_t n = f.m.n_param_floats;
     float *p0 = read_arena(&f, f.m.arena_params);
@@ -123,12 +123,12 @@ Test(trainer, overflowing_update_is_reported, .timeout = 300) {
     fixture f;
     setup(&f);
     // p - lr * (g + weight_decay * p) = 3e38 + 3e38: the update itself overflows.
-    const sgd_config sgd = { 1.0f, 0.0f, -1.0f };
+    const optim_config sgd = { .lr = 1.0f, .momentum = 0.0f, .weight_decay = -1.0f };
     float loss;
     train_step_backward(&f.t, f.x, f.y, B);
     poke(&f, f.m.arena_params, f.m.n_param_floats - 1, 3e38f);
     cr_expect_eq(train_step_update(&f.t, &sgd, &loss), TRAIN_BAD_WEIGHTS);
-    cr_expect_eq(train_step(&f.t, f.x, f.y, B, &(sgd_config){ 0.01f, 0.0f, 0.0f }, &loss),
+    cr_expect_eq(train_step(&f.t, f.x, f.y, B, &(optim_config){ .lr = 0.01f }, &loss),
                  TRAIN_BAD_LOSS, "the infinite weight reaches the next loss");
     teardown(&f);
 }

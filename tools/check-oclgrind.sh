@@ -52,6 +52,7 @@ ops_maxpool/*
 ops_linear/*
 ops_xent/*
 ops_sgd/*
+ops_optim/*
 ops_determinism/*
 oclgrind/*
 runtime/kernel_round_trip"
@@ -70,6 +71,7 @@ ops_maxpool/ties_padding_nan
 ops_linear/*
 ops_xent/*
 ops_sgd/*
+ops_optim/*
 runtime/kernel_round_trip"
 
 # Reports judged false positives, one extended regex per line over "kernel: message", each

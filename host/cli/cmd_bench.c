@@ -10,7 +10,7 @@
 
 static const char bench_usage[] =
     "usage: cltrain bench [--arch A] [--image-size S] [--batch-size B] [--steps N] [--device SPEC]\n"
-    "  Times N training steps (forward, loss, backward, SGD, finiteness checks: the step\n"
+    "  Times N training steps (forward, loss, backward, optimizer, finiteness checks: the step\n"
     "  `train` runs) and N evaluation batches of a ResNet (--arch resnet18|resnet34|resnet50|\n"
     "  resnet101|resnet152, default resnet18) on synthetic data after a warm-up, and prints one\n"
     "  JSON line:\n"
@@ -20,6 +20,7 @@ static const char bench_usage[] =
     "  size (their plan keeps nothing for backward).  Defaults: --image-size 224 --batch-size 64\n"
     "  --steps 10.\n"
     "  --num-classes N (10)  --freeze STAGE  --seed N  --non-strict (--strict: the default)\n"
+    "  --optimizer sgd|adam|adamw   the step's optimizer (sgd: lr 1e-4, momentum 0.9)\n"
     "  --profile   also print device time per op type and per layer (stderr); events add\n"
     "              some overhead to the timed loops\n";
 
@@ -68,7 +69,15 @@ int cmd_bench(int argc, char **argv) {
         x[i] = (float)(s >> 40) / 16777216.0f;
     }
     for (int i = 0; i < B; i++) y[i] = i % K;
-    const sgd_config sgd = { 1e-4f, 0.9f, 0.0f };
+    optim_config sgd;  // SGD lr 1e-4, momentum 0.9 as always; --optimizer adam|adamw times those
+    optim_config_defaults(&sgd);
+    sgd.lr = 1e-4;
+    sgd.kind = (optim_kind)o.optimizer;
+    if (sgd.kind != OPTIM_SGD) sgd.momentum = 0;
+    if (trainer_set_optim(&tr, &sgd, err, sizeof err) != 0) {
+        fprintf(stderr, "cltrain: error: %s\n", err);
+        exit(CLI_EXIT_DATA);
+    }
     float loss;
     // Warm-up: kernels and CLBlast routines compile on first use.
     train_step(&tr, x, y, B, &sgd, &loss);
@@ -105,7 +114,8 @@ int cmd_bench(int argc, char **argv) {
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"eval_device_bytes\":%zu,"
            "\"last_loss\":%.6g}\n",
            S, B, o.steps, (double)B * o.steps / (t1 - t0), (double)B * o.steps / (t2 - t1),
-           m.device_bytes + op_gemm_scratch_bytes(&rt), eval_bytes, loss);
+           m.device_bytes + optim_device_bytes(&tr.opt) + op_gemm_scratch_bytes(&rt), eval_bytes,
+           loss);
     clrt_host_free(&rt, &xb);
     clrt_host_free(&rt, &yb);
     clrt_host_free(&rt, &lb);

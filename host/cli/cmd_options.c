@@ -5,6 +5,7 @@
 #include "model/model.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum {
@@ -16,6 +17,7 @@ enum {
     O_DEVICES,
     O_LR_SCHEDULE, O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
     O_NO_REPORT, O_EARLY_STOP,
+    O_OPTIMIZER, O_NESTEROV, O_BETAS, O_EPS, O_NORM_WD, O_CLIP, O_ACCUMULATE,
 };
 
 static const struct option all_opts[] = {
@@ -64,6 +66,13 @@ static const struct option all_opts[] = {
     { "save-best", required_argument, 0, O_SAVE_BEST },
     { "no-report", no_argument, 0, O_NO_REPORT },
     { "early-stop", required_argument, 0, O_EARLY_STOP },
+    { "optimizer", required_argument, 0, O_OPTIMIZER },
+    { "nesterov", no_argument, 0, O_NESTEROV },
+    { "betas", required_argument, 0, O_BETAS },
+    { "eps", required_argument, 0, O_EPS },
+    { "norm-weight-decay", required_argument, 0, O_NORM_WD },
+    { "clip-grad-norm", required_argument, 0, O_CLIP },
+    { "accumulate", required_argument, 0, O_ACCUMULATE },
     { 0, 0, 0, 0 },
 };
 
@@ -81,13 +90,49 @@ static const int train_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_C
                                  O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT,
                                  O_SKIP_BAD, O_WORKERS, O_RESIZE, O_DEVICES, O_LR_SCHEDULE,
                                  O_WARMUP, O_LABEL_SMOOTHING, O_EVAL_EVERY_EPOCH, O_SAVE_BEST,
-                                 O_NO_REPORT, O_EARLY_STOP, 0 };
+                                 O_NO_REPORT, O_EARLY_STOP, O_OPTIMIZER, O_NESTEROV, O_BETAS, O_EPS,
+                                 O_NORM_WD, O_CLIP, O_ACCUMULATE, 0 };
 static const int eval_ids[] = { O_DEVICE, O_DATA, O_DATASET, O_WEIGHTS, O_NUM_CLASSES, O_BATCH,
                                 O_IMAGE, O_NORMALIZE, O_TEST_LIMIT, O_PREDICTIONS, O_STRICT,
                                 O_NON_STRICT, O_HELP, O_ARCH, O_VAL_SPLIT, O_SKIP_BAD, O_WORKERS,
                                 O_RESIZE, 0 };
 static const int bench_ids[] = { O_DEVICE, O_BATCH, O_IMAGE, O_STEPS, O_NUM_CLASSES, O_SEED,
-                                 O_FREEZE, O_PROFILE, O_STRICT, O_NON_STRICT, O_HELP, O_ARCH, 0 };
+                                 O_FREEZE, O_PROFILE, O_STRICT, O_NON_STRICT, O_HELP, O_ARCH,
+                                 O_OPTIMIZER, 0 };
+
+// --betas B1,B2: torch.optim.Adam's betas, each in [0, 1).
+static int parse_betas(const char *s, run_options *o) {
+    char *end = NULL;
+    double b1 = strtod(s, &end), b2 = -1;
+    if (end != s && *end == ',') {
+        const char *t = end + 1;
+        b2 = strtod(t, &end);
+        if (end == t || *end) b2 = -1;
+    }
+    if (!(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1)) {
+        fprintf(stderr, "cltrain: error: --betas expects B1,B2 with each in [0, 1), got '%s'\n",
+                s);
+        return -1;
+    }
+    o->beta1 = b1;
+    o->beta2 = b2;
+    return 0;
+}
+
+int cmd_check_optim_flags(const run_options *o, unsigned long long given, const char *usage) {
+    int sgd = o->optimizer == OPTIM_SGD;
+    const char *name = optim_kind_name((optim_kind)o->optimizer);
+    if (sgd && (cmd_flag_given(given, "betas") || cmd_flag_given(given, "eps")))
+        return cli_usage_error(usage, "--%s applies to --optimizer adam|adamw, not sgd",
+                               cmd_flag_given(given, "betas") ? "betas" : "eps");
+    if (!sgd && (cmd_flag_given(given, "momentum") || o->nesterov))
+        return cli_usage_error(usage, "--%s applies to --optimizer sgd, not %s (Adam's "
+                               "averages are --betas)", o->nesterov ? "nesterov" : "momentum",
+                               name);
+    if (o->nesterov && o->momentum == 0)
+        return cli_usage_error(usage, "--nesterov needs a momentum: --momentum is 0");
+    return 0;
+}
 
 void run_options_defaults(run_options *o) {
     memset(o, 0, sizeof *o);
@@ -102,10 +147,19 @@ void run_options_defaults(run_options *o) {
     o->strict = 1;           // PyTorch's load_state_dict(strict=True); --non-strict
     o->steps = 10;
     o->strict = 1;           // load_state_dict(strict=True)
+    optim_config c;
+    optim_config_defaults(&c);
+    o->optimizer = (int)c.kind;
+    o->beta1 = c.beta1;
+    o->beta2 = c.beta2;
+    o->eps = c.eps;
+    o->norm_weight_decay = -1;  // --weight-decay's
+    o->accumulate = 1;
 }
 
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask) {
+    static const char *optimizer_choices[] = { "sgd", "adam", "adamw", NULL };
     static const char *normalize_choices[] = { "none", "imagenet", NULL };
     static const char *augment_choices[] = { "none", "flip-crop", "rrc-flip", NULL };
     static const char *dataset_choices[] = { "auto", "cifar10", "idx", "folder", NULL };
@@ -218,6 +272,31 @@ int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, cons
             if (cli_parse_int("--early-stop", optarg, 1, 1000000, &o->early_stop) != 0)
                 return CLI_EXIT_USAGE;
             break;
+        case O_OPTIMIZER:
+            if ((o->optimizer = cli_parse_choice("--optimizer", optarg, optimizer_choices)) < 0)
+                bad = 1;
+            break;
+        case O_NESTEROV: o->nesterov = 1; break;
+        case O_BETAS: bad |= parse_betas(optarg, o) != 0; break;
+        case O_EPS:
+            bad |= cli_parse_float("--eps", optarg, 0.0, 1.0, &o->eps) != 0;
+            if (!bad && !(o->eps > 0)) {
+                fprintf(stderr, "cltrain: error: --eps must be above 0, got %s\n", optarg);
+                bad = 1;
+            }
+            break;
+        case O_NORM_WD:
+            bad |= cli_parse_float("--norm-weight-decay", optarg, 0.0, 1e6, &o->norm_weight_decay) != 0;
+            break;
+        case O_CLIP:
+            bad |= cli_parse_float("--clip-grad-norm", optarg, 0.0, 1e12, &o->clip_grad_norm) != 0;
+            if (!bad && !(o->clip_grad_norm > 0)) {
+                fprintf(stderr, "cltrain: error: --clip-grad-norm must be above 0, got %s\n",
+                        optarg);
+                bad = 1;
+            }
+            break;
+        case O_ACCUMULATE: bad |= cli_parse_int("--accumulate", optarg, 1, 1000000, &o->accumulate) != 0; break;
         }
         if (bad) return cli_show_usage(usage);
     }
@@ -250,7 +329,11 @@ void cmd_train_config(const run_options *o, train_config *c) {
                          .resize = o->resize, .val_split = o->val_split, .lr = o->lr,
                          .momentum = o->momentum, .weight_decay = o->weight_decay,
                          .lr_schedule = o->lr_schedule, .warmup_epochs = o->warmup_epochs,
-                         .label_smoothing = o->label_smoothing, .replicas = o->replicas };
+                         .label_smoothing = o->label_smoothing, .replicas = o->replicas,
+                         .optimizer = o->optimizer, .nesterov = o->nesterov,
+                         .accumulate = o->accumulate, .beta1 = o->beta1, .beta2 = o->beta2,
+                         .eps = o->eps, .norm_weight_decay = o->norm_weight_decay,
+                         .clip_grad_norm = o->clip_grad_norm };
 }
 
 void cmd_take_train_config(run_options *o, const train_config *c) {
@@ -277,4 +360,12 @@ void cmd_take_train_config(run_options *o, const train_config *c) {
     o->warmup_epochs = c->warmup_epochs;
     o->label_smoothing = c->label_smoothing;
     o->replicas = c->replicas;
+    o->optimizer = c->optimizer;
+    o->nesterov = c->nesterov;
+    o->accumulate = c->accumulate;
+    o->beta1 = c->beta1;
+    o->beta2 = c->beta2;
+    o->eps = c->eps;
+    o->norm_weight_decay = c->norm_weight_decay;
+    o->clip_grad_norm = c->clip_grad_norm;
 }

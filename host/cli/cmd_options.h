@@ -3,6 +3,7 @@
 #define CLTRAIN_CMD_OPTIONS_H
 
 #include "host/cli/cli.h"
+#include "host/train/optim.h"
 #include "host/train/train_config.h"
 
 // The flags of train, eval and bench (cmd_parse_options fills it).
@@ -30,6 +31,11 @@ typedef struct run_options {
     int no_report;                 // train --no-report: no RUN.html beside --log RUN.jsonl
     int early_stop;                // train --early-stop N: stop after N epochs without a
                                    // better validation accuracy (0: never)
+    // The optimizer (host/train/optim.h): --optimizer (optim_kind), --nesterov, --betas,
+    // --eps, --norm-weight-decay (< 0: --weight-decay's), --clip-grad-norm (0: none),
+    // --accumulate N (batches per optimizer step).
+    int optimizer, nesterov, accumulate;
+    double beta1, beta2, eps, norm_weight_decay, clip_grad_norm;
 } run_options;
 
 void run_options_defaults(run_options *o);
@@ -40,6 +46,10 @@ typedef enum { CMD_TRAIN, CMD_EVAL, CMD_BENCH } cmd_kind;
 // explicit_mask (may be NULL) records which flags were given.
 int cmd_parse_options(int argc, char **argv, run_options *o, cmd_kind kind, const char *usage,
                       unsigned long long *explicit_mask);
+// The optimizer flags that do not go together (exit status 2 with a message naming the flag,
+// or 0): --betas/--eps with sgd, --momentum/--nesterov with adam or adamw, --nesterov with
+// momentum 0. Checked after --resume has filled in the saved run's optimizer.
+int cmd_check_optim_flags(const run_options *o, unsigned long long given, const char *usage);
 // Was the long flag `name` ("batch-size") given?
 int cmd_flag_given(unsigned long long mask, const char *name);
 // The long names of the flags in mask, NULL-terminated, into names (at most max - 1 of them).

@@ -53,3 +53,19 @@ loader_config session_loader_config(const run_options *o, int train) {
                          .skip_bad = o->skip_bad };
     return lc;
 }
+
+void session_optim_config(const run_options *o, optim_config *c) {
+    optim_config_defaults(c);
+    c->kind = (optim_kind)o->optimizer;
+    c->lr = o->lr;
+    c->momentum = o->optimizer == OPTIM_SGD ? o->momentum : 0;
+    c->weight_decay = o->weight_decay;
+    c->nesterov = o->nesterov;
+    c->beta1 = o->beta1;
+    c->beta2 = o->beta2;
+    c->eps = o->eps;
+    c->norm_decay_set = o->norm_weight_decay >= 0;
+    c->norm_weight_decay = c->norm_decay_set ? o->norm_weight_decay : o->weight_decay;
+    c->clip_grad_norm = o->clip_grad_norm;
+    c->accumulate = o->accumulate > 1 ? o->accumulate : 1;
+}

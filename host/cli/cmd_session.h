@@ -7,6 +7,9 @@
 #include "host/cli/cmd_options.h"
 #include "host/train/session.h"
 
+// The optimizer config of the options (lr: --lr; schedules change it per epoch).
+void session_optim_config(const run_options *o, optim_config *c);
+
 // The --weights file, read once for the run (from ckpt_read): the architecture, the number
 // of classes and the tensors all come from this one copy. 0, or nonzero with a message.
 int session_read_weights(ckpt *c, const run_options *o, char *err, size_t errlen);

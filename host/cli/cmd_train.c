@@ -24,7 +24,7 @@
 
 static const char train_usage[] =
     "usage: cltrain train --data DIR [options]\n"
-    "  Fine-tunes a ResNet (SGD with momentum, cross-entropy), then evaluates the test split.\n"
+    "  Fine-tunes a ResNet (cross-entropy; SGD, Adam or AdamW), then evaluates the test split.\n"
     "  --arch resnet18|resnet34|resnet50|resnet101|resnet152   default: what --weights holds,\n"
     "                         else resnet18\n"
     "  --data DIR             CIFAR-10 binary folder or IDX (Fashion-MNIST/MNIST) folder\n"
@@ -42,6 +42,17 @@ static const char train_usage[] =
     "  --num-classes N        default: from the data set\n"
     "  --epochs N (10)  --max-steps N (stop after N optimizer steps in all)\n"
     "  --batch-size N (64)  --lr X (0.001)  --momentum X (0.9)  --weight-decay X (0)\n"
+    "  --optimizer sgd|adam|adamw (sgd)   torch.optim's SGD, Adam or AdamW\n"
+    "  --nesterov             SGD with Nesterov momentum (--momentum > 0)\n"
+    "  --betas B1,B2 (0.9,0.999)  --eps X (1e-8)   Adam and AdamW\n"
+    "                         --weight-decay: SGD and Adam add X*w to the gradient (L2),\n"
+    "                         AdamW decays the weights (w -= lr*X*w)\n"
+    "  --norm-weight-decay X  weight decay of batch-norm weights and biases (default:\n"
+    "                         --weight-decay)\n"
+    "  --clip-grad-norm X     clip_grad_norm_: scale the gradients to a total norm of at\n"
+    "                         most X before each step (the norm goes to --log)\n"
+    "  --accumulate N         one optimizer step per N batches, with their mean gradient\n"
+    "                         (steps, schedules and checkpoints count optimizer steps)\n"
     "  --image-size S (224)   images are resized to SxS (PIL bilinear, as torchvision)\n"
     "  --resize N             Resize(N) (shorter side) then CenterCrop(image-size)\n"
     "  --normalize none|imagenet (none)  --augment none|flip-crop|rrc-flip (none)\n"
@@ -99,7 +110,7 @@ typedef struct train_run {
     model m;
     loader ld;
     trainer tr;
-    sgd_config sgd;
+    optim_config opt;              // the optimizer's config; opt.lr follows the schedule
     lr_schedule sched;             // --lr-schedule, --warmup-epochs over the run's horizon
     train_config tcfg;             // o's run-shaping arguments, for the loop and the state
     stepper step;                  // the trainer, or the replicas around it
@@ -175,6 +186,7 @@ static int validate(train_run *r, int argc, char **argv) {
         fprintf(stderr, "cltrain: error: %s\n", r->err);
         return r->st.usage_error ? CLI_EXIT_USAGE : CLI_EXIT_DATA;
     }
+    if ((rc = cmd_check_optim_flags(o, r->given, train_usage))) return rc;
     if (o->resume && o->weights) {  // the rerun command line of the run being resumed
         fprintf(stderr, "cltrain: note: --weights %s is ignored: the training state %s holds "
                         "the weights\n", o->weights, o->resume);
@@ -417,8 +429,11 @@ static int set_up(train_run *r) {
         rc = CLI_EXIT_DATA;
     if (rc) return rc;
     trainer_init(&r->tr, &r->m);
+    session_optim_config(o, &r->opt);
+    if (trainer_set_optim(&r->tr, &r->opt, err, errlen)) return CLI_EXIT_DATA;
+    if (o->resume && train_state_apply_optim(&r->st, &r->tr.opt, o->resume, err, errlen))
+        return CLI_EXIT_DATA;
     if (r->world > 1 && (rc = set_up_replicas(r))) return rc;
-    r->sgd = (sgd_config){ (float)o->lr, (float)o->momentum, (float)o->weight_decay };
     lr_schedule_parse(&r->sched, o->lr_schedule, err, errlen);  // checked with the flags
     r->sched.warmup = o->warmup_epochs;
     if (!r->st.schedule_epochs) r->st.schedule_epochs = o->epochs;  // new run, or a version 2 state
@@ -464,9 +479,11 @@ static void on_epoch_start(void *ctx, int epoch, int first_batch, double lr) {
 }
 
 static void on_step(void *ctx, int epoch, int b, int batches, long global_step, float loss,
-                    double lr, double ips) {
+                    double lr, double ips, float grad_norm) {
     train_run *r = ctx;
-    if (r->logf) run_log_step(r->logf, epoch + 1, global_step, loss, lr, ips);
+    if (r->logf)
+        run_log_step(r->logf, epoch + 1, global_step, loss, lr, ips, r->o.clip_grad_norm > 0,
+                     grad_norm);
     progress_update(&r->pg, epoch + 1, b + 1, batches, loss, ips);
 }
 
@@ -527,7 +544,7 @@ static void start_loop(train_run *r) {
         .save_best = o->save_best != NULL, .early_stop = o->early_stop, .format = r->ds.format, .st = &r->st, .m = &r->m,
         .tr = &r->tr, .step = &r->step, .ld = &r->ld, .ds = &r->ds, .skips = &r->skips,
         .comm = &r->comm, .world = r->world, .x = r->x, .y = r->y, .idx = r->idx,
-        .sgd = r->sgd, .sched = r->sched, .stop_signal = &stop_signal,
+        .opt = r->opt, .sched = r->sched, .stop_signal = &stop_signal,
         .sink = { .ctx = r, .epoch_start = on_epoch_start, .step = on_step,
                   .running_loss = on_running_loss, .epoch_end = on_epoch_end,
                   .evaluation = on_evaluation, .save_best = on_save_best,

@@ -103,7 +103,7 @@ static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, siz
             for (size_t i = 0; i < nx; i++) x[i] = (float)(i % 97) / 97.0f;
             trainer tr;
             trainer_init(&tr, &m);
-            const sgd_config sgd = { 1e-4f, 0.9f, 0.0f };
+            const optim_config sgd = { .lr = 1e-4, .momentum = 0.9 };  // bench's SGD
             float loss;
             op_gemm_record(rt, sh);
             train_step(&tr, x, y, B, &sgd, &loss);  // the step `train` runs

@@ -72,9 +72,12 @@ void run_log_epoch(FILE *f, int epoch, double lr) {
     fflush(f);
 }
 
-void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips) {
+void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips,
+                  int clipping, float grad_norm) {
     fprintf(f, "{\"epoch\":%d,\"step\":%ld,\"loss\":%.9g,\"lr\":%g,"
-               "\"images_per_s\":%.2f}\n", epoch, step, loss, lr, ips);
+               "\"images_per_s\":%.2f", epoch, step, loss, lr, ips);
+    if (clipping) fprintf(f, ",\"grad_norm\":%.9g", grad_norm);
+    fprintf(f, "}\n");
     fflush(f);
 }
 

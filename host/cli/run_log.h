@@ -22,8 +22,10 @@ void run_log_evaluation(FILE *f, int epoch, const char *what, const dataset *ds,
 
 // {"epoch":E,"lr":LR} at the start of an epoch. Flushed.
 void run_log_epoch(FILE *f, int epoch, double lr);
-// {"epoch":E,"step":N,"loss":L,"lr":LR,"images_per_s":X} for each step. Flushed.
-void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips);
+// {"epoch":E,"step":N,"loss":L,"lr":LR,"images_per_s":X} for each step, with
+// "grad_norm" (clip_grad_norm_'s total norm before clipping) when clipping. Flushed.
+void run_log_step(FILE *f, int epoch, long step, float loss, double lr, double ips,
+                  int clipping, float grad_norm);
 // {"epoch":E,"val_accuracy":A,"lr":LR} after an epoch's validation (A in percent). Flushed.
 void run_log_val_accuracy(FILE *f, int epoch, double accuracy, double lr);
 // {"epoch":E,"test_accuracy":A} at the end of the run (flushed by the evaluation after it).

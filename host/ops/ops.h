@@ -175,6 +175,37 @@ void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float l
 void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
                          float momentum, float weight_decay, int first_step, dten guard);
 
+// ---- the optimizers of host/train/optim.h (cl/optim.cl); any guarded launch writes
+// nothing unless guard (one int32) is 1, as op_sgd_step_guarded ----
+// A per-float weight-decay selector sel (uchar, n; DTEN_NONE: every float takes `decay`):
+// 1 for a batch-norm weight or bias, which takes `norm_decay` (--norm-weight-decay).
+typedef struct op_sgd_args {
+    float lr, momentum, decay, norm_decay;
+    int nesterov;                  // torch.optim.SGD(nesterov=True): g + momentum * buf
+    int first_step;                // buf = g (torch clones the first gradient)
+} op_sgd_args;
+// SGD over n parameters, op_sgd_step's float operations plus Nesterov and the selector.
+void op_sgd_step_ex(clrt *rt, dten params, dten grads, dten bufs, dten sel, dten guard,
+                    size_t n, const op_sgd_args *a);
+// Hyperparameters in double: torch computes the bias corrections and AdamW's 1 - lr * wd
+// in Python floats; the kernel gets them rounded once.
+typedef struct op_adam_args {
+    double lr, beta1, beta2, eps, decay, norm_decay;
+    int decoupled;                 // 1: AdamW (p *= 1 - lr * wd); 0: Adam (g += wd * p)
+    long step;                     // this step's number, from 1 (torch's state['step'])
+} op_adam_args;
+// torch.optim.Adam/AdamW (amsgrad off) over n parameters with moments exp_avg, exp_avg_sq.
+void op_adam_step(clrt *rt, dten params, dten grads, dten exp_avg, dten exp_avg_sq, dten sel,
+                  dten guard, size_t n, const op_adam_args *a);
+// torch.nn.utils.clip_grad_norm_(max_norm) over grads (n) on the device, no host read:
+// partial (OPS_CLIP_GROUPS floats) is scratch; out (2 floats) gets the total 2-norm and the
+// coefficient min(max_norm / (norm + 1e-6), 1) that every gradient is then multiplied by.
+enum { OPS_CLIP_GROUPS = 64 };
+void op_clip_grad_norm(clrt *rt, dten grads, size_t n, float max_norm, dten partial, dten out);
+// Accumulation over micro-batches: mode 0 acc = grads, 1 acc += grads, 2 grads = (acc +
+// grads) * scale (the last one: the mean back into the gradient arena).
+void op_grad_accumulate(clrt *rt, dten acc, dten grads, size_t n, int mode, float scale);
+
 // ---- checks ----
 // 1 when all n floats are finite (deterministic; reads back one int).
 int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int);

@@ -3,6 +3,7 @@
 #include "host/train/loop.h"
 #include "common/hash.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -42,8 +43,8 @@ static void print_running_loss(train_loop *r, int epoch, int b) {
 // ---- checkpoints ----
 
 static int write_state(train_loop *r) {
-    return train_state_write(r->st, r->m, r->cfg, r->format, r->ld->n, r->checkpoint, r->err,
-                             sizeof r->err);
+    return train_state_write(r->st, r->m, &r->tr->opt, r->cfg, r->format, r->ld->n,
+                             r->checkpoint, r->err, sizeof r->err);
 }
 
 // Saves the training state when --checkpoint asks for it now. Returns 0 or TRAIN_LOOP_FAILED.
@@ -108,13 +109,14 @@ static int max_steps_done(const train_loop *r) {
 // Books a finished step: counters, log, bar, the seed's line, the position in the data. A
 // batch that took no step (ran 0: --skip-bad left too few images) moves the position only.
 static void after_step(train_loop *r, int epoch, int b, int batches, int ran, float loss,
-                       double ips) {
+                       double ips, float grad_norm) {
     train_state *st = r->st;
     if (ran) {
         st->global_step++;
         st->running_loss += loss;
         st->running_count++;
-        r->sink.step(r->sink.ctx, epoch, b, batches, st->global_step, loss, r->lr_now, ips);
+        r->sink.step(r->sink.ctx, epoch, b, batches, st->global_step, loss, r->lr_now, ips,
+                     grad_norm);
     }
     print_running_loss(r, epoch, b);
     int at_end = b + 1 == batches;
@@ -130,6 +132,8 @@ typedef struct pending_step {
     int ran;                       // 0: no step for this batch (batch_trains)
     train_status s;
     float loss;
+    float grad_norm;               // --clip-grad-norm: the step's total gradient norm
+    int micro;                     // --accumulate: a batch added to the group's sums
 } pending_step;
 
 // Whether batch b, which --skip-bad may have shortened to n images, gives a step. None left:
@@ -152,14 +156,26 @@ static int batch_trains(train_loop *r, int epoch, int b, int n) {
     return 0;
 }
 
-static void step_enqueue(train_loop *r, pending_step *p, int epoch, int b, int n) {
+// --accumulate N: batches b with b % N < N - 1 (counted from the epoch's start, so a resumed
+// run keeps the groups) only add their gradient; the group's last batch, or the epoch's last,
+// takes the optimizer step with the mean over the group.
+static int accumulates(const train_loop *r, int b, int batches) {
+    int N = r->opt.accumulate;
+    return N > 1 && b % N != N - 1 && b + 1 != batches;
+}
+
+static void step_enqueue(train_loop *r, pending_step *p, int epoch, int b, int n, int batches) {
     p->b = b;
     p->n = n;
     p->ran = batch_trains(r, epoch, b, n);
     p->s = TRAIN_OK;
     p->loss = 0;
+    p->grad_norm = NAN;
+    p->micro = accumulates(r, b, batches);
+    if (p->ran && p->micro) stepper_micro(r->step, r->x, r->y, n, &r->opt);
+    if (p->micro) p->ran = 0;  // no step: its batch moves the position only
     if (!p->ran) return;
-    stepper_enqueue(r->step, r->x, r->y, n, &r->sgd);
+    stepper_enqueue(r->step, r->x, r->y, n, &r->opt);
 }
 
 // Whether the step after p may be enqueued before p's result is booked: only when booking p
@@ -167,6 +183,7 @@ static void step_enqueue(train_loop *r, pending_step *p, int epoch, int b, int n
 // the epoch), so nothing reads the weights between the two. Ranks always take this in step.
 static int may_overlap(train_loop *r, const pending_step *p, int batches) {
     long step = r->st->global_step + 1;  // p's, once booked
+    if (p->micro) return 1;  // nothing to read, no step to book
     if (!stepper_pipelined(r->step) || *r->stop_signal || p->b + 1 == batches) return 0;
     if (r->cfg->max_steps && step >= r->cfg->max_steps) return 0;
     return !(r->checkpoint && r->checkpoint_every && step % r->checkpoint_every == 0);
@@ -176,7 +193,10 @@ static int may_overlap(train_loop *r, const pending_step *p, int batches) {
 // `boundary`, the end of the epoch, the checkpoint and the stop that may follow it.
 static int step_finish(train_loop *r, int epoch, int batches, pending_step *p, int boundary,
                        double *t_last, int *stopped) {
-    if (p->ran) p->s = stepper_result(r->step, &p->loss);
+    if (p->ran) {
+        p->s = stepper_result(r->step, &p->loss);
+        p->grad_norm = stepper_grad_norm(r->step);
+    }
     if (p->s != TRAIN_OK) {  // earlier checkpoints and --save stay as they are
         if (r->comm->rank == 0)  // every rank has the same status: rank 0 says it
             loop_error(r, "non-finite %s (loss %g) at step %ld (epoch %d, batch %d); "
@@ -186,8 +206,8 @@ static int step_finish(train_loop *r, int epoch, int batches, pending_step *p, i
     }
     double t = session_now(), ips = p->n / (t - *t_last);
     *t_last = t;
-    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips);
-    if (!boundary) return 0;
+    after_step(r, epoch, p->b, batches, p->ran, p->loss, ips, p->grad_norm);
+    if (!boundary || p->micro) return 0;  // a group is never cut: stops wait for its step
     int stopping = max_steps_done(r) || any_stop_signal(r), rc;
     if (p->b + 1 == batches && (rc = end_of_epoch(r, epoch))) return rc;  // before the state
     if ((rc = maybe_checkpoint(r, p->b + 1 == batches, stopping))) return rc;
@@ -222,7 +242,7 @@ static int train_epoch(train_loop *r, int epoch, int *stopped) {
     int first = epoch == r->st->epoch ? r->st->batch : 0;
     loader_start_epoch(r->ld, epoch, first);
     r->lr_now = lr_schedule_at(&r->sched, r->cfg->lr, epoch);
-    r->sgd.lr = (float)r->lr_now;
+    r->opt.lr = r->lr_now;
     r->sink.epoch_start(r->sink.ctx, epoch, first, r->lr_now);
     double t_last = session_now();
     int n = 0, got = 0, rc = 0, have = 0;
@@ -235,7 +255,7 @@ static int train_epoch(train_loop *r, int epoch, int *stopped) {
         }
         if ((got = loader_next_ex(r->ld, r->x, r->y, r->idx, &n)) <= 0) break;
         if ((rc = same_batch(r, epoch, b, n))) return rc;
-        step_enqueue(r, &next, epoch, b, n);
+        step_enqueue(r, &next, epoch, b, n, batches);
         if (have && (rc = step_finish(r, epoch, batches, &p, 0, &t_last, stopped))) {
             float loss;  // the step behind it was guarded (sticky flags): read and drop it
             if (next.ran) stepper_result(r->step, &loss);

@@ -8,6 +8,7 @@
 
 #include "dataset/loader.h"
 #include "host/train/comm.h"
+#include "host/train/optim.h"
 #include "host/train/schedule.h"
 #include "host/train/session.h"
 #include "host/train/stepper.h"
@@ -19,9 +20,10 @@
 typedef struct train_sink {
     void *ctx;
     void (*epoch_start)(void *ctx, int epoch, int first_batch, double lr);
-    // A step was booked: global_step steps in all, its loss, the lr, images per second.
+    // A step was booked: global_step steps in all, its loss, the lr, images per second, the
+    // total gradient norm (--clip-grad-norm; NaN without).
     void (*step)(void *ctx, int epoch, int batch, int batches, long global_step, float loss,
-                 double lr, double ips);
+                 double lr, double ips, float grad_norm);
     // The seed's line: the mean loss of the last --print-every batches, at batch `batch`.
     void (*running_loss)(void *ctx, int epoch, int batch, double loss);
     void (*epoch_end)(void *ctx, int epoch);
@@ -59,7 +61,7 @@ typedef struct train_loop {
     float *x;                      // (3, B, S, S) the batch, host side
     int32_t *y;                    // (B)
     int *idx;                      // (B) its images' indices in the split
-    sgd_config sgd;                // lr set per epoch from the schedule
+    optim_config opt;              // the optimizer; lr set per epoch from the schedule
     lr_schedule sched;
     volatile sig_atomic_t *stop_signal;  // set by a signal handler (stops after a step)
     train_sink sink;

@@ -117,15 +117,18 @@ int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
     m->label_smoothing = m0->label_smoothing;
     trainer_init(&R->own[i - 1], m);
     R->tr[i] = &R->own[i - 1];
-    return 0;
+    const optim *o0 = &R->tr[0]->opt;  // replica 0's optimizer, when set up already
+    return o0->m ? trainer_set_optim(R->tr[i], &o0->cfg, err, errlen) : 0;
 }
 
-// A replica's weights, momentum and running statistics to host memory, or back (write).
-static void state_io(model *m, float *p, float *mom, float *buf, int write) {
+// A replica's weights, optimizer state and running statistics to host memory, or back
+// (write). opt (nstate, n_param_floats) is skipped for an optimizer not set up yet.
+static void state_io(trainer *t, float *p, float *opt, float *buf, int write) {
+    model *m = t->m;
     size_t np = m->n_param_floats * sizeof(float), nb = m->n_buffer_floats * sizeof(float);
-    cl_mem mems[3] = { m->arena_params, m->arena_momentum, m->arena_buffers };
-    float *host[3] = { p, mom, buf };
-    size_t bytes[3] = { np, np, nb };
+    cl_mem mems[3] = { m->arena_params, t->opt.state, m->arena_buffers };
+    float *host[3] = { p, opt, buf };
+    size_t bytes[3] = { np, t->opt.m ? (size_t)t->opt.nstate * np : 0, nb };
     for (int k = 0; k < 3; k++) {
         if (!bytes[k]) continue;
         if (write) clrt_write(m->rt, mems[k], 0, host[k], bytes[k]);
@@ -135,26 +138,27 @@ static void state_io(model *m, float *p, float *mom, float *buf, int write) {
 
 void replicas_sync_state(replicas *R) {
     if (R->world <= 1) return;
-    model *m0 = R->tr[0]->m;
-    size_t np = m0->n_param_floats;
-    float *mom = malloc((np + 1) * sizeof(float));
-    if (!mom) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
-    state_io(m0, R->grad, mom, R->bufs, 0);
+    trainer *t0 = R->tr[0];
+    model *m0 = t0->m;
+    size_t np = m0->n_param_floats, ns = t0->opt.m ? (size_t)t0->opt.nstate * np : 0;
+    float *opt = malloc((ns + 1) * sizeof(float));
+    if (!opt) { fprintf(stderr, "cltrain: out of host memory\n"); exit(1); }
+    state_io(t0, R->grad, opt, R->bufs, 0);
     comm *c = R->c;
     comm_broadcast(c, R->grad, np * sizeof(float), 0);
-    comm_broadcast(c, mom, np * sizeof(float), 0);
+    comm_broadcast(c, opt, ns * sizeof(float), 0);
     comm_broadcast(c, R->bufs, m0->n_buffer_floats * sizeof(float), 0);
     comm_broadcast(c, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t), 0);
-    comm_broadcast(c, &m0->momentum_ready, sizeof m0->momentum_ready, 0);
+    comm_broadcast(c, &t0->opt.step, sizeof t0->opt.step, 0);
     for (int i = c->rank == 0 ? 1 : 0; i < R->local; i++) {
-        model *m = R->tr[i]->m;
-        state_io(m, R->grad, mom, R->bufs, 1);
-        if (m != m0) {
-            memcpy(m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
-            m->momentum_ready = m0->momentum_ready;
+        trainer *t = R->tr[i];
+        state_io(t, R->grad, opt, R->bufs, 1);
+        if (t != t0) {
+            memcpy(t->m->bn_count, m0->bn_count, (size_t)m0->nbns * sizeof(int64_t));
+            t->opt.step = t0->opt.step;
         }
     }
-    free(mom);
+    free(opt);
 }
 
 void replicas_free(replicas *R) {
@@ -308,40 +312,60 @@ static void set_shares(replicas *R, int n) {
     }
 }
 
-train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
-                           const sgd_config *sgd, float *loss) {
+void replicas_micro(replicas *R, const float *x, const int32_t *labels, int n,
+                    const optim_config *c) {
     int W = R->world;
     size_t SS = (size_t)R->image_size * R->image_size;
+    set_shares(R, n);
+    sync_buffers(R);
+    for (int i = 0; i < R->local; i++) {
+        if (!R->share[i]) continue;  // nothing to add
+        shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
+        train_micro_enqueue(R->tr[i], R->xs[i], R->ys[i], R->share[i], c);
+    }
+}
+
+train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
+                           const optim_config *c, float *loss) {
+    int W = R->world;
+    size_t SS = (size_t)R->image_size * R->image_size;
+    // An accumulated group: each replica's mean over its batches first, then DDP's average
+    // (after backward: the buckets would read the last batch's gradient alone).
+    int buckets = R->nbuckets && !R->tr[0]->micro;
     set_shares(R, n);
     sync_buffers(R);
     for (int i = 0; i < R->local; i++) {  // enqueued on every device before any waits
         model *m = R->tr[i]->m;
         int b = R->share[i];
         if (!b) {  // nothing to learn from: only the update, with a finite loss for its check
+            // (--accumulate with --skip-bad: a replica whose share of a group's last batch is
+            // empty steps with the average alone; its own sum of the group is dropped)
+            R->tr[i]->micro = 0;
             const float zero = 0;
             clrt_write(m->rt, m->loss_mean.mem, m->loss_mean.off * sizeof(float), &zero,
                        sizeof zero);
             continue;
         }
         shard(x, labels, n, R->first + i, W, SS, R->xs[i], R->ys[i]);
-        if (R->nbuckets) {
+        if (buckets) {
             R->launched[i] = 0;
             m->grads_ready = grads_ready;
             m->grads_ready_ctx = &R->hook[i];
         }
         train_step_backward(R->tr[i], R->xs[i], R->ys[i], b);
-        if (R->nbuckets) {
+        trainer_accumulate_finish(R->tr[i]);
+        if (buckets) {
             read_buckets(R, i, 0);  // what a frozen stage's early end left
             m->grads_ready = NULL;
         }
     }
-    if (R->nbuckets) average_buckets(R);
+    if (buckets) average_buckets(R);
     else average_grads(R);
     int worst = TRAIN_OK;
     float sum = 0;
     for (int i = 0; i < R->local; i++) {
         float l;
-        train_status s = train_step_update(R->tr[i], sgd, &l);
+        train_status s = train_step_update(R->tr[i], c, &l);
         if ((int)s > worst) worst = (int)s;
         if (n % W == 0) sum += l;  // DDP's numbers: the mean of the replicas' losses
         else if (R->share[i]) sum += R->weight[i] * l;
@@ -352,16 +376,22 @@ train_status replicas_step(replicas *R, const float *x, const int32_t *labels, i
 }
 
 int replicas_identical(replicas *R) {
-    model *m0 = R->tr[0]->m;
+    trainer *t0 = R->tr[0];
+    model *m0 = t0->m;
     size_t bytes = m0->n_param_floats * sizeof(float);
-    float *a = malloc(bytes + 4), *b = malloc(bytes + 4);
+    size_t sbytes = t0->opt.m ? (size_t)t0->opt.nstate * bytes : 0;
+    float *a = malloc(sbytes + bytes + 4), *b = malloc(sbytes + bytes + 4);
     int same = a && b;
-    for (int k = 0; same && k < 2; k++) {  // weights, then momentum
-        clrt_read(m0->rt, k ? m0->arena_momentum : m0->arena_params, 0, a, bytes);
+    for (int k = 0; same && k < 2; k++) {  // weights, then the optimizer state
+        size_t n = k ? sbytes : bytes;
+        if (!n) continue;
+        clrt_read(m0->rt, k ? t0->opt.state : m0->arena_params, 0, a, n);
         for (int i = 1; same && i < R->local; i++) {
-            model *m = R->tr[i]->m;
-            clrt_read(m->rt, k ? m->arena_momentum : m->arena_params, 0, b, bytes);
-            same = memcmp(a, b, bytes) == 0;
+            trainer *t = R->tr[i];
+            same = !k || (t->opt.m && t->opt.step == t0->opt.step);
+            if (!same) break;
+            clrt_read(t->m->rt, k ? t->opt.state : t->m->arena_params, 0, b, n);
+            same = memcmp(a, b, n) == 0;
         }
     }
     free(a);

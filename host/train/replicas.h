@@ -3,7 +3,8 @@
 // the samples at positions r, r+W, r+2W, ... of the global batch (DistributedSampler's
 // stride). After backward the gradients are averaged as DDP does (each scaled by 1/W, then
 // summed: in replica order inside a process, then MPI_Allreduce between processes; in DDP's
-// buckets, overlapped with backward: replicas_set_buckets), SGD runs on every replica, and the
+// buckets, overlapped with backward: replicas_set_buckets), the optimizer steps on every
+// replica with the averaged gradient (clipping, when asked, after the average), and the
 // running statistics are replica 0's (broadcast_buffers=True).
 #ifndef CLTRAIN_REPLICAS_H
 #define CLTRAIN_REPLICAS_H
@@ -54,7 +55,7 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen);
 // Adds replica i (1..local-1) on runtime rt (initialised by the caller, owned from now on),
 // built like replica 0 (same config and shard plan) and holding a copy of its state.
 int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen);
-// Copies replica 0's whole state (weights, momentum, running statistics, counters) of
+// Copies replica 0's whole state (weights, optimizer state, running statistics, counters) of
 // process 0 to every replica: after loading weights or resuming.
 void replicas_sync_state(replicas *R);
 void replicas_free(replicas *R);   // accepts a zeroed struct; frees the runtimes it owns
@@ -67,10 +68,15 @@ void replicas_free(replicas *R);   // accepts a zeroed struct; frees the runtime
 // backward, adds nothing to the average and still applies the update (the replicas stay
 // identical). The status is the worst of every replica's, the same on every process.
 train_status replicas_step(replicas *R, const float *x, const int32_t *labels, int n,
-                           const sgd_config *sgd, float *loss);
+                           const optim_config *c, float *loss);
 
-// 1 when every local replica holds bitwise the weights and momentum of replica 0 (a check
-// for tests; reads the arenas).
+// --accumulate: a batch of a group that is not its last (train_micro_enqueue on every
+// replica's share); the replicas_step of the group's last batch averages each replica's mean.
+void replicas_micro(replicas *R, const float *x, const int32_t *labels, int n,
+                    const optim_config *c);
+
+// 1 when every local replica holds bitwise the weights and optimizer state (and step count)
+// of replica 0 (a check for tests; reads the arenas).
 int replicas_identical(replicas *R);
 
 #endif

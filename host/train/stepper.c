@@ -6,14 +6,22 @@ void stepper_init(stepper *s, trainer *tr, replicas *rep) {
 }
 
 void stepper_enqueue(stepper *s, const float *x, const int32_t *labels, int n,
-                     const sgd_config *sgd) {
+                     const optim_config *c) {
     if (s->rep) {
         s->held_loss = 0;
-        s->held = replicas_step(s->rep, x, labels, n, sgd, &s->held_loss);
+        s->held = replicas_step(s->rep, x, labels, n, c, &s->held_loss);
     } else {
-        train_step_enqueue(s->tr, x, labels, n, sgd);
+        train_step_enqueue(s->tr, x, labels, n, c);
     }
 }
+
+void stepper_micro(stepper *s, const float *x, const int32_t *labels, int n,
+                   const optim_config *c) {
+    if (s->rep) replicas_micro(s->rep, x, labels, n, c);
+    else train_micro_enqueue(s->tr, x, labels, n, c);
+}
+
+float stepper_grad_norm(const stepper *s) { return s->tr->grad_norm; }
 
 train_status stepper_result(stepper *s, float *loss) {
     if (!s->rep) return train_step_result(s->tr, loss);

@@ -19,8 +19,15 @@ void stepper_init(stepper *s, trainer *tr, replicas *rep);
 // Enqueues a step on the host batch x (3, n, S, S), labels (n) (train_step_enqueue, or
 // replicas_step at once); stepper_result gives its status and mean loss, the oldest first.
 void stepper_enqueue(stepper *s, const float *x, const int32_t *labels, int n,
-                     const sgd_config *sgd);
+                     const optim_config *c);
+// --accumulate: a batch of a group that is not its last only adds its gradient (no step, no
+// result to read).
+void stepper_micro(stepper *s, const float *x, const int32_t *labels, int n,
+                   const optim_config *c);
 train_status stepper_result(stepper *s, float *loss);
+// The total gradient norm of the step whose result was read last (--clip-grad-norm; NaN
+// without clipping): replica 0's, which every replica has.
+float stepper_grad_norm(const stepper *s);
 // 1 when the next step may be enqueued before this one's result is read (one device).
 int stepper_pipelined(const stepper *s);
 

@@ -21,6 +21,11 @@ typedef struct train_config {
     int warmup_epochs;
     double label_smoothing;
     int replicas;                  // data-parallel replicas (0 or 1: one device)
+    // The optimizer (host/train/optim.h): its kind (optim_kind), Nesterov, Adam's betas and
+    // eps, the norm parameters' weight decay (< 0: weight_decay's), the clipping norm (0:
+    // none), batches per optimizer step.
+    int optimizer, nesterov, accumulate;
+    double beta1, beta2, eps, norm_weight_decay, clip_grad_norm;
 } train_config;
 
 #endif

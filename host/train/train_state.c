@@ -151,6 +151,68 @@ static int read_data_args(train_state *st, const char *path, train_config *o,
     return 0;
 }
 
+// The optimizer's arguments (added within version 3): absent from older files, which are
+// SGD runs (--momentum, --weight-decay as saved) without the newer flags.
+static int read_optim_args(train_state *st, const char *path, train_config *o,
+                           const char *const *given, char *err, size_t errlen) {
+    const ckpt *c = &st->file;
+    int i = ckpt_find(c, "args.optimizer");
+    const char *name = i >= 0 && c->e[i].kind == CKPT_STRING ? c->e[i].sval : "sgd";
+    int kind = optim_kind_from_name(name);
+    long long nesterov = 0, accumulate = 1;
+    double b1 = 0.9, b2 = 0.999, eps = 1e-8, nwd = -1, clip = 0;
+#define OPT_INT(key, v) (ckpt_find(c, key) >= 0 && get_int(c, key, v))
+#define OPT_FLOAT(key, v) (ckpt_find(c, key) >= 0 && get_float(c, key, v))
+    if ((i >= 0 && c->e[i].kind != CKPT_STRING) || kind < 0 ||
+        OPT_INT("args.nesterov", &nesterov) || OPT_INT("args.accumulate", &accumulate) ||
+        OPT_FLOAT("args.beta1", &b1) || OPT_FLOAT("args.beta2", &b2) ||
+        OPT_FLOAT("args.eps", &eps) || OPT_FLOAT("args.norm-weight-decay", &nwd) ||
+        OPT_FLOAT("args.clip-grad-norm", &clip) || nesterov < 0 || nesterov > 1 ||
+        accumulate < 1 || accumulate > 1000000 || !(b1 >= 0 && b1 < 1) || !(b2 >= 0 && b2 < 1) ||
+        !(eps > 0) || nwd > 1e6 || clip < 0 || clip > 1e12) {
+        snprintf(err, errlen, "%s: training state is damaged: its optimizer arguments", path);
+        return -1;
+    }
+#undef OPT_INT
+#undef OPT_FLOAT
+    if (flag_given(given, "optimizer") && o->optimizer != kind) {
+        snprintf(err, errlen, "--optimizer %s contradicts the saved training state's %s in %s",
+                 optim_kind_name((optim_kind)o->optimizer), name, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (flag_given(given, "nesterov") && !nesterov) {
+        snprintf(err, errlen, "--nesterov contradicts the saved training state in %s, which "
+                              "has no Nesterov momentum", path);
+        st->usage_error = 1;
+        return -1;
+    }
+    if (flag_given(given, "betas") && (o->beta1 != b1 || o->beta2 != b2)) {
+        snprintf(err, errlen, "--betas %.9g,%.9g contradicts the saved training state's "
+                              "%.9g,%.9g in %s", o->beta1, o->beta2, b1, b2, path);
+        st->usage_error = 1;
+        return -1;
+    }
+    const struct { const char *flag; double given, saved; } floats[] = {
+        { "eps", o->eps, eps }, { "norm-weight-decay", o->norm_weight_decay, nwd },
+        { "clip-grad-norm", o->clip_grad_norm, clip },
+        { "accumulate", o->accumulate, (double)accumulate },
+    };
+    for (size_t k = 0; k < sizeof floats / sizeof floats[0]; k++)
+        if (flag_given(given, floats[k].flag) && floats[k].given != floats[k].saved)
+            return contradiction(st, err, errlen, path, floats[k].flag, floats[k].given,
+                                 floats[k].saved);
+    o->optimizer = kind;
+    o->nesterov = (int)nesterov;
+    o->accumulate = (int)accumulate;
+    o->beta1 = b1;
+    o->beta2 = b2;
+    o->eps = eps;
+    o->norm_weight_decay = nwd;
+    o->clip_grad_norm = clip;
+    return 0;
+}
+
 // Version 3: the schedule, label smoothing and the best accuracy; defaults for older files.
 static int read_schedule(train_state *st, const char *path, train_config *o,
                          const char *const *given, char *err, size_t errlen) {
@@ -283,6 +345,7 @@ int train_state_read(train_state *st, const char *path, train_config *o,
                                  floats[i].saved);
     if (read_strings(st, path, o, given, err, errlen) != 0) return -1;
     if (read_schedule(st, path, o, given, err, errlen) != 0) return -1;
+    if (read_optim_args(st, path, o, given, err, errlen) != 0) return -1;
     if (read_data_args(st, path, o, given, err, errlen) != 0) return -1;
     // Training longer is allowed; asking for less than is done already is a mistake.
     if (flag_given(given, "epochs") && o->epochs < epoch) {
@@ -336,34 +399,53 @@ int train_state_check_data(const train_state *st, const char *format, int num_cl
 
 int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen) {
     int replaced = 0;
-    if (model_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) != 0)
-        return -1;
-    long long ready = 0;
+    return model_from_ckpt(m, &st->file, "model.", 1, 0, &replaced, path, err, errlen) ? -1 : 0;
+}
+
+// "optimizer.<state name>.<parameter name>": torch.optim's state tensors per parameter.
+static void state_key(char *key, size_t len, const optim *o, int which, const char *param) {
+    snprintf(key, len, "optimizer.%s.%s", optim_state_name(o->cfg.kind, which), param);
+}
+
+int train_state_apply_optim(train_state *st, optim *o, const char *path, char *err,
+                            size_t errlen) {
+    model *m = o->m;
+    long long ready = 0, step = -1;
     get_int(&st->file, "momentum_ready", &ready);
-    m->momentum_ready = ready != 0;
-    if (!ready) return 0;
-    float *host = calloc(m->n_param_floats, sizeof(float));
-    if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
-    for (int i = 0; i < m->nparams; i++) {
-        if (!model_param_trainable(m, i)) continue;
-        char key[128];
-        snprintf(key, sizeof key, "optimizer.momentum.%s", m->params[i].name);
-        int k = ckpt_find(&st->file, key);
-        const ckpt_entry *e = k >= 0 ? &st->file.e[k] : NULL;
-        if (!e || e->kind != CKPT_TENSOR || e->dtype != CKPT_F32 ||
-            (size_t)e->numel != m->params[i].numel) {
-            snprintf(err, errlen, "%s: missing or wrong momentum buffer '%s'", path, key);
-            free(host);
-            return -1;
-        }
-        memcpy(host + m->params[i].off, e->data, m->params[i].numel * sizeof(float));
+    // Files before the optimizer flags hold SGD's momentum_ready only: a step count of 0 or 1
+    // says the same to SGD (its first step copies the gradient).
+    if (get_int(&st->file, "optimizer.step", &step) != 0) step = ready != 0;
+    if (step < 0) {
+        snprintf(err, errlen, "%s: training state is damaged: 'optimizer.step'", path);
+        return -1;
     }
-    clrt_write(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
+    o->step = (long)step;
+    if (!step) return 0;
+    size_t np = m->n_param_floats;
+    float *host = calloc((size_t)o->nstate * np + 1, sizeof(float));
+    if (!host) { snprintf(err, errlen, "out of host memory"); return -1; }
+    for (int w = 0; w < o->nstate; w++)
+        for (int i = 0; i < m->nparams; i++) {
+            if (!model_param_trainable(m, i)) continue;
+            char key[160];
+            state_key(key, sizeof key, o, w, m->params[i].name);
+            int k = ckpt_find(&st->file, key);
+            const ckpt_entry *e = k >= 0 ? &st->file.e[k] : NULL;
+            if (!e || e->kind != CKPT_TENSOR || e->dtype != CKPT_F32 ||
+                (size_t)e->numel != m->params[i].numel) {
+                snprintf(err, errlen, "%s: missing or wrong %s buffer '%s'", path,
+                         optim_state_name(o->cfg.kind, w), key);
+                free(host);
+                return -1;
+            }
+            memcpy(host + w * np + m->params[i].off, e->data, m->params[i].numel * sizeof(float));
+        }
+    clrt_write(m->rt, o->state, 0, host, (size_t)o->nstate * np * sizeof(float));
     free(host);
     return 0;
 }
 
-int train_state_write(const train_state *st, model *m, const train_config *o,
+int train_state_write(const train_state *st, model *m, const optim *opt, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen) {
     ckpt c;
@@ -374,21 +456,25 @@ int train_state_write(const train_state *st, model *m, const train_config *o,
     rc |= model_to_ckpt(m, &c, "model.");
     rc |= ckpt_add_int(&c, "num_classes", m->num_classes);
     float *host = NULL;
-    if (m->momentum_ready) {
-        host = malloc(m->n_param_floats * sizeof(float));
+    size_t np = m->n_param_floats;
+    if (opt->step > 0) {
+        host = malloc(((size_t)opt->nstate * np + 1) * sizeof(float));
         if (!host) rc = -1;
-        else clrt_read(m->rt, m->arena_momentum, 0, host, m->n_param_floats * sizeof(float));
-        for (int i = 0; host && i < m->nparams && rc == 0; i++) {
-            if (!model_param_trainable(m, i)) continue;
-            const model_param *p = &m->params[i];
-            int64_t shape[4];
-            for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
-            char key[128];
-            snprintf(key, sizeof key, "optimizer.momentum.%s", p->name);
-            rc |= ckpt_add_tensor_f32(&c, key, p->ndim, shape, host + p->off);
-        }
+        else clrt_read(m->rt, opt->state, 0, host, (size_t)opt->nstate * np * sizeof(float));
+        for (int w = 0; host && w < opt->nstate; w++)
+            for (int i = 0; i < m->nparams && rc == 0; i++) {
+                if (!model_param_trainable(m, i)) continue;
+                const model_param *p = &m->params[i];
+                int64_t shape[4];
+                for (int d = 0; d < p->ndim; d++) shape[d] = p->shape[d];
+                char key[160];
+                state_key(key, sizeof key, opt, w, p->name);
+                rc |= ckpt_add_tensor_f32(&c, key, p->ndim, shape, host + w * np + p->off);
+            }
     }
-    rc |= ckpt_add_int(&c, "momentum_ready", m->momentum_ready);
+    // SGD's flag as older cltrains read it, and torch's state['step'].
+    rc |= ckpt_add_int(&c, "momentum_ready", opt->cfg.kind == OPTIM_SGD && opt->step > 0);
+    rc |= ckpt_add_int(&c, "optimizer.step", opt->step);
     rc |= ckpt_add_int(&c, "epoch", st->epoch);
     rc |= ckpt_add_int(&c, "batch", st->batch);
     rc |= ckpt_add_int(&c, "global_step", st->global_step);
@@ -416,6 +502,14 @@ int train_state_write(const train_state *st, model *m, const train_config *o,
     rc |= add_float(&c, "args.lr", o->lr);
     rc |= add_float(&c, "args.momentum", o->momentum);
     rc |= add_float(&c, "args.weight-decay", o->weight_decay);
+    rc |= ckpt_add_string(&c, "args.optimizer", optim_kind_name((optim_kind)o->optimizer));
+    rc |= ckpt_add_int(&c, "args.nesterov", o->nesterov);
+    rc |= ckpt_add_int(&c, "args.accumulate", o->accumulate);
+    rc |= add_float(&c, "args.beta1", o->beta1);
+    rc |= add_float(&c, "args.beta2", o->beta2);
+    rc |= add_float(&c, "args.eps", o->eps);
+    rc |= add_float(&c, "args.norm-weight-decay", o->norm_weight_decay);
+    rc |= add_float(&c, "args.clip-grad-norm", o->clip_grad_norm);
     rc |= ckpt_add_string(&c, "args.dataset", format);
     rc |= ckpt_add_string(&c, "args.data", o->data ? o->data : "");
     lr_schedule ls;

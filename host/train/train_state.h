@@ -1,10 +1,11 @@
 // The whole training state as one torch-loadable file (a dict of tensors, ints, floats and
-// strings): model, SGD momentum, position in the data (epoch, batch: the loader is stateless,
+// strings): model, the optimizer's state, position in the data (epoch, batch: the loader is stateless,
 // so these and the seed fix the data order and augmentation), and the arguments that shape
 // the run.
 #ifndef CLTRAIN_TRAIN_STATE_H
 #define CLTRAIN_TRAIN_STATE_H
 
+#include "host/train/optim.h"
 #include "host/train/train_config.h"
 #include "model/model.h"
 
@@ -38,10 +39,15 @@ int train_state_read(train_state *st, const char *path, train_config *c,
 // The saved state fits this data set (format as dataset_open detected it) and model?
 int train_state_check_data(const train_state *st, const char *format, int num_classes,
                            int train_images, const char *path, char *err, size_t errlen);
-// Loads the model and the momentum buffers into m.
+// Loads the model into m.
 int train_state_apply(train_state *st, model *m, const char *path, char *err, size_t errlen);
+// Loads the optimizer's step count and state tensors ("optimizer.<momentum|exp_avg|exp_avg_sq>.
+// <parameter>") into o, set up for the saved run's optimizer. Files from before the optimizer
+// flags (SGD's "momentum_ready" alone) load as SGD.
+int train_state_apply_optim(train_state *st, optim *o, const char *path, char *err,
+                            size_t errlen);
 // Writes the state atomically (format version 3). Returns 0, or -1 with a message.
-int train_state_write(const train_state *st, model *m, const train_config *o,
+int train_state_write(const train_state *st, model *m, const optim *opt, const train_config *o,
                       const char *format, int train_images, const char *path, char *err,
                       size_t errlen);
 

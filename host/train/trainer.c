@@ -5,12 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { STATUS_LOSS, STATUS_GUARD, STATUS_PARAMS, STATUS_BUFFERS };
+enum { STATUS_LOSS, STATUS_GUARD, STATUS_PARAMS, STATUS_BUFFERS, STATUS_NORM };
 
 // The sticky flags back to 1 (enqueued: the steps already queued keep what they saw).
 static void arm(trainer *t) {
     clrt_fill_int(t->m->rt, t->status, STATUS_GUARD * sizeof(cl_int),
-                  (TRAINER_STATUS_WORDS - STATUS_GUARD) * sizeof(cl_int), 1);
+                  (STATUS_NORM - STATUS_GUARD) * sizeof(cl_int), 1);
 }
 
 static size_t stage_bytes(const model *m) {
@@ -22,8 +22,11 @@ int trainer_init(trainer *t, model *m) {
     memset(t, 0, sizeof *t);
     t->m = m;
     t->status = clrt_alloc(m->rt, TRAINER_STATUS_WORDS * sizeof(cl_int), "training step status");
+    float nan = NAN;  // no gradient norm until a step clips
+    clrt_write(m->rt, t->status, STATUS_NORM * sizeof(cl_int), &nan, sizeof nan);
+    t->grad_norm = NAN;
     // The trainable parameters form one contiguous suffix of the arena (stages are in order),
-    // as model_sgd updates them.
+    // as the optimizer updates them.
     t->grad_off = m->n_param_floats;
     for (int i = 0; i < m->nparams; i++)
         if (model_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
@@ -40,6 +43,20 @@ void trainer_free(trainer *t) {
         for (int i = 0; i < 2; i++) clrt_host_free(t->m->rt, &t->stage[i]);
     if (t->status) clReleaseMemObject(t->status);
     t->status = NULL;
+    optim_free(&t->opt);
+}
+
+int trainer_set_optim(trainer *t, const optim_config *c, char *err, size_t errlen) {
+    optim_free(&t->opt);
+    return optim_init(&t->opt, t->m, c, err, errlen);
+}
+
+// A step without trainer_set_optim sets the optimizer up from its config (tests, bench).
+static void require_optim(trainer *t, const optim_config *c) {
+    char err[256];
+    if (t->opt.m || trainer_set_optim(t, c, err, sizeof err) == 0) return;
+    fprintf(stderr, "cltrain: error: %s\n", err);
+    exit(1);
 }
 
 static void upload(model *m, const float *x, const int32_t *labels, int n) {
@@ -73,7 +90,9 @@ static void require_room(const trainer *t) {
     abort();
 }
 
-void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
+// Upload, forward, loss and backward; staged (no wait) for a step's batch, else written at
+// once (an accumulated batch: no status read frees its pinned copy).
+static void backward(trainer *t, const float *x, const int32_t *labels, int n, int staged) {
     model *m = t->m;
     if (n > m->max_batch || !labels) {
         fprintf(stderr, "cltrain: internal error: a training batch of %d images with%s labels "
@@ -81,30 +100,50 @@ void train_step_backward(trainer *t, const float *x, const int32_t *labels, int 
         abort();
     }
     require_room(t);
-    upload_staged(t, x, labels, n);
+    if (staged) upload_staged(t, x, labels, n);
+    else upload(m, x, labels, n);
     model_forward(m, n, 1);
     model_loss(m, n);
     model_backward(m, n);
 }
 
+void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n) {
+    backward(t, x, labels, n, 1);
+}
+
+void train_micro_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
+                         const optim_config *c) {
+    require_optim(t, c);
+    backward(t, x, labels, n, 0);
+    optim_accumulate(&t->opt, t->m->loss_mean, t->micro++, 0);
+}
+
+void trainer_accumulate_finish(trainer *t) {
+    if (!t->micro) return;
+    optim_accumulate(&t->opt, t->m->loss_mean, t->micro, 1);
+    t->micro = 0;
+}
+
 train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
-                        const sgd_config *sgd, float *loss) {
+                        const optim_config *c, float *loss) {
     train_step_backward(t, x, labels, n);
-    return train_step_update(t, sgd, loss);
+    return train_step_update(t, c, loss);
 }
 
 // The checks, the guarded update and the status read, all enqueued: the loss and every
 // gradient into the guard before the update (which it skips unless the guard is 1), the
 // weights and running statistics after it.
-static void update_enqueue(trainer *t, const sgd_config *sgd) {
+static void update_enqueue(trainer *t, const optim_config *c) {
     model *m = t->m;
     clrt *rt = m->rt;
+    require_optim(t, c);
+    trainer_accumulate_finish(t);
+    optim_clip(&t->opt, c, status_word(t, STATUS_NORM));
     clrt_profile_layer(rt, "checks");
     op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);
     op_finite_and(rt, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
                   t->grad_n);
-    model_sgd_guarded(m, sgd->lr, sgd->momentum, sgd->weight_decay,
-                       status_word(t, STATUS_GUARD));
+    optim_step(&t->opt, c, status_word(t, STATUS_GUARD));
     clrt_profile_layer(rt, "checks");
     op_finite_and(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
                   m->n_param_floats);
@@ -119,9 +158,9 @@ static void update_enqueue(trainer *t, const sgd_config *sgd) {
 }
 
 void train_step_enqueue(trainer *t, const float *x, const int32_t *labels, int n,
-                        const sgd_config *sgd) {
+                        const optim_config *c) {
     train_step_backward(t, x, labels, n);
-    update_enqueue(t, sgd);
+    update_enqueue(t, c);
 }
 
 train_status train_step_result(trainer *t, float *loss) {
@@ -136,6 +175,7 @@ train_status train_step_result(trainer *t, float *loss) {
     t->pending--;
     const cl_int *w = t->words[slot];
     memcpy(loss, &w[STATUS_LOSS], sizeof *loss);
+    memcpy(&t->grad_norm, &w[STATUS_NORM], sizeof t->grad_norm);
     train_status s = TRAIN_OK;
     if (!isfinite(*loss)) s = TRAIN_BAD_LOSS;
     else if (w[STATUS_GUARD] != 1) s = TRAIN_BAD_GRADIENT;
@@ -144,8 +184,8 @@ train_status train_step_result(trainer *t, float *loss) {
     return s;
 }
 
-train_status train_step_update(trainer *t, const sgd_config *sgd, float *loss) {
-    update_enqueue(t, sgd);
+train_status train_step_update(trainer *t, const optim_config *c, float *loss) {
+    update_enqueue(t, c);
     return train_step_result(t, loss);
 }
 
