@@ -99,16 +99,17 @@ train_status train_step(trainer *t, const float *x, const int32_t *labels, int n
 static void update_enqueue(trainer *t, const sgd_config *sgd) {
     model *m = t->m;
     clrt *rt = m->rt;
+    ops_ctx *ops = m->ops;
     clrt_profile_layer(rt, "checks");
-    op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);
-    op_finite_and(rt, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
+    op_finite_and(ops, status_word(t, STATUS_GUARD), m->loss_mean, 1);
+    op_finite_and(ops, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
                   t->grad_n);
     model_sgd_guarded(m, sgd->lr, sgd->momentum, sgd->weight_decay,
                        status_word(t, STATUS_GUARD));
     clrt_profile_layer(rt, "checks");
-    op_finite_and(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
+    op_finite_and(ops, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
                   m->n_param_floats);
-    op_finite_and(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
+    op_finite_and(ops, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
                   m->n_buffer_floats);
     clrt_copy(rt, t->status, STATUS_LOSS * sizeof(cl_int), m->loss_mean.mem,
               m->loss_mean.off * sizeof(float), sizeof(float));
