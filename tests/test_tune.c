@@ -446,6 +446,31 @@ Test(tune_gemm, mixed_routes) {
 
 // ============================== `cltrain tune` ==============================
 
+// CLBlast's overrides are per device and process-wide: every context on one device (a second
+// runtime there, as a data-parallel replica gets) shares the GEMM state of the registry it
+// was made with, so a configuration given through one is the one the other runs.
+Test(tune_gemm, contexts_on_one_device_share_the_gemm_state) {
+    char err[1024], spec[32];
+    snprintf(spec, sizeof spec, "%d:%d", test_rt()->dev.platform, test_rt()->dev.device);
+    clrt_options o = { .device_spec = spec, .quiet = 1 };
+    clrt rt2;
+    ops_ctx ops2;
+    cr_assert_eq(cli_runtime_init(&rt2, &ops2, test_ops_shared(), &o, err, sizeof err), 0,
+                 "%s", err);
+    cr_expect_eq(ops2.gemm, test_ops()->gemm, "a second context on the device: another state");
+    tune_config c = config_with_routes(0, 0, 1);
+    cr_assert_eq(op_gemm_configure(&ops2, &c, "given to the second", err, sizeof err), 0, "%s",
+                 err);
+    cr_expect_str_eq(op_gemm_source(test_ops()), "given to the second");
+    ops_shared other = { 0 };
+    ops_ctx ops3;
+    cr_assert_eq(ops_ctx_init(&ops3, &rt2, NULL, &other, err, sizeof err), 0, "%s", err);
+    cr_expect_neq(ops3.gemm, ops2.gemm, "another registry: another state");
+    cr_expect_eq(ops3.cfg.winograd, -1, "no configuration given: every switch -1");
+    ops_shared_free(&other);
+    clrt_free(&rt2);
+}
+
 Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
     char *dir = cli_tmpdir();
     char env[1200];
