@@ -200,8 +200,10 @@ void model_table_free(model *m) {
     m->bn_count = NULL;
 }
 
-int model_init(model *m, clrt *rt, model_desc *d, char *err, size_t errlen) {
+int model_init(model *m, ops_ctx *ops, model_desc *d, char *err, size_t errlen) {
     if (model_table_build(m, d, err, errlen) != 0) return 1;  // model_free releases it
+    clrt *rt = ops->rt;
+    m->ops = ops;
     m->rt = rt;
     size_t pbytes = m->n_param_floats * sizeof(float);
     size_t bbytes = m->n_buffer_floats * sizeof(float);
@@ -213,17 +215,17 @@ int model_init(model *m, clrt *rt, model_desc *d, char *err, size_t errlen) {
     return 0;
 }
 
-int model_init_arch(model *m, clrt *rt, const model_arch *a, char *err, size_t errlen) {
+int model_init_arch(model *m, ops_ctx *ops, const model_arch *a, char *err, size_t errlen) {
     model_desc d;
     memset(m, 0, sizeof *m);
     int rc = model_desc_named(&d, a->arch, a->num_classes, err, errlen);
     if (rc) return rc;
-    rc = model_init(m, rt, &d, err, errlen);
+    rc = model_init(m, ops, &d, err, errlen);
     model_desc_free(&d);
     return rc;
 }
 
-int model_init_like(model *m, clrt *rt, const model *like, char *err, size_t errlen) {
+int model_init_like(model *m, ops_ctx *ops, const model *like, char *err, size_t errlen) {
     model_desc d = like->desc;
     memset(m, 0, sizeof *m);
     d.nodes = malloc((size_t)d.cap * sizeof *d.nodes);
@@ -232,7 +234,7 @@ int model_init_like(model *m, clrt *rt, const model *like, char *err, size_t err
         return 1;
     }
     memcpy(d.nodes, like->desc.nodes, (size_t)d.nnodes * sizeof *d.nodes);
-    int rc = model_init(m, rt, &d, err, errlen);
+    int rc = model_init(m, ops, &d, err, errlen);
     model_desc_free(&d);
     return rc;
 }

@@ -98,7 +98,8 @@ typedef struct model_plan_options {
 struct act_plan;  // model/plan.c
 
 typedef struct model {
-    clrt *rt;
+    ops_ctx *ops;                  // what the ops run with (model_init's; not owned)
+    clrt *rt;                      // ops->rt
     model_desc desc;               // the network (nodes, stages)
     char arch[32];                 // desc.arch
     int num_classes;
@@ -175,11 +176,12 @@ int model_ckpt_prefix(const ckpt *c, const char *base, char *out, size_t len);
 // ---- the model on a device ----
 // Takes the description (d is emptied), derives the parameter table and allocates the
 // parameter arenas. 0, or nonzero with a message.
-int model_init(model *m, clrt *rt, model_desc *d, char *err, size_t errlen);
-// A model of the same network as `like` (its description copied) on rt.
-int model_init_like(model *m, clrt *rt, const model *like, char *err, size_t errlen);
+// Its ops run with ops (on ops->rt), which must outlive the model.
+int model_init(model *m, ops_ctx *ops, model_desc *d, char *err, size_t errlen);
+// A model of the same network as `like` (its description copied) with ops.
+int model_init_like(model *m, ops_ctx *ops, const model *like, char *err, size_t errlen);
 // model_desc_named then model_init.
-int model_init_arch(model *m, clrt *rt, const model_arch *a, char *err, size_t errlen);
+int model_init_arch(model *m, ops_ctx *ops, const model_arch *a, char *err, size_t errlen);
 // Plans and allocates activations for batches up to max_batch at image_size. opt may be NULL
 // (defaults). 0, or nonzero with a message: MODEL_PLAN_NO_FIT when the plan does not fit the
 // device (checked before anything is allocated; model_largest_batch says what does), 2 when

@@ -73,8 +73,8 @@ static void conv_forward(walk *w, int i) {
     if (p->planning) return;
     // Training with a workspace per conv: the forward's col matrix serves the weight gradient.
     p->col_ready[i] = p->keep_cols && p->fwd_train;
-    if (p->col_ready[i]) op_conv2d_forward_col(m->rt, out, in, P(m, nd->param[0]), &s, work);
-    else op_conv2d_forward(m->rt, out, in, P(m, nd->param[0]), &s, work);
+    if (p->col_ready[i]) op_conv2d_forward_col(m->ops, out, in, P(m, nd->param[0]), &s, work);
+    else op_conv2d_forward(m->ops, out, in, P(m, nd->param[0]), &s, work);
 }
 
 static void bn_forward(walk *w, int i, int train) {
@@ -89,12 +89,12 @@ static void bn_forward(walk *w, int i, int train) {
         dten mean = use(w, &p->aux0[i], (size_t)nd->c), invstd = use(w, &p->aux1[i], (size_t)nd->c);
         if (p->planning) return;
         (relu ? op_bn_relu_forward_train : op_bn_forward_train)(
-            m->rt, out, mean, invstd, P(m, q[2]), P(m, q[3]), in, P(m, q[0]), P(m, q[1]), nd->c,
+            m->ops, out, mean, invstd, P(m, q[2]), P(m, q[3]), in, P(m, q[0]), P(m, q[1]), nd->c,
             cm, MODEL_BN_MOMENTUM, MODEL_BN_EPS);
         m->bn_count[nd->bn]++;  // num_batches_tracked
     } else if (!p->planning) {
         (relu ? op_bn_relu_forward_eval : op_bn_forward_eval)(
-            m->rt, out, in, P(m, q[0]), P(m, q[1]), P(m, q[2]), P(m, q[3]), nd->c, cm,
+            m->ops, out, in, P(m, q[0]), P(m, q[1]), P(m, q[2]), P(m, q[3]), nd->c, cm,
             MODEL_BN_EPS);
     }
 }
@@ -114,14 +114,14 @@ void model_walk_forward(model *m, int n, int train) {
         case NODE_BN: bn_forward(&w, i, train); break;
         case NODE_ACT: {
             dten in = value(&w, nd->in[0]), out = value(&w, i);
-            if (!p->planning) op_relu_forward(m->rt, out, in, numel(&w, nd));
+            if (!p->planning) op_relu_forward(m->ops, out, in, numel(&w, nd));
             break;
         }
         case NODE_ADD: {
             dten a = value(&w, nd->in[0]), b = value(&w, nd->in[1]);
             dten out = value(&w, out_of(p, i));
             if (!p->planning)
-                (p->fused[i] >= 0 ? op_add_relu : op_add)(m->rt, out, a, b, numel(&w, nd));
+                (p->fused[i] >= 0 ? op_add_relu : op_add)(m->ops, out, a, b, numel(&w, nd));
             break;
         }
         case NODE_MAXPOOL: {
@@ -130,13 +130,13 @@ void model_walk_forward(model *m, int n, int train) {
             dten argmax = use(&w, &p->aux0[i], plan_numel(&w, i));
             pool_shape ps;
             pool_shape_init(&ps, n, src->c, src->h, src->w, nd->k, nd->stride, nd->pad);
-            if (!p->planning) op_maxpool_forward(m->rt, out, argmax, in, &ps);
+            if (!p->planning) op_maxpool_forward(m->ops, out, argmax, in, &ps);
             break;
         }
         case NODE_GAP: {
             const node *src = &m->desc.nodes[nd->in[0]];
             dten in = value(&w, nd->in[0]), out = value(&w, i);
-            if (!p->planning) op_avgpool_forward(m->rt, out, in, src->c, n, src->h * src->w);
+            if (!p->planning) op_avgpool_forward(m->ops, out, in, src->c, n, src->h * src->w);
             break;
         }
         case NODE_FLATTEN:  // the same buffer as its input
@@ -147,7 +147,7 @@ void model_walk_forward(model *m, int n, int train) {
             const node *src = &m->desc.nodes[nd->in[0]];
             dten in = value(&w, nd->in[0]), out = value(&w, i);
             if (!p->planning)
-                op_linear_forward(m->rt, out, in, P(m, nd->param[0]), P(m, nd->param[1]), nd->out,
+                op_linear_forward(m->ops, out, in, P(m, nd->param[0]), P(m, nd->param[1]), nd->out,
                                   src->c, n);
             break;
         }
@@ -187,7 +187,7 @@ static void contrib_done(walk *w, int node_i, int slot, int v) {
     }
     dten cur = grad_in(w, v), t = use(w, &p->tmp[2 * node_i + slot], 0);
     dten own = use(w, &p->grad[v], plan_numel(w, v));
-    if (!p->planning) op_add(w->m->rt, own, cur, t, numel(w, &w->m->desc.nodes[v]));
+    if (!p->planning) op_add(w->m->ops, own, cur, t, numel(w, &w->m->desc.nodes[v]));
     p->gstate[v] = GRAD_OWN;
     p->gcur[v] = p->grad[v];
 }
@@ -204,7 +204,7 @@ static void contrib_pass(walk *w, int v, int gid) {
     }
     dten cur = grad_in(w, v), g = use(w, &gid, 0);
     dten own = use(w, &p->grad[v], plan_numel(w, v));
-    if (!p->planning) op_add(w->m->rt, own, cur, g, numel(w, &w->m->desc.nodes[v]));
+    if (!p->planning) op_add(w->m->ops, own, cur, g, numel(w, &w->m->desc.nodes[v]));
     p->gstate[v] = GRAD_OWN;
     p->gcur[v] = p->grad[v];
 }
@@ -244,9 +244,9 @@ static void conv_backward(walk *w, int i, int gid) {
     if (!p->planning) {
         if (din.mem || dw.mem) {
             if (p->col_ready[i])  // this step's forward left the col matrix of `in` there
-                op_conv2d_backward_col(m->rt, din, dw, dout, in, P(m, nd->param[0]), &s, work);
+                op_conv2d_backward_col(m->ops, din, dw, dout, in, P(m, nd->param[0]), &s, work);
             else
-                op_conv2d_backward(m->rt, din, dw, dout, in, P(m, nd->param[0]), &s, work);
+                op_conv2d_backward(m->ops, din, dw, dout, in, P(m, nd->param[0]), &s, work);
         }
         p->col_ready[i] = 0;  // the data gradient overwrote it
     }
@@ -268,16 +268,16 @@ static void bn_backward(walk *w, int i, int gid) {
     } else if (bn_batch_stats(m, nd, 1)) {
         dten mean = use(w, &p->aux0[i], 0), invstd = use(w, &p->aux1[i], 0);
         if (relu)
-            op_bn_relu_backward_train(m->rt, din, G(m, q[0]), G(m, q[1]), dout, out, in,
+            op_bn_relu_backward_train(m->ops, din, G(m, q[0]), G(m, q[1]), dout, out, in,
                                       P(m, q[0]), mean, invstd, nd->c, cm);
         else
-            op_bn_backward_train(m->rt, din, G(m, q[0]), G(m, q[1]), dout, in, P(m, q[0]), mean,
+            op_bn_backward_train(m->ops, din, G(m, q[0]), G(m, q[1]), dout, in, P(m, q[0]), mean,
                                  invstd, nd->c, cm);
     } else if (relu) {
-        op_bn_relu_backward_eval(m->rt, din, G(m, q[0]), G(m, q[1]), dout, out, in, P(m, q[0]),
+        op_bn_relu_backward_eval(m->ops, din, G(m, q[0]), G(m, q[1]), dout, out, in, P(m, q[0]),
                                  P(m, q[2]), P(m, q[3]), nd->c, cm, MODEL_BN_EPS);
     } else {
-        op_bn_backward_eval(m->rt, din, G(m, q[0]), G(m, q[1]), dout, in, P(m, q[0]), P(m, q[2]),
+        op_bn_backward_eval(m->ops, din, G(m, q[0]), G(m, q[1]), dout, in, P(m, q[0]), P(m, q[2]),
                             P(m, q[3]), nd->c, cm, MODEL_BN_EPS);
     }
     contrib_done(w, i, 0, v);
@@ -325,7 +325,7 @@ void model_walk_backward(model *m, int n) {
         case NODE_ACT: {
             int v = nd->in[0];
             dten dout = use(&w, &gid, 0), out = value(&w, i), din = contrib_dest(&w, i, 0, v);
-            if (!p->planning && din.mem) op_relu_backward(m->rt, din, dout, out, numel(&w, nd));
+            if (!p->planning && din.mem) op_relu_backward(m->ops, din, dout, out, numel(&w, nd));
             contrib_done(&w, i, 0, v);
             break;
         }
@@ -334,11 +334,11 @@ void model_walk_backward(model *m, int n) {
                 dten out = value(&w, o), dout = use(&w, &gid, 0);
                 if (p->gstate[o] != GRAD_OWN) {
                     dten own = use(&w, &p->grad[o], plan_numel(&w, o));
-                    if (!p->planning) op_relu_backward(m->rt, own, dout, out, numel(&w, nd));
+                    if (!p->planning) op_relu_backward(m->ops, own, dout, out, numel(&w, nd));
                     p->gstate[o] = GRAD_OWN;
                     gid = p->gcur[o] = p->grad[o];
                 } else if (!p->planning) {
-                    op_relu_backward(m->rt, dout, dout, out, numel(&w, nd));
+                    op_relu_backward(m->ops, dout, dout, out, numel(&w, nd));
                 }
             }
             contrib_pass(&w, nd->in[0], gid);
@@ -351,7 +351,7 @@ void model_walk_backward(model *m, int n) {
             dten din = contrib_dest(&w, i, 0, v);
             pool_shape ps;
             pool_shape_init(&ps, n, src->c, src->h, src->w, nd->k, nd->stride, nd->pad);
-            if (!p->planning && din.mem) op_maxpool_backward(m->rt, din, dout, argmax, &ps);
+            if (!p->planning && din.mem) op_maxpool_backward(m->ops, din, dout, argmax, &ps);
             contrib_done(&w, i, 0, v);
             break;
         }
@@ -360,7 +360,7 @@ void model_walk_backward(model *m, int n) {
             int v = nd->in[0];
             dten dout = use(&w, &gid, 0), din = contrib_dest(&w, i, 0, v);
             if (!p->planning && din.mem)
-                op_avgpool_backward(m->rt, din, dout, src->c, n, src->h * src->w);
+                op_avgpool_backward(m->ops, din, dout, src->c, n, src->h * src->w);
             contrib_done(&w, i, 0, v);
             break;
         }
@@ -370,7 +370,7 @@ void model_walk_backward(model *m, int n) {
             int v = nd->in[0];
             dten dout = use(&w, &gid, 0), in = value(&w, v), din = contrib_dest(&w, i, 0, v);
             if (!p->planning)
-                op_linear_backward(m->rt, din, G(m, nd->param[0]), G(m, nd->param[1]), dout, in,
+                op_linear_backward(m->ops, din, G(m, nd->param[0]), G(m, nd->param[1]), dout, in,
                                    P(m, nd->param[0]), nd->out, src->c, n);
             contrib_done(&w, i, 0, v);
             break;
@@ -406,7 +406,7 @@ void model_forward(model *m, int n, int train) {
 
 void model_loss(model *m, int n) {
     clrt_profile_layer(m->rt, "loss");
-    op_xent_smooth_forward_backward(m->rt, m->loss_mean, m->losses, m->dlogits, m->logits,
+    op_xent_smooth_forward_backward(m->ops, m->loss_mean, m->losses, m->dlogits, m->logits,
                                     m->labels, m->num_classes, n, m->label_smoothing);
 }
 
@@ -418,13 +418,13 @@ void model_backward(model *m, int n) {
 int model_grads_finite(model *m) {
     size_t off = model_first_trainable(m);
     dten g = { m->arena_grads, off };
-    return op_all_finite(m->rt, g, m->n_param_floats - off, m->flag);
+    return op_all_finite(m->ops, g, m->n_param_floats - off, m->flag);
 }
 
 int model_params_finite(model *m) {
     dten p = { m->arena_params, 0 }, b = { m->arena_buffers, 0 };
-    return op_all_finite(m->rt, p, m->n_param_floats, m->flag) &&
-           (!m->n_buffer_floats || op_all_finite(m->rt, b, m->n_buffer_floats, m->flag));
+    return op_all_finite(m->ops, p, m->n_param_floats, m->flag) &&
+           (!m->n_buffer_floats || op_all_finite(m->ops, b, m->n_buffer_floats, m->flag));
 }
 
 long model_bn_values(const model *m, int n) {

@@ -24,24 +24,26 @@ static const char *dev(void) {
     return d && *d ? d : "cpu";
 }
 
-// A replica's runtime as the command layer makes it.
-static void runtime(clrt *rt) {
+// A replica's runtime and ops' context as the command layer makes them (one GEMM registry
+// for the process: test_ops_shared).
+static void runtime(clrt *rt, ops_ctx *ops) {
     char err[1024];
     clrt_options o = { .device_spec = dev(), .quiet = 1 };
-    cr_assert_eq(cli_runtime_init(rt, &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cli_runtime_init(rt, ops, test_ops_shared(), &o, err, sizeof err), 0, "%s",
+                 err);
 }
 
-static void model_sized(model *m, clrt *rt, int batch, int S) {
+static void model_sized(model *m, ops_ctx *ops, int batch, int S) {
     char err[1024];
     model_arch cfg;
     cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(model_init_arch(m, rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(m, ops, &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(session_plan(m, batch, S, 0, err, sizeof err), 0, "%s", err);
     m->freeze = -1;
     cr_assert_eq(model_init_weights(m, 7), 0);
 }
 
-static void model_at_32(model *m, clrt *rt, int batch) { model_sized(m, rt, batch, 32); }
+static void model_at_32(model *m, ops_ctx *ops, int batch) { model_sized(m, ops, batch, 32); }
 
 // n images (3, n, S, S) of deterministic noise in [0, 1).
 static float *noise_images(int n, int S, unsigned s) {
@@ -84,6 +86,7 @@ static void shard_losses(trainer *ts, model *single, const float *x, const int32
 // point at each other.
 typedef struct {
     clrt rt0, rt1;
+    ops_ctx ops0, ops1;
     model m0;
     trainer t0;
     comm c;
@@ -92,13 +95,13 @@ typedef struct {
 
 static void pair_init(replica_pair *p, int batch, int S) {
     char err[1024];
-    runtime(&p->rt0);
-    runtime(&p->rt1);
-    model_sized(&p->m0, &p->rt0, batch, S);
+    runtime(&p->rt0, &p->ops0);
+    runtime(&p->rt1, &p->ops1);
+    model_sized(&p->m0, &p->ops0, batch, S);
     trainer_init(&p->t0, &p->m0);
     cr_assert_eq(comm_init(&p->c, 0, NULL, NULL, err, sizeof err), 0, "%s", err);
     cr_assert_eq(replicas_init(&p->R, &p->t0, &p->c, 2, S, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(replicas_add(&p->R, 1, &p->rt1, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(replicas_add(&p->R, 1, &p->ops1, err, sizeof err), 0, "%s", err);
     replicas_sync_state(&p->R);
 }
 
@@ -115,9 +118,10 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
     int32_t y[N] = { 1, 5, 3, 8 };
     optim_config sgd = { .lr = 0.01f, .momentum = 0.9f, .weight_decay = 0.0f };
     clrt rt1;
-    runtime(&rt1);
+    ops_ctx ops1;
+    runtime(&rt1, &ops1);
     model single;
-    model_at_32(&single, &rt1, N / 2);
+    model_at_32(&single, &ops1, N / 2);
     trainer ts;
     trainer_init(&ts, &single);
     float shard_loss[2];
@@ -197,9 +201,10 @@ Test(ddp, short_batch_weighs_the_shares_and_an_empty_share_adds_nothing, .timeou
     // no momentum: a re-initialised model starts over
     optim_config sgd = { .lr = 0.01f, .momentum = 0.0f, .weight_decay = 0.0f };
     clrt rt1;
-    runtime(&rt1);
+    ops_ctx ops1;
+    runtime(&rt1, &ops1);
     model single;
-    model_sized(&single, &rt1, 2, S);
+    model_sized(&single, &ops1, 2, S);
     trainer ts;
     trainer_init(&ts, &single);
     float shard_loss[2];  // replica 0: images 0 and 2; replica 1: image 1
@@ -264,9 +269,10 @@ static int same_model(const char *dir_a, const char *dir_b) {
 // once it reaches the cap; together they tile the trainable range with no gap.
 Test(ddp, buckets_tile_the_gradient_in_reverse_order, .timeout = 300) {
     clrt rt;
-    runtime(&rt);
+    ops_ctx ops;
+    runtime(&rt, &ops);
     model m;
-    model_at_32(&m, &rt, 2);
+    model_at_32(&m, &ops, 2);
     trainer t;
     trainer_init(&t, &m);
     comm c;

@@ -34,10 +34,10 @@ static model_arch config(const char *arch, int num_classes) {
 static void fill_weights(ckpt *c, const char *arch, int num_classes) {
     model *t = malloc(sizeof *t);
     cr_assert_not_null(t);
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     char err[512];
     model_arch cfg = config(arch, num_classes);
-    cr_assert_eq(model_init_arch(t, rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(t, ops, &cfg, err, sizeof err), 0, "%s", err);
     for (int i = 0; i < t->nparams; i++) {
         const model_param *p = &t->params[i];
         int64_t shape[4];
@@ -91,8 +91,9 @@ static void model_setup_arch(setup *s, const char *arch, int nimg, int batch,
     ckpt_init(&s->weights);
     fill_weights(&s->weights, arch, 10);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     model_arch cfg = config(arch, 10);
-    cr_assert_eq(model_init_arch(&s->m, rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(&s->m, ops, &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_plan(&s->m, batch, 32, po, err, sizeof err), 0, "%s", err);
     int replaced = 0;
     cr_assert_eq(model_from_ckpt(&s->m, &s->weights, NULL, 1, 0, &replaced, "generated", err,
@@ -253,7 +254,7 @@ Test(model, state_dict_table) {
     model m;
     char err[256];
     model_arch cfg = config("resnet18", 1000);
-    cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0);
+    cr_assert_eq(model_init_arch(&m, test_ops(), &cfg, err, sizeof err), 0);
     cr_expect_eq(m.nparams, 122, "torchvision's state_dict has 122 entries");
     size_t trainable = 0;
     for (int i = 0; i < m.nparams; i++)
@@ -342,7 +343,7 @@ Test(model, deterministic) {
 // the same conv algorithm: without kept cols the 3x3 forwards would run as Winograd).
 Test(model, kept_cols_same_gradients) {
     setup s;
-    test_rt()->ops_cfg->winograd = 0;
+    test_ops()->cfg.winograd = 0;
     model_setup(&s, 2, 2);
     cr_assert(model_kept_cols(&s.m), "the test device has room to keep the col matrices");
     size_t n = s.m.n_param_floats;
@@ -354,7 +355,7 @@ Test(model, kept_cols_same_gradients) {
     cr_assert(!model_kept_cols(&s.m), "keep_cols 0: one shared workspace");
     grads_of_one_step(&s, b);
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0, "bitwise the same gradients");
-    test_rt()->ops_cfg->winograd = -1;
+    test_ops()->cfg.winograd = -1;
     free(a);
     free(b);
     model_teardown(&s);
@@ -405,7 +406,7 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     model m2;
     char err[1024];
     model_arch c10 = config("resnet18", 10), seven = config("resnet18", 7);
-    cr_assert_eq(model_init_arch(&m2, test_rt(), &c10, err, sizeof err), 0);
+    cr_assert_eq(model_init_arch(&m2, test_ops(), &c10, err, sizeof err), 0);
     int replaced = 1;
     cr_assert_eq(model_from_ckpt(&m2, &c, NULL, 1, 0, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
@@ -417,7 +418,7 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     cr_expect_eq(memcmp(a, b, n * sizeof(float)), 0);
     model_free(&m2);
     // Into a 7-class model: fc is replaced, the rest loads.
-    cr_assert_eq(model_init_arch(&m2, test_rt(), &seven, err, sizeof err), 0);
+    cr_assert_eq(model_init_arch(&m2, test_ops(), &seven, err, sizeof err), 0);
     cr_assert_eq(model_from_ckpt(&m2, &c, NULL, 1, 3, &replaced, "x", err, sizeof err), 0, "%s",
                  err);
     cr_expect_eq(replaced, 1);
@@ -429,7 +430,7 @@ Test(model, checkpoint_round_trip_and_fc_replacement) {
     // A wrong shape is an error naming the key and both shapes.
     int k = ckpt_find(&c, "layer1.0.conv1.weight");
     c.e[k].shape[0] = 32;
-    cr_assert_eq(model_init_arch(&m2, test_rt(), &c10, err, sizeof err), 0);
+    cr_assert_eq(model_init_arch(&m2, test_ops(), &c10, err, sizeof err), 0);
     cr_expect_neq(model_from_ckpt(&m2, &c, NULL, 0, 0, &replaced, "w.pth", err, sizeof err), 0);
     cr_expect(strstr(err, "layer1.0.conv1.weight") && strstr(err, "[32, 64, 3, 3]") &&
               strstr(err, "[64, 64, 3, 3]"), "%s", err);
@@ -461,7 +462,7 @@ Test(model, family_tables) {
         model m;
         char err[256];
         model_arch cfg = config(want[a].arch, 1000);
-        cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(model_init_arch(&m, test_ops(), &cfg, err, sizeof err), 0, "%s", err);
         cr_expect_eq(m.nparams, want[a].entries, "%s: %d state_dict entries", want[a].arch,
                      m.nparams);
         cr_expect_eq(m.n_param_floats, want[a].params, "%s: %zu parameters", want[a].arch,
@@ -476,7 +477,7 @@ Test(model, family_tables) {
     model m;
     char err[256];
     model_arch cfg = config("resnet50", 10);
-    cr_assert_eq(model_init_arch(&m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(&m, test_ops(), &cfg, err, sizeof err), 0, "%s", err);
     const node *c1 = node_named(&m, "layer2.0.conv1"), *c2 = node_named(&m, "layer2.0.conv2");
     const node *ds = node_named(&m, "layer2.0.downsample.0");
     cr_expect_eq(c1->stride, 1);
@@ -562,7 +563,7 @@ Test(model, config_detected_from_weights) {
         model *m = malloc(sizeof *m);
         char err[512];
         model_arch cfg = config(archs[a], 7), got;
-        cr_assert_eq(model_init_arch(m, test_rt(), &cfg, err, sizeof err), 0, "%s", err);
+        cr_assert_eq(model_init_arch(m, test_ops(), &cfg, err, sizeof err), 0, "%s", err);
         ckpt c;
         ckpt_init(&c);
         cr_assert_eq(model_to_ckpt(m, &c, "module."), 0);
@@ -587,12 +588,12 @@ Test(model, strict_loading) {
     model *m34 = malloc(sizeof *m34), *m18 = malloc(sizeof *m18);
     char err[1024];
     model_arch c34 = config("resnet34", 10), c18 = config("resnet18", 10);
-    cr_assert_eq(model_init_arch(m34, test_rt(), &c34, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(m34, test_ops(), &c34, err, sizeof err), 0, "%s", err);
     model_init_weights(m34, 5);
     ckpt c;
     ckpt_init(&c);
     cr_assert_eq(model_to_ckpt(m34, &c, ""), 0);
-    cr_assert_eq(model_init_arch(m18, test_rt(), &c18, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(m18, test_ops(), &c18, err, sizeof err), 0, "%s", err);
     int replaced = 0;
     cr_expect_neq(model_from_ckpt(m18, &c, NULL, 1, 0, &replaced, "r34.pth", err, sizeof err), 0);
     cr_expect(strstr(err, "r34.pth does not fit resnet18: unexpected 'layer1.2.conv1.weight' "

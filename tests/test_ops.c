@@ -152,13 +152,13 @@ Test(ops_gemm, transposes_offsets_and_beta) {
             dten da = dev_tensor(a, na), db = dev_tensor(b, nb);
             // beta = 1.5 reads C; beta = 0 must not (C full of NaN).
             dten dc = dev_tensor(c, nc);
-            op_gemm(test_rt(), ta, tb, m, n, k, 0.5f, da, lda, db, ldb, 1.5f, dc, ldc);
+            op_gemm(test_ops(), ta, tb, m, n, k, 0.5f, da, lda, db, ldb, 1.5f, dc, ldc);
             memcpy(want, c, nc * sizeof *want);
             ref_gemm(ta, tb, m, n, k, 0.5f, a, lda, b, ldb, 1.5f, want, ldc);
             // Sums of 3 products of [-1, 1] values, plus 1.5*c: a few float ulps.
             check("gemm C (beta 1.5)", dc, want, nc, 1e-6f, 1e-6f);
             dten dz = dev_tensor(nan_c, nc);
-            op_gemm(test_rt(), ta, tb, m, n, k, 1.0f, da, lda, db, ldb, 0.0f, dz, ldc);
+            op_gemm(test_ops(), ta, tb, m, n, k, 1.0f, da, lda, db, ldb, 0.0f, dz, ldc);
             memcpy(want, nan_c, nc * sizeof *want);
             ref_gemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, want, ldc);
             // The columns past n keep their NaN in both (NaN matches NaN).
@@ -186,8 +186,8 @@ static float *gemm_c(size_t n, uint64_t seed, float beta, float **want) {
 // device result for a bitwise comparison of two runs.
 static float *gemm_case(int packed, int ta, int tb, int m, int n, int k, float alpha,
                         float beta, int count) {
-    clrt *rt = test_rt();
-    rt->ops_cfg->gemm_packed = packed;
+    ops_ctx *ops = test_ops();
+    ops->cfg.gemm_packed = packed;
     int lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 1, ldc = n + 2;
     size_t na = (size_t)(ta ? k : m) * lda, nb = (size_t)(tb ? n : k) * ldb;
     size_t nc = (size_t)m * ldc;
@@ -197,9 +197,9 @@ static float *gemm_case(int packed, int ta, int tb, int m, int n, int k, float a
     float *c = gemm_c(tc_n, 13 + k, beta, &want);
     dten da = dev_tensor(a, ta_n), db = dev_tensor(b, tb_n), dc = dev_tensor(c, tc_n);
     if (count == 1)
-        op_gemm(rt, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
+        op_gemm(ops, ta, tb, m, n, k, alpha, da, lda, db, ldb, beta, dc, ldc);
     else
-        op_gemm_batched(rt, ta, tb, m, n, k, alpha, da, lda, sa, db, ldb, sb, beta, dc, ldc, sc,
+        op_gemm_batched(ops, ta, tb, m, n, k, alpha, da, lda, sa, db, ldb, sb, beta, dc, ldc, sc,
                         count);
     for (int j = 0; j < count; j++)
         ref_gemm(ta, tb, m, n, k, alpha, a + j * sa, lda, b + j * sb, ldb, beta, want + j * sc,
@@ -211,7 +211,7 @@ static float *gemm_case(int packed, int ta, int tb, int m, int n, int k, float a
     // outside the product (ldc > n, batch gaps) keep their values (NaN matches NaN).
     check(what, dc, want, tc_n, 1e-6f + 2e-7f * (float)k, 1e-5f);
     float *got = dev_read(dc, tc_n);
-    rt->ops_cfg->gemm_packed = -1;
+    ops->cfg.gemm_packed = -1;
     free(a), free(b), free(c), free(want);
     return got;
 }
@@ -274,8 +274,8 @@ static float *to_panels(const float *m, int rows, int cols) {
 // with B (k, n) as panels, and op_gemm_nt_panels, C = A P^T with P (n, k) as panels; leading
 // dimensions wider than the rows, beta 0 (C full of NaN, not read) and beta reading C.
 static void gemm_panels_case(int nt, int m, int n, int k, float alpha, float beta) {
-    clrt *rt = test_rt();
-    rt->ops_cfg->gemm_packed = 1;
+    ops_ctx *ops = test_ops();
+    ops->cfg.gemm_packed = 1;
     int lda = k + 3, ldc = n + 2;
     size_t na = (size_t)m * lda, nb = (size_t)k * n, nc = (size_t)m * ldc;
     float *a = rnd(na, 21 + m, -1, 1), *b = rnd(nb, 22 + n, -1, 1), *want;
@@ -285,16 +285,16 @@ static void gemm_panels_case(int nt, int m, int n, int k, float alpha, float bet
     size_t nbp = nt ? op_gemm_panel_floats(n, k) : op_gemm_panel_floats(k, n);
     dten da = dev_tensor(a, na), dbp = dev_tensor(bp, nbp), dc = dev_tensor(c, nc);
     if (nt)
-        op_gemm_nt_panels(rt, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
+        op_gemm_nt_panels(ops, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
     else
-        op_gemm_bpanels(rt, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
+        op_gemm_bpanels(ops, m, n, k, alpha, da, lda, dbp, beta, dc, ldc);
     ref_gemm(0, nt, m, n, k, alpha, a, lda, b, nt ? k : n, beta, want, ldc);
     char what[96];
     snprintf(what, sizeof what, "gemm %s %dx%dx%d beta=%g", nt ? "nt_panels" : "bpanels", m, n,
              k, (double)beta);
     check(what, dc, want, nc, 1e-6f + 2e-7f * (float)k, 1e-5f);
     expect_guards("panels operand", dbp, nbp);
-    rt->ops_cfg->gemm_packed = -1;
+    ops->cfg.gemm_packed = -1;
     free(a), free(b), free(c), free(want), free(bp);
 }
 
@@ -322,14 +322,14 @@ static size_t conv_col_n(const conv_shape *s) {
 // op_im2col_panels: exactly the col matrix in the panel layout, padding 0 (the workspace's
 // NaN first, so that every float of it is written).
 static void expect_im2col_panels(const conv_shape *s, const float *in, const float *want_col) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int rows = s->c * s->kh * s->kw, cols = s->n * s->oh * s->ow;
     size_t nf = op_gemm_panel_floats(rows, cols), nin = conv_in_n(s);
     float *want = to_panels(want_col, rows, cols), *nan = malloc(nf * sizeof *nan);
     cr_assert_not_null(nan);
     for (size_t i = 0; i < nf; i++) nan[i] = NAN;
     dten d_in = dev_tensor(in, nin), d_p = dev_tensor(nan, nf);
-    op_im2col_panels(rt, d_p, d_in, s);
+    op_im2col_panels(ops, d_p, d_in, s);
     check("im2col panels", d_p, want, nf, 0, 0);
     free(want), free(nan);
 }
@@ -338,7 +338,7 @@ static void expect_im2col_panels(const conv_shape *s, const float *in, const flo
 // gradients against the double reference.
 static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int pad,
                       uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     conv_shape s;
     conv_shape_init(&s, n, c, h, w, o, k, stride, pad);
     size_t nin = conv_in_n(&s), nw = conv_w_n(&s), nout = conv_out_n(&s), ncol = conv_col_n(&s);
@@ -353,17 +353,17 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
     if (nwork) {
         dten d_col = dev_tensor(NULL, ncol), d_colin = dev_tensor(col, ncol);
         dten d_back = dev_tensor(NULL, nin);
-        op_im2col(rt, d_col, d_in, &s);
+        op_im2col(ops, d_col, d_in, &s);
         ref_im2col(want_col, in, &s);
         check("im2col col", d_col, want_col, ncol, 0, 0);            // a copy: exact
         expect_im2col_panels(&s, in, want_col);
-        op_col2im(rt, d_back, d_colin, &s);
+        op_col2im(ops, d_back, d_colin, &s);
         ref_col2im(want_in, col, &s);
         check("col2im in", d_back, want_in, nin, 0, 0);              // same order: exact
     }
 
     dten d_out = dev_tensor(NULL, nout);
-    op_conv2d_forward(rt, d_out, d_in, d_w, &s, work);
+    op_conv2d_forward(ops, d_out, d_in, d_w, &s, work);
     ref_conv2d_forward(want_out, in, wt, &s);
     // Sums of C*KH*KW <= 147 products of [-1, 1] values in another order than the double
     // reference: a few float ulps of the sum of |terms| (<= 147), so 2e-5 absolute.
@@ -371,7 +371,7 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
     expect_guards("conv forward workspace", work, nwork ? nwork : 1);
 
     dten d_din = dev_tensor(NULL, nin), d_dw = dev_tensor(NULL, nw);
-    op_conv2d_backward(rt, d_din, d_dw, d_dout, d_in, d_w, &s, work);
+    op_conv2d_backward(ops, d_din, d_dw, d_dout, d_in, d_w, &s, work);
     ref_conv2d_backward(want_in, want_dw, dout, in, wt, &s);
     // din: sums of O*KH*KW/stride^2 products (<= 49*4); dw: sums of N*OH*OW (<= 126); as above.
     check("conv backward din", d_din, want_in, nin, 2e-5f, 1e-5f);
@@ -382,9 +382,9 @@ static void conv_case(int n, int c, int h, int w, int o, int k, int stride, int 
     // shape): the same outputs, and with the col matrix kept, bit for bit the same gradients.
     float *got_din = dev_read(d_din, nin), *got_dw = dev_read(d_dw, nw);
     dten d_din2 = dev_tensor(NULL, nin), d_dw2 = dev_tensor(NULL, nw);
-    op_conv2d_forward_col(rt, d_out, d_in, d_w, &s, work);
+    op_conv2d_forward_col(ops, d_out, d_in, d_w, &s, work);
     check("conv forward_col out", d_out, want_out, nout, 2e-5f, 1e-5f);
-    op_conv2d_backward_col(rt, d_din2, d_dw2, d_dout, d_in, d_w, &s, work);
+    op_conv2d_backward_col(ops, d_din2, d_dw2, d_dout, d_in, d_w, &s, work);
     float *got_din2 = dev_read(d_din2, nin), *got_dw2 = dev_read(d_dw2, nw);
     cr_expect(!memcmp(got_din, got_din2, nin * sizeof(float)), "kept col: din differs");
     cr_expect(!memcmp(got_dw, got_dw2, nw * sizeof(float)), "kept col: dw differs");
@@ -405,19 +405,19 @@ Test(ops_conv, k1_s1_p1_generic_col2im) { conv_case(2, 3, 4, 5, 3, 1, 1, 1, 90);
 // ops through CLBlast's path (GPUs), which keeps it row-major, on the shapes of ResNet's
 // kernels: 3x3 stride 1 and 2, the stem's 7x7, a 1x1 stride 2.
 Test(ops_conv, clblast_path) {
-    clrt *rt = test_rt();
-    rt->ops_cfg->gemm_packed = 0;
+    ops_ctx *ops = test_ops();
+    ops->cfg.gemm_packed = 0;
     conv_case(2, 3, 6, 7, 4, 3, 1, 1, 130);
     conv_case(2, 3, 9, 8, 5, 3, 2, 1, 131);
     conv_case(1, 3, 12, 11, 4, 7, 2, 3, 132);
     conv_case(3, 4, 5, 5, 6, 1, 2, 0, 133);
-    rt->ops_cfg->gemm_packed = -1;
+    ops->cfg.gemm_packed = -1;
 }
 
 // im2col and col2im alone (exact) on shapes with many work-groups and indices in the
 // millions: the kernels split flat indices with float arithmetic (conv_div in cl/conv.cl).
 static void layout_case(int n, int c, int h, int w, int k, int stride, int pad, uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     conv_shape s;
     conv_shape_init(&s, n, c, h, w, 1, k, stride, pad);
     size_t nin = conv_in_n(&s), ncol = conv_col_n(&s);
@@ -425,11 +425,11 @@ static void layout_case(int n, int c, int h, int w, int k, int stride, int pad, 
     float *want_col = malloc(ncol * sizeof(float)), *want_in = malloc(nin * sizeof(float));
     cr_assert(want_col && want_in);
     dten d_in = dev_tensor(in, nin), d_col = dev_tensor(NULL, ncol);
-    op_im2col(rt, d_col, d_in, &s);
+    op_im2col(ops, d_col, d_in, &s);
     ref_im2col(want_col, in, &s);
     check("im2col col (large)", d_col, want_col, ncol, 0, 0);
     dten d_colin = dev_tensor(col, ncol), d_back = dev_tensor(NULL, nin);
-    op_col2im(rt, d_back, d_colin, &s);
+    op_col2im(ops, d_back, d_colin, &s);
     ref_col2im(want_in, col, &s);
     check("col2im in (large)", d_back, want_in, nin, 0, 0);
     free(in), free(col), free(want_col), free(want_in);
@@ -472,13 +472,13 @@ Test(ops_conv, k3_s1_p1_on_1x3_no_window) {
 // GEMMs are CLBlast's, so forced here) at tile-multiple sizes: CLBlast's batched kernel then
 // reads operands in place; odd map sizes: partial tiles. And the same shapes without it.
 Test(ops_conv, k3_s1_p1_winograd) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     for (int w = 1; w >= 0; w--) {
-        rt->ops_cfg->winograd = w;
+        ops->cfg.winograd = w;
         conv_case(2, 128, 8, 8, 64, 3, 1, 1, 150);
         conv_case(1, 128, 7, 9, 32, 3, 1, 1, 155);
     }
-    rt->ops_cfg->winograd = -1;
+    ops->cfg.winograd = -1;
 }
 
 // ResNet18's conv1, on a non-square odd image.
@@ -493,7 +493,7 @@ Test(ops_conv, k1_s2_p0) { conv_case(2, 6, 6, 5, 4, 1, 2, 0, 40); }
 Test(ops_conv, k1_s1_pointwise) { conv_case(2, 3, 4, 5, 6, 1, 1, 0, 50); }
 
 Test(ops_conv, skip_outputs) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     conv_shape s;
     conv_shape_init(&s, 2, 3, 5, 4, 2, 3, 2, 1);
     size_t nin = conv_in_n(&s), nw = conv_w_n(&s), nout = conv_out_n(&s);
@@ -504,13 +504,13 @@ Test(ops_conv, skip_outputs) {
     dten work = dev_tensor(NULL, conv_workspace_floats(&s));
     dten d_din = dev_tensor(NULL, nin), d_dw = dev_tensor(NULL, nw);
     // The first layer: no input gradient.
-    op_conv2d_backward(rt, DTEN_NONE, d_dw, d_dout, d_in, d_w, &s, work);
+    op_conv2d_backward(ops, DTEN_NONE, d_dw, d_dout, d_in, d_w, &s, work);
     check("conv dw (din skipped)", d_dw, want_dw, nw, 2e-5f, 1e-5f);
     // Frozen weights: no weight gradient; din must not depend on a dw pass.
-    op_conv2d_backward(rt, d_din, DTEN_NONE, d_dout, d_in, d_w, &s, work);
+    op_conv2d_backward(ops, d_din, DTEN_NONE, d_dout, d_in, d_w, &s, work);
     check("conv din (dw skipped)", d_din, want_in, nin, 2e-5f, 1e-5f);
     // Nothing wanted: nothing happens, even without inputs.
-    op_conv2d_backward(rt, DTEN_NONE, DTEN_NONE, d_dout, DTEN_NONE, DTEN_NONE, &s, DTEN_NONE);
+    op_conv2d_backward(ops, DTEN_NONE, DTEN_NONE, d_dout, DTEN_NONE, DTEN_NONE, &s, DTEN_NONE);
     free(in), free(wt), free(dout), free(want_in), free(want_dw);
 }
 
@@ -537,13 +537,13 @@ static void bn_data_free(bn_data *d) {
 }
 
 static void bn_train_case(int c, int m, float center, uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     bn_data d = bn_data_make(c, m, center, seed);
     size_t n = (size_t)c * m;
     dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
     dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
     dten out = dev_tensor(NULL, n), smean = dev_tensor(NULL, c), sinv = dev_tensor(NULL, c);
-    op_bn_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f, 1e-5f);
+    op_bn_forward_train(ops, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f, 1e-5f);
 
     float *w_out = zeros(n), *w_smean = zeros(c), *w_sinv = zeros(c);
     ref_bn_forward_train(w_out, w_smean, w_sinv, d.rmean, d.rvar, d.in, d.gamma, d.beta, c, m,
@@ -560,7 +560,7 @@ static void bn_train_case(int c, int m, float center, uint64_t seed) {
     float *h_smean = dev_read(smean, c), *h_sinv = dev_read(sinv, c);
     dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
     dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
-    op_bn_backward_train(rt, din, dgamma, dbeta, dout, in, gamma, smean, sinv, c, m);
+    op_bn_backward_train(ops, din, dgamma, dbeta, dout, in, gamma, smean, sinv, c, m);
     float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
     ref_bn_backward_train(w_din, w_dg, w_db, d.dout, d.in, d.gamma, h_smean, h_sinv, c, m);
     // dgamma, dbeta: sums of m terms of size ~1 (m <= 1292): float error ~1e-4 worst case.
@@ -587,19 +587,19 @@ Test(ops_bn, train_forward_backward) {
 // The same cases with a GPU's split of a channel among the work items (interleaved vectors,
 // host/ops_bn.c): same references, same tolerances.
 Test(ops_bn, train_interleaved) {
-    test_rt()->ops_cfg->bn_interleave = 1;
+    test_ops()->cfg.bn_interleave = 1;
     bn_train_case(3, 2 * 5 * 7, 0.0f, 100);
     bn_train_case(2, 4 * 17 * 19, 0.5f, 120);
     bn_train_case(2, 3 * 11 * 13, 50.0f, 130);
     bn_train_case(3, 40007, -1.5f, 140);
     bn_train_case(2, 15, 2.0f, 150);
-    test_rt()->ops_cfg->bn_interleave = -1;
+    test_ops()->cfg.bn_interleave = -1;
 }
 
 // Batch norm + relu fused, training mode: against the references, and bit for bit against
 // the unfused device ops (op_bn_* then op_relu_*), forward and backward.
 static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     bn_data d = bn_data_make(c, m, center, seed);
     size_t n = (size_t)c * m;
     float *rm0 = malloc(c * sizeof(float)), *rv0 = malloc(c * sizeof(float));
@@ -609,7 +609,7 @@ static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
     dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
     dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
     dten out = dev_tensor(NULL, n), smean = dev_tensor(NULL, c), sinv = dev_tensor(NULL, c);
-    op_bn_relu_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f,
+    op_bn_relu_forward_train(ops, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f,
                              1e-5f);
     float *w_out = zeros(n), *w_smean = zeros(c), *w_sinv = zeros(c);
     ref_bn_relu_forward_train(w_out, w_smean, w_sinv, d.rmean, d.rvar, d.in, d.gamma, d.beta,
@@ -621,9 +621,9 @@ static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
 
     dten rmean2 = dev_tensor(rm0, c), rvar2 = dev_tensor(rv0, c);
     dten out2 = dev_tensor(NULL, n), smean2 = dev_tensor(NULL, c), sinv2 = dev_tensor(NULL, c);
-    op_bn_forward_train(rt, out2, smean2, sinv2, rmean2, rvar2, in, gamma, beta, c, m, 0.1f,
+    op_bn_forward_train(ops, out2, smean2, sinv2, rmean2, rvar2, in, gamma, beta, c, m, 0.1f,
                         1e-5f);
-    op_relu_forward(rt, out2, out2, n);
+    op_relu_forward(ops, out2, out2, n);
     expect_same_bits("bn+relu train out vs unfused", out, out2, n);
     expect_same_bits("bn+relu train running_mean vs unfused", rmean, rmean2, c);
 
@@ -631,7 +631,7 @@ static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
     float *h_out = dev_read(out, n), *h_smean = dev_read(smean, c), *h_sinv = dev_read(sinv, c);
     dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
     dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
-    op_bn_relu_backward_train(rt, din, dgamma, dbeta, dout, out, in, gamma, smean, sinv, c, m);
+    op_bn_relu_backward_train(ops, din, dgamma, dbeta, dout, out, in, gamma, smean, sinv, c, m);
     float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
     ref_bn_relu_backward_train(w_din, w_dg, w_db, d.dout, h_out, d.in, d.gamma, h_smean,
                                h_sinv, c, m);
@@ -641,8 +641,8 @@ static void bn_relu_train_case(int c, int m, float center, uint64_t seed) {
 
     dten g2 = dev_tensor(NULL, n), din2 = dev_tensor(NULL, n);
     dten dgamma2 = dev_tensor(NULL, c), dbeta2 = dev_tensor(NULL, c);
-    op_relu_backward(rt, g2, dout, out, n);
-    op_bn_backward_train(rt, din2, dgamma2, dbeta2, g2, in, gamma, smean, sinv, c, m);
+    op_relu_backward(ops, g2, dout, out, n);
+    op_bn_backward_train(ops, din2, dgamma2, dbeta2, g2, in, gamma, smean, sinv, c, m);
     expect_same_bits("bn+relu train din vs unfused", din, din2, n);
     expect_same_bits("bn+relu train dgamma vs unfused", dgamma, dgamma2, c);
     expect_same_bits("bn+relu train dbeta vs unfused", dbeta, dbeta2, c);
@@ -659,32 +659,32 @@ Test(ops_bn, relu_fused_train) {
 }
 
 Test(ops_bn, relu_fused_train_interleaved) {
-    test_rt()->ops_cfg->bn_interleave = 1;
+    test_ops()->cfg.bn_interleave = 1;
     bn_relu_train_case(3, 2 * 5 * 7, 0.0f, 160);
     bn_relu_train_case(2, 40007, 0.5f, 170);
-    test_rt()->ops_cfg->bn_interleave = -1;
+    test_ops()->cfg.bn_interleave = -1;
 }
 
 Test(ops_bn, relu_fused_eval) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int c = 3, m = 2 * 7 * 9 + 5;
     size_t n = (size_t)c * m;
     bn_data d = bn_data_make(c, m, 0.4f, 190);
     dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
     dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
     dten out = dev_tensor(NULL, n), out2 = dev_tensor(NULL, n);
-    op_bn_relu_forward_eval(rt, out, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
+    op_bn_relu_forward_eval(ops, out, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
     float *w_out = zeros(n);
     ref_bn_relu_forward_eval(w_out, d.in, d.gamma, d.beta, d.rmean, d.rvar, c, m, 1e-5f);
     check("bn+relu eval out", out, w_out, n, 1e-5f, 1e-5f);
-    op_bn_forward_eval(rt, out2, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
-    op_relu_forward(rt, out2, out2, n);
+    op_bn_forward_eval(ops, out2, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
+    op_relu_forward(ops, out2, out2, n);
     expect_same_bits("bn+relu eval out vs unfused", out, out2, n);
 
     float *h_out = dev_read(out, n);
     dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
     dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
-    op_bn_relu_backward_eval(rt, din, dgamma, dbeta, dout, out, in, gamma, rmean, rvar, c, m,
+    op_bn_relu_backward_eval(ops, din, dgamma, dbeta, dout, out, in, gamma, rmean, rvar, c, m,
                              1e-5f);
     float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
     ref_bn_relu_backward_eval(w_din, w_dg, w_db, d.dout, h_out, d.in, d.gamma, d.rmean,
@@ -693,8 +693,8 @@ Test(ops_bn, relu_fused_eval) {
     check("bn+relu eval dgamma", dgamma, w_dg, c, 2e-5f, 1e-5f);
     check("bn+relu eval dbeta", dbeta, w_db, c, 2e-5f, 1e-5f);
     dten g2 = dev_tensor(NULL, n), din2 = dev_tensor(NULL, n);
-    op_relu_backward(rt, g2, dout, out, n);
-    op_bn_backward_eval(rt, din2, DTEN_NONE, DTEN_NONE, g2, in, gamma, rmean, rvar, c, m,
+    op_relu_backward(ops, g2, dout, out, n);
+    op_bn_backward_eval(ops, din2, DTEN_NONE, DTEN_NONE, g2, in, gamma, rmean, rvar, c, m,
                         1e-5f);
     expect_same_bits("bn+relu eval din vs unfused", din, din2, n);
     free(w_out), free(h_out), free(w_din), free(w_dg), free(w_db);
@@ -703,12 +703,12 @@ Test(ops_bn, relu_fused_eval) {
 
 // Hand-computed: x = 1 2 3 4, mean 2.5, biased var 1.25, unbiased var 5/3.
 Test(ops_bn, running_stats_unbiased) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     float x[4] = {1, 2, 3, 4}, one = 1.0f, zero = 0.0f;
     dten in = dev_tensor(x, 4), gamma = dev_tensor(&one, 1), beta = dev_tensor(&zero, 1);
     dten rmean = dev_tensor(&zero, 1), rvar = dev_tensor(&one, 1);
     dten out = dev_tensor(NULL, 4), smean = dev_tensor(NULL, 1), sinv = dev_tensor(NULL, 1);
-    op_bn_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, 1, 4, 0.1f, 1e-5f);
+    op_bn_forward_train(ops, out, smean, sinv, rmean, rvar, in, gamma, beta, 1, 4, 0.1f, 1e-5f);
     float w_mean = 2.5f, w_inv = (float)(1.0 / sqrt(1.25 + 1e-5));
     float w_rmean = 0.25f, w_rvar = (float)(0.9 + 0.1 * 5.0 / 3.0);
     check("save_mean", smean, &w_mean, 1, 0, 1e-6f);
@@ -716,25 +716,25 @@ Test(ops_bn, running_stats_unbiased) {
     check("running_mean", rmean, &w_rmean, 1, 0, 1e-6f);
     check("running_var (unbiased variance)", rvar, &w_rvar, 1, 0, 1e-6f);
     // A second step moves the running statistics again from their new values.
-    op_bn_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, 1, 4, 0.1f, 1e-5f);
+    op_bn_forward_train(ops, out, smean, sinv, rmean, rvar, in, gamma, beta, 1, 4, 0.1f, 1e-5f);
     float w_rmean2 = 0.9f * 0.25f + 0.25f, w_rvar2 = (float)(0.9 * w_rvar + 0.1 * 5.0 / 3.0);
     check("running_mean step 2", rmean, &w_rmean2, 1, 0, 1e-6f);
     check("running_var step 2", rvar, &w_rvar2, 1, 0, 1e-6f);
     // Without running statistics the step still normalises (and touches nothing else).
-    op_bn_forward_train(rt, out, smean, sinv, DTEN_NONE, DTEN_NONE, in, gamma, beta, 1, 4, 0.1f,
+    op_bn_forward_train(ops, out, smean, sinv, DTEN_NONE, DTEN_NONE, in, gamma, beta, 1, 4, 0.1f,
                         1e-5f);
     check("save_invstd (no running stats)", sinv, &w_inv, 1, 0, 1e-6f);
 }
 
 Test(ops_bn, eval_forward_backward) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int c = 4, m = 3 * 5 * 3;
     size_t n = (size_t)c * m;
     bn_data d = bn_data_make(c, m, 0.3f, 200);
     dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
     dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c);
     dten out = dev_tensor(NULL, n);
-    op_bn_forward_eval(rt, out, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
+    op_bn_forward_eval(ops, out, in, gamma, beta, rmean, rvar, c, m, 1e-5f);
     float *w_out = zeros(n);
     ref_bn_forward_eval(w_out, d.in, d.gamma, d.beta, d.rmean, d.rvar, c, m, 1e-5f);
     check("bn eval out", out, w_out, n, 1e-5f, 1e-5f);    // a few flops per value
@@ -743,7 +743,7 @@ Test(ops_bn, eval_forward_backward) {
 
     dten dout = dev_tensor(d.dout, n), din = dev_tensor(NULL, n);
     dten dgamma = dev_tensor(NULL, c), dbeta = dev_tensor(NULL, c);
-    op_bn_backward_eval(rt, din, dgamma, dbeta, dout, in, gamma, rmean, rvar, c, m, 1e-5f);
+    op_bn_backward_eval(ops, din, dgamma, dbeta, dout, in, gamma, rmean, rvar, c, m, 1e-5f);
     float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
     ref_bn_backward_eval(w_din, w_dg, w_db, d.dout, d.in, d.gamma, d.rmean, d.rvar, c, m,
                          1e-5f);
@@ -756,14 +756,14 @@ Test(ops_bn, eval_forward_backward) {
 
 // Every subset of (din, dgamma, dbeta): the wanted ones are right, the others never written.
 Test(ops_bn, skip_outputs) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int c = 2, m = 30;
     size_t n = (size_t)c * m;
     bn_data d = bn_data_make(c, m, 0.0f, 300);
     dten in = dev_tensor(d.in, n), gamma = dev_tensor(d.gamma, c), beta = dev_tensor(d.beta, c);
     dten rmean = dev_tensor(d.rmean, c), rvar = dev_tensor(d.rvar, c), dout = dev_tensor(d.dout, n);
     dten out = dev_tensor(NULL, n), smean = dev_tensor(NULL, c), sinv = dev_tensor(NULL, c);
-    op_bn_forward_train(rt, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f, 1e-5f);
+    op_bn_forward_train(ops, out, smean, sinv, rmean, rvar, in, gamma, beta, c, m, 0.1f, 1e-5f);
     float *h_smean = dev_read(smean, c), *h_sinv = dev_read(sinv, c);
     float *w_din = zeros(n), *w_dg = zeros(c), *w_db = zeros(c);
     ref_bn_backward_train(w_din, w_dg, w_db, d.dout, d.in, d.gamma, h_smean, h_sinv, c, m);
@@ -775,13 +775,13 @@ Test(ops_bn, skip_outputs) {
             dten a = (mask & 1) ? din : DTEN_NONE, b = (mask & 2) ? dg : DTEN_NONE;
             dten e = (mask & 4) ? db : DTEN_NONE;
             if (train) {
-                op_bn_backward_train(rt, a, b, e, dout, in, gamma, smean, sinv, c, m);
+                op_bn_backward_train(ops, a, b, e, dout, in, gamma, smean, sinv, c, m);
                 check("bn din", din, (mask & 1) ? w_din : sent, n, 2e-5f, 1e-4f);
                 check("bn dgamma", dg, (mask & 2) ? w_dg : sent, c, 1e-4f, 1e-5f);
                 check("bn dbeta", db, (mask & 4) ? w_db : sent, c, 1e-4f, 1e-5f);
             } else {
                 // Only the skipping is under test here: written outputs are not sentinels.
-                op_bn_backward_eval(rt, a, b, e, dout, in, gamma, rmean, rvar, c, m, 1e-5f);
+                op_bn_backward_eval(ops, a, b, e, dout, in, gamma, rmean, rvar, c, m, 1e-5f);
                 float *g = dev_read(din, n), *gg = dev_read(dg, c), *gb = dev_read(db, c);
                 cr_expect_eq(g[n - 1] == SENTINEL, !(mask & 1), "eval din mask %d", mask);
                 cr_expect_eq(gg[c - 1] == SENTINEL, !(mask & 2), "eval dgamma mask %d", mask);
@@ -798,7 +798,7 @@ Test(ops_bn, skip_outputs) {
 
 // Includes the edge cases: -0, 0, NaN (PyTorch's relu keeps NaN; its backward uses out <= 0).
 Test(ops_elementwise, relu_forward_backward) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1001;
     float *x = rnd(n, 400, -1, 1), *g = rnd(n, 401, -1, 1);
     x[0] = 0.0f, x[1] = -0.0f, x[2] = NAN, x[3] = -INFINITY, x[4] = INFINITY;
@@ -806,35 +806,35 @@ Test(ops_elementwise, relu_forward_backward) {
     ref_relu_forward(w_out, x, n);
     ref_relu_backward(w_din, g, w_out, n);
     dten in = dev_tensor(x, n), out = dev_tensor(NULL, n), dout = dev_tensor(g, n);
-    op_relu_forward(rt, out, in, n);
+    op_relu_forward(ops, out, in, n);
     check("relu out", out, w_out, n, 0, 0);
     dten din = dev_tensor(NULL, n);
-    op_relu_backward(rt, din, dout, out, n);
+    op_relu_backward(ops, din, dout, out, n);
     check("relu din", din, w_din, n, 0, 0);
-    op_relu_backward(rt, dout, dout, out, n);   // in place, as the model runs it
+    op_relu_backward(ops, dout, dout, out, n);   // in place, as the model runs it
     check("relu din (in place)", dout, w_din, n, 0, 0);
     free(x), free(g), free(w_out), free(w_din);
 }
 
 Test(ops_elementwise, add_and_add_relu) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 777;
     float *a = rnd(n, 410, -1, 1), *b = rnd(n, 411, -1, 1), *want = zeros(n);
     dten da = dev_tensor(a, n), db = dev_tensor(b, n), out = dev_tensor(NULL, n);
-    op_add(rt, out, da, db, n);
+    op_add(ops, out, da, db, n);
     ref_add(want, a, b, n);
     check("add out", out, want, n, 0, 0);
-    op_add_relu(rt, out, da, db, n);
+    op_add_relu(ops, out, da, db, n);
     ref_add_relu(want, a, b, n);
     check("add_relu out", out, want, n, 0, 0);
-    op_add(rt, da, da, db, n);                 // in place: the residual gradient sum
+    op_add(ops, da, da, db, n);                 // in place: the residual gradient sum
     ref_add(want, a, b, n);
     check("add out (in place)", da, want, n, 0, 0);
     free(a), free(b), free(want);
 }
 
 Test(ops_elementwise, avgpool_forward_backward) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int shapes[3][3] = {{5, 3, 7}, {4, 2, 1}, {3, 1, 49}};   // (c, n, hw); 1x1 maps too
     for (int t = 0; t < 3; t++) {
         int c = shapes[t][0], n = shapes[t][1], hw = shapes[t][2];
@@ -845,8 +845,8 @@ Test(ops_elementwise, avgpool_forward_backward) {
         ref_avgpool_backward(w_din, g, c, n, hw);
         dten in = dev_tensor(x, nin), out = dev_tensor(NULL, cn);
         dten dout = dev_tensor(g, cn), din = dev_tensor(NULL, nin);
-        op_avgpool_forward(rt, out, in, c, n, hw);
-        op_avgpool_backward(rt, din, dout, c, n, hw);
+        op_avgpool_forward(ops, out, in, c, n, hw);
+        op_avgpool_backward(ops, din, dout, c, n, hw);
         check("avgpool out", out, w_out, cn, 1e-6f, 1e-6f);   // a float sum of <= 49 terms
         check("avgpool din", din, w_din, nin, 0, 1e-7f);      // one division: exact
         free(x), free(g), free(w_out), free(w_din);
@@ -858,56 +858,58 @@ Test(ops_elementwise, avgpool_forward_backward) {
 // patterns (contiguous runs, interleaved), and the sticky form's AND over several arrays.
 Test(ops_elementwise, all_finite_positions) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t sizes[] = {1, 2, 3, 255, 257, 16385, 100003, 300007};
     float bad[3] = {NAN, INFINITY, -INFINITY};
     dten flag = test_upload_i32(rt, NULL, 1);
     for (int il = 0; il < 2; il++) {
-        rt->ops_cfg->bn_interleave = il;
+        ops->cfg.bn_interleave = il;
         for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
             size_t n = sizes[t];
             float *x = rnd(n, 445 + (unsigned)t, -1e38f, 1e38f);
             dten d = dev_tensor(x, n);
-            cr_expect_eq(op_all_finite(rt, d, n, flag), ref_all_finite(x, n), "n %zu", n);
+            cr_expect_eq(op_all_finite(ops, d, n, flag), ref_all_finite(x, n), "n %zu", n);
             size_t where[3] = {0, n / 2, n - 1};
             for (int w = 0; w < 3; w++) {
                 float keep = x[where[w]];
                 x[where[w]] = bad[w];
                 dten e = dev_tensor(x, n);
                 cr_expect_eq(ref_all_finite(x, n), 0);
-                cr_expect_eq(op_all_finite(rt, e, n, flag), 0, "interleave %d, n %zu, %g at %zu",
+                cr_expect_eq(op_all_finite(ops, e, n, flag), 0, "interleave %d, n %zu, %g at %zu",
                              il, n, (double)bad[w], where[w]);
                 // Sticky: a finite array after a bad one leaves the flag at 0; before it, 1.
                 dten ok = dev_tensor(&keep, 1);
                 int32_t one = 1, got = -1;
                 clrt_write(rt, flag.mem, flag.off * sizeof one, &one, sizeof one);
-                op_finite_and(rt, flag, ok, 1);
+                op_finite_and(ops, flag, ok, 1);
                 clrt_read(rt, flag.mem, flag.off * sizeof got, &got, sizeof got);
                 cr_expect_eq(got, 1, "finite value keeps the flag");
-                op_finite_and(rt, flag, e, n);
-                op_finite_and(rt, flag, ok, 1);
+                op_finite_and(ops, flag, e, n);
+                op_finite_and(ops, flag, ok, 1);
                 clrt_read(rt, flag.mem, flag.off * sizeof got, &got, sizeof got);
                 cr_expect_eq(got, 0, "sticky after n %zu", n);
                 if (n > 1) {  // exactly n values: the bad last one just past n - 1 does not count
-                    cr_expect_eq(op_all_finite(rt, e, n - 1, flag), where[w] == n - 1,
+                    cr_expect_eq(op_all_finite(ops, e, n - 1, flag), where[w] == n - 1,
                                  "n - 1 of %zu", n);
                 }
                 x[where[w]] = keep;
             }
             // n = 0 reads nothing: the flag says finite.
-            cr_expect_eq(op_all_finite(rt, d, 0, flag), 1, "n = 0");
+            cr_expect_eq(op_all_finite(ops, d, 0, flag), 1, "n = 0");
             free(x);
         }
     }
-    rt->ops_cfg->bn_interleave = -1;
+    ops->cfg.bn_interleave = -1;
 }
 
 Test(ops_elementwise, all_finite) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 12345;
     float *x = rnd(n, 440, -1e30f, 1e30f);
     dten flag = test_upload_i32(rt, NULL, 1);
     dten d = dev_tensor(x, n);
-    cr_expect_eq(op_all_finite(rt, d, n, flag), 1, "finite data");
+    cr_expect_eq(op_all_finite(ops, d, n, flag), 1, "finite data");
     cr_expect_eq(ref_all_finite(x, n), 1);
     float bad[4] = {INFINITY, -INFINITY, NAN, -NAN};
     size_t where[4] = {n - 1, 0, 5000, 4097};
@@ -915,15 +917,15 @@ Test(ops_elementwise, all_finite) {
         float keep = x[where[i]];
         x[where[i]] = bad[i];
         dten e = dev_tensor(x, n);
-        cr_expect_eq(op_all_finite(rt, e, n, flag), 0, "%g at %zu", (double)bad[i], where[i]);
+        cr_expect_eq(op_all_finite(ops, e, n, flag), 0, "%g at %zu", (double)bad[i], where[i]);
         cr_expect_eq(ref_all_finite(x, n), 0);
         x[where[i]] = keep;
     }
     // The check reads exactly n values: a NaN just past the end does not count.
     x[n - 1] = NAN;
-    cr_expect_eq(op_all_finite(rt, dev_tensor(x, n), n - 1, flag), 1, "n - 1 values");
+    cr_expect_eq(op_all_finite(ops, dev_tensor(x, n), n - 1, flag), 1, "n - 1 values");
     float v = 3.0f;
-    cr_expect_eq(op_all_finite(rt, dev_tensor(&v, 1), 1, flag), 1, "a single value");
+    cr_expect_eq(op_all_finite(ops, dev_tensor(&v, 1), 1, flag), 1, "a single value");
     free(x);
 }
 
@@ -931,7 +933,7 @@ Test(ops_elementwise, all_finite) {
 
 static void maxpool_case(const float *x, int n, int c, int h, int w, int k, int stride,
                          int pad) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     pool_shape s;
     pool_shape_init(&s, n, c, h, w, k, stride, pad);
     size_t nin = (size_t)c * n * h * w, nout = (size_t)c * n * s.oh * s.ow;
@@ -940,11 +942,11 @@ static void maxpool_case(const float *x, int n, int c, int h, int w, int k, int 
     ref_maxpool_forward(w_out, w_arg, x, &s);
     ref_maxpool_backward(w_din, g, w_arg, &s);
     dten in = dev_tensor(x, nin), out = dev_tensor(NULL, nout), arg = dev_tensor(NULL, nout);
-    op_maxpool_forward(rt, out, arg, in, &s);
+    op_maxpool_forward(ops, out, arg, in, &s);
     check("maxpool out", out, w_out, nout, 0, 0);           // comparisons only: exact
     check_i32("maxpool argmax", arg, w_arg, nout);
     dten dout = dev_tensor(g, nout), din = dev_tensor(NULL, nin);
-    op_maxpool_backward(rt, din, dout, arg, &s);
+    op_maxpool_backward(ops, din, dout, arg, &s);
     check("maxpool din", din, w_din, nin, 0, 0);            // same summation order: exact
     free(g), free(w_out), free(w_din), free(w_arg);
 }
@@ -967,7 +969,7 @@ Test(ops_maxpool, resnet_3x3_s2_p1) {
 
 // PyTorch's rules: first maximum on ties, padding never wins, NaN propagates.
 Test(ops_maxpool, ties_padding_nan) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     pool_shape s;
     pool_shape_init(&s, 1, 1, 4, 4, 3, 2, 1);   // 2x2 outputs, windows start at -1 and 1
     float ties[16], neg[16], nans[16];
@@ -980,7 +982,7 @@ Test(ops_maxpool, ties_padding_nan) {
     const char *names[3] = {"ties (first wins)", "all -inf (padding never wins)", "NaN"};
     for (int t = 0; t < 3; t++) {
         dten in = dev_tensor(inputs[t], 16), out = dev_tensor(NULL, 4), arg = dev_tensor(NULL, 4);
-        op_maxpool_forward(rt, out, arg, in, &s);
+        op_maxpool_forward(ops, out, arg, in, &s);
         float w_out[4];
         int32_t w_arg[4];
         ref_maxpool_forward(w_out, w_arg, inputs[t], &s);
@@ -995,7 +997,7 @@ Test(ops_maxpool, ties_padding_nan) {
 // ============================== linear ==============================
 
 static void linear_case(int k, int i, int n, uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t nx = (size_t)i * n, nw = (size_t)k * i, nout = (size_t)k * n;
     float *x = rnd(nx, seed, -1, 1), *w = rnd(nw, seed + 1, -0.3f, 0.3f);
     float *b = rnd(k, seed + 2, -0.3f, 0.3f), *g = rnd(nout, seed + 3, -1, 1);
@@ -1004,19 +1006,19 @@ static void linear_case(int k, int i, int n, uint64_t seed) {
     ref_linear_backward(w_dx, w_dw, w_db, g, x, w, k, i, n);
     dten dx_ = dev_tensor(x, nx), dw_ = dev_tensor(w, nw), db_ = dev_tensor(b, k);
     dten out = dev_tensor(NULL, nout), dout = dev_tensor(g, nout);
-    op_linear_forward(rt, out, dx_, dw_, db_, k, i, n);
+    op_linear_forward(ops, out, dx_, dw_, db_, k, i, n);
     // Sums of I <= 37 products of values <= 0.3 plus the bias: 1e-6 absolute.
     check("linear out", out, w_out, nout, 1e-6f, 1e-5f);
     dten dx = dev_tensor(NULL, nx), dw = dev_tensor(NULL, nw), db = dev_tensor(NULL, k);
-    op_linear_backward(rt, dx, dw, db, dout, dx_, dw_, k, i, n);
+    op_linear_backward(ops, dx, dw, db, dout, dx_, dw_, k, i, n);
     check("linear dx", dx, w_dx, nx, 1e-6f, 1e-5f);   // sums of K <= 10 products
     check("linear dw", dw, w_dw, nw, 1e-6f, 1e-5f);   // sums of N <= 5 products
     check("linear db", db, w_db, k, 1e-6f, 1e-5f);    // sums of N <= 5 values
     // Skipped outputs: each alone.
     dten sx = dev_tensor(NULL, nx), sw = dev_tensor(NULL, nw), sb = dev_tensor(NULL, k);
-    op_linear_backward(rt, DTEN_NONE, sw, DTEN_NONE, dout, dx_, dw_, k, i, n);
-    op_linear_backward(rt, sx, DTEN_NONE, DTEN_NONE, dout, dx_, dw_, k, i, n);
-    op_linear_backward(rt, DTEN_NONE, DTEN_NONE, sb, dout, DTEN_NONE, DTEN_NONE, k, i, n);
+    op_linear_backward(ops, DTEN_NONE, sw, DTEN_NONE, dout, dx_, dw_, k, i, n);
+    op_linear_backward(ops, sx, DTEN_NONE, DTEN_NONE, dout, dx_, dw_, k, i, n);
+    op_linear_backward(ops, DTEN_NONE, DTEN_NONE, sb, dout, DTEN_NONE, DTEN_NONE, k, i, n);
     check("linear dx alone", sx, w_dx, nx, 1e-6f, 1e-5f);
     check("linear dw alone", sw, w_dw, nw, 1e-6f, 1e-5f);
     check("linear db alone", sb, w_db, k, 1e-6f, 1e-5f);
@@ -1031,7 +1033,7 @@ Test(ops_linear, forward_backward) {
 // ============================== cross-entropy ==============================
 
 static void xent_case(int k, int n, float scale, uint64_t seed) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t nz = (size_t)k * n;
     float *z = rnd(nz, seed, -scale, scale);
     int32_t *y = malloc((size_t)n * sizeof *y);
@@ -1040,7 +1042,7 @@ static void xent_case(int k, int n, float scale, uint64_t seed) {
     ref_xent(&w_mean, w_losses, w_dz, z, y, k, n);
     dten dz_in = dev_tensor(z, nz), labels = dev_tensor(y, n);
     dten mean = dev_tensor(NULL, 1), losses = dev_tensor(NULL, n), dz = dev_tensor(NULL, nz);
-    op_xent_forward_backward(rt, mean, losses, dz, dz_in, labels, k, n);
+    op_xent_forward_backward(ops, mean, losses, dz, dz_in, labels, k, n);
     // log-sum-exp in float over K terms: losses to ~1e-6 relative of the largest logit.
     float atol = 2e-6f * (scale > 1 ? scale : 1);
     check("xent losses", losses, w_losses, n, atol, 1e-5f);
@@ -1057,7 +1059,7 @@ Test(ops_xent, forward_backward) {
 }
 
 Test(ops_xent, skip_outputs_and_bad_label) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int k = 4, n = 3;
     float z[12];
     test_fill_uniform(z, 12, 740, -2, 2);
@@ -1066,17 +1068,17 @@ Test(ops_xent, skip_outputs_and_bad_label) {
     ref_xent(&w_mean, w_losses, w_dz, z, y, k, n);
     dten dz_in = dev_tensor(z, 12), labels = dev_tensor(y, 3);
     dten mean = dev_tensor(NULL, 1), dz = dev_tensor(NULL, 12), losses = dev_tensor(NULL, 3);
-    op_xent_forward_backward(rt, mean, DTEN_NONE, DTEN_NONE, dz_in, labels, k, n);
+    op_xent_forward_backward(ops, mean, DTEN_NONE, DTEN_NONE, dz_in, labels, k, n);
     check("xent mean alone", mean, &w_mean, 1, 1e-6f, 1e-5f);
-    op_xent_forward_backward(rt, DTEN_NONE, DTEN_NONE, dz, dz_in, labels, k, n);
+    op_xent_forward_backward(ops, DTEN_NONE, DTEN_NONE, dz, dz_in, labels, k, n);
     check("xent dlogits alone", dz, w_dz, 12, 1e-7f, 1e-4f);
-    op_xent_forward_backward(rt, DTEN_NONE, losses, DTEN_NONE, dz_in, labels, k, n);
+    op_xent_forward_backward(ops, DTEN_NONE, losses, DTEN_NONE, dz_in, labels, k, n);
     check("xent losses alone", losses, w_losses, 3, 1e-6f, 1e-5f);
     // A label out of range poisons its sample and the mean with NaN instead of reading
     // outside the logits.
     int32_t bad[3] = {1, 4, 0};
     dten bad_labels = dev_tensor(bad, 3);
-    op_xent_forward_backward(rt, mean, losses, dz, dz_in, bad_labels, k, n);
+    op_xent_forward_backward(ops, mean, losses, dz, dz_in, bad_labels, k, n);
     float *gm = dev_read(mean, 1), *gl = dev_read(losses, 3), *gz = dev_read(dz, 12);
     cr_expect(isnan(gm[0]) && isnan(gl[1]) && isnan(gz[1 * n + 1]), "bad label gives NaN");
     cr_expect(!isnan(gl[0]) && !isnan(gl[2]), "other samples unaffected");
@@ -1107,7 +1109,7 @@ static void ref_xent_smooth(float *mean, float *losses, float *dz, const float *
 }
 
 Test(ops_xent, label_smoothing) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     const struct { int k, n; float scale, eps; } cases[] = {
         { 10, 7, 3.0f, 0.1f }, { 1000, 3, 5.0f, 0.2f }, { 5, 16, 30.0f, 0.05f }, { 3, 2, 1.0f, 1.0f },
     };
@@ -1121,7 +1123,7 @@ Test(ops_xent, label_smoothing) {
         ref_xent_smooth(&w_mean, w_losses, w_dz, z, y, k, n, cases[c].eps);
         dten dz_in = dev_tensor(z, nz), labels = dev_tensor(y, n);
         dten mean = dev_tensor(NULL, 1), losses = dev_tensor(NULL, n), dz = dev_tensor(NULL, nz);
-        op_xent_smooth_forward_backward(rt, mean, losses, dz, dz_in, labels, k, n, cases[c].eps);
+        op_xent_smooth_forward_backward(ops, mean, losses, dz, dz_in, labels, k, n, cases[c].eps);
         // The smoothing term sums K log-probabilities in float: a K-fold larger error bound.
         float atol = 2e-6f * (cases[c].scale > 1 ? cases[c].scale : 1) * (k > 10 ? 50 : 5);
         check("smoothed xent losses", losses, w_losses, n, atol, 1e-5f);
@@ -1134,14 +1136,14 @@ Test(ops_xent, label_smoothing) {
 // ============================== SGD ==============================
 
 static void sgd_case(float momentum, float weight_decay, int steps) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     float *p = rnd(n, 800, -1, 1), *buf = zeros(n);
     dten dp = dev_tensor(p, n), dbuf = momentum != 0.0f ? dev_tensor(NULL, n) : DTEN_NONE;
     for (int t = 0; t < steps; t++) {
         float *g = rnd(n, 810 + t, -1, 1);
         dten dg = dev_tensor(g, n);
-        op_sgd_step(rt, dp, dg, dbuf, n, 0.01f, momentum, weight_decay, t == 0);
+        op_sgd_step(ops, dp, dg, dbuf, n, 0.01f, momentum, weight_decay, t == 0);
         ref_sgd_step(p, g, buf, n, 0.01f, momentum, weight_decay, t == 0);
         free(g);
     }
@@ -1154,16 +1156,16 @@ static void sgd_case(float momentum, float weight_decay, int steps) {
 }
 
 Test(ops_sgd, first_step_copies_gradient) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     // First step: buf = g, p -= lr * g; the old buffer content is ignored (here NaN).
     float p[3] = {1, 2, 3}, g[3] = {0.5f, -1, 2}, buf[3] = {NAN, NAN, NAN};
     dten dp = dev_tensor(p, 3), dg = dev_tensor(g, 3), db = dev_tensor(buf, 3);
-    op_sgd_step(rt, dp, dg, db, 3, 0.1f, 0.9f, 0.0f, 1);
+    op_sgd_step(ops, dp, dg, db, 3, 0.1f, 0.9f, 0.0f, 1);
     float w_p[3] = {1 - 0.1f * 0.5f, 2 + 0.1f, 3 - 0.1f * 2};
     check("sgd first step params", dp, w_p, 3, 0, 1e-7f);
     check("sgd first step buffer", db, g, 3, 0, 0);
     // Second step: buf = 0.9 * buf + g.
-    op_sgd_step(rt, dp, dg, db, 3, 0.1f, 0.9f, 0.0f, 0);
+    op_sgd_step(ops, dp, dg, db, 3, 0.1f, 0.9f, 0.0f, 0);
     float w_b[3] = {0.9f * 0.5f + 0.5f, 0.9f * -1 - 1, 0.9f * 2 + 2};
     float w_p2[3] = {w_p[0] - 0.1f * w_b[0], w_p[1] - 0.1f * w_b[1], w_p[2] - 0.1f * w_b[2]};
     check("sgd second step buffer", db, w_b, 3, 0, 1e-6f);
@@ -1178,6 +1180,7 @@ Test(ops_sgd, momentum_zero_no_buffer) { sgd_case(0.0f, 1e-2f, 2); }
 // guard at 0 (another value than 1) it writes nothing, not even where the gradient is Inf.
 Test(ops_sgd, guarded_skips_unless_the_guard_is_one) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     float *p = rnd(n, 850, -1, 1), *g = rnd(n, 851, -1, 1);
     dten dg = dev_tensor(g, n);
@@ -1186,8 +1189,8 @@ Test(ops_sgd, guarded_skips_unless_the_guard_is_one) {
     int32_t one = 1, got = -1;
     dten guard = test_upload_i32(rt, &one, 1);
     for (int t = 0; t < 2; t++) {
-        op_sgd_step(rt, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
-        op_sgd_step_guarded(rt, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, t == 0, guard);
+        op_sgd_step(ops, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
+        op_sgd_step_guarded(ops, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, t == 0, guard);
     }
     float *wa = dev_read(pa, n), *wb = dev_read(pb, n);
     float *ma = dev_read(ba, n), *mb = dev_read(bb, n);
@@ -1200,7 +1203,7 @@ Test(ops_sgd, guarded_skips_unless_the_guard_is_one) {
     int32_t closed[2] = {0, 2};
     for (int c = 0; c < 2; c++) {
         clrt_write(rt, guard.mem, guard.off * sizeof got, &closed[c], sizeof closed[c]);
-        op_sgd_step_guarded(rt, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, 0, guard);
+        op_sgd_step_guarded(ops, pb, dg, bb, n, 0.01f, 0.9f, 1e-4f, 0, guard);
         float *wc = dev_read(pb, n), *mc = dev_read(bb, n);
         cr_expect(memcmp(wb, wc, n * sizeof(float)) == 0, "guard %d leaves params", closed[c]);
         cr_expect(memcmp(mb, mc, n * sizeof(float)) == 0, "guard %d leaves momentum", closed[c]);
@@ -1224,7 +1227,7 @@ static dten sel_tensor(size_t n, unsigned char **host) {
 
 // sgd_step_ex against the reference over a few steps: Nesterov, the selector, both decays.
 static void sgd_ex_case(float momentum, int nesterov, float decay, float norm_decay, int steps) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     unsigned char *hsel;
     dten sel = sel_tensor(n, &hsel);
@@ -1234,7 +1237,7 @@ static void sgd_ex_case(float momentum, int nesterov, float decay, float norm_de
         float *g = rnd(n, 870 + t, -1, 1);
         dten dg = dev_tensor(g, n);
         op_sgd_args a = { 0.01f, momentum, decay, norm_decay, nesterov, t == 0 };
-        op_sgd_step_ex(rt, dp, dg, momentum != 0.0f ? dbuf : DTEN_NONE, sel, DTEN_NONE, n, &a);
+        op_sgd_step_ex(ops, dp, dg, momentum != 0.0f ? dbuf : DTEN_NONE, sel, DTEN_NONE, n, &a);
         ref_sgd_step_ex(p, g, buf, hsel, n, 0.01f, momentum, decay, norm_decay, nesterov, t == 0);
         free(g);
     }
@@ -1251,15 +1254,15 @@ Test(ops_optim, sgd_no_momentum_norm_decay) { sgd_ex_case(0.0f, 0, 0.0f, 1e-2f, 
 
 // Without Nesterov and selector, sgd_step_ex writes sgd_step's bits.
 Test(ops_optim, sgd_ex_is_sgd_step) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     float *p = rnd(n, 880, -1, 1), *g = rnd(n, 881, -1, 1);
     dten dg = dev_tensor(g, n), pa = dev_tensor(p, n), ba = dev_tensor(NULL, n);
     dten pb = dev_tensor(p, n), bb = dev_tensor(NULL, n);
     for (int t = 0; t < 2; t++) {
-        op_sgd_step(rt, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
+        op_sgd_step(ops, pa, dg, ba, n, 0.01f, 0.9f, 1e-4f, t == 0);
         op_sgd_args a = { 0.01f, 0.9f, 1e-4f, 1e-4f, 0, t == 0 };
-        op_sgd_step_ex(rt, pb, dg, bb, DTEN_NONE, DTEN_NONE, n, &a);
+        op_sgd_step_ex(ops, pb, dg, bb, DTEN_NONE, DTEN_NONE, n, &a);
     }
     expect_same_bits("sgd_ex params", pa, pb, n);
     expect_same_bits("sgd_ex momentum", ba, bb, n);
@@ -1267,7 +1270,7 @@ Test(ops_optim, sgd_ex_is_sgd_step) {
 }
 
 static void adam_case(int decoupled, double decay, double norm_decay, int steps) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     unsigned char *hsel;
     dten sel = sel_tensor(n, &hsel);
@@ -1278,7 +1281,7 @@ static void adam_case(int decoupled, double decay, double norm_decay, int steps)
         g[5] = 0;  // a zero gradient: v stays 0 at step 1 and the update divides by eps
         dten dg = dev_tensor(g, n);
         op_adam_args a = { 1e-3, 0.9, 0.999, 1e-8, decay, norm_decay, decoupled, t + 1 };
-        op_adam_step(rt, dp, dg, dm, dv, sel, DTEN_NONE, n, &a);
+        op_adam_step(ops, dp, dg, dm, dv, sel, DTEN_NONE, n, &a);
         ref_adam_step(p, g, m, v, hsel, n, 1e-3, 0.9, 0.999, 1e-8, decay, norm_decay, decoupled,
                       t + 1);
         free(g);
@@ -1301,6 +1304,7 @@ Test(ops_optim, adamw_decoupled) { adam_case(1, 5e-2, 0.0, 3); }
 // Guarded: with the guard at 1, the unguarded launch's bits; at 0 or 2 nothing is written.
 Test(ops_optim, guarded_skip_unless_the_guard_is_one) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     float *p = rnd(n, 910, -1, 1), *g = rnd(n, 911, -1, 1);
     dten dg = dev_tensor(g, n);
@@ -1318,12 +1322,12 @@ Test(ops_optim, guarded_skip_unless_the_guard_is_one) {
             dten ug = t == 2 ? DTEN_NONE : dg;  // the unguarded twin takes only the open steps
             if (kind == 0) {
                 op_sgd_args a = { 0.01f, 0.9f, 1e-4f, 0.0f, 1, t == 0 };
-                if (ug.mem) op_sgd_step_ex(rt, pa, dg, ma, DTEN_NONE, DTEN_NONE, n, &a);
-                op_sgd_step_ex(rt, pb, dg, mb, DTEN_NONE, guard, n, &a);
+                if (ug.mem) op_sgd_step_ex(ops, pa, dg, ma, DTEN_NONE, DTEN_NONE, n, &a);
+                op_sgd_step_ex(ops, pb, dg, mb, DTEN_NONE, guard, n, &a);
             } else {
                 op_adam_args a = { 1e-3, 0.9, 0.999, 1e-8, 1e-2, 1e-2, 1, t + 1 };
-                if (ug.mem) op_adam_step(rt, pa, dg, ma, va, DTEN_NONE, DTEN_NONE, n, &a);
-                op_adam_step(rt, pb, dg, mb, vb, DTEN_NONE, guard, n, &a);
+                if (ug.mem) op_adam_step(ops, pa, dg, ma, va, DTEN_NONE, DTEN_NONE, n, &a);
+                op_adam_step(ops, pb, dg, mb, vb, DTEN_NONE, guard, n, &a);
             }
         }
         expect_same_bits(kind ? "guarded adam params" : "guarded sgd params", pa, pb, n);
@@ -1336,14 +1340,14 @@ Test(ops_optim, guarded_skip_unless_the_guard_is_one) {
 // clip_grad_norm_: the norm, the clamped coefficient and the scaled gradients, for a norm
 // above max_norm (clipped) and below it (coefficient 1: the gradients stay, bitwise).
 Test(ops_optim, clip_grad_norm) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 100003;
     for (int c = 0; c < 2; c++) {
         float *g = rnd(n, 920 + c, -1, 1);
         double max_norm = c == 0 ? 10.0 : 1e4, coef;
         dten dg = dev_tensor(g, n), partial = dev_tensor(NULL, OPS_CLIP_GROUPS);
         dten out = dev_tensor(NULL, 2);
-        op_clip_grad_norm(rt, dg, n, (float)max_norm, partial, out);
+        op_clip_grad_norm(ops, dg, n, (float)max_norm, partial, out);
         double norm = ref_clip_grad_norm(g, n, max_norm, &coef);
         float *o = dev_read(out, 2);
         // A float sum of 1e5 squares in a fixed tree: relative error well under 1e-5.
@@ -1360,14 +1364,14 @@ Test(ops_optim, clip_grad_norm) {
 
 // Accumulation: acc = g1, acc += g2, g3 = (acc + g3) * 1/3, as the float sums in order.
 Test(ops_optim, grad_accumulate) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t n = 1003;
     float *g[3], *want = zeros(n);
     for (int k = 0; k < 3; k++) g[k] = rnd(n, 930 + k, -1, 1);
     for (size_t i = 0; i < n; i++) want[i] = ((g[0][i] + g[1][i]) + g[2][i]) * (1.0f / 3);
     dten acc = dev_tensor(NULL, n), dg[3];
     for (int k = 0; k < 3; k++) dg[k] = dev_tensor(g[k], n);
-    for (int k = 0; k < 3; k++) op_grad_accumulate(rt, acc, dg[k], n, k, k == 2 ? 1.0f / 3 : 1.0f);
+    for (int k = 0; k < 3; k++) op_grad_accumulate(ops, acc, dg[k], n, k, k == 2 ? 1.0f / 3 : 1.0f);
     check("accumulated mean", dg[2], want, n, 0, 0);
     expect_same_bits("gradients summed are only read", dg[0], dev_tensor(g[0], n), n);
     expect_guards("accumulator", acc, n);
@@ -1380,7 +1384,7 @@ Test(ops_optim, grad_accumulate) {
 
 // The reduction-bearing ops, twice on the same inputs: bit-identical results.
 Test(ops_determinism, reductions_repeat_bitwise) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int c = 3, m = 1000;
     size_t n = (size_t)c * m;
     bn_data d = bn_data_make(c, m, 0.2f, 900);
@@ -1390,9 +1394,9 @@ Test(ops_determinism, reductions_repeat_bitwise) {
     for (int t = 0; t < 2; t++) {
         dten out = dev_tensor(NULL, n), sm = dev_tensor(NULL, c), si = dev_tensor(NULL, c);
         dten din = dev_tensor(NULL, n), dg = dev_tensor(NULL, c), db = dev_tensor(NULL, c);
-        op_bn_forward_train(rt, out, sm, si, DTEN_NONE, DTEN_NONE, in, gamma, beta, c, m, 0.1f,
+        op_bn_forward_train(ops, out, sm, si, DTEN_NONE, DTEN_NONE, in, gamma, beta, c, m, 0.1f,
                             1e-5f);
-        op_bn_backward_train(rt, din, dg, db, dout, in, gamma, sm, si, c, m);
+        op_bn_backward_train(ops, din, dg, db, dout, in, gamma, sm, si, c, m);
         r[t][0] = out, r[t][1] = sm, r[t][2] = si, r[t][3] = din, r[t][4] = dg, r[t][5] = db;
     }
     const char *bn_names[6] = {"bn out", "bn mean", "bn invstd", "bn din", "bn dgamma",
@@ -1409,7 +1413,7 @@ Test(ops_determinism, reductions_repeat_bitwise) {
     dten cdx[2], cdw[2];
     for (int t = 0; t < 2; t++) {
         cdx[t] = dev_tensor(NULL, conv_in_n(&s)), cdw[t] = dev_tensor(NULL, conv_w_n(&s));
-        op_conv2d_backward(rt, cdx[t], cdw[t], cg, cx, cw, &s, work);
+        op_conv2d_backward(ops, cdx[t], cdw[t], cg, cx, cw, &s, work);
     }
     expect_same_bits("conv din", cdx[0], cdx[1], conv_in_n(&s));
     expect_same_bits("conv dw", cdw[0], cdw[1], conv_w_n(&s));
@@ -1426,10 +1430,10 @@ Test(ops_determinism, reductions_repeat_bitwise) {
     for (int t = 0; t < 2; t++) {
         ldx[t] = dev_tensor(NULL, (size_t)i * nb), ldw[t] = dev_tensor(NULL, (size_t)k * i);
         ldb[t] = dev_tensor(NULL, k);
-        op_linear_backward(rt, ldx[t], ldw[t], ldb[t], lg, lx, lw, k, i, nb);
+        op_linear_backward(ops, ldx[t], ldw[t], ldb[t], lg, lx, lw, k, i, nb);
         xm[t] = dev_tensor(NULL, 1), xl[t] = dev_tensor(NULL, nb);
         xd[t] = dev_tensor(NULL, (size_t)k * nb);
-        op_xent_forward_backward(rt, xm[t], xl[t], xd[t], lg, ly, k, nb);
+        op_xent_forward_backward(ops, xm[t], xl[t], xd[t], lg, ly, k, nb);
     }
     expect_same_bits("linear dx", ldx[0], ldx[1], (size_t)i * nb);
     expect_same_bits("linear dw", ldw[0], ldw[1], (size_t)k * i);
@@ -1451,15 +1455,16 @@ Test(ops_determinism, reductions_repeat_bitwise) {
 // Batch norm with `type`'s group size and the given split of a channel among the items.
 static void bn_groups_case(cl_device_type type, int interleave) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     cl_device_type keep = rt->dev.type;
     rt->dev.type = type;
-    rt->ops_cfg->bn_interleave = interleave;
+    ops->cfg.bn_interleave = interleave;
     bn_train_case(3, 2 * 5 * 7, 0.0f, 100);    // a partial last vector, idle items
     bn_train_case(2, 15, 2.0f, 150);           // fewer values than one vector
     bn_relu_train_case(4, 9, -0.3f, 180);
     // With 8 items: more than BN_BLOCK (64) vectors per item, and a tail.
     if (type == CL_DEVICE_TYPE_CPU) bn_train_case(1, 8 * 1024 + 3 * 16 + 5, 0.5f, 120);
-    rt->ops_cfg->bn_interleave = -1;
+    ops->cfg.bn_interleave = -1;
     rt->dev.type = keep;
 }
 Test(oclgrind, bn_cpu_contiguous) { bn_groups_case(CL_DEVICE_TYPE_CPU, 0); }
@@ -1471,16 +1476,16 @@ Test(oclgrind, bn_gpu_interleaved) { bn_groups_case(CL_DEVICE_TYPE_GPU, 1); }
 // channels, 7x7: partial tiles, batch 1); the forward only (off, the same shape runs im2col +
 // GEMM, the path of every other 3x3 case here).
 Test(oclgrind, winograd_forward) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     conv_shape s;
     conv_shape_init(&s, 1, 128, 7, 7, 2, 3, 1, 1);
     size_t nin = conv_in_n(&s), nw = conv_w_n(&s), nout = conv_out_n(&s);
     float *in = rnd(nin, 160, -1, 1), *wt = rnd(nw, 161, -1, 1), *want = zeros(nout);
     dten d_in = dev_tensor(in, nin), d_w = dev_tensor(wt, nw), d_out = dev_tensor(NULL, nout);
     dten work = dev_tensor(NULL, conv_workspace_floats(&s));
-    rt->ops_cfg->winograd = 1;
-    op_conv2d_forward(rt, d_out, d_in, d_w, &s, work);
-    rt->ops_cfg->winograd = -1;
+    ops->cfg.winograd = 1;
+    op_conv2d_forward(ops, d_out, d_in, d_w, &s, work);
+    ops->cfg.winograd = -1;
     ref_conv2d_forward(want, in, wt, &s);
     // Sums of 1152 products through the transforms (as ops_conv/k3_s1_p1_winograd).
     check("winograd forward out", d_out, want, nout, 1e-4f, 1e-5f);
@@ -1491,25 +1496,25 @@ Test(oclgrind, winograd_forward) {
 // Split-K on a tiny output: two chunks of k and a remainder, then gemm_splitk_reduce with a
 // beta that reads C; and the same product unsplit (ops_config.splitk = 0).
 Test(oclgrind, gemm_splitk) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int m = 3, n = 5, k = 2 * 2048 + 77;
-    cr_assert_geq(op_gemm_splitk_parts(rt, m, n, k), 3, "chunks and a remainder");
+    cr_assert_geq(op_gemm_splitk_parts(ops, m, n, k), 3, "chunks and a remainder");
     float *a = rnd((size_t)m * k, 7, -1, 1), *b = rnd((size_t)n * k, 8, -1, 1);
     float *c = rnd((size_t)m * n, 9, -1, 1), *want = malloc((size_t)m * n * sizeof *want);
     cr_assert_not_null(want);
     dten da = dev_tensor(a, (size_t)m * k), db = dev_tensor(b, (size_t)n * k);
-    rt->ops_cfg->gemm_packed = 0;   // split-K is CLBlast's (the packed path walks all of k)
+    ops->cfg.gemm_packed = 0;   // split-K is CLBlast's (the packed path walks all of k)
     for (int split = 1; split >= 0; split--) {
-        rt->ops_cfg->splitk = split ? -1 : 0;
+        ops->cfg.splitk = split ? -1 : 0;
         dten dc = dev_tensor(c, (size_t)m * n);
-        op_gemm(rt, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.5f, dc, n);
+        op_gemm(ops, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.5f, dc, n);
         memcpy(want, c, (size_t)m * n * sizeof *want);
         ref_gemm(0, 1, m, n, k, 1.0f, a, k, b, k, 0.5f, want, n);
         // Sums of 4173 products of [-1, 1] values in another order: float error ~1e-4.
         check(split ? "gemm split-K" : "gemm unsplit", dc, want, (size_t)m * n, 2e-4f, 1e-5f);
     }
-    rt->ops_cfg->splitk = -1;
-    rt->ops_cfg->gemm_packed = -1;
+    ops->cfg.splitk = -1;
+    ops->cfg.gemm_packed = -1;
     free(a), free(b), free(c), free(want);
 }
 
@@ -1530,27 +1535,27 @@ Test(oclgrind, gemm_packed) {
 // CLBlast's): im2col into panels (rows padded: 27 of them), the forward and the weight
 // gradient reading them in place, a ragged last run of columns.
 Test(oclgrind, conv_packed) {
-    clrt *rt = test_rt();
-    rt->ops_cfg->gemm_packed = 1;
+    ops_ctx *ops = test_ops();
+    ops->cfg.gemm_packed = 1;
     conv_case(2, 3, 5, 4, 4, 3, 1, 1, 140);
-    rt->ops_cfg->gemm_packed = -1;
+    ops->cfg.gemm_packed = -1;
 }
 
 // ============================== misuse ==============================
 
 // PyTorch refuses to train batch norm on one value per channel; so does the launcher.
 Test(ops_misuse, bn_train_one_value_per_channel, .exit_code = 1) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     dten t = dev_tensor(NULL, 4);
-    op_bn_forward_train(rt, t, t, t, DTEN_NONE, DTEN_NONE, t, t, t, 4, 1, 0.1f, 1e-5f);
+    op_bn_forward_train(ops, t, t, t, DTEN_NONE, DTEN_NONE, t, t, t, 4, 1, 0.1f, 1e-5f);
 }
 
 Test(ops_misuse, conv_without_workspace, .exit_code = 1) {
-    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     conv_shape s;
     conv_shape_init(&s, 1, 2, 5, 5, 2, 3, 1, 1);
     dten t = dev_tensor(NULL, 100);
-    op_conv2d_forward(rt, t, t, t, &s, DTEN_NONE);
+    op_conv2d_forward(ops, t, t, t, &s, DTEN_NONE);
 }
 
 // ======================= gradient checks (C reference, double) =======================

@@ -220,6 +220,7 @@ static void conv_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_conv2d.bin");
     const fixture_tensor *x = need_f32(&f, ci, "x", 4), *w = need_f32(&f, ci, "w", 4);
@@ -238,21 +239,21 @@ static void conv_case(int ci, const char *op)
     dten d_x = upload_cnhw(rt, x), d_w = upload_plain(rt, w);
     dten d_work = upload_fill(rt, nwork ? nwork : 1, GARBAGE);
     dten d_out = upload_fill(rt, out->numel, GARBAGE);
-    op_conv2d_forward(rt, d_out, d_x, d_w, &s, d_work);
+    op_conv2d_forward(ops, d_out, d_x, d_w, &s, d_work);
     check_cnhw(rt, "out", d_out, out, ATOL_REDUCE, RTOL_REDUCE);
 
     dten d_dout = upload_cnhw(rt, dout);
     dten d_dx = upload_fill(rt, dx->numel, GARBAGE), d_dw = upload_fill(rt, dw->numel, GARBAGE);
-    op_conv2d_backward(rt, d_dx, d_dw, d_dout, d_x, d_w, &s, d_work);
+    op_conv2d_backward(ops, d_dx, d_dw, d_dout, d_x, d_w, &s, d_work);
     check_cnhw(rt, "dx", d_dx, dx, ATOL_REDUCE, RTOL_REDUCE);
     check_plain(rt, "dw", d_dw, dw, ATOL_REDUCE, RTOL_REDUCE);
 
     // DTEN_NONE skips one output; the other must still come out right (frozen layers, the
     // first layer's input gradient).
     dten d_dx2 = upload_fill(rt, dx->numel, GARBAGE), d_dw2 = upload_fill(rt, dw->numel, GARBAGE);
-    op_conv2d_backward(rt, DTEN_NONE, d_dw2, d_dout, d_x, d_w, &s, d_work);
+    op_conv2d_backward(ops, DTEN_NONE, d_dw2, d_dout, d_x, d_w, &s, d_work);
     check_plain(rt, "dw (dx skipped)", d_dw2, dw, ATOL_REDUCE, RTOL_REDUCE);
-    op_conv2d_backward(rt, d_dx2, DTEN_NONE, d_dout, d_x, d_w, &s, d_work);
+    op_conv2d_backward(ops, d_dx2, DTEN_NONE, d_dout, d_x, d_w, &s, d_work);
     check_cnhw(rt, "dx (dw skipped)", d_dx2, dx, ATOL_REDUCE, RTOL_REDUCE);
 
     dten all[] = {d_x, d_w, d_work, d_out, d_dout, d_dx, d_dw, d_dx2, d_dw2};
@@ -294,6 +295,7 @@ static void bn_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_bn.bin");
     const fixture_tensor *x = need_f32(&f, ci, "x", 4), *dout = need_f32(&f, ci, "dout", 4);
@@ -313,7 +315,7 @@ static void bn_case(int ci, const char *op)
     dten d_out = upload_fill(rt, x->numel, GARBAGE);
 
     // ---- training mode ----
-    op_bn_forward_train(rt, d_out, d_mean, d_invstd, d_rm, d_rv, d_x, d_g, d_b, c, m,
+    op_bn_forward_train(ops, d_out, d_mean, d_invstd, d_rm, d_rv, d_x, d_g, d_b, c, m,
                         momentum, eps);
     check_cnhw(rt, "train out", d_out, need_f32(&f, ci, "out", 4), ATOL_BN, RTOL_BN);
     check_plain(rt, "running_mean after", d_rm, need_f32(&f, ci, "after_running_mean", 1),
@@ -332,13 +334,13 @@ static void bn_case(int ci, const char *op)
 
     dten d_dx = upload_fill(rt, x->numel, GARBAGE);
     dten d_dg = upload_fill(rt, c, GARBAGE), d_db = upload_fill(rt, c, GARBAGE);
-    op_bn_backward_train(rt, d_dx, d_dg, d_db, d_dout, d_x, d_g, d_mean, d_invstd, c, m);
+    op_bn_backward_train(ops, d_dx, d_dg, d_db, d_dout, d_x, d_g, d_mean, d_invstd, c, m);
     check_cnhw(rt, "train dx", d_dx, need_f32(&f, ci, "dx", 4), ATOL_BN, RTOL_BN);
     check_plain(rt, "train dweight", d_dg, need_f32(&f, ci, "dweight", 1), ATOL_BN, RTOL_BN);
     check_plain(rt, "train dbias", d_db, need_f32(&f, ci, "dbias", 1), ATOL_BN, RTOL_BN);
     // Only the input gradient (frozen batch norm parameters).
     dten d_dx2 = upload_fill(rt, x->numel, GARBAGE);
-    op_bn_backward_train(rt, d_dx2, DTEN_NONE, DTEN_NONE, d_dout, d_x, d_g, d_mean, d_invstd,
+    op_bn_backward_train(ops, d_dx2, DTEN_NONE, DTEN_NONE, d_dout, d_x, d_g, d_mean, d_invstd,
                          c, m);
     check_cnhw(rt, "train dx (dweight, dbias skipped)", d_dx2, need_f32(&f, ci, "dx", 4),
                ATOL_BN, RTOL_BN);
@@ -346,11 +348,11 @@ static void bn_case(int ci, const char *op)
     // ---- eval mode, on the initial running statistics ----
     dten d_rm0 = upload_plain(rt, rm), d_rv0 = upload_plain(rt, rv);
     dten d_eout = upload_fill(rt, x->numel, GARBAGE);
-    op_bn_forward_eval(rt, d_eout, d_x, d_g, d_b, d_rm0, d_rv0, c, m, eps);
+    op_bn_forward_eval(ops, d_eout, d_x, d_g, d_b, d_rm0, d_rv0, c, m, eps);
     check_cnhw(rt, "eval out", d_eout, need_f32(&f, ci, "eval_out", 4), ATOL_BN, RTOL_BN);
     dten d_edx = upload_fill(rt, x->numel, GARBAGE);
     dten d_edg = upload_fill(rt, c, GARBAGE), d_edb = upload_fill(rt, c, GARBAGE);
-    op_bn_backward_eval(rt, d_edx, d_edg, d_edb, d_dout, d_x, d_g, d_rm0, d_rv0, c, m, eps);
+    op_bn_backward_eval(ops, d_edx, d_edg, d_edb, d_dout, d_x, d_g, d_rm0, d_rv0, c, m, eps);
     check_cnhw(rt, "eval dx", d_edx, need_f32(&f, ci, "eval_dx", 4), ATOL_BN, RTOL_BN);
     check_plain(rt, "eval dweight", d_edg, need_f32(&f, ci, "eval_dweight", 1), ATOL_BN,
                 RTOL_BN);
@@ -375,6 +377,7 @@ Test(torch_relu, fwd_bwd_with_zeros)
 {
     report_begin("relu");
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_relu.bin");
     const fixture_tensor *x = need_f32(&f, 0, "x", 4), *out = need_f32(&f, 0, "out", 4);
@@ -382,12 +385,12 @@ Test(torch_relu, fwd_bwd_with_zeros)
     size_t n = x->numel;
     // Element-wise: the layout does not matter, PyTorch's is used as is. Exact results.
     dten d_x = upload_plain(rt, x), d_out = upload_fill(rt, n, GARBAGE);
-    op_relu_forward(rt, d_out, d_x, n);
+    op_relu_forward(ops, d_out, d_x, n);
     check_plain(rt, "out", d_out, out, 0.0, 0.0);
     dten d_dout = upload_plain(rt, dout), d_dx = upload_fill(rt, n, GARBAGE);
-    op_relu_backward(rt, d_dx, d_dout, d_out, n);
+    op_relu_backward(ops, d_dx, d_dout, d_out, n);
     check_plain(rt, "dx (x == 0 passes nothing)", d_dx, dx, 0.0, 0.0);
-    op_relu_backward(rt, d_dout, d_dout, d_out, n);    // in place, as the header allows
+    op_relu_backward(ops, d_dout, d_dout, d_out, n);    // in place, as the header allows
     check_plain(rt, "dx in place", d_dout, dx, 0.0, 0.0);
     release(d_x);
     release(d_out);
@@ -401,6 +404,7 @@ Test(torch_add, add_and_add_relu)
 {
     report_begin("residual add");
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_add.bin");
     const fixture_tensor *a = need_f32(&f, 0, "a", 4), *b = need_f32(&f, 0, "b", 4);
@@ -408,9 +412,9 @@ Test(torch_add, add_and_add_relu)
     dten d_a = upload_plain(rt, a), d_b = upload_plain(rt, b);
     dten d_out = upload_fill(rt, n, GARBAGE), d_out2 = upload_fill(rt, n, GARBAGE);
     // One rounded addition each: bit-exact.
-    op_add(rt, d_out, d_a, d_b, n);
+    op_add(ops, d_out, d_a, d_b, n);
     check_plain(rt, "a + b", d_out, need_f32(&f, 0, "out", 4), 0.0, 0.0);
-    op_add_relu(rt, d_out2, d_a, d_b, n);
+    op_add_relu(ops, d_out2, d_a, d_b, n);
     check_plain(rt, "relu(a + b)", d_out2, need_f32(&f, 0, "out_relu", 4), 0.0, 0.0);
     release(d_a);
     release(d_b);
@@ -425,6 +429,7 @@ static void maxpool_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_maxpool.bin");
     const fixture_tensor *x = need_f32(&f, ci, "x", 4), *out = need_f32(&f, ci, "out", 4);
@@ -439,7 +444,7 @@ static void maxpool_case(int ci, const char *op)
 
     dten d_x = upload_cnhw(rt, x), d_out = upload_fill(rt, out->numel, GARBAGE);
     dten d_arg = test_upload_i32(rt, NULL, out->numel);
-    op_maxpool_forward(rt, d_out, d_arg, d_x, &s);
+    op_maxpool_forward(ops, d_out, d_arg, d_x, &s);
     // A maximum is one of the inputs: exact.
     check_cnhw(rt, "out", d_out, out, 0.0, 0.0);
 
@@ -469,7 +474,7 @@ static void maxpool_case(int ci, const char *op)
     cr_log_info("%s argmax: %zu of %zu differ", op, bad, out->numel);
 
     dten d_dout = upload_cnhw(rt, dout), d_dx = upload_fill(rt, dx->numel, GARBAGE);
-    op_maxpool_backward(rt, d_dx, d_dout, d_arg, &s);
+    op_maxpool_backward(ops, d_dx, d_dout, d_arg, &s);
     // Sums of at most 4 upstream values (overlapping 3x3/s2 windows): a few ulps.
     check_cnhw(rt, "dx", d_dx, dx, ATOL_ELEM, RTOL_ELEM);
     free(arg);
@@ -491,6 +496,7 @@ static void avgpool_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_avgpool.bin");
     const fixture_tensor *x = need_f32(&f, ci, "x", 4), *out = need_f32(&f, ci, "out", 4);
@@ -499,11 +505,11 @@ static void avgpool_case(int ci, const char *op)
     // out and dout are (N, C, 1, 1) in PyTorch, i.e. (N, C): ours (C, N) is the transpose,
     // which is also their (C, N, 1, 1) channel-major form.
     dten d_x = upload_cnhw(rt, x), d_out = upload_fill(rt, out->numel, GARBAGE);
-    op_avgpool_forward(rt, d_out, d_x, c, n, hw);
+    op_avgpool_forward(ops, d_out, d_x, c, n, hw);
     // A mean of hw <= 35 values: the reduction budget.
     check_cnhw(rt, "out", d_out, out, ATOL_REDUCE, RTOL_REDUCE);
     dten d_dout = upload_cnhw(rt, dout), d_dx = upload_fill(rt, dx->numel, GARBAGE);
-    op_avgpool_backward(rt, d_dx, d_dout, c, n, hw);
+    op_avgpool_backward(ops, d_dx, d_dout, c, n, hw);
     // dout / hw: one rounding.
     check_cnhw(rt, "dx", d_dx, dx, ATOL_ELEM, RTOL_ELEM);
     release(d_x);
@@ -523,6 +529,7 @@ static void linear_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_linear.bin");
     const fixture_tensor *x = need_f32(&f, ci, "x", 2), *w = need_f32(&f, ci, "w", 2);
@@ -533,18 +540,18 @@ static void linear_case(int ci, const char *op)
     // PyTorch x (N, I) -> ours (I, N); out/dout (N, K) <-> (K, N); w (K, I) as is.
     dten d_x = upload_transposed(rt, x), d_w = upload_plain(rt, w), d_b = upload_plain(rt, b);
     dten d_out = upload_fill(rt, out->numel, GARBAGE);
-    op_linear_forward(rt, d_out, d_x, d_w, d_b, k, i, n);
+    op_linear_forward(ops, d_out, d_x, d_w, d_b, k, i, n);
     check_transposed(rt, "out", d_out, out, ATOL_REDUCE, RTOL_REDUCE);
     dten d_dout = upload_transposed(rt, dout);
     dten d_dx = upload_fill(rt, dx->numel, GARBAGE), d_dw = upload_fill(rt, dw->numel, GARBAGE);
     dten d_db = upload_fill(rt, db->numel, GARBAGE);
-    op_linear_backward(rt, d_dx, d_dw, d_db, d_dout, d_x, d_w, k, i, n);
+    op_linear_backward(ops, d_dx, d_dw, d_db, d_dout, d_x, d_w, k, i, n);
     check_transposed(rt, "dx", d_dx, dx, ATOL_REDUCE, RTOL_REDUCE);
     check_plain(rt, "dw", d_dw, dw, ATOL_REDUCE, RTOL_REDUCE);
     check_plain(rt, "db", d_db, db, ATOL_REDUCE, RTOL_REDUCE);
     // Skipping dx (the fc layer's input gradient when the backbone is frozen).
     dten d_dw2 = upload_fill(rt, dw->numel, GARBAGE), d_db2 = upload_fill(rt, db->numel, GARBAGE);
-    op_linear_backward(rt, DTEN_NONE, d_dw2, d_db2, d_dout, d_x, d_w, k, i, n);
+    op_linear_backward(ops, DTEN_NONE, d_dw2, d_db2, d_dout, d_x, d_w, k, i, n);
     check_plain(rt, "dw (dx skipped)", d_dw2, dw, ATOL_REDUCE, RTOL_REDUCE);
     check_plain(rt, "db (dx skipped)", d_db2, db, ATOL_REDUCE, RTOL_REDUCE);
     dten all[] = {d_x, d_w, d_b, d_out, d_dout, d_dx, d_dw, d_db, d_dw2, d_db2};
@@ -563,6 +570,7 @@ static void xent_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_xent.bin");
     const fixture_tensor *logits = need_f32(&f, ci, "logits", 2);
@@ -576,7 +584,7 @@ static void xent_case(int ci, const char *op)
     dten d_logits = upload_transposed(rt, logits), d_lab = test_upload_i32(rt, lab, n);
     dten d_loss = upload_fill(rt, 1, GARBAGE), d_losses = upload_fill(rt, n, GARBAGE);
     dten d_dlogits = upload_fill(rt, logits->numel, GARBAGE);
-    op_xent_forward_backward(rt, d_loss, d_losses, d_dlogits, d_logits, d_lab, k, n);
+    op_xent_forward_backward(ops, d_loss, d_losses, d_dlogits, d_logits, d_lab, k, n);
     check_plain(rt, "loss (mean)", d_loss, need_f32(&f, ci, "loss", 1), ATOL_XENT, RTOL_XENT);
     check_plain(rt, "losses", d_losses, need_f32(&f, ci, "losses", 1), ATOL_XENT, RTOL_XENT);
     check_transposed(rt, "dlogits", d_dlogits, dlogits, ATOL_XENT, RTOL_XENT);
@@ -598,6 +606,7 @@ static void sgd_case(int ci, const char *op)
 {
     report_begin(op);
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     fixture f;
     load(&f, "op_sgd.bin");
     const float *prm = fixture_f32(need_f32(&f, ci, "params", 1));
@@ -610,7 +619,7 @@ static void sgd_case(int ci, const char *op)
         snprintf(name, sizeof name, "grad%d", step);
         const fixture_tensor *g = need_f32(&f, ci, name, 1);
         clrt_write(rt, d_g.mem, d_g.off * sizeof(float), fixture_f32(g), n * sizeof(float));
-        op_sgd_step(rt, d_p, d_g, d_buf, n, prm[0], prm[1], prm[2], step == 1);
+        op_sgd_step(ops, d_p, d_g, d_buf, n, prm[0], prm[1], prm[2], step == 1);
         snprintf(name, sizeof name, "p%d", step);
         snprintf(what, sizeof what, "params after step %d", step);
         // Three roundings per step (g + wd*p, momentum blend, p - lr*buf), compounded over

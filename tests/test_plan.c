@@ -13,7 +13,7 @@ static void plan_of(model *m, const char *arch, int batch, int size, int forward
     char err[512];
     model_arch a;
     cr_assert_eq(model_arch_named(&a, arch, 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(model_init_arch(m, test_rt(), &a, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(m, test_ops(), &a, err, sizeof err), 0, "%s", err);
     model_plan_options po = { .keep_cols = -1, .forward_only = forward_only };
     cr_assert_eq(model_plan(m, batch, size, &po, err, sizeof err), 0, "%s", err);
 }
@@ -112,7 +112,7 @@ Test(plan, descriptions_that_cannot_run) {
     node c = conv_node(2, 8, 1);
     model_desc_add(&d, &c);
     head(&d, 1);
-    cr_expect_neq(model_init(&m, test_rt(), &d, err, sizeof err), 0);
+    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
     cr_expect(strstr(err, "does not come before it"), "%s", err);
     model_free(&m);
     model_desc_free(&d);
@@ -120,7 +120,7 @@ Test(plan, descriptions_that_cannot_run) {
     small_desc(&d);
     c = conv_node(0, 8, 1);
     model_desc_add(&d, &c);
-    cr_expect_neq(model_init(&m, test_rt(), &d, err, sizeof err), 0);
+    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
     cr_expect(strstr(err, "classifier"), "%s", err);
     model_free(&m);
     model_desc_free(&d);
@@ -129,7 +129,7 @@ Test(plan, descriptions_that_cannot_run) {
     c = conv_node(0, 8, 2);
     model_desc_add(&d, &c);
     head(&d, 1);
-    cr_expect_neq(model_init(&m, test_rt(), &d, err, sizeof err), 0);
+    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
     cr_expect(strstr(err, "groups 2"), "%s", err);
     model_free(&m);
     model_desc_free(&d);
@@ -138,7 +138,7 @@ Test(plan, descriptions_that_cannot_run) {
     c = conv_node(0, 6, 3);
     model_desc_add(&d, &c);
     head(&d, 1);
-    cr_assert_eq(model_init(&m, test_rt(), &d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init(&m, test_ops(), &d, err, sizeof err), 0, "%s", err);
     cr_expect_eq(m.params[0].shape[1], 1, "weight (6, 3/3, 3, 3)");
     cr_expect_eq(model_plan(&m, 2, 8, NULL, err, sizeof err), 2);
     cr_expect(strstr(err, "'c' (conv) has no kernels"), "%s", err);
@@ -159,7 +159,7 @@ Test(plan, value_used_twice_gets_both_gradients) {
     int y = model_desc_add(&d, &r);
     node add = { .kind = NODE_ADD, .in = { y, x } };  // relu(x) + x: x is read twice
     head(&d, model_desc_add(&d, &add));
-    cr_assert_eq(model_init(&m, test_rt(), &d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init(&m, test_ops(), &d, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_plan(&m, 2, 6, NULL, err, sizeof err), 0, "%s", err);
     cr_assert_eq(model_init_weights(&m, 3), 0);
     float xin[3 * 2 * 36], conv_w[4 * 3 * 9];

@@ -19,6 +19,7 @@ enum { B = 2, S = 32 };
 
 typedef struct fixture {
     clrt rt;
+    ops_ctx ops;
     model m;
     trainer t;
     float *x;
@@ -29,10 +30,11 @@ static void setup(fixture *f) {
     char err[1024];
     const char *d = getenv("CLTRAIN_DEVICE");
     clrt_options o = { .device_spec = d && *d ? d : "cpu", .quiet = 1 };
-    cr_assert_eq(cli_runtime_init(&f->rt, &o, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(cli_runtime_init(&f->rt, &f->ops, test_ops_shared(), &o, err, sizeof err), 0,
+                 "%s", err);
     model_arch cfg;
     cr_assert_eq(model_arch_named(&cfg, "resnet18", 10, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(model_init_arch(&f->m, &f->rt, &cfg, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_arch(&f->m, &f->ops, &cfg, err, sizeof err), 0, "%s", err);
     cr_assert_eq(session_plan(&f->m, B, S, 0, err, sizeof err), 0, "%s", err);
     f->m.freeze = -1;
     cr_assert_eq(model_init_weights(&f->m, 7), 0);

@@ -300,6 +300,7 @@ static float *rnd(size_t n, uint64_t seed) {
 // 3: plain offsets) against ref_gemm, beta 0 (C starts as NaN) and beta 1.5.
 static void gemm_vs_reference(const char *what, int m, int n, int k, size_t off) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (int bi = 0; bi < 2; bi++) {
@@ -317,7 +318,7 @@ static void gemm_vs_reference(const char *what, int m, int n, int k, size_t off)
                 dten da = dten_at(test_upload(rt, a, off + na), off);
                 dten db = dten_at(test_upload(rt, b, off + nb), off);
                 dten dc = dten_at(test_upload(rt, c, off + nc), off);
-                op_gemm(rt, ta, tb, m, n, k, 0.75f, da, lda, db, ldb, beta, dc, ldc);
+                op_gemm(ops, ta, tb, m, n, k, 0.75f, da, lda, db, ldb, beta, dc, ldc);
                 float *got = test_download(rt, dc, nc);
                 char name[160];
                 snprintf(name, sizeof name, "%s %s%s %dx%dx%d off %zu beta %g", what,
@@ -337,6 +338,7 @@ static void gemm_vs_reference(const char *what, int m, int n, int k, size_t off)
 static void batched_vs_reference(const char *what, int m, int n, int k, int count,
                                  size_t off) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     size_t sa = (size_t)m * k, sb = (size_t)k * n, sc = (size_t)m * n, guard = 64;
     float *a = rnd(off + sa * count, 11), *b = rnd(off + sb * count, 12);
     float *c = malloc((off + sc * count + guard) * sizeof *c);
@@ -344,7 +346,7 @@ static void batched_vs_reference(const char *what, int m, int n, int k, int coun
     dten da = dten_at(test_upload(rt, a, off + sa * count), off);
     dten db = dten_at(test_upload(rt, b, off + sb * count), off);
     dten dc = dten_at(test_upload(rt, c, off + sc * count + guard), off);
-    op_gemm_batched(rt, 0, 0, m, n, k, 0.75f, da, k, sa, db, n, sb, 0.0f, dc, n, sc, count);
+    op_gemm_batched(ops, 0, 0, m, n, k, 0.75f, da, k, sa, db, n, sb, 0.0f, dc, n, sc, count);
     float *got = test_download(rt, dc, sc * count + guard);
     for (int j = 0; j < count; j++) {
         float *want = malloc(sc * sizeof *want);
@@ -377,16 +379,17 @@ static void every_shape(const char *what) {
 // remainder; the result is bitwise the same every time, and matches the reference (above).
 Test(tune_gemm, splitk_deterministic) {
     clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
     int m = 24, n = 40, k = 5000;
-    cr_assert_geq(op_gemm_splitk_parts(rt, m, n, k), 2, "5000 deep, 1 tile: split");
-    cr_expect_eq(op_gemm_splitk_parts(rt, m, n, 2047), 0, "too short to split");
-    cr_expect_eq(op_gemm_splitk_parts(rt, 4096, 4096, 1 << 20), 0, "enough tiles already");
+    cr_assert_geq(op_gemm_splitk_parts(ops, m, n, k), 2, "5000 deep, 1 tile: split");
+    cr_expect_eq(op_gemm_splitk_parts(ops, m, n, 2047), 0, "too short to split");
+    cr_expect_eq(op_gemm_splitk_parts(ops, 4096, 4096, 1 << 20), 0, "enough tiles already");
     float *a = rnd((size_t)m * k, 4), *b = rnd((size_t)k * n, 5);
     dten da = test_upload(rt, a, (size_t)m * k), db = test_upload(rt, b, (size_t)k * n);
     dten dc = test_upload(rt, a, (size_t)m * n);
     float *first = NULL;
     for (int r = 0; r < 3; r++) {
-        op_gemm(rt, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.0f, dc, n);
+        op_gemm(ops, 0, 1, m, n, k, 1.0f, da, k, db, k, 0.0f, dc, n);
         float *got = test_download(rt, dc, (size_t)m * n);
         if (!first) first = got;
         else {
@@ -402,7 +405,7 @@ Test(tune_gemm, splitk_deterministic) {
 
 // The configuration the pocl device runs (the shipped file's kernels) with forced routes.
 static tune_config config_with_routes(uint64_t indirect_mnk, int direct_col, int indirect_col) {
-    tune_config c = *op_gemm_config(test_rt());
+    tune_config c = *op_gemm_config(test_ops());
     for (int k = 0; k < TK_COUNT; k++)
         if (!c.has_kernel[k]) {
             c.has_kernel[k] = 1;
@@ -416,7 +419,7 @@ static tune_config config_with_routes(uint64_t indirect_mnk, int direct_col, int
 
 static void run_config(const tune_config *c, const char *what) {
     char err[512];
-    cr_assert_eq(op_gemm_configure(test_rt(), c, what, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(op_gemm_configure(test_ops(), c, what, err, sizeof err), 0, "%s", err);
     every_shape(what);
 }
 
@@ -442,6 +445,31 @@ Test(tune_gemm, mixed_routes) {
 }
 
 // ============================== `cltrain tune` ==============================
+
+// CLBlast's overrides are per device and process-wide: every context on one device (a second
+// runtime there, as a data-parallel replica gets) shares the GEMM state of the registry it
+// was made with, so a configuration given through one is the one the other runs.
+Test(tune_gemm, contexts_on_one_device_share_the_gemm_state) {
+    char err[1024], spec[32];
+    snprintf(spec, sizeof spec, "%d:%d", test_rt()->dev.platform, test_rt()->dev.device);
+    clrt_options o = { .device_spec = spec, .quiet = 1 };
+    clrt rt2;
+    ops_ctx ops2;
+    cr_assert_eq(cli_runtime_init(&rt2, &ops2, test_ops_shared(), &o, err, sizeof err), 0,
+                 "%s", err);
+    cr_expect_eq(ops2.gemm, test_ops()->gemm, "a second context on the device: another state");
+    tune_config c = config_with_routes(0, 0, 1);
+    cr_assert_eq(op_gemm_configure(&ops2, &c, "given to the second", err, sizeof err), 0, "%s",
+                 err);
+    cr_expect_str_eq(op_gemm_source(test_ops()), "given to the second");
+    ops_shared other = { 0 };
+    ops_ctx ops3;
+    cr_assert_eq(ops_ctx_init(&ops3, &rt2, NULL, &other, err, sizeof err), 0, "%s", err);
+    cr_expect_neq(ops3.gemm, ops2.gemm, "another registry: another state");
+    cr_expect_eq(ops3.cfg.winograd, -1, "no configuration given: every switch -1");
+    ops_shared_free(&other);
+    clrt_free(&rt2);
+}
 
 Test(tune_cli, tiny_budget_writes_the_file, .timeout = 900) {
     char *dir = cli_tmpdir();

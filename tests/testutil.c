@@ -7,8 +7,11 @@
 #include <stdlib.h>
 
 static clrt g_rt;
-static ops_config g_ops;   // as the command layer fills it at start-up; tests set fields
+static ops_ctx g_ops;        // the configuration as the command layer fills it at start-up
+static ops_shared g_shared;  // the process's GEMM registry (ops.h): every context shares it
 static int g_rt_ready;
+
+ops_shared *test_ops_shared(void) { return &g_shared; }
 
 clrt *test_rt(void) {
     if (!g_rt_ready) {
@@ -19,11 +22,18 @@ clrt *test_rt(void) {
         char err[1024];
         int rc = clrt_init(&g_rt, &o, err, sizeof err);
         cr_assert_eq(rc, 0, "no OpenCL test device: %s", err);
-        cli_ops_config(&g_ops, &g_rt.dev);
-        g_rt.ops_cfg = &g_ops;
+        ops_config c;
+        cli_ops_config(&c, &g_rt.dev);
+        rc = ops_ctx_init(&g_ops, &g_rt, &c, &g_shared, err, sizeof err);
+        cr_assert_eq(rc, 0, "%s", err);
         g_rt_ready = 1;
     }
     return &g_rt;
+}
+
+ops_ctx *test_ops(void) {
+    test_rt();
+    return &g_ops;
 }
 
 dten test_upload(clrt *rt, const float *host, size_t n) {

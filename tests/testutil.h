@@ -9,6 +9,11 @@
 // The runtime every device test uses: $CLTRAIN_DEVICE, else "cpu" (pocl). Created on first
 // use in this process (Criterion runs each test in its own process), aborts the test if none.
 clrt *test_rt(void);
+// The ops' context on test_rt(), made with it: its cfg as the command layer fills it at
+// start-up; a test sets a field (and puts it back) instead of calling setenv.
+ops_ctx *test_ops(void);
+// The test process's one GEMM registry (ops_shared), for contexts a test makes itself.
+ops_shared *test_ops_shared(void);
 // A fresh device buffer holding n floats copied from host (or zeros when host is NULL).
 dten test_upload(clrt *rt, const float *host, size_t n);
 dten test_upload_i32(clrt *rt, const int32_t *host, size_t n);

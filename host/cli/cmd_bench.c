@@ -41,8 +41,10 @@ int cmd_bench(int argc, char **argv) {
     int K = o.num_classes ? o.num_classes : 10, B = o.batch_size, S = o.image_size;
     char err[2048];
     clrt rt;
+    ops_ctx ops;
+    ops_shared shared = { 0 };
     clrt_options ro = { .device_spec = o.device, .profiling = o.profile };
-    if ((rc = cli_runtime_init(&rt, &ro, err, sizeof err)) != 0) {
+    if ((rc = cli_runtime_init(&rt, &ops, &shared, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }
@@ -50,10 +52,11 @@ int cmd_bench(int argc, char **argv) {
     setup_spec spec = cli_setup_spec(&o, NULL, NULL, K, B);
     spec.freeze = o.freeze;
     spec.init_weights = 1;
-    if ((rc = setup_model(&m, &rt, &spec, err, sizeof err)) != 0) {
+    if ((rc = setup_model(&m, &ops, &spec, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         model_free(&m);
         clrt_free(&rt);
+        ops_shared_free(&shared);
         return rc;
     }
     trainer tr;
@@ -114,7 +117,7 @@ int cmd_bench(int argc, char **argv) {
            "\"eval_images_per_s\":%.2f,\"peak_device_bytes\":%zu,\"eval_device_bytes\":%zu,"
            "\"last_loss\":%.6g}\n",
            S, B, o.steps, (double)B * o.steps / (t1 - t0), (double)B * o.steps / (t2 - t1),
-           m.device_bytes + optim_device_bytes(&tr.opt) + op_gemm_scratch_bytes(&rt), eval_bytes,
+           m.device_bytes + optim_device_bytes(&tr.opt) + op_gemm_scratch_bytes(&ops), eval_bytes,
            loss);
     clrt_host_free(&rt, &xb);
     clrt_host_free(&rt, &yb);
@@ -122,5 +125,6 @@ int cmd_bench(int argc, char **argv) {
     trainer_free(&tr);
     model_free(&m);
     clrt_free(&rt);
+    ops_shared_free(&shared);
     return 0;
 }

@@ -62,13 +62,15 @@ int cmd_eval(int argc, char **argv) {
         fprintf(csv, "\n");
     }
     clrt rt;
+    ops_ctx ops;
+    ops_shared shared = { 0 };
     clrt_options ro = { .device_spec = o.device };
     model m;
     memset(&m, 0, sizeof m);
-    rc = cli_runtime_init(&rt, &ro, err, sizeof err);
+    rc = cli_runtime_init(&rt, &ops, &shared, &ro, err, sizeof err);
     setup_spec spec = cli_setup_spec(&o, &w, &w, K, o.batch_size);
     spec.forward_only = 1;  // evaluation alone: nothing kept for a backward
-    if (rc == 0) rc = setup_model(&m, &rt, &spec, err, sizeof err);
+    if (rc == 0) rc = setup_model(&m, &ops, &spec, err, sizeof err);
     ckpt_free(&w);
     if (rc == 0) {
         long total = 0;
@@ -116,6 +118,7 @@ int cmd_eval(int argc, char **argv) {
     }
     model_free(&m);
     clrt_free(&rt);
+    ops_shared_free(&shared);
     dataset_free(&ds);
     return rc;
 }

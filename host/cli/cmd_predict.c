@@ -332,6 +332,8 @@ static int parse(predict_run *p, int argc, char **argv) {
 
 static int run_model(predict_run *p) {
     clrt rt;
+    ops_ctx ops;
+    ops_shared shared = { 0 };
     clrt_options ro = { .device_spec = p->o.device };
     model m;
     memset(&m, 0, sizeof m);
@@ -340,10 +342,10 @@ static int run_model(predict_run *p) {
     size_t errlen = sizeof p->err;
     int B = p->o.batch_size < p->nfiles ? p->o.batch_size : p->nfiles;
     p->o.batch_size = B;
-    int rc = cli_runtime_init(&rt, &ro, err, errlen);
+    int rc = cli_runtime_init(&rt, &ops, &shared, &ro, err, errlen);
     setup_spec spec = cli_setup_spec(&p->o, &p->weights, &p->weights, p->K, B);
     spec.forward_only = 1;  // evaluation alone: nothing kept for a backward
-    if (rc == 0) rc = setup_model(&m, &rt, &spec, err, errlen);
+    if (rc == 0) rc = setup_model(&m, &ops, &spec, err, errlen);
     ckpt_free(&p->weights);  // loaded: its host copy is not needed any more
     if (rc == 0 && p->csv_path) {
         rc = util_atomic_open(&af, p->csv_path, err, errlen);
@@ -363,6 +365,7 @@ static int run_model(predict_run *p) {
     util_atomic_abort(&af);
     model_free(&m);
     clrt_free(&rt);
+    ops_shared_free(&shared);
     return rc ? (rc == CLI_EXIT_USAGE ? rc : CLI_EXIT_DATA) : 0;
 }
 

@@ -107,6 +107,8 @@ typedef struct train_run {
     int ds_open;
     session_skips skips;           // --skip-bad: the files that fail to decode mid-run
     clrt rt;
+    ops_ctx ops;                   // the ops on rt (model m's)
+    ops_shared shared;             // the GEMM state of each device, for every replica
     model m;
     loader ld;
     trainer tr;
@@ -295,9 +297,10 @@ static int set_up_replicas(train_run *r) {
                            sizeof r->err);
     for (int i = 1; rc == 0 && i < r->local; i++) {
         clrt rt;
+        ops_ctx ops;
         clrt_options ro = { .device_spec = r->specs[i] };
-        rc = cli_runtime_init(&rt, &ro, r->err, sizeof r->err);
-        if (rc == 0) rc = replicas_add(&r->rep, i, &rt, r->err, sizeof r->err);
+        rc = cli_runtime_init(&rt, &ops, &r->shared, &ro, r->err, sizeof r->err);
+        if (rc == 0) rc = replicas_add(&r->rep, i, &ops, r->err, sizeof r->err);
     }
     double mb = cli_ddp_bucket_mb();
     if (rc == 0 && mb == -2) {
@@ -411,7 +414,7 @@ static int set_up(train_run *r) {
         return CLI_EXIT_USAGE;
     }
     clrt_options ro = { .device_spec = r->local > 1 || o->devices ? r->specs[0] : o->device };
-    int rc = cli_runtime_init(&r->rt, &ro, err, errlen);
+    int rc = cli_runtime_init(&r->rt, &r->ops, &r->shared, &ro, err, errlen);
     if (rc == 0 && session_read_weights(&r->weights, o, err, errlen) != 0) rc = CLI_EXIT_DATA;
     // The model's starting point: initialised from --seed, then --weights or the resumed state.
     setup_spec spec = cli_setup_spec(o, o->resume ? &r->st.file : o->weights ? &r->weights : NULL,
@@ -423,7 +426,7 @@ static int set_up(train_run *r) {
     spec.bn_eval = o->bn_eval;
     spec.label_smoothing = (float)o->label_smoothing;
     spec.init_weights = 1;
-    if (rc == 0) rc = setup_model(&r->m, &r->rt, &spec, err, errlen);
+    if (rc == 0) rc = setup_model(&r->m, &r->ops, &spec, err, errlen);
     ckpt_free(&r->weights);  // loaded: its host copy is not needed any more
     if (rc == 0 && o->resume && train_state_apply(&r->st, &r->m, o->resume, err, errlen))
         rc = CLI_EXIT_DATA;
@@ -461,6 +464,7 @@ static void run_free(train_run *r) {
     loader_free(&r->ld);
     model_free(&r->m);
     clrt_free(&r->rt);
+    ops_shared_free(&r->shared);   // after every replica's runtime
     free(r->idx);
     session_skips_free(&r->skips);
     if (r->ds_open) dataset_free(&r->ds);

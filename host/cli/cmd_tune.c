@@ -87,11 +87,11 @@ static int parse(int argc, char **argv, tune_options *o) {
 }
 
 // The GEMMs of one training step (all stages trained) at batch B, image size S.
-static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
+static int record_shapes(ops_ctx *ops, int B, int S, tune_shapes *sh, char *err, size_t errlen) {
     model m;
     setup_spec spec = { .arch = "resnet18", .num_classes = 10, .batch = B, .image_size = S,
                         .freeze = -1, .init_weights = 1, .seed = 1 };
-    int rc = setup_model(&m, rt, &spec, err, errlen);
+    int rc = setup_model(&m, ops, &spec, err, errlen);
     if (rc == 0) {
         size_t nx = 3 * (size_t)B * S * S;
         float *x = calloc(nx, sizeof *x);
@@ -105,9 +105,9 @@ static int record_shapes(clrt *rt, int B, int S, tune_shapes *sh, char *err, siz
             trainer_init(&tr, &m);
             const optim_config sgd = { .lr = 1e-4, .momentum = 0.9 };  // bench's SGD
             float loss;
-            op_gemm_record(rt, sh);
+            op_gemm_record(ops, sh);
             train_step(&tr, x, y, B, &sgd, &loss);  // the step `train` runs
-            op_gemm_record(rt, NULL);
+            op_gemm_record(ops, NULL);
             trainer_free(&tr);
         }
         free(x);
@@ -149,17 +149,17 @@ static void search_opts(const clrt *rt, const tune_options *o, char *exe, size_t
 }
 
 // --measure: the GEMMs as they run now.
-static int measure_now(clrt *rt, const tune_options *o, const tune_shapes *sh, char *err,
+static int measure_now(ops_ctx *ops, const tune_options *o, const tune_shapes *sh, char *err,
                        size_t errlen) {
     char exe[1024], dev[32];
     tune_search_opts so;
-    search_opts(rt, o, exe, sizeof exe, dev, sizeof dev, &so);
+    search_opts(ops->rt, o, exe, sizeof exe, dev, sizeof dev, &so);
     tune_result r = { calloc((size_t)sh->n, sizeof(double)), NULL, 0, 0, 0 };
     if (!r.before_ms) {
         snprintf(err, errlen, "out of host memory");
         return 1;
     }
-    int rc = tune_measure(rt, sh, &so, r.before_ms, &r.before_total_ms, err, errlen);
+    int rc = tune_measure(ops, sh, &so, r.before_ms, &r.before_total_ms, err, errlen);
     if (rc == 0) {
         r.after_ms = r.before_ms;
         r.after_total_ms = r.before_total_ms;
@@ -170,14 +170,14 @@ static int measure_now(clrt *rt, const tune_options *o, const tune_shapes *sh, c
 }
 
 // The search, then the file: exact identity of this device (never a shipped file's patterns).
-static int tune_and_write(clrt *rt, const tune_options *o, const tune_shapes *sh,
+static int tune_and_write(ops_ctx *ops, const tune_options *o, const tune_shapes *sh,
                           const char *path, char *err, size_t errlen) {
     char exe[1024], dev[32];
     tune_search_opts so;
-    search_opts(rt, o, exe, sizeof exe, dev, sizeof dev, &so);
+    search_opts(ops->rt, o, exe, sizeof exe, dev, sizeof dev, &so);
     tune_config best;
     tune_result res = { 0 };
-    int rc = tune_search(rt, sh, &so, &best, &res, err, errlen);
+    int rc = tune_search(ops, sh, &so, &best, &res, err, errlen);
     if (rc) return rc;
     print_table(stdout, sh, &res);
     tune_config out = best;
@@ -185,7 +185,7 @@ static int tune_and_write(clrt *rt, const tune_options *o, const tune_shapes *sh
     memset(out.match_vendor, 0, sizeof out.match_vendor);
     memset(out.match_driver, 0, sizeof out.match_driver);
     memset(out.match_platform, 0, sizeof out.match_platform);
-    tune_set_identity(&out, &rt->dev);
+    tune_set_identity(&out, &ops->rt->dev);
     snprintf(out.note, sizeof out.note, "cltrain tune --image-size %d --batch-size %d "
              "--budget %.0f: GEMMs %.1f -> %.1f ms per step, %d candidates", o->image_size,
              o->batch_size, o->budget, res.before_total_ms, res.after_total_ms, res.candidates);
@@ -201,24 +201,28 @@ int cmd_tune(int argc, char **argv) {
     if (rc) return rc < 0 ? CLI_EXIT_OK : rc;
     char err[2048];
     clrt rt;
+    ops_ctx ops;
+    ops_shared shared = { 0 };
     clrt_options ro = { .device_spec = o.device, .quiet = o.worker != NULL };
-    if ((rc = cli_runtime_init(&rt, &ro, err, sizeof err)) != 0) {
+    if ((rc = cli_runtime_init(&rt, &ops, &shared, &ro, err, sizeof err)) != 0) {
         fprintf(stderr, "cltrain: error: %s\n", err);
         return rc;
     }
     if (o.worker) {   // one candidate, in its own process (host/tune/tune_job.h says why)
-        rc = tune_worker_main(&rt, o.worker, o.config, o.cap, stdout);
+        rc = tune_worker_main(&ops, o.worker, o.config, o.cap, stdout);
         clrt_free(&rt);
+        ops_shared_free(&shared);
         return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;
     }
     const char *packed_note = "op_gemm runs its packed kernels on this device "
                               "(CLTRAIN_GEMM_PACKED); this configuration serves CLBlast's "
                               "path (CLTRAIN_GEMM_PACKED=0)";
     if (o.show) {
-        if (op_gemm_packed(&rt)) printf("# note: %s\n", packed_note);
-        printf("# in force: %s\n", op_gemm_source(&rt));
-        tune_write(stdout, op_gemm_config(&rt));
+        if (op_gemm_packed(&ops)) printf("# note: %s\n", packed_note);
+        printf("# in force: %s\n", op_gemm_source(&ops));
+        tune_write(stdout, op_gemm_config(&ops));
         clrt_free(&rt);
+        ops_shared_free(&shared);
         return CLI_EXIT_OK;
     }
     char path[1100];
@@ -228,21 +232,23 @@ int cmd_tune(int argc, char **argv) {
         fprintf(stderr, "cltrain: error: the cache folder is disabled (CLTRAIN_NO_CACHE); "
                         "give --out PATH\n");
         clrt_free(&rt);
+        ops_shared_free(&shared);
         return CLI_EXIT_USAGE;
     }
     fprintf(stderr, "cltrain: %s GEMMs for %s at image size %d, batch %d (%s: %s)\n",
             o.measure ? "timing" : "tuning", rt.dev.name, o.image_size, o.batch_size,
-            o.measure ? "as they run now" : "starting from", op_gemm_source(&rt));
-    if (op_gemm_packed(&rt)) fprintf(stderr, "cltrain: note: %s\n", packed_note);
+            o.measure ? "as they run now" : "starting from", op_gemm_source(&ops));
+    if (op_gemm_packed(&ops)) fprintf(stderr, "cltrain: note: %s\n", packed_note);
     tune_shapes sh = { 0 };
-    rc = record_shapes(&rt, o.batch_size, o.image_size, &sh, err, sizeof err);
+    rc = record_shapes(&ops, o.batch_size, o.image_size, &sh, err, sizeof err);
     if (rc == 0) {
         fprintf(stderr, "cltrain: %d distinct GEMMs per training step\n", sh.n);
-        rc = o.measure ? measure_now(&rt, &o, &sh, err, sizeof err)
-                       : tune_and_write(&rt, &o, &sh, path, err, sizeof err);
+        rc = o.measure ? measure_now(&ops, &o, &sh, err, sizeof err)
+                       : tune_and_write(&ops, &o, &sh, path, err, sizeof err);
     }
     if (rc) fprintf(stderr, "cltrain: error: %s\n", err);
     tune_shapes_free(&sh);
     clrt_free(&rt);
+    ops_shared_free(&shared);
     return rc ? CLI_EXIT_DATA : CLI_EXIT_OK;
 }

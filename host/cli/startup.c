@@ -53,22 +53,18 @@ void cli_ops_config(ops_config *c, const clrt_devinfo *d) {
     if (!c->has_gemm) snprintf(c->gemm_source, sizeof c->gemm_source, "none");
 }
 
-int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen) {
+int cli_runtime_init(clrt *rt, ops_ctx *ops, ops_shared *shared, const clrt_options *opt,
+                     char *err, size_t errlen) {
     clrt_options o = opt ? *opt : (clrt_options){ 0 };
     char cache[1024];
     cli_runtime_options(&o, cache, sizeof cache);
     int rc = clrt_init(rt, &o, err, errlen);
     if (rc != 0) return rc;
-    ops_config *c = malloc(sizeof *c);
-    if (!c) {
-        snprintf(err, errlen, "out of host memory");
-        clrt_free(rt);
-        return 1;
-    }
-    cli_ops_config(c, &rt->dev);
-    rt->ops_cfg = c;
-    rt->ops_cfg_owned = 1;
-    return 0;
+    ops_config c;
+    cli_ops_config(&c, &rt->dev);
+    rc = ops_ctx_init(ops, rt, &c, shared, err, errlen);
+    if (rc != 0) clrt_free(rt);
+    return rc;
 }
 
 void cli_print_stderr(void *ctx, const char *line) {

@@ -1,6 +1,6 @@
 // Start-up: the command layer reads the environment (docs/internals.md) and the GEMM
 // tuning files once, and hands the result down as structs (DESIGN.md, "Configuration flows
-// down"): ops_config to the ops through the runtime, clrt_options to the runtime.
+// down"): ops_config to the ops in their context (ops_ctx), clrt_options to the runtime.
 #ifndef CLTRAIN_CLI_STARTUP_H
 #define CLTRAIN_CLI_STARTUP_H
 
@@ -30,10 +30,12 @@ void cli_ops_config(ops_config *c, const clrt_devinfo *d);
 // -1 when unset (DDP's default, 25), -2 when not a number >= 0.
 double cli_ddp_bucket_mb(void);
 
-// clrt_init (same contract) with opt completed by cli_runtime_options, then cli_ops_config
-// for the chosen device, handed down with rt (rt->ops_cfg, freed by clrt_free). What every
-// command that runs ops starts with.
-int cli_runtime_init(clrt *rt, const clrt_options *opt, char *err, size_t errlen);
+// clrt_init (same contract) with opt completed by cli_runtime_options, then the ops' context
+// on it: cli_ops_config for the chosen device, the device's GEMM state in shared (the
+// command's one registry: ops_shared_free it after clrt_free). What every command that runs
+// ops starts with.
+int cli_runtime_init(clrt *rt, ops_ctx *ops, ops_shared *shared, const clrt_options *opt,
+                     char *err, size_t errlen);
 
 // The model set-up (setup_model) of a command's options o: the architecture from --arch or
 // `from` (the training state with --resume, else the --weights file; may be NULL), K classes,

@@ -62,30 +62,33 @@ int tune_apply_kernels(const tune_config *c, cl_device_id dev, char *err, size_t
 
 // ---- op_gemm's configuration (host/ops/ops_gemm.c) ----
 // CLBlast keeps overridden parameters per device for the whole process, so op_gemm's
-// configuration lives at that scope too (one record per device, not per clrt).
-// op_gemm_init: apply the configuration handed down with rt (ops_config.gemm) for rt's device,
+// configuration lives at that scope too (one GEMM state per device in the ops_shared registry,
+// shared by every ops_ctx on the device; ops.h).
+typedef struct ops_ctx ops_ctx;
+// op_gemm_init: apply the configuration in the context (ops_config.gemm) for its device,
 // once; op_gemm calls it on first use. op_gemm_configure: apply c instead (NULL: routes as they come;
 // parameters already given to CLBlast in this process stay, CLBlast cannot take them back).
-void op_gemm_init(clrt *rt);
-int op_gemm_configure(clrt *rt, const tune_config *c, const char *source, char *err,
+void op_gemm_init(ops_ctx *ops);
+int op_gemm_configure(ops_ctx *ops, const tune_config *c, const char *source, char *err,
                       size_t errlen);
 // op_gemm without its safety net: returns CLBlast's status (0 success) instead of exiting or
 // falling back to CLBlast's generic parameters, so the search can skip a bad candidate.
-int op_gemm_try(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+int op_gemm_try(ops_ctx *ops, int trans_a, int trans_b, int m, int n, int k, float alpha,
                 cl_mem a, size_t a_off, int lda, cl_mem b, size_t b_off, int ldb, float beta,
                 cl_mem c, size_t c_off, int ldc);
 // Where the configuration in force came from ("none" when CLBlast runs as it comes), and it.
-const char *op_gemm_source(clrt *rt);
+const char *op_gemm_source(ops_ctx *ops);
 // 1 when op_gemm runs its packed kernels on this device (CPU devices, or
 // ops_config.gemm_packed): the CLBlast configuration then serves CLBlast's path only.
-int op_gemm_packed(const clrt *rt);
-const tune_config *op_gemm_config(clrt *rt);
-// Bytes of the scratch buffer op_gemm keeps for CLBlast's copies on rt's device (0 before the
-// first indirect GEMM); not part of the model's own arenas.
-size_t op_gemm_scratch_bytes(clrt *rt);
-// Partial products op_gemm computes an m x n x k product as on rt's device (split-K: chunks
-// of k, summed in a fixed order); 0 when it runs in one piece. ops_config.splitk = 0: always 0.
-int op_gemm_splitk_parts(clrt *rt, int m, int n, int k);
+int op_gemm_packed(const ops_ctx *ops);
+const tune_config *op_gemm_config(ops_ctx *ops);
+// Bytes of the scratch buffer op_gemm keeps for CLBlast's copies on the context's device (0
+// before the first indirect GEMM); not part of the model's own arenas.
+size_t op_gemm_scratch_bytes(ops_ctx *ops);
+// Partial products op_gemm computes an m x n x k product as on the context's device (split-K:
+// chunks of k, summed in a fixed order); 0 when it runs in one piece. ops_config.splitk = 0:
+// always 0.
+int op_gemm_splitk_parts(ops_ctx *ops, int m, int n, int k);
 
 // One distinct GEMM of a workload and how often it runs per step.
 typedef struct tune_shape {
@@ -98,8 +101,8 @@ typedef struct tune_shapes {
     tune_shape *v;
     int n, cap;
 } tune_shapes;
-// Record every op_gemm call on rt's device into rec (NULL: stop). Calls still run.
-void op_gemm_record(clrt *rt, tune_shapes *rec);
+// Record every op_gemm call on the context's device into rec (NULL: stop). Calls still run.
+void op_gemm_record(ops_ctx *ops, tune_shapes *rec);
 void tune_shapes_free(tune_shapes *s);
 
 #endif

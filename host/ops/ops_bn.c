@@ -18,16 +18,18 @@ static size_t bn_group_size(clrt *rt, cl_kernel k, size_t local_bytes_per_item) 
 // How the reducing kernels split a channel among a group's items (cl/bn.cl): contiguous runs
 // on a CPU, interleaved vectors elsewhere (coalesced loads on a GPU). ops_config.bn_interleave
 // (CLTRAIN_BN_INTERLEAVE, 0 or 1) overrides it, for tests and comparisons.
-static int bn_interleave(const clrt *rt) {
-    int sw = OPS_SWITCH(rt, bn_interleave);
+static int bn_interleave(const ops_ctx *ops) {
+    const clrt *rt = ops->rt;
+    int sw = OPS_SWITCH(ops, bn_interleave);
     return sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
 }
 
 // Launch a one-work-group-per-channel kernel whose last two arguments are the split
 // (bn_interleave) at `arg` and a float scratch of `per_item` floats per work item plus 2.
-static void bn_launch_channels(clrt *rt, cl_kernel k, cl_uint arg, int c, size_t per_item,
+static void bn_launch_channels(ops_ctx *ops, cl_kernel k, cl_uint arg, int c, size_t per_item,
                                const char *op) {
-    int il = bn_interleave(rt);
+    clrt *rt = ops->rt;
+    int il = bn_interleave(ops);
     CLRT_ARG(k, arg, il);
     size_t l = bn_group_size(rt, k, (per_item + 2) * sizeof(float));
     ops_set_local(rt, k, arg + 1, (l * per_item + 2) * sizeof(float), op);
@@ -36,10 +38,11 @@ static void bn_launch_channels(clrt *rt, cl_kernel k, cl_uint arg, int c, size_t
 }
 
 // Training-mode forward of (C, M): batch statistics, normalisation, the relu when `relu`.
-static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+static void bn_forward_train(ops_ctx *ops, dten out, dten save_mean, dten save_invstd,
                              dten running_mean, dten running_var, dten in, dten gamma,
                              dten beta, int c, int m, float momentum, float eps, int relu,
                              const char *op) {
+    clrt *rt = ops->rt;
     bn_check(c, m, op);
     // PyTorch: "Expected more than 1 value per channel when training".
     OPS_REQUIRE(m > 1, op, "training needs more than 1 value per channel (m=%d)", m);
@@ -57,7 +60,7 @@ static void bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invst
     CLRT_ARG(k, 19, eps);
     CLRT_ARG(k, 20, update);
     CLRT_ARG(k, 21, relu);
-    bn_launch_channels(rt, k, 22, c, 2, op);
+    bn_launch_channels(ops, k, 22, c, 2, op);
 }
 
 // Eval-mode forward: normalise with the running statistics, the relu when `relu`.
@@ -79,28 +82,30 @@ static void bn_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
     clrt_launch(rt, k, 2, global, local);
 }
 
-void op_bn_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+void op_bn_forward_train(ops_ctx *ops, dten out, dten save_mean, dten save_invstd,
                          dten running_mean, dten running_var, dten in, dten gamma,
                          dten beta, int c, int m, float momentum, float eps) {
-    bn_forward_train(rt, out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+    bn_forward_train(ops, out, save_mean, save_invstd, running_mean, running_var, in, gamma,
                      beta, c, m, momentum, eps, 0, "op_bn_forward_train");
 }
 
-void op_bn_relu_forward_train(clrt *rt, dten out, dten save_mean, dten save_invstd,
+void op_bn_relu_forward_train(ops_ctx *ops, dten out, dten save_mean, dten save_invstd,
                               dten running_mean, dten running_var, dten in, dten gamma,
                               dten beta, int c, int m, float momentum, float eps) {
-    bn_forward_train(rt, out, save_mean, save_invstd, running_mean, running_var, in, gamma,
+    bn_forward_train(ops, out, save_mean, save_invstd, running_mean, running_var, in, gamma,
                      beta, c, m, momentum, eps, 1, "op_bn_relu_forward_train");
 }
 
-void op_bn_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
+void op_bn_forward_eval(ops_ctx *ops, dten out, dten in, dten gamma, dten beta,
                         dten running_mean, dten running_var, int c, int m, float eps) {
+    clrt *rt = ops->rt;
     bn_forward_eval(rt, out, in, gamma, beta, running_mean, running_var, c, m, eps, 0,
                     "op_bn_forward_eval");
 }
 
-void op_bn_relu_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
+void op_bn_relu_forward_eval(ops_ctx *ops, dten out, dten in, dten gamma, dten beta,
                              dten running_mean, dten running_var, int c, int m, float eps) {
+    clrt *rt = ops->rt;
     bn_forward_eval(rt, out, in, gamma, beta, running_mean, running_var, c, m, eps, 1,
                     "op_bn_relu_forward_eval");
 }
@@ -108,9 +113,10 @@ void op_bn_relu_forward_eval(clrt *rt, dten out, dten in, dten gamma, dten beta,
 // Both backward modes, with or without the relu: mean/stat are (save_mean, save_invstd) in
 // training mode and (running_mean, running_var) in eval mode; yrelu is the relu's output
 // when `relu`.
-static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten yrelu,
+static void bn_backward(ops_ctx *ops, dten din, dten dgamma, dten dbeta, dten dout, dten yrelu,
                         dten in, dten gamma, dten mean, dten stat, int c, int m, int train,
                         float eps, int relu, const char *op) {
+    clrt *rt = ops->rt;
     bn_check(c, m, op);
     OPS_REQUIRE(ops_has(dout) && ops_has(in) && ops_has(gamma) && ops_has(mean) &&
                     ops_has(stat) && (!relu || ops_has(yrelu)),
@@ -126,32 +132,32 @@ static void bn_backward(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, 
     CLRT_ARG(k, 21, eps);
     CLRT_ARG(k, 22, want);
     CLRT_ARG(k, 23, relu);
-    bn_launch_channels(rt, k, 24, c, 2, op);
+    bn_launch_channels(ops, k, 24, c, 2, op);
 }
 
-void op_bn_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
+void op_bn_backward_train(ops_ctx *ops, dten din, dten dgamma, dten dbeta, dten dout, dten in,
                           dten gamma, dten save_mean, dten save_invstd, int c, int m) {
-    bn_backward(rt, din, dgamma, dbeta, dout, DTEN_NONE, in, gamma, save_mean, save_invstd, c,
+    bn_backward(ops, din, dgamma, dbeta, dout, DTEN_NONE, in, gamma, save_mean, save_invstd, c,
                 m, 1, 0.0f, 0, "op_bn_backward_train");
 }
 
-void op_bn_relu_backward_train(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+void op_bn_relu_backward_train(ops_ctx *ops, dten din, dten dgamma, dten dbeta, dten dout,
                                dten out, dten in, dten gamma, dten save_mean,
                                dten save_invstd, int c, int m) {
-    bn_backward(rt, din, dgamma, dbeta, dout, out, in, gamma, save_mean, save_invstd, c, m, 1,
+    bn_backward(ops, din, dgamma, dbeta, dout, out, in, gamma, save_mean, save_invstd, c, m, 1,
                 0.0f, 1, "op_bn_relu_backward_train");
 }
 
-void op_bn_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout, dten in,
+void op_bn_backward_eval(ops_ctx *ops, dten din, dten dgamma, dten dbeta, dten dout, dten in,
                          dten gamma, dten running_mean, dten running_var, int c, int m,
                          float eps) {
-    bn_backward(rt, din, dgamma, dbeta, dout, DTEN_NONE, in, gamma, running_mean, running_var,
+    bn_backward(ops, din, dgamma, dbeta, dout, DTEN_NONE, in, gamma, running_mean, running_var,
                 c, m, 0, eps, 0, "op_bn_backward_eval");
 }
 
-void op_bn_relu_backward_eval(clrt *rt, dten din, dten dgamma, dten dbeta, dten dout,
+void op_bn_relu_backward_eval(ops_ctx *ops, dten din, dten dgamma, dten dbeta, dten dout,
                               dten out, dten in, dten gamma, dten running_mean,
                               dten running_var, int c, int m, float eps) {
-    bn_backward(rt, din, dgamma, dbeta, dout, out, in, gamma, running_mean, running_var, c, m,
+    bn_backward(ops, din, dgamma, dbeta, dout, out, in, gamma, running_mean, running_var, c, m,
                 0, eps, 1, "op_bn_relu_backward_eval");
 }

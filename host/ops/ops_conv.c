@@ -101,8 +101,8 @@ static size_t plan_col_floats(const conv_plan *p) {
 
 // The col matrix in the panel layout, read in place by the packed GEMMs (CPU devices): no
 // copy into panels in the forward, no transposing copy in the weight gradient.
-static int conv_panels(const clrt *rt, const conv_plan *p) {
-    return plan_col_floats(p) && op_gemm_packed(rt);
+static int conv_panels(const ops_ctx *ops, const conv_plan *p) {
+    return plan_col_floats(p) && op_gemm_packed(ops);
 }
 
 static void conv_layout_launch(clrt *rt, cl_kernel k, size_t n0, int c);
@@ -132,10 +132,11 @@ static int wino_shape(const conv_plan *p) {
            e->c >= WINO_MIN_CHANNELS && e->oh * e->ow >= WINO_MIN_PIXELS;
 }
 
-static int conv_winograd(const clrt *rt, const conv_plan *p) {
-    int sw = OPS_SWITCH(rt, winograd);
+static int conv_winograd(const ops_ctx *ops, const conv_plan *p) {
+    const clrt *rt = ops->rt;
+    int sw = OPS_SWITCH(ops, winograd);
     int cpu = (rt->dev.type & CL_DEVICE_TYPE_CPU) != 0;
-    return (sw >= 0 ? sw : cpu && !op_gemm_packed(rt)) && wino_shape(p);
+    return (sw >= 0 ? sw : cpu && !op_gemm_packed(ops)) && wino_shape(p);
 }
 
 // U (16, O, C), V (16, C, T), M (16, O, T), each starting a sub-buffer: CLBlast 1.5.3's batched
@@ -189,8 +190,9 @@ static void wino_tiles(clrt *rt, const char *name, dten dst, dten src, int n, in
 }
 
 // out (O, N, OH, OW) = the 3x3 s1 p1 conv of in (C, N, H, W) with w (O, C, 3, 3).
-static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+static void winograd_forward(ops_ctx *ops, dten out, dten in, dten w, const conv_shape *s,
                              dten work) {
+    clrt *rt = ops->rt;
     int th, tw;
     int t = (int)winograd_tiles(s, &th, &tw);
     size_t uc = (size_t)s->o * s->c, vc = (size_t)s->c * t, mc = (size_t)s->o * t, at = 0;
@@ -205,7 +207,7 @@ static void winograd_forward(clrt *rt, dten out, dten in, dten w, const conv_sha
 
     // V from the input's tiles; M[xi] (O, T) = U[xi] (O, C) x V[xi] (C, T); out from M's tiles.
     wino_tiles(rt, "winograd_input", v, in, s->n, s->c, s->h, s->w, th, tw);
-    op_gemm_batched(rt, 0, 0, s->o, t, s->c, 1.0f, u, s->c, uc, v, t, vc, 0.0f, m, t, mc, 16);
+    op_gemm_batched(ops, 0, 0, s->o, t, s->c, 1.0f, u, s->c, uc, v, t, vc, 0.0f, m, t, mc, 16);
     wino_tiles(rt, "winograd_output", out, m, s->n, s->o, s->oh, s->ow, th, tw);
     // The commands hold their own references: released when they are done.
     clReleaseMemObject(u.mem);
@@ -307,7 +309,8 @@ static const char *col2im_kernel_name(const conv_shape *s) {
     return "col2im";
 }
 
-void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
+void op_im2col(ops_ctx *ops, dten col, dten in, const conv_shape *s) {
+    clrt *rt = ops->rt;
     conv_check(s, "op_im2col");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col", "missing buffer");
     cl_kernel k = ops_kernel_ten(rt, im2col_kernel_name(s), (dten[]){col, in}, 2);
@@ -318,7 +321,8 @@ void op_im2col(clrt *rt, dten col, dten in, const conv_shape *s) {
 }
 
 // Work-groups of 32 items along the columns: each is one panel (cl/conv.cl, im2col_setup).
-void op_im2col_panels(clrt *rt, dten col, dten in, const conv_shape *s) {
+void op_im2col_panels(ops_ctx *ops, dten col, dten in, const conv_shape *s) {
+    clrt *rt = ops->rt;
     conv_check(s, "op_im2col_panels");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_im2col_panels", "missing buffer");
     char name[32];
@@ -336,7 +340,8 @@ void op_im2col_panels(clrt *rt, dten col, dten in, const conv_shape *s) {
     }
 }
 
-void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
+void op_col2im(ops_ctx *ops, dten in, dten col, const conv_shape *s) {
+    clrt *rt = ops->rt;
     conv_check(s, "op_col2im");
     OPS_REQUIRE(ops_has(col) && ops_has(in), "op_col2im", "missing buffer");
     cl_kernel k = ops_kernel_ten(rt, col2im_kernel_name(s), (dten[]){in, col}, 2);
@@ -344,8 +349,9 @@ void op_col2im(clrt *rt, dten in, dten col, const conv_shape *s) {
     conv_layout_launch(rt, k, (size_t)s->n * s->h * s->w, s->c);
 }
 
-static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work,
+static void conv_forward(ops_ctx *ops, dten out, dten in, dten w, const conv_shape *s, dten work,
                          int keep_col, const char *op) {
+    clrt *rt = ops->rt;
     conv_check(s, op);
     OPS_REQUIRE(ops_has(out) && ops_has(in) && ops_has(w), op, "missing buffer");
     conv_plan p;
@@ -355,8 +361,8 @@ static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *
     size_t ncol = plan_col_floats(&p);
     OPS_REQUIRE(ops_has(work) || conv_workspace_floats(s) == 0, op,
                 "needs a workspace of %zu floats", conv_workspace_floats(s));
-    if (!keep_col && conv_winograd(rt, &p)) {
-        winograd_forward(rt, out, in, w, s, work);
+    if (!keep_col && conv_winograd(ops, &p)) {
+        winograd_forward(ops, out, in, w, s, work);
         return;
     }
     dten col = in, wt = w;
@@ -364,33 +370,34 @@ static void conv_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *
         wt = dten_at(work, ncol);
         weight_window(rt, wt, w, s, &p);
     }
-    if (conv_panels(rt, &p)) {
-        op_im2col_panels(rt, work, in, e);
-        op_gemm_bpanels(rt, s->o, np, ckk, 1.0f, wt, ckk, work, 0.0f, out, np);
+    if (conv_panels(ops, &p)) {
+        op_im2col_panels(ops, work, in, e);
+        op_gemm_bpanels(ops, s->o, np, ckk, 1.0f, wt, ckk, work, 0.0f, out, np);
         return;
     }
     if (ncol) {
-        op_im2col(rt, work, in, e);
+        op_im2col(ops, work, in, e);
         col = work;
     }
     // out (O, NP) = w (O, CKK) x col (CKK, NP)
-    op_gemm(rt, 0, 0, s->o, np, ckk, 1.0f, wt, ckk, col, np, 0.0f, out, np);
+    op_gemm(ops, 0, 0, s->o, np, ckk, 1.0f, wt, ckk, col, np, 0.0f, out, np);
 }
 
-void op_conv2d_forward(clrt *rt, dten out, dten in, dten w, const conv_shape *s, dten work) {
-    conv_forward(rt, out, in, w, s, work, 0, "op_conv2d_forward");
+void op_conv2d_forward(ops_ctx *ops, dten out, dten in, dten w, const conv_shape *s, dten work) {
+    conv_forward(ops, out, in, w, s, work, 0, "op_conv2d_forward");
 }
 
-void op_conv2d_forward_col(clrt *rt, dten out, dten in, dten w, const conv_shape *s,
+void op_conv2d_forward_col(ops_ctx *ops, dten out, dten in, dten w, const conv_shape *s,
                            dten work) {
-    conv_forward(rt, out, in, w, s, work, 1, "op_conv2d_forward_col");
+    conv_forward(ops, out, in, w, s, work, 1, "op_conv2d_forward_col");
 }
 
 // din (C, N, H, W) of a 3x3 stride-1 pad-1 conv as the conv of dout (O, N, H, W) with
 // wf (C, O, 3, 3), wf[c][o][ky][kx] = w[o][c][2 - ky][2 - kx] (conv_weight_flip); the
 // workspace's col region takes dout's col matrix, wf comes after it.
-static void dgrad_as_conv(clrt *rt, dten din, dten dout, dten w, const conv_shape *s,
+static void dgrad_as_conv(ops_ctx *ops, dten din, dten dout, dten w, const conv_shape *s,
                           dten work, size_t ncol) {
+    clrt *rt = ops->rt;
     dten wf = dten_at(work, ncol);
     cl_kernel k = ops_kernel_ten(rt, "conv_weight_flip", (dten[]){wf, w}, 2);
     CLRT_ARG(k, 4, s->o);
@@ -398,13 +405,14 @@ static void dgrad_as_conv(clrt *rt, dten din, dten dout, dten w, const conv_shap
     clrt_launch(rt, k, 2, (size_t[]){ (size_t)s->c, (size_t)s->o }, NULL);
     conv_shape d;
     conv_shape_init(&d, s->n, s->o, s->h, s->w, s->c, 3, 1, 1);
-    op_im2col_panels(rt, work, dout, &d);
-    op_gemm_bpanels(rt, s->c, (int)conv_np(s), s->o * 9, 1.0f, wf, s->o * 9, work, 0.0f, din,
+    op_im2col_panels(ops, work, dout, &d);
+    op_gemm_bpanels(ops, s->c, (int)conv_np(s), s->o * 9, 1.0f, wf, s->o * 9, work, 0.0f, din,
                     (int)conv_np(s));
 }
 
-static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+static void conv_backward(ops_ctx *ops, dten din, dten dw, dten dout, dten in, dten w,
                           const conv_shape *s, dten work, int col_ready, const char *op) {
+    clrt *rt = ops->rt;
     conv_check(s, op);
     OPS_REQUIRE(ops_has(dout), op, "missing dout");
     conv_plan p;
@@ -422,40 +430,40 @@ static void conv_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten 
         OPS_REQUIRE(ops_has(in), op, "dw needs the forward input");
         dten col = in, dst = p.windowed ? wt : dw;
         // dw (O, CKK) = dout (O, NP) x col^T
-        if (conv_panels(rt, &p)) {
-            if (!col_ready) op_im2col_panels(rt, work, in, e);
-            op_gemm_nt_panels(rt, s->o, ckk, np, 1.0f, dout, np, work, 0.0f, dst, ckk);
+        if (conv_panels(ops, &p)) {
+            if (!col_ready) op_im2col_panels(ops, work, in, e);
+            op_gemm_nt_panels(ops, s->o, ckk, np, 1.0f, dout, np, work, 0.0f, dst, ckk);
         } else {
             if (ncol) {
-                if (!col_ready) op_im2col(rt, work, in, e);
+                if (!col_ready) op_im2col(ops, work, in, e);
                 col = work;
             }
-            op_gemm(rt, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, dst, ckk);
+            op_gemm(ops, 0, 1, s->o, ckk, np, 1.0f, dout, np, col, np, 0.0f, dst, ckk);
         }
         if (p.windowed) weight_unwindow(rt, dw, wt, s, &p);
     }
     if (ops_has(din)) {
         OPS_REQUIRE(ops_has(w), op, "din needs the weights");
-        if (dgrad_shape(&p) && conv_panels(rt, &p)) {
-            dgrad_as_conv(rt, din, dout, w, s, work, ncol);
+        if (dgrad_shape(&p) && conv_panels(ops, &p)) {
+            dgrad_as_conv(ops, din, dout, w, s, work, ncol);
             return;
         }
         if (p.windowed) weight_window(rt, wt, w, s, &p);
         // dcol (CKK, NP) = w^T (CKK, O) x dout (O, NP), then gathered back into din.
         dten dcol = ncol ? work : din;
-        op_gemm(rt, 1, 0, ckk, np, s->o, 1.0f, wt, ckk, dout, np, 0.0f, dcol, np);
-        if (ncol) op_col2im(rt, din, work, e);
+        op_gemm(ops, 1, 0, ckk, np, s->o, 1.0f, wt, ckk, dout, np, 0.0f, dcol, np);
+        if (ncol) op_col2im(ops, din, work, e);
     }
 }
 
-void op_conv2d_backward(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+void op_conv2d_backward(ops_ctx *ops, dten din, dten dw, dten dout, dten in, dten w,
                         const conv_shape *s, dten work) {
-    conv_backward(rt, din, dw, dout, in, w, s, work, 0, "op_conv2d_backward");
+    conv_backward(ops, din, dw, dout, in, w, s, work, 0, "op_conv2d_backward");
 }
 
-void op_conv2d_backward_col(clrt *rt, dten din, dten dw, dten dout, dten in, dten w,
+void op_conv2d_backward_col(ops_ctx *ops, dten din, dten dw, dten dout, dten in, dten w,
                             const conv_shape *s, dten work) {
-    conv_backward(rt, din, dw, dout, in, w, s, work, 1, "op_conv2d_backward_col");
+    conv_backward(ops, din, dw, dout, in, w, s, work, 1, "op_conv2d_backward_col");
 }
 
 // ---- linear ----
@@ -483,29 +491,31 @@ static void linear_check(int k, int i, int n, const char *op) {
     ops_int((size_t)i * n, op, "I*N");
 }
 
-void op_linear_forward(clrt *rt, dten out, dten x, dten w, dten b, int k, int i, int n) {
+void op_linear_forward(ops_ctx *ops, dten out, dten x, dten w, dten b, int k, int i, int n) {
+    clrt *rt = ops->rt;
     const char *op = "op_linear_forward";
     linear_check(k, i, n, op);
     OPS_REQUIRE(ops_has(out) && ops_has(x) && ops_has(w) && ops_has(b), op, "missing buffer");
     linear_bias_fill(rt, out, b, k, n);
     // out (K, N) += w (K, I) x x (I, N)
-    op_gemm(rt, 0, 0, k, n, i, 1.0f, w, i, x, n, 1.0f, out, n);
+    op_gemm(ops, 0, 0, k, n, i, 1.0f, w, i, x, n, 1.0f, out, n);
 }
 
-void op_linear_backward(clrt *rt, dten dx, dten dw, dten db, dten dout, dten x, dten w,
+void op_linear_backward(ops_ctx *ops, dten dx, dten dw, dten db, dten dout, dten x, dten w,
                         int k, int i, int n) {
+    clrt *rt = ops->rt;
     const char *op = "op_linear_backward";
     linear_check(k, i, n, op);
     OPS_REQUIRE(ops_has(dout), op, "missing dout");
     if (ops_has(dx)) {
         OPS_REQUIRE(ops_has(w), op, "dx needs the weights");
         // dx (I, N) = w^T (I, K) x dout (K, N)
-        op_gemm(rt, 1, 0, i, n, k, 1.0f, w, i, dout, n, 0.0f, dx, n);
+        op_gemm(ops, 1, 0, i, n, k, 1.0f, w, i, dout, n, 0.0f, dx, n);
     }
     if (ops_has(dw)) {
         OPS_REQUIRE(ops_has(x), op, "dw needs the forward input");
         // dw (K, I) = dout (K, N) x x^T (N, I)
-        op_gemm(rt, 0, 1, k, i, n, 1.0f, dout, n, x, n, 0.0f, dw, i);
+        op_gemm(ops, 0, 1, k, i, n, 1.0f, dout, n, x, n, 0.0f, dw, i);
     }
     if (ops_has(db)) linear_bias_grad(rt, db, dout, k, n);
 }

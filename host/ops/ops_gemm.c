@@ -50,23 +50,54 @@ typedef struct gemm_state {
     gemm_scratch pack;             // the packed path's operand panels (see packed_run)
 } gemm_state;
 
-// CLBlast's overrides are per device and process-wide; this table mirrors that scope (see
-// tune.h). cltrain is single-threaded on the host.
-enum { GEMM_MAX_DEVICES = 16 };
-static gemm_state gemm_states[GEMM_MAX_DEVICES];
-static int gemm_nstates;
-
-static gemm_state *gemm_state_of(clrt *rt) {
-    for (int i = 0; i < gemm_nstates; i++)
-        if (gemm_states[i].dev == rt->dev.device_id) return &gemm_states[i];
-    OPS_REQUIRE(gemm_nstates < GEMM_MAX_DEVICES, "op_gemm", "more than %d devices",
-                GEMM_MAX_DEVICES);
-    gemm_state *g = &gemm_states[gemm_nstates++];
-    memset(g, 0, sizeof *g);
-    g->dev = rt->dev.device_id;
+// CLBlast's overrides are per device and process-wide, so this state is too: one per device
+// in the ops_shared registry handed to ops_ctx_init, shared by every context on that device
+// (ops.h). cltrain is single-threaded on the host.
+static gemm_state *gemm_state_new(cl_device_id dev) {
+    gemm_state *g = calloc(1, sizeof *g);
+    if (!g) return NULL;
+    g->dev = dev;
     g->routine = -1;
     snprintf(g->source, sizeof g->source, "none");
     return g;
+}
+
+int ops_ctx_init(ops_ctx *o, clrt *rt, const ops_config *cfg, ops_shared *s, char *err,
+                 size_t errlen) {
+    memset(o, 0, sizeof *o);
+    o->rt = rt;
+    if (cfg) o->cfg = *cfg;
+    else ops_config_init(&o->cfg);
+    for (int i = 0; i < s->n; i++)
+        if (s->gemm[i]->dev == rt->dev.device_id) {
+            o->gemm = s->gemm[i];
+            return 0;
+        }
+    gemm_state **v = realloc(s->gemm, (size_t)(s->n + 1) * sizeof *v);
+    if (v) s->gemm = v;
+    gemm_state *g = v ? gemm_state_new(rt->dev.device_id) : NULL;
+    if (!g) {
+        snprintf(err, errlen, "out of host memory");
+        return 1;
+    }
+    s->gemm[s->n++] = g;
+    o->gemm = g;
+    return 0;
+}
+
+static void scratch_free(gemm_scratch *sc) {
+    if (sc->mem) clReleaseMemObject(sc->mem);
+}
+
+void ops_shared_free(ops_shared *s) {
+    for (int i = 0; i < s->n; i++) {
+        scratch_free(&s->gemm[i]->temp);
+        scratch_free(&s->gemm[i]->part);
+        scratch_free(&s->gemm[i]->pack);
+        free(s->gemm[i]);
+    }
+    free(s->gemm);
+    memset(s, 0, sizeof *s);
 }
 
 // CLBlast's own direct/indirect threshold: 0 = always indirect, 1 = always direct (both
@@ -97,20 +128,20 @@ static int configure(gemm_state *g, const tune_config *c, const char *source, ch
     return 0;
 }
 
-void op_gemm_init(clrt *rt) {
-    gemm_state *g = gemm_state_of(rt);
+void op_gemm_init(ops_ctx *ops) {
+    gemm_state *g = ops->gemm;
     if (g->ready) return;
     char err[512];
-    if (!rt->ops_cfg || !rt->ops_cfg->has_gemm) {
+    if (!ops->cfg.has_gemm) {
         configure(g, NULL, "none", err, sizeof err);
         return;
     }
-    const tune_config c = rt->ops_cfg->gemm;
-    const char *source = rt->ops_cfg->gemm_source;
+    const tune_config c = ops->cfg.gemm;
+    const char *source = ops->cfg.gemm_source;
     // A file that names this device may still be wrong for it (edited by hand, or a driver
     // that rejects a value): warn and run on CLBlast's own parameters.
     for (int k = 0; k < TK_COUNT; k++)
-        if (c.has_kernel[k] && tune_kernel_check(k, c.kernel[k], &rt->dev, err, sizeof err)) {
+        if (c.has_kernel[k] && tune_kernel_check(k, c.kernel[k], &ops->rt->dev, err, sizeof err)) {
             fprintf(stderr, "cltrain: warning: ignoring GEMM tuning (%s): %s\n", source, err);
             configure(g, NULL, "none", err, sizeof err);
             return;
@@ -121,29 +152,29 @@ void op_gemm_init(clrt *rt) {
     }
 }
 
-int op_gemm_configure(clrt *rt, const tune_config *c, const char *source, char *err,
+int op_gemm_configure(ops_ctx *ops, const tune_config *c, const char *source, char *err,
                       size_t errlen) {
-    gemm_state *g = gemm_state_of(rt);
+    gemm_state *g = ops->gemm;
     g->fell_back = 0;
     return configure(g, c, source, err, errlen);
 }
 
-const char *op_gemm_source(clrt *rt) {
-    op_gemm_init(rt);
-    return gemm_state_of(rt)->source;
+const char *op_gemm_source(ops_ctx *ops) {
+    op_gemm_init(ops);
+    return ops->gemm->source;
 }
 
-const tune_config *op_gemm_config(clrt *rt) {
-    op_gemm_init(rt);
-    return &gemm_state_of(rt)->cfg;
+const tune_config *op_gemm_config(ops_ctx *ops) {
+    op_gemm_init(ops);
+    return &ops->gemm->cfg;
 }
 
-size_t op_gemm_scratch_bytes(clrt *rt) {
-    gemm_state *g = gemm_state_of(rt);
+size_t op_gemm_scratch_bytes(ops_ctx *ops) {
+    gemm_state *g = ops->gemm;
     return g->temp.bytes + g->part.bytes;
 }
 
-void op_gemm_record(clrt *rt, tune_shapes *rec) { gemm_state_of(rt)->rec = rec; }
+void op_gemm_record(ops_ctx *ops, tune_shapes *rec) { ops->gemm->rec = rec; }
 
 void tune_shapes_free(tune_shapes *s) {
     free(s->v);
@@ -249,8 +280,9 @@ enum {
 
 // Chunks of k for this GEMM on this device: 0 = do not split, else the number of partial
 // products; *len the chunk length (the last partial, k % len, when not 0, comes on top).
-static int splitk_plan(const clrt *rt, int m, int n, int k, int *len) {
-    if (OPS_SWITCH(rt, splitk) == 0) return 0;   // never (to compare)
+static int splitk_plan(const ops_ctx *ops, int m, int n, int k, int *len) {
+    if (OPS_SWITCH(ops, splitk) == 0) return 0;   // never (to compare)
+    const clrt *rt = ops->rt;
     size_t tiles = (size_t)((m + SPLITK_TILE - 1) / SPLITK_TILE) *
                    (size_t)((n + SPLITK_TILE - 1) / SPLITK_TILE);
     size_t want = (size_t)SPLITK_GROUPS_PER_CU * (rt->dev.compute_units ? rt->dev.compute_units : 1);
@@ -331,9 +363,9 @@ static CLBlastStatusCode sgemm_batched(clrt *rt, int colmajor, int ta, int tb, i
                                       clrt_profile_span(rt, "gemm"));
 }
 
-int op_gemm_splitk_parts(clrt *rt, int m, int n, int k) {
+int op_gemm_splitk_parts(ops_ctx *ops, int m, int n, int k) {
     int len;
-    return m > 0 && n > 0 && k > 0 ? splitk_plan(rt, m, n, k, &len) : 0;
+    return m > 0 && n > 0 && k > 0 ? splitk_plan(ops, m, n, k, &len) : 0;
 }
 
 static CLBlastStatusCode splitk(clrt *rt, gemm_state *g, cl_mem part, int parts, int len,
@@ -376,14 +408,14 @@ enum {
     PACK_ITEM_FMAS = 1 << 17,      // multiply-adds per work item wanted, at least
 };
 
-static int packed_on(const clrt *rt) {
-    int sw = OPS_SWITCH(rt, gemm_packed);
+static int packed_on(const ops_ctx *ops) {
+    int sw = OPS_SWITCH(ops, gemm_packed);
     // (Oclgrind calls itself a CPU and a GPU: CLBlast's path there, as on GPUs.)
-    cl_device_type t = rt->dev.type;
+    cl_device_type t = ops->rt->dev.type;
     return sw >= 0 ? sw : (t & CL_DEVICE_TYPE_CPU) && !(t & CL_DEVICE_TYPE_GPU);
 }
 
-int op_gemm_packed(const clrt *rt) { return packed_on(rt); }
+int op_gemm_packed(const ops_ctx *ops) { return packed_on(ops); }
 
 static size_t panels_of(int n, int w) { return ((size_t)n + w - 1) / w; }
 
@@ -501,30 +533,32 @@ static dten pack_scratch(clrt *rt, gemm_state *g, size_t floats, const char *op)
 }
 
 // What both products below check before they start; their state.
-static gemm_state *panels_begin(clrt *rt, int m, int n, int k, dten a, int lda, dten p,
+static gemm_state *panels_begin(ops_ctx *ops, int m, int n, int k, dten a, int lda, dten p,
                                 dten c, int ldc, const char *op) {
-    OPS_REQUIRE(packed_on(rt), op, "the panel layout is the packed path's (CPU devices)");
+    OPS_REQUIRE(packed_on(ops), op, "the panel layout is the packed path's (CPU devices)");
     OPS_REQUIRE(m > 0 && n > 0 && k > 0, op, "bad sizes m=%d n=%d k=%d", m, n, k);
     OPS_REQUIRE(lda >= k && ldc >= n, op, "lda=%d or ldc=%d too small", lda, ldc);
     OPS_REQUIRE(ops_has(a) && ops_has(p) && ops_has(c), op, "missing buffer");
-    op_gemm_init(rt);
-    return gemm_state_of(rt);
+    op_gemm_init(ops);
+    return ops->gemm;
 }
 
-void op_gemm_bpanels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten bp,
+void op_gemm_bpanels(ops_ctx *ops, int m, int n, int k, float alpha, dten a, int lda, dten bp,
                      float beta, dten c, int ldc) {
     const char *op = "op_gemm_bpanels";
-    gemm_state *g = panels_begin(rt, m, n, k, a, lda, bp, c, ldc, op);
+    clrt *rt = ops->rt;
+    gemm_state *g = panels_begin(ops, m, n, k, a, lda, bp, c, ldc, op);
     dten pa = pack_scratch(rt, g, panels_of(m, PACK_MR) * PACK_MR * (size_t)k, op);
     pack_a(rt, pa, 0, m, k, a, lda, 0, 1);
     tiles(rt, c, ldc, 0, alpha, beta, pa, bp, (size_t)PACK_NR * op_gemm_panel_rows(k), m, n,
           k, 1);
 }
 
-void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int lda, dten p,
+void op_gemm_nt_panels(ops_ctx *ops, int m, int n, int k, float alpha, dten a, int lda, dten p,
                        float beta, dten c, int ldc) {
     const char *op = "op_gemm_nt_panels";
-    gemm_state *g = panels_begin(rt, m, n, k, a, lda, p, c, ldc, op);
+    clrt *rt = ops->rt;
+    gemm_state *g = panels_begin(ops, m, n, k, a, lda, p, c, ldc, op);
     // T (n, m) = P (n, k) x A^T (k, m): A^T as B panels, P's own layout as the A operand.
     dten pb = pack_scratch(rt, g, panels_of(m, PACK_NR) * PACK_NR * (size_t)k, op);
     pack_b(rt, pb, 1, k, m, a, lda, 0, 1);
@@ -545,10 +579,12 @@ void op_gemm_nt_panels(clrt *rt, int m, int n, int k, float alpha, dten a, int l
 }
 
 // One attempt with the configuration in force.
-static CLBlastStatusCode gemm_run(clrt *rt, gemm_state *g, int ta, int tb, int m, int n, int k,
+static CLBlastStatusCode gemm_run(ops_ctx *ops, int ta, int tb, int m, int n, int k,
                                   float alpha, dten a, int lda, dten b, int ldb, float beta,
                                   dten c, int ldc) {
-    int len = 0, parts = splitk_plan(rt, m, n, k, &len);
+    clrt *rt = ops->rt;
+    gemm_state *g = ops->gemm;
+    int len = 0, parts = splitk_plan(ops, m, n, k, &len);
     cl_mem part = parts ? scratch_for(rt, &g->part, (size_t)parts * m * n * sizeof(float))
                         : NULL;
     if (part)   // else (no memory for the partial products): in one piece
@@ -571,46 +607,48 @@ static void gemm_check(int ta, int tb, int m, int n, int k, dten a, int lda, dte
     OPS_REQUIRE(ops_has(a) && ops_has(b) && ops_has(c), op, "missing buffer");
 }
 
-void op_gemm(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+void op_gemm(ops_ctx *ops, int trans_a, int trans_b, int m, int n, int k, float alpha,
              dten a, int lda, dten b, int ldb, float beta, dten c, int ldc) {
     gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
-    op_gemm_init(rt);
-    gemm_state *g = gemm_state_of(rt);
+    op_gemm_init(ops);
+    clrt *rt = ops->rt;
+    gemm_state *g = ops->gemm;
     if (g->rec) {
         tune_shape s = { trans_a != 0, trans_b != 0, m, n, k, lda, ldb, ldc, alpha, beta, 1,
                          a.off == 0, b.off == 0, c.off == 0 };
         record(g->rec, &s);
     }
-    if (packed_on(rt) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb,
+    if (packed_on(ops) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, 0, b, ldb,
                                     0, beta, c, ldc, 0, 1))
         return;
-    CLBlastStatusCode s = gemm_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
+    CLBlastStatusCode s = gemm_run(ops, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb,
                                    beta, c, ldc);
     if (s != CLBlastSuccess && g->tuned && !g->fell_back && parameter_failure(s)) {
         fall_back(g, s);
-        s = gemm_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        s = gemm_run(ops, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     }
     if (s != CLBlastSuccess) clrt_die_clblast(s, "CLBlastSgemm", __FILE__, __LINE__);
 }
 
-int op_gemm_try(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+int op_gemm_try(ops_ctx *ops, int trans_a, int trans_b, int m, int n, int k, float alpha,
                 cl_mem a, size_t a_off, int lda, cl_mem b, size_t b_off, int ldb, float beta,
                 cl_mem c, size_t c_off, int ldc) {
     dten ta = { a, a_off }, tb = { b, b_off }, tc = { c, c_off };
     gemm_check(trans_a, trans_b, m, n, k, ta, lda, tb, ldb, tc, ldc);
-    op_gemm_init(rt);
-    return (int)gemm_run(rt, gemm_state_of(rt), trans_a, trans_b, m, n, k, alpha, ta, lda, tb,
+    op_gemm_init(ops);
+    return (int)gemm_run(ops, trans_a, trans_b, m, n, k, alpha, ta, lda, tb,
                          ldb, beta, tc, ldc);
 }
 
-void op_gemm_batched(clrt *rt, int trans_a, int trans_b, int m, int n, int k, float alpha,
+void op_gemm_batched(ops_ctx *ops, int trans_a, int trans_b, int m, int n, int k, float alpha,
                      dten a, int lda, size_t stride_a, dten b, int ldb, size_t stride_b,
                      float beta, dten c, int ldc, size_t stride_c, int count) {
     gemm_check(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc);
     OPS_REQUIRE(count > 0, "op_gemm_batched", "bad count %d", count);
-    op_gemm_init(rt);
-    gemm_state *g = gemm_state_of(rt);
-    if (packed_on(rt) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a,
+    op_gemm_init(ops);
+    clrt *rt = ops->rt;
+    gemm_state *g = ops->gemm;
+    if (packed_on(ops) && packed_run(rt, g, trans_a, trans_b, m, n, k, alpha, a, lda, stride_a,
                                     b, ldb, stride_b, beta, c, ldc, stride_c, count))
         return;
     CLBlastStatusCode s = CLBlastSuccess;

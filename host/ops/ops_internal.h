@@ -93,9 +93,8 @@ static inline void ops_set_local(clrt *rt, cl_kernel k, cl_uint arg, size_t byte
 // Largest work-group size of a reduction kernel; 256 keeps a tree short on every device.
 #define OPS_REDUCE_CAP 256
 
-// A performance switch of the configuration handed down with rt (ops_config, ops.h): 0 or 1,
-// or -1 (the launcher's own rule) when it says so or none was handed down. Read at each call,
-// so a test or a comparison can flip it.
-#define OPS_SWITCH(rt, field) ((rt)->ops_cfg ? (rt)->ops_cfg->field : -1)
+// A performance switch of the context's configuration (ops_ctx.cfg, ops.h): 0 or 1, or -1
+// (the launcher's own rule). Read at each call, so a test or a comparison can flip it.
+#define OPS_SWITCH(ops, field) ((ops)->cfg.field)
 
 #endif

@@ -5,19 +5,23 @@
 
 // ---- element-wise ----
 
-void op_relu_forward(clrt *rt, dten out, dten in, size_t n) {
+void op_relu_forward(ops_ctx *ops, dten out, dten in, size_t n) {
+    clrt *rt = ops->rt;
     ops_launch_ew(rt, "relu_forward", "op_relu_forward", n, (dten[]){out, in}, 2);
 }
 
-void op_relu_backward(clrt *rt, dten din, dten dout, dten out, size_t n) {
+void op_relu_backward(ops_ctx *ops, dten din, dten dout, dten out, size_t n) {
+    clrt *rt = ops->rt;
     ops_launch_ew(rt, "relu_backward", "op_relu_backward", n, (dten[]){din, dout, out}, 3);
 }
 
-void op_add(clrt *rt, dten out, dten a, dten b, size_t n) {
+void op_add(ops_ctx *ops, dten out, dten a, dten b, size_t n) {
+    clrt *rt = ops->rt;
     ops_launch_ew(rt, "add", "op_add", n, (dten[]){out, a, b}, 3);
 }
 
-void op_add_relu(clrt *rt, dten out, dten a, dten b, size_t n) {
+void op_add_relu(ops_ctx *ops, dten out, dten a, dten b, size_t n) {
+    clrt *rt = ops->rt;
     ops_launch_ew(rt, "add_relu", "op_add_relu", n, (dten[]){out, a, b}, 3);
 }
 
@@ -82,12 +86,14 @@ static void maxpool_launch(clrt *rt, const char *name, const char *name_k3s2, co
         clrt_launch1d(rt, k, (size_t)s->c * s->n * plane);
 }
 
-void op_maxpool_forward(clrt *rt, dten out, dten argmax, dten in, const pool_shape *s) {
+void op_maxpool_forward(ops_ctx *ops, dten out, dten argmax, dten in, const pool_shape *s) {
+    clrt *rt = ops->rt;
     maxpool_launch(rt, "maxpool_forward", "maxpool_forward_k3s2", "op_maxpool_forward",
                    (dten[]){out, argmax, in}, s, (size_t)s->oh * s->ow);
 }
 
-void op_maxpool_backward(clrt *rt, dten din, dten dout, dten argmax, const pool_shape *s) {
+void op_maxpool_backward(ops_ctx *ops, dten din, dten dout, dten argmax, const pool_shape *s) {
+    clrt *rt = ops->rt;
     maxpool_launch(rt, "maxpool_backward", "maxpool_backward_k3s2", "op_maxpool_backward",
                    (dten[]){din, dout, argmax}, s, (size_t)s->h * s->w);
 }
@@ -108,24 +114,27 @@ static void avgpool_launch(clrt *rt, const char *name, const char *op, const dte
     clrt_launch1d(rt, k, per_element ? (size_t)cn * hw : (size_t)cn);
 }
 
-void op_avgpool_forward(clrt *rt, dten out, dten in, int c, int n, int hw) {
+void op_avgpool_forward(ops_ctx *ops, dten out, dten in, int c, int n, int hw) {
+    clrt *rt = ops->rt;
     avgpool_launch(rt, "avgpool_forward", "op_avgpool_forward", (dten[]){out, in}, c, n, hw, 0);
 }
 
-void op_avgpool_backward(clrt *rt, dten din, dten dout, int c, int n, int hw) {
+void op_avgpool_backward(ops_ctx *ops, dten din, dten dout, int c, int n, int hw) {
+    clrt *rt = ops->rt;
     avgpool_launch(rt, "avgpool_backward", "op_avgpool_backward", (dten[]){din, dout}, c, n, hw,
                    1);
 }
 
 // ---- softmax cross-entropy ----
 
-void op_xent_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+void op_xent_forward_backward(ops_ctx *ops, dten loss_mean, dten losses, dten dlogits,
                               dten logits, dten labels, int k, int n) {
-    op_xent_smooth_forward_backward(rt, loss_mean, losses, dlogits, logits, labels, k, n, 0.0f);
+    op_xent_smooth_forward_backward(ops, loss_mean, losses, dlogits, logits, labels, k, n, 0.0f);
 }
 
-void op_xent_smooth_forward_backward(clrt *rt, dten loss_mean, dten losses, dten dlogits,
+void op_xent_smooth_forward_backward(ops_ctx *ops, dten loss_mean, dten losses, dten dlogits,
                                      dten logits, dten labels, int k, int n, float smoothing) {
+    clrt *rt = ops->rt;
     const char *op = "op_xent_forward_backward";
     OPS_REQUIRE(smoothing >= 0.0f && smoothing <= 1.0f, op, "label smoothing %g outside [0, 1]",
                 (double)smoothing);
@@ -169,13 +178,15 @@ static void sgd_launch(clrt *rt, dten params, dten grads, dten bufs, size_t n, f
     clrt_launch1d(rt, k, n);
 }
 
-void op_sgd_step(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+void op_sgd_step(ops_ctx *ops, dten params, dten grads, dten bufs, size_t n, float lr,
                  float momentum, float weight_decay, int first_step) {
+    clrt *rt = ops->rt;
     sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, (dten){0});
 }
 
-void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n, float lr,
+void op_sgd_step_guarded(ops_ctx *ops, dten params, dten grads, dten bufs, size_t n, float lr,
                          float momentum, float weight_decay, int first_step, dten guard) {
+    clrt *rt = ops->rt;
     OPS_REQUIRE(ops_has(guard), "op_sgd_step", "missing guard");
     sgd_launch(rt, params, grads, bufs, n, lr, momentum, weight_decay, first_step, guard);
 }
@@ -186,13 +197,14 @@ void op_sgd_step_guarded(clrt *rt, dten params, dten grads, dten bufs, size_t n,
 // groups of one item per compute unit, each over a contiguous run; elsewhere interleaved
 // groups of up to 256, enough to fill the device. Sized by n and the device only.
 // ops_config.bn_interleave (CLTRAIN_BN_INTERLEAVE) picks the pattern, as for batch norm.
-void op_finite_and(clrt *rt, dten flag, dten x, size_t n) {
+void op_finite_and(ops_ctx *ops, dten flag, dten x, size_t n) {
+    clrt *rt = ops->rt;
     const char *op = "op_all_finite";
     OPS_REQUIRE(ops_has(x) && ops_has(flag), op, "missing buffer");
     if (!n) return;  // nothing to read: the flag stays as it is
     int ni = ops_int(n, op, "n");
     cl_kernel k = ops_kernel_ten(rt, "all_finite", (dten[]){flag, x}, 2);
-    int sw = OPS_SWITCH(rt, bn_interleave);
+    int sw = OPS_SWITCH(ops, bn_interleave);
     int interleave = sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU), cpu = !interleave;
     CLRT_ARG(k, 4, ni);
     CLRT_ARG(k, 5, interleave);
@@ -206,14 +218,16 @@ void op_finite_and(clrt *rt, dten flag, dten x, size_t n) {
     clrt_launch(rt, k, 1, &global, &l);
 }
 
-void op_all_finite_flag(clrt *rt, dten flag, dten x, size_t n) {
+void op_all_finite_flag(ops_ctx *ops, dten flag, dten x, size_t n) {
+    clrt *rt = ops->rt;
     OPS_REQUIRE(ops_has(x) && ops_has(flag), "op_all_finite", "missing buffer");
     clrt_fill_int(rt, flag.mem, flag.off * sizeof(cl_int), sizeof(cl_int), 1);
-    op_finite_and(rt, flag, x, n);
+    op_finite_and(ops, flag, x, n);
 }
 
-int op_all_finite(clrt *rt, dten x, size_t n, dten scratch_int) {
-    op_all_finite_flag(rt, scratch_int, x, n);
+int op_all_finite(ops_ctx *ops, dten x, size_t n, dten scratch_int) {
+    clrt *rt = ops->rt;
+    op_all_finite_flag(ops, scratch_int, x, n);
     cl_int flag = 0;
     clrt_read(rt, scratch_int.mem, scratch_int.off * sizeof(cl_int), &flag, sizeof flag);
     return flag == 1;

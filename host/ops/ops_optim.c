@@ -1,13 +1,15 @@
 // The optimizers' ops beyond sgd_step: SGD with Nesterov and a decay per float, Adam/AdamW,
-#include <math.h>
 // clip_grad_norm_'s norm and scale, gradient accumulation (cl/optim.cl).
 #include "host/ops/ops_internal.h"
+
+#include <math.h>
 
 // A valid buffer for an argument the kernel does not read (the selector or guard left out).
 static dten stand_in(dten t, dten other) { return ops_has(t) ? t : other; }
 
-void op_sgd_step_ex(clrt *rt, dten params, dten grads, dten bufs, dten sel, dten guard,
+void op_sgd_step_ex(ops_ctx *ops, dten params, dten grads, dten bufs, dten sel, dten guard,
                     size_t n, const op_sgd_args *a) {
+    clrt *rt = ops->rt;
     const char *op = "op_sgd_step_ex";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(params) && ops_has(grads), op, "missing buffer");
@@ -31,8 +33,9 @@ void op_sgd_step_ex(clrt *rt, dten params, dten grads, dten bufs, dten sel, dten
     clrt_launch1d(rt, k, n);
 }
 
-void op_adam_step(clrt *rt, dten params, dten grads, dten exp_avg, dten exp_avg_sq, dten sel,
+void op_adam_step(ops_ctx *ops, dten params, dten grads, dten exp_avg, dten exp_avg_sq, dten sel,
                   dten guard, size_t n, const op_adam_args *a) {
+    clrt *rt = ops->rt;
     const char *op = "op_adam_step";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(params) && ops_has(grads) && ops_has(exp_avg) && ops_has(exp_avg_sq),
@@ -70,7 +73,8 @@ void op_adam_step(clrt *rt, dten params, dten grads, dten exp_avg, dten exp_avg_
     clrt_launch1d(rt, k, n);
 }
 
-void op_clip_grad_norm(clrt *rt, dten grads, size_t n, float max_norm, dten partial, dten out) {
+void op_clip_grad_norm(ops_ctx *ops, dten grads, size_t n, float max_norm, dten partial, dten out) {
+    clrt *rt = ops->rt;
     const char *op = "op_clip_grad_norm";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(grads) && ops_has(partial) && ops_has(out), op, "missing buffer");
@@ -80,7 +84,7 @@ void op_clip_grad_norm(clrt *rt, dten grads, size_t n, float max_norm, dten part
     // As all_finite (op_finite_and): on a CPU each of the groups is one item over a contiguous
     // run, elsewhere groups of up to 256 interleaved items. The grid depends on n and the
     // device only: one order of the sums.
-    int sw = OPS_SWITCH(rt, bn_interleave);
+    int sw = OPS_SWITCH(ops, bn_interleave);
     int interleave = sw >= 0 ? sw : !(rt->dev.type & CL_DEVICE_TYPE_CPU);
     size_t l = interleave ? ops_group_size(rt, k, OPS_REDUCE_CAP, sizeof(float)) : 1;
     int chunk = interleave ? 0 : (int)((n + OPS_CLIP_GROUPS - 1) / OPS_CLIP_GROUPS);
@@ -99,7 +103,8 @@ void op_clip_grad_norm(clrt *rt, dten grads, size_t n, float max_norm, dten part
     clrt_launch1d(rt, ks, n);
 }
 
-void op_grad_accumulate(clrt *rt, dten acc, dten grads, size_t n, int mode, float scale) {
+void op_grad_accumulate(ops_ctx *ops, dten acc, dten grads, size_t n, int mode, float scale) {
+    clrt *rt = ops->rt;
     const char *op = "op_grad_accumulate";
     int ni = ops_int(n, op, "n");
     OPS_REQUIRE(ops_has(acc) && ops_has(grads), op, "missing buffer");

@@ -72,7 +72,6 @@ void clrt_free(clrt *rt) {
     if (rt->program) clReleaseProgram(rt->program);
     if (rt->queue) clReleaseCommandQueue(rt->queue);
     if (rt->ctx) clReleaseContext(rt->ctx);
-    if (rt->ops_cfg_owned) free(rt->ops_cfg);
     memset(rt, 0, sizeof *rt);
 }
 

@@ -70,11 +70,6 @@ typedef struct clrt {
     char prof_layer[40];           // the layer being run, for the per-layer table
     clrt_prof_rec *prof;
     int nprof, capprof;
-    // The ops' configuration (struct ops_config, host/ops/ops.h), handed down by the command
-    // layer or a test after clrt_init; NULL: every switch at the launcher's own rule and no
-    // GEMM tuning. The runtime only carries it, and frees it in clrt_free when ops_cfg_owned.
-    struct ops_config *ops_cfg;
-    int ops_cfg_owned;
 } clrt;
 
 // What the runtime is told; it reads no configuration from the environment (the command layer

@@ -99,9 +99,9 @@ void optim_accumulate(optim *o, dten loss_mean, int k, int last) {
     float scale = 1.0f / (float)(k + 1);
     if (last && k == 0) return;  // a group of one batch: the gradient is its own mean
     if (o->n)
-        op_grad_accumulate(m->rt, (dten){ o->acc, o->off }, (dten){ m->arena_grads, o->off },
+        op_grad_accumulate(m->ops, (dten){ o->acc, o->off }, (dten){ m->arena_grads, o->off },
                            o->n, mode, scale);
-    op_grad_accumulate(m->rt, (dten){ o->acc, m->n_param_floats }, loss_mean, 1, mode, scale);
+    op_grad_accumulate(m->ops, (dten){ o->acc, m->n_param_floats }, loss_mean, 1, mode, scale);
 }
 
 void optim_clip(optim *o, const optim_config *c, dten norm) {
@@ -110,7 +110,7 @@ void optim_clip(optim *o, const optim_config *c, dten norm) {
     if (!o->n) return;
     model *m = o->m;
     clrt_profile_layer(m->rt, "clip");
-    op_clip_grad_norm(m->rt, (dten){ m->arena_grads, o->off }, o->n, (float)c->clip_grad_norm,
+    op_clip_grad_norm(m->ops, (dten){ m->arena_grads, o->off }, o->n, (float)c->clip_grad_norm,
                       (dten){ o->clip, 0 }, (dten){ o->clip, OPS_CLIP_GROUPS });
     clrt_copy(m->rt, norm.mem, norm.off * sizeof(float), o->clip,
               OPS_CLIP_GROUPS * sizeof(float), sizeof(float));
@@ -130,16 +130,16 @@ void optim_step(optim *o, const optim_config *c, dten guard) {
     double norm_wd = c->norm_decay_set ? c->norm_weight_decay : c->weight_decay;
     if (c->kind == OPTIM_SGD && !c->nesterov && !o->sel) {
         // Plain SGD: sgd_step, as every run before the optimizer flags (bitwise).
-        op_sgd_step_guarded(m->rt, p, g, s0, o->n, (float)c->lr, (float)c->momentum,
+        op_sgd_step_guarded(m->ops, p, g, s0, o->n, (float)c->lr, (float)c->momentum,
                             (float)c->weight_decay, step == 0, guard);
     } else if (c->kind == OPTIM_SGD) {
         op_sgd_args a = { (float)c->lr, (float)c->momentum, (float)c->weight_decay,
                           (float)norm_wd, c->nesterov, step == 0 };
-        op_sgd_step_ex(m->rt, p, g, s0, sel, guard, o->n, &a);
+        op_sgd_step_ex(m->ops, p, g, s0, sel, guard, o->n, &a);
     } else {
         op_adam_args a = { c->lr, c->beta1, c->beta2, c->eps, c->weight_decay, norm_wd,
                            c->kind == OPTIM_ADAMW, step + 1 };
-        op_adam_step(m->rt, p, g, s0, dten_at(optim_state(o, 1), o->off), sel, guard, o->n, &a);
+        op_adam_step(m->ops, p, g, s0, dten_at(optim_state(o, 1), o->off), sel, guard, o->n, &a);
     }
 }
 

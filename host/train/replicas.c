@@ -24,6 +24,7 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     R->ys = calloc((size_t)local, sizeof *R->ys);
     if (local > 1) {
         R->rt = calloc((size_t)local - 1, sizeof *R->rt);
+        R->ops = calloc((size_t)local - 1, sizeof *R->ops);
         R->m = calloc((size_t)local - 1, sizeof *R->m);
         R->own = calloc((size_t)local - 1, sizeof *R->own);
     }
@@ -32,7 +33,7 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
     R->bufs = malloc((m->n_buffer_floats + 1) * sizeof(float));
     int bad = !R->tr || !R->share || !R->weight || !R->xs || !R->ys || !R->grad || !R->tmp ||
               !R->bufs ||
-              (local > 1 && (!R->rt || !R->m || !R->own));
+              (local > 1 && (!R->rt || !R->ops || !R->m || !R->own));
     for (int i = 0; !bad && i < local; i++) {
         R->xs[i] = malloc(3 * b * S * S * sizeof(float));
         R->ys[i] = malloc(b * sizeof(int32_t));
@@ -105,11 +106,12 @@ int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen) {
     return 0;
 }
 
-int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen) {
+int replicas_add(replicas *R, int i, const ops_ctx *ops, char *err, size_t errlen) {
     model *m0 = R->tr[0]->m, *m = &R->m[i - 1];
-    R->rt[i - 1] = *rt;  // the struct moves here (clrt holds no pointer to itself)
-    rt = &R->rt[i - 1];
-    int rc = model_init_like(m, rt, m0, err, errlen);
+    R->rt[i - 1] = *ops->rt;  // the struct moves here (clrt holds no pointer to itself)
+    R->ops[i - 1] = *ops;
+    R->ops[i - 1].rt = &R->rt[i - 1];
+    int rc = model_init_like(m, &R->ops[i - 1], m0, err, errlen);
     if (rc == 0) rc = session_plan(m, m0->max_batch, R->image_size, 0, err, errlen);
     if (rc) return rc;
     m->freeze = m0->freeze;
@@ -173,6 +175,7 @@ void replicas_free(replicas *R) {
         if (R->ys) free(R->ys[i]);
     }
     free(R->xs); free(R->ys); free(R->tr); free(R->own); free(R->m); free(R->rt);
+    free(R->ops);
     free(R->share); free(R->weight);
     free(R->grad); free(R->tmp); free(R->bufs);
     memset(R, 0, sizeof *R);

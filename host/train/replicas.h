@@ -19,6 +19,7 @@ typedef struct replicas {
     int first;                     // global index of this process's replica 0
     trainer **tr;                  // (local) tr[0] is the caller's; the others are owned
     clrt *rt;                      // (local - 1) the other replicas' runtimes
+    ops_ctx *ops;                  // (local - 1) their ops' contexts (on rt; one GEMM registry)
     model *m;                     // (local - 1) their models
     trainer *own;                  // (local - 1) their trainers
     int image_size;
@@ -52,9 +53,10 @@ int replicas_init(replicas *R, trainer *t0, comm *c, int local, int image_size, 
 // (a + b is commutative); for more, as MPI orders its sums by algorithm and message size.
 // 0, or nonzero with a message (out of host memory).
 int replicas_set_buckets(replicas *R, double cap_mb, char *err, size_t errlen);
-// Adds replica i (1..local-1) on runtime rt (initialised by the caller, owned from now on),
-// built like replica 0 (same config and shard plan) and holding a copy of its state.
-int replicas_add(replicas *R, int i, clrt *rt, char *err, size_t errlen);
+// Adds replica i (1..local-1) with the ops' context ops (copied; its runtime ops->rt,
+// initialised by the caller, is owned from now on), built like replica 0 (same config and
+// shard plan) and holding a copy of its state.
+int replicas_add(replicas *R, int i, const ops_ctx *ops, char *err, size_t errlen);
 // Copies replica 0's whole state (weights, optimizer state, running statistics, counters) of
 // process 0 to every replica: after loading weights or resuming.
 void replicas_sync_state(replicas *R);

@@ -19,8 +19,9 @@ int session_weights_classes(const ckpt *c) {
 
 int session_plan(model *m, int batch, int image_size, int forward_only, char *err,
                  size_t errlen) {
-    const ops_config *oc = m->rt->ops_cfg;   // CLTRAIN_KEEP_COLS, read at start-up
-    model_plan_options po = { .keep_cols = oc && oc->keep_cols == 0 ? 0 : -1, .forward_only = forward_only };
+    const ops_config *oc = &m->ops->cfg;   // CLTRAIN_KEEP_COLS, read at start-up
+    model_plan_options po = { .keep_cols = oc->keep_cols == 0 ? 0 : -1,
+                              .forward_only = forward_only };
     char why[512];
     int rc = model_plan(m, batch, image_size, &po, why, sizeof why);
     if (rc == MODEL_PLAN_NO_FIT) {

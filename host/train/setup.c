@@ -61,11 +61,11 @@ static int setup_load_weights(model *m, const setup_spec *s, char *err, size_t e
     return rc;
 }
 
-int setup_model(model *m, clrt *rt, const setup_spec *s, char *err, size_t errlen) {
+int setup_model(model *m, ops_ctx *ops, const setup_spec *s, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     model_arch cfg;
     int rc = setup_arch(&cfg, s, err, errlen);
-    if (rc == 0) rc = model_init_arch(m, rt, &cfg, err, errlen);
+    if (rc == 0) rc = model_init_arch(m, ops, &cfg, err, errlen);
     if (rc == 0) rc = session_plan(m, s->batch, s->image_size, s->forward_only, err, errlen);
     if (rc == 0 && s->after_plan) rc = s->after_plan(s->after_plan_ctx, m, err, errlen);
     if (rc) return rc;

@@ -36,9 +36,9 @@ typedef struct setup_spec {
     void *note_ctx;
 } setup_spec;
 
-// The chain above into m (zeroed first; model_free it whatever the result) on rt. 0, or an
+// The chain above into m (zeroed first; model_free it whatever the result) with ops. 0, or an
 // exit category (1 data or device, 2 usage: --arch contradicting a training state) with the
 // message in err.
-int setup_model(model *m, clrt *rt, const setup_spec *s, char *err, size_t errlen);
+int setup_model(model *m, ops_ctx *ops, const setup_spec *s, char *err, size_t errlen);
 
 #endif

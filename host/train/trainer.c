@@ -139,15 +139,16 @@ static void update_enqueue(trainer *t, const optim_config *c) {
     require_optim(t, c);
     trainer_accumulate_finish(t);
     optim_clip(&t->opt, c, status_word(t, STATUS_NORM));
+    ops_ctx *ops = m->ops;
     clrt_profile_layer(rt, "checks");
-    op_finite_and(rt, status_word(t, STATUS_GUARD), m->loss_mean, 1);
-    op_finite_and(rt, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
+    op_finite_and(ops, status_word(t, STATUS_GUARD), m->loss_mean, 1);
+    op_finite_and(ops, status_word(t, STATUS_GUARD), (dten){ m->arena_grads, t->grad_off },
                   t->grad_n);
     optim_step(&t->opt, c, status_word(t, STATUS_GUARD));
     clrt_profile_layer(rt, "checks");
-    op_finite_and(rt, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
+    op_finite_and(ops, status_word(t, STATUS_PARAMS), (dten){ m->arena_params, 0 },
                   m->n_param_floats);
-    op_finite_and(rt, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
+    op_finite_and(ops, status_word(t, STATUS_BUFFERS), (dten){ m->arena_buffers, 0 },
                   m->n_buffer_floats);
     clrt_copy(rt, t->status, STATUS_LOSS * sizeof(cl_int), m->loss_mean.mem,
               m->loss_mean.off * sizeof(float), sizeof(float));

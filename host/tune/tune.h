@@ -20,6 +20,7 @@
 #define CLTRAIN_TUNE_H
 
 #include "host/ops/gemm_tuning.h"
+#include "host/ops/ops.h"
 #include "host/runtime/clrt.h"
 
 #include <stdint.h>
@@ -67,21 +68,22 @@ typedef struct tune_result {
     int candidates;                           // configurations measured
 } tune_result;
 
-// Search for the fastest configuration of rt's device on the shapes, starting from what op_gemm
-// uses now. Every configuration is checked against a host reference on every shape before it
-// counts. Returns 0 with *best (identity set) and *res (caller frees with tune_result_free).
-int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
+// Search for the fastest configuration of ops->rt's device on the shapes, starting from what
+// op_gemm uses now. Every configuration is checked against a host reference on every shape
+// before it counts. Returns 0 with *best (identity set) and *res (caller frees with
+// tune_result_free).
+int tune_search(ops_ctx *ops, const tune_shapes *shapes, const tune_search_opts *o,
                 tune_config *best, tune_result *res, char *err, size_t errlen);
 void tune_result_free(tune_result *r);
 // Measure what op_gemm runs now on the shapes (in a worker; the fastest of three runs per
 // shape): ms per shape, the step total.
-int tune_measure(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
+int tune_measure(ops_ctx *ops, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
                  double *total, char *err, size_t errlen);
 
 // The worker (`cltrain tune --worker JOB [--config FILE] [--cap MS]`): measures one
-// configuration (none: CLBlast as it comes) on rt's device and prints the result on out for
-// the searching process. 0 when a result (timings, "slow" or "rejected") was printed.
-int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, double cap_ms,
+// configuration (none: CLBlast as it comes) on ops->rt's device and prints the result on out
+// for the searching process. 0 when a result (timings, "slow" or "rejected") was printed.
+int tune_worker_main(ops_ctx *ops, const char *job_path, const char *config_path, double cap_ms,
                      FILE *out);
 
 #endif

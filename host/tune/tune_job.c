@@ -164,7 +164,8 @@ int tune_job_read(tune_job *j, const char *path, char *err, size_t errlen) {
 // Inputs come in two copies when needed, [1] for operands that start their buffer, [0] for
 // operands at OFF: either way the operand's element e is val(which, e).
 typedef struct dev_bench {
-    clrt *rt;
+    ops_ctx *ops;
+    clrt *rt;                // ops->rt
     const tune_job *j;
     cl_mem a[2], b[2], c;
     size_t na, nb, nc;       // floats per buffer
@@ -186,7 +187,7 @@ static cl_mem upload(dev_bench *d, int which, size_t n, int at0, char *err, size
 }
 
 static int run(dev_bench *d, const tune_shape *s) {
-    return op_gemm_try(d->rt, s->ta, s->tb, s->m, s->n, s->k, s->alpha, d->a[s->a_at0],
+    return op_gemm_try(d->ops, s->ta, s->tb, s->m, s->n, s->k, s->alpha, d->a[s->a_at0],
                        s->a_at0 ? 0 : OFF, s->lda, d->b[s->b_at0], s->b_at0 ? 0 : OFF, s->ldb,
                        s->beta, d->c, s->c_at0 ? 0 : OFF, s->ldc);
 }
@@ -244,8 +245,9 @@ static int check(dev_bench *d, int si, char *why, size_t len) {
     return 0;
 }
 
-int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, double cap_ms,
-                     FILE *out) {
+int tune_worker_main(ops_ctx *ops, const char *job_path, const char *config_path,
+                     double cap_ms, FILE *out) {
+    clrt *rt = ops->rt;
     tune_job j;
     char err[600];
     if (tune_job_read(&j, job_path, err, sizeof err)) {
@@ -258,13 +260,13 @@ int tune_worker_main(clrt *rt, const char *job_path, const char *config_path, do
         tune_job_free(&j);
         return 1;
     }
-    if (op_gemm_configure(rt, config_path ? &c : NULL, config_path ? config_path : "none", err,
+    if (op_gemm_configure(ops, config_path ? &c : NULL, config_path ? config_path : "none", err,
                           sizeof err)) {
         fprintf(out, "rejected %s\n", err);
         tune_job_free(&j);
         return 0;
     }
-    dev_bench d = { .rt = rt, .j = &j };
+    dev_bench d = { .ops = ops, .rt = rt, .j = &j };
     for (int i = 0; i < j.sh.n; i++) {
         const tune_shape *s = &j.sh.v[i];
         size_t na = OFF + a_floats(s) + GUARD, nb = OFF + b_floats(s) + GUARD;

@@ -550,7 +550,7 @@ static void phase_runoff(search *s, tune_config *best, tune_result *res) {
                                       : "nothing beat the configuration in force; keeping it");
 }
 
-int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
+int tune_search(ops_ctx *ops, const tune_shapes *shapes, const tune_search_opts *o,
                 tune_config *best, tune_result *res, char *err, size_t errlen) {
     memset(res, 0, sizeof *res);
     if (shapes->n == 0) {
@@ -570,10 +570,10 @@ int tune_search(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o,
         goto done;
     }
     if (bench_init(&s->b, shapes, o, err, errlen)) goto done;
-    s->b.dev = &rt->dev;
+    s->b.dev = &ops->rt->dev;
     s->budget = o->budget_s;
     s->rng = o->seed ? o->seed : 0x7u;
-    s->now = *op_gemm_config(rt);
+    s->now = *op_gemm_config(ops);
     if (measure(&s->b, is_none(&s->now) ? NULL : &s->now, "now", res->before_ms,
                 &res->before_total_ms, INFINITY) != 0) {
         snprintf(err, errlen, "the GEMM configuration in force gives wrong results or fails; "
@@ -605,20 +605,20 @@ done:
     return rc;
 }
 
-int tune_measure(clrt *rt, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
+int tune_measure(ops_ctx *ops, const tune_shapes *shapes, const tune_search_opts *o, double *ms,
                  double *total, char *err, size_t errlen) {
     bench b;
     if (bench_init(&b, shapes, o, err, errlen)) {
         bench_free(&b);
         return 1;
     }
-    b.dev = &rt->dev;
-    tune_config now = *op_gemm_config(rt);
+    b.dev = &ops->rt->dev;
+    tune_config now = *op_gemm_config(ops);
     int rc = 0;
     for (int r = 0; r < 3 && rc == 0; r++) {   // the fastest of three, per shape
         double *one = malloc((size_t)shapes->n * sizeof *one), t;
         if (!one) { rc = 1; break; }
-        rc = measure(&b, is_none(&now) ? NULL : &now, op_gemm_source(rt), one, &t, INFINITY);
+        rc = measure(&b, is_none(&now) ? NULL : &now, op_gemm_source(ops), one, &t, INFINITY);
         for (int i = 0; rc == 0 && i < shapes->n; i++) ms[i] = r ? fmin(ms[i], one[i]) : one[i];
         free(one);
     }
