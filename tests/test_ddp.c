@@ -412,6 +412,35 @@ Test(ddp, two_ranks_bucketed_equal_two_devices_unbucketed, .timeout = 600) {
     cli_rmtree(d);
 }
 
+// The optimizer flags under mpirun: AdamW with a batch-norm decay of 0, clipping and
+// accumulation over 2 batches on 2 ranks equal 2 devices in one process, bitwise, with the
+// same gradient norms in the log (the buckets are off while accumulating, on otherwise).
+Test(ddp, adamw_clip_accumulate_two_ranks_equal_two_devices, .timeout = 600) {
+    char *d = cli_cifar_dir(32, 2), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    const char *opt = "--optimizer adamw --weight-decay 0.05 --norm-weight-decay 0 "
+                      "--clip-grad-norm 0.5 --accumulate 2 --max-steps 2";
+    cli_result r = mpi_run(300, "-np 2 @BIN@ %s %s --data %s --save %s/m.pth --log %s/log", args,
+                           opt, d, w1, w1);
+    cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    r = cli_run(300, "", "%s %s --data %s --devices %s,%s --save %s/m.pth --log %s/log", args,
+                opt, d, dev(), dev(), w2, w2);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(same_model(w1, w2), "AdamW + clip + accumulate: 2 ranks and 2 devices differ");
+    size_t l1, l2;
+    char *la = cli_read_file(cli_path(w1, "log"), &l1), *lb = cli_read_file(cli_path(w2, "log"), &l2);
+    cr_assert(la && lb);
+    cr_expect_eq(cli_count(la, "\"grad_norm\":"), 2, "%s", la);
+    for (const char *p = la, *q = lb; (p = strstr(p, "\"grad_norm\":")) &&
+                                      (q = strstr(q, "\"grad_norm\":")); p++, q++)
+        cr_expect(!strncmp(p, q, 24), "norms differ: %.24s vs %.24s", p, q);
+    free(la); free(lb);
+    cli_rmtree(w1);
+    cli_rmtree(w2);
+    cli_rmtree(d);
+}
+
 Test(ddp, failing_rank_is_named_and_every_rank_exits, .timeout = 300) {
     char *d = cli_cifar_dir(16, 2);
     double t = cli_now();
