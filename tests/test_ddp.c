@@ -146,7 +146,7 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
 // the weights have moved.
 Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
-    float *x = noise_images(N, S, 13);
+    float *x = noise_images(N, S, 13), *x2 = noise_images(N, S, 14);  // a group's 2 batches
     int32_t y[N] = { 2, 7, 0, 9 };
     optim_config c;
     optim_config_defaults(&c);
@@ -170,7 +170,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     for (int k = 0; k < 2; k++) {
         replicas_micro(&p.R, x, y, N, &c);
         cr_expect_eq(p.R.tr[1]->micro, 1, "replica 1 accumulated the first batch");
-        cr_assert_eq(replicas_step(&p.R, x + k, y, N, &c, &loss), TRAIN_OK);
+        cr_assert_eq(replicas_step(&p.R, x2, y, N, &c, &loss), TRAIN_OK);
         cr_expect_eq(p.R.tr[0]->micro, 0, "the step took the group's mean");
         float g0 = p.R.tr[0]->grad_norm, g1 = p.R.tr[1]->grad_norm;
         cr_expect(g0 > 0.01f, "step %d: gradient norm %g does not exceed --clip-grad-norm", k, g0);
@@ -184,6 +184,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     free(before), free(after);
     pair_free(&p);
     free(x);
+    free(x2);
 }
 
 // A batch that --skip-bad shortened: 3 images on 2 replicas are shares of 2 and 1, each
