@@ -150,7 +150,7 @@ Test(ddp, step_averages_like_ddp_and_replicas_stay_identical, .timeout = 300) {
 // the weights have moved.
 Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
-    float *x = noise_images(N, S, 13);
+    float *x = noise_images(N, S, 13), *x2 = noise_images(N, S, 14);  // a group's 2 batches
     int32_t y[N] = { 2, 7, 0, 9 };
     optim_config c;
     optim_config_defaults(&c);
@@ -174,7 +174,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     for (int k = 0; k < 2; k++) {
         replicas_micro(&p.R, x, y, N, &c);
         cr_expect_eq(p.R.tr[1]->micro, 1, "replica 1 accumulated the first batch");
-        cr_assert_eq(replicas_step(&p.R, x + k, y, N, &c, &loss), TRAIN_OK);
+        cr_assert_eq(replicas_step(&p.R, x2, y, N, &c, &loss), TRAIN_OK);
         cr_expect_eq(p.R.tr[0]->micro, 0, "the step took the group's mean");
         float g0 = p.R.tr[0]->grad_norm, g1 = p.R.tr[1]->grad_norm;
         cr_expect(g0 > 0.01f, "step %d: gradient norm %g does not exceed --clip-grad-norm", k, g0);
@@ -188,6 +188,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     free(before), free(after);
     pair_free(&p);
     free(x);
+    free(x2);
 }
 
 // A batch that --skip-bad shortened: 3 images on 2 replicas are shares of 2 and 1, each
@@ -413,6 +414,35 @@ Test(ddp, two_ranks_bucketed_equal_two_devices_unbucketed, .timeout = 600) {
     cli_result_free(&r);
     cr_expect(same_model(w1, w2), "bucketed 2 ranks and unbucketed 2 devices saved different "
               "models");
+    cli_rmtree(w1);
+    cli_rmtree(w2);
+    cli_rmtree(d);
+}
+
+// The optimizer flags under mpirun: AdamW with a batch-norm decay of 0, clipping and
+// accumulation over 2 batches on 2 ranks equal 2 devices in one process, bitwise, with the
+// same gradient norms in the log (the buckets are off while accumulating, on otherwise).
+Test(ddp, adamw_clip_accumulate_two_ranks_equal_two_devices, .timeout = 600) {
+    char *d = cli_cifar_dir(32, 2), *w1 = cli_tmpdir(), *w2 = cli_tmpdir();
+    const char *opt = "--optimizer adamw --weight-decay 0.05 --norm-weight-decay 0 "
+                      "--clip-grad-norm 0.5 --accumulate 2 --max-steps 2";
+    cli_result r = mpi_run(300, "-np 2 @BIN@ %s %s --data %s --save %s/m.pth --log %s/log", args,
+                           opt, d, w1, w1);
+    cr_assert_eq(r.status, 0, "mpirun: exit %d\n%s", r.status, r.err);
+    cli_result_free(&r);
+    r = cli_run(300, "", "%s %s --data %s --devices %s,%s --save %s/m.pth --log %s/log", args,
+                opt, d, dev(), dev(), w2, w2);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cli_result_free(&r);
+    cr_expect(same_model(w1, w2), "AdamW + clip + accumulate: 2 ranks and 2 devices differ");
+    size_t l1, l2;
+    char *la = cli_read_file(cli_path(w1, "log"), &l1), *lb = cli_read_file(cli_path(w2, "log"), &l2);
+    cr_assert(la && lb);
+    cr_expect_eq(cli_count(la, "\"grad_norm\":"), 2, "%s", la);
+    for (const char *p = la, *q = lb; (p = strstr(p, "\"grad_norm\":")) &&
+                                      (q = strstr(q, "\"grad_norm\":")); p++, q++)
+        cr_expect(!strncmp(p, q, 24), "norms differ: %.24s vs %.24s", p, q);
+    free(la); free(lb);
     cli_rmtree(w1);
     cli_rmtree(w2);
     cli_rmtree(d);

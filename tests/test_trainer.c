@@ -134,3 +134,67 @@ Test(trainer, overflowing_update_is_reported, .timeout = 300) {
                  TRAIN_BAD_LOSS, "the infinite weight reaches the next loss");
     teardown(&f);
 }
+
+// --accumulate: a group of the same batch twice is one step on that batch, bitwise (the sum
+// g + g and its mean * 0.5 are exact, and so is the loss's), for SGD with Nesterov and for
+// AdamW with clipping; a NaN in the group's first batch reaches the step's guard.
+static void accumulate_case(const optim_config *base) {
+    fixture a, b;
+    setup(&a);
+    setup(&b);
+    optim_config acc = *base, one = *base;
+    acc.accumulate = 2;
+    one.accumulate = 1;
+    char err[256];
+    cr_assert_eq(trainer_set_optim(&a.t, &acc, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(trainer_set_optim(&b.t, &one, err, sizeof err), 0, "%s", err);
+    float la, lb;
+    for (int k = 0; k < 2; k++) {
+        train_micro_enqueue(&a.t, a.x, a.y, B, &acc);
+        cr_assert_eq(train_step(&a.t, a.x, a.y, B, &acc, &la), TRAIN_OK);
+        cr_assert_eq(train_step(&b.t, b.x, b.y, B, &one, &lb), TRAIN_OK);
+        cr_expect(memcmp(&la, &lb, sizeof la) == 0, "step %d: loss %.9g, one batch's %.9g", k,
+                  la, lb);
+        if (base->clip_grad_norm > 0)
+            cr_expect(memcmp(&a.t.grad_norm, &b.t.grad_norm, sizeof la) == 0 &&
+                      b.t.grad_norm > base->clip_grad_norm, "step %d: norm %.9g, %.9g", k,
+                      a.t.grad_norm, b.t.grad_norm);
+    }
+    size_t n = a.m.n_param_floats, ns = n * (size_t)a.t.opt.nstate;
+    float *pa = read_arena(&a, a.m.arena_params), *pb = read_arena(&b, b.m.arena_params);
+    cr_expect(same_bits(pa, pb, n), "accumulated weights differ from one batch's");
+    float *sa = malloc(ns * sizeof(float)), *sb = malloc(ns * sizeof(float));
+    clrt_read(&a.rt, a.t.opt.state, 0, sa, ns * sizeof(float));
+    clrt_read(&b.rt, b.t.opt.state, 0, sb, ns * sizeof(float));
+    cr_expect(same_bits(sa, sb, ns), "accumulated optimizer state differs from one batch's");
+    // A NaN pixel in a group's first batch: the group's step is skipped.
+    float keep = a.x[100];
+    a.x[100] = NAN;
+    train_micro_enqueue(&a.t, a.x, a.y, B, &acc);
+    a.x[100] = keep;
+    cr_expect_eq(train_step(&a.t, a.x, a.y, B, &acc, &la), TRAIN_BAD_LOSS);
+    float *pc = read_arena(&a, a.m.arena_params);
+    cr_expect(same_bits(pa, pc, n), "the guarded group left the weights");
+    free(pa), free(pb), free(pc), free(sa), free(sb);
+    teardown(&a);
+    teardown(&b);
+}
+
+Test(trainer, accumulated_twice_is_one_batch_sgd_nesterov, .timeout = 300) {
+    optim_config c = { .lr = 0.01, .momentum = 0.9, .weight_decay = 1e-4 };
+    c.nesterov = 1;
+    accumulate_case(&c);
+}
+
+Test(trainer, accumulated_twice_is_one_batch_adamw_clipped, .timeout = 300) {
+    optim_config c;
+    optim_config_defaults(&c);
+    c.kind = OPTIM_ADAMW;
+    c.lr = 1e-3;
+    c.momentum = 0;
+    c.weight_decay = 0.05;
+    c.norm_decay_set = 1;
+    c.norm_weight_decay = 0;
+    c.clip_grad_norm = 0.01;
+    accumulate_case(&c);
+}

@@ -14,7 +14,8 @@ ulp-jittered weights (the spread of float32 noise), then checks with tools/parit
 tensor's update w_end - w_start in relative L2 against float64 within parity.Bounds, and the
 per-step losses (torch_parity.check_losses). The clipping case asserts that the clip bites in
 PyTorch's run (clip coefficient < 1 at every step), so it tests the clipped path. The
-accumulation case is PyTorch's loop: (loss / N).backward() for N batches, then step().
+accumulation case is PyTorch's loop: (loss / N).backward() for N batches, then step(), on
+batches of --batch-size / N (each step sees as many images as the other cases').
 Prints, per case, the tensor closest to its bound (% of the bound). Exit status 0 when every
 check passes, 1 otherwise.
 
@@ -51,6 +52,7 @@ CASES = {
     # SGD: the clip coefficient scales the update itself (Adam's m / sqrt(v) would cancel it)
     "clip": (["--lr", "0.01", "--momentum", "0.9", "--clip-grad-norm", "0.5"],
              dict(kind="sgd", lr=0.01, momentum=0.9, clip=0.5)),
+    # batches of batch_size / 4: a step sees as many images as the other cases'
     "accumulate-4": (["--lr", "0.01", "--momentum", "0.9", "--accumulate", "4"],
                      dict(kind="sgd", lr=0.01, momentum=0.9, accumulate=4)),
 }
@@ -87,7 +89,7 @@ def torch_train(start, pix, labels, a, s, dtype, mkldnn=True):
     m.train()
     parity.bn_eval(m)
     N = s.get("accumulate", 1)
-    data = list(batches(pix, labels, a.image_size, a.batch_size))
+    data = list(batches(pix, labels, a.image_size, micro_batch(a, s)))
     losses, coefs = [], []
     for g in range(0, len(data), N):
         group = data[g:g + N]
@@ -106,18 +108,23 @@ def torch_train(start, pix, labels, a, s, dtype, mkldnn=True):
     return parity.update(m.state_dict(), start), losses, coefs
 
 
+def micro_batch(a, s):
+    """The batch size of a case: --batch-size, split into its accumulated batches."""
+    return max(1, a.batch_size // s.get("accumulate", 1))
+
+
 def run_case(name, a, work, init, init_sd, pix, labels):
     flags, s = CASES[name]
-    N = s.get("accumulate", 1)
+    N, B = s.get("accumulate", 1), micro_batch(a, s)
     log, out = os.path.join(work, name + ".jsonl"), os.path.join(work, name + ".pth")
     run([a.cltrain, "train", "--data", work, "--weights", init, "--arch", "resnet18",
          "--device", a.device, "--image-size", str(a.image_size),
-         "--batch-size", str(a.batch_size), "--no-shuffle", "--epochs", "1",
+         "--batch-size", str(B), "--no-shuffle", "--epochs", "1",
          "--max-steps", str(a.steps), "--bn-eval", "--log", log, "--no-report", "--save", out,
          "--test-limit", "1"] + flags)
     closs = [json.loads(line)["loss"] for line in open(log) if '"loss"' in line]
     sd = torch.load(out, weights_only=True)
-    pix, labels = pix[:a.steps * N * a.batch_size], labels[:a.steps * N * a.batch_size]
+    pix, labels = pix[:a.steps * N * B], labels[:a.steps * N * B]
     start64 = {k: v.double() if v.is_floating_point() else v for k, v in init_sd.items()}
     truth, tloss64, coefs = torch_train(start64, pix, labels, a, s, torch.float64)
     ok = True
@@ -158,9 +165,10 @@ def main():
     torch.set_num_threads(2)
     work = a.keep or tempfile.mkdtemp(prefix="cltrain-optim-parity-")
     os.makedirs(work, exist_ok=True)
-    most = max(CASES[c][1].get("accumulate", 1) for c in (a.case or CASES))
-    pix, labels = write_fashion(os.path.join(work, "data_batch_1.bin"),
-                                a.steps * most * a.batch_size, data=a.data)
+    most = max(CASES[c][1].get("accumulate", 1) * micro_batch(a, CASES[c][1])
+               for c in (a.case or CASES))
+    pix, labels = write_fashion(os.path.join(work, "data_batch_1.bin"), a.steps * most,
+                                data=a.data)
     write_fashion(os.path.join(work, "test_batch.bin"), 1, "test", data=a.data)
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=10)

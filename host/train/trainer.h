@@ -1,7 +1,8 @@
 // The training step and evaluation: what `train`, `bench` and `tune` run on a model, written
 // once. A step is upload, forward (training mode), loss, backward, the finiteness checks and
-// a guarded optimizer step (host/train/optim.h), with no device sync inside: the loss and the check flags come back in one
-// read, which the caller may take one step late (train_step_enqueue, train_step_result).
+// a guarded optimizer step (host/train/optim.h), with no device sync inside: the loss and the
+// check flags come back in one read, which the caller may take one step late
+// (train_step_enqueue, train_step_result).
 // Data-parallel replicas and other precisions plug in here.
 #ifndef CLTRAIN_TRAINER_H
 #define CLTRAIN_TRAINER_H
@@ -59,9 +60,9 @@ int trainer_set_optim(trainer *t, const optim_config *c, char *err, size_t errle
 
 // One optimizer step on the host batch x (3, n, S, S) with labels (n), waiting for its
 // status. *loss gets the mean cross-entropy. On a non-finite loss or gradient an on-device
-// guard skips the update (weights and momentum stay those of the step before, bitwise); on
-// TRAIN_BAD_WEIGHTS the update itself overflowed. Either way the model must not be saved and
-// the caller stops.
+// guard skips the update (weights and optimizer state stay those of the step before,
+// bitwise; the step count moves on); on TRAIN_BAD_WEIGHTS the update itself overflowed.
+// Either way the model must not be saved and the caller stops.
 train_status train_step(trainer *t, const float *x, const int32_t *labels, int n,
                         const optim_config *c, float *loss);
 // train_step without the wait: enqueues the step and the read of its status; at most one
@@ -86,8 +87,8 @@ void train_micro_enqueue(trainer *t, const float *x, const int32_t *labels, int 
 // when no batch was accumulated.
 void trainer_accumulate_finish(trainer *t);
 // train_step in two halves, for data-parallel replicas (replicas.h) that average the
-// gradients in between: upload, forward, loss and backward (enqueued), then the checks, SGD
-// and the wait for the status. train_step is exactly the two in a row.
+// gradients in between: upload, forward, loss and backward (enqueued), then the checks, the
+// optimizer step and the wait for the status. train_step is exactly the two in a row.
 void train_step_backward(trainer *t, const float *x, const int32_t *labels, int n);
 train_status train_step_update(trainer *t, const optim_config *c, float *loss);
 // What failed, for messages: "loss", "gradient", "weights after the update" ("" for OK).

@@ -40,6 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (rc == 0) {  // what was accepted is in range
         if (o.batch_size < 1 || o.image_size < 1 || o.epochs < 1 || o.print_every < 1) abort();
         if (o.lr < 0 || o.momentum < 0 || o.momentum > 1) abort();
+        if (o.optimizer < 0 || o.optimizer > 2 || !(o.beta1 >= 0 && o.beta1 < 1) ||
+            !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0) || o.accumulate < 1 ||
+            o.clip_grad_norm < 0)
+            abort();
         const char *strs[] = { o.device, o.data, o.dataset, o.weights, o.save, o.log,
                                o.checkpoint, o.resume, o.predictions };
         for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++)
