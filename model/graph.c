@@ -189,6 +189,11 @@ int model_table_build(model *m, model_desc *d, char *err, size_t errlen) {
         snprintf(err, errlen, "%s: an empty network", m->arch);
         return 1;
     }
+    if (m->desc.nstages > MODEL_FREEZE_BACKBONE + 2) {  // --freeze backbone must cover them
+        snprintf(err, errlen, "%s: %d stages before the classifier, at most %d", m->arch,
+                 m->desc.nstages - 1, MODEL_FREEZE_BACKBONE + 1);
+        return 1;
+    }
     return build_params(m, err, errlen);
 }
 

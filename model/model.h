@@ -224,7 +224,9 @@ long model_bn_values(const model *m, int n);
 
 // --freeze's stage names: none stem layer1 layer2 layer3 layer4 backbone -> -1 0 1 2 3 4
 // MODEL_FREEZE_BACKBONE; -2 for another name. A model freezes stages 0..freeze, never its
-// classifier (its last stage): "backbone" is every stage before it, whatever the network.
+// classifier (its last stage). A description has at most MODEL_FREEZE_BACKBONE + 1 stages
+// before its classifier (model_init refuses more), so "backbone" is every stage before it,
+// whatever the network, and a freeze of MODEL_FREEZE_BACKBONE leaves no batch norm training.
 enum { MODEL_FREEZE_BACKBONE = 4 };
 int model_freeze_from_name(const char *s);
 // 1 when stage `stage` of m is frozen.

@@ -6,6 +6,7 @@
 
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -131,6 +132,21 @@ Test(plan, descriptions_that_cannot_run) {
     head(&d, 1);
     cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
     cr_expect(strstr(err, "groups 2"), "%s", err);
+    model_free(&m);
+    model_desc_free(&d);
+    // More stages before the classifier than --freeze backbone covers.
+    small_desc(&d);
+    for (int k = 0; k < 5; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "extra%d", k);
+        model_desc_stage(&d, name);
+    }
+    c = conv_node(0, 8, 1);
+    model_desc_add(&d, &c);
+    head(&d, 1);
+    d.nodes[d.nnodes - 1].stage = d.nstages - 1;
+    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
+    cr_expect(strstr(err, "6 stages before the classifier, at most 5"), "%s", err);
     model_free(&m);
     model_desc_free(&d);
     // A grouped conv describes (its table is right) but has no kernels yet: the plan says so.

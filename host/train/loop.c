@@ -143,7 +143,7 @@ typedef struct pending_step {
 static int batch_trains(train_loop *r, int epoch, int b, int n) {
     const train_config *o = r->cfg;
     if (n == 0) return 0;
-    if (n == o->batch_size || o->bn_eval || o->freeze >= 4) return 1;
+    if (n == o->batch_size || o->bn_eval || o->freeze >= MODEL_FREEZE_BACKBONE) return 1;
     int least = n >= r->world ? n / r->world : 1;  // the smallest share that is not empty
     if (trainer_bn_values(r->m, least) >= 2) return 1;
     if (r->comm->rank == 0) {
