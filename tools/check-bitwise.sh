@@ -9,7 +9,7 @@
 #   --ref-bin PATH  use an already built reference binary instead of building REV
 set -eu
 
-REF=289d43ad0a2bd8d87a61fd0c1f8346b8f2bd9c1c   # main before the model rewrite (issue 24)
+REF=289d43a79b812cba9df5a1fe8b08cc07fca94372   # main before the model rewrite (issue 24)
 NEW=./cltrain
 REF_BIN=
 KEEP=
