@@ -152,15 +152,7 @@ Test(ddp, adamw_clipped_replicas_stay_identical, .timeout = 300) {
     enum { N = 4, S = 32 };
     float *x = noise_images(N, S, 13), *x2 = noise_images(N, S, 14);  // a group's 2 batches
     int32_t y[N] = { 2, 7, 0, 9 };
-    optim_config c;
-    optim_config_defaults(&c);
-    c.kind = OPTIM_ADAMW;
-    c.lr = 1e-3;
-    c.momentum = 0;
-    c.weight_decay = 0.05;
-    c.norm_decay_set = 1;
-    c.norm_weight_decay = 0;
-    c.clip_grad_norm = 0.01;  // far below a fresh model's gradient norm
+    optim_config c = test_adamw_clipped();
     c.accumulate = 2;         // each step: the mean of two batches, then the average
     replica_pair p;
     pair_init(&p, N / 2, S);

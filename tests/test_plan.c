@@ -104,38 +104,36 @@ static void head(model_desc *d, int in) {
     cr_assert_geq(model_desc_add(d, &l), 0);
 }
 
+// model_init refuses d (and empties it) with a message holding `why`.
+static void expect_refused(model_desc *d, const char *why) {
+    char err[256] = "";
+    model m;
+    cr_expect_neq(model_init(&m, test_ops(), d, err, sizeof err), 0, "accepted: %s", why);
+    cr_expect(strstr(err, why), "'%s' lacks '%s'", err, why);
+    model_free(&m);
+    model_desc_free(d);
+}
+
 Test(plan, descriptions_that_cannot_run) {
     char err[256];
     model m;
     model_desc d;
-    // A node reading one that comes after it.
-    small_desc(&d);
-    node c = conv_node(2, 8, 1);
+    node c;
+    small_desc(&d);  // a node reading one that comes after it
+    c = conv_node(2, 8, 1);
     model_desc_add(&d, &c);
     head(&d, 1);
-    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
-    cr_expect(strstr(err, "does not come before it"), "%s", err);
-    model_free(&m);
-    model_desc_free(&d);
-    // The last node is not the classifier.
-    small_desc(&d);
+    expect_refused(&d, "does not come before it");
+    small_desc(&d);  // the last node is not the classifier
     c = conv_node(0, 8, 1);
     model_desc_add(&d, &c);
-    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
-    cr_expect(strstr(err, "classifier"), "%s", err);
-    model_free(&m);
-    model_desc_free(&d);
-    // Channels that do not divide into the groups.
-    small_desc(&d);
+    expect_refused(&d, "classifier");
+    small_desc(&d);  // channels that do not divide into the groups
     c = conv_node(0, 8, 2);
     model_desc_add(&d, &c);
     head(&d, 1);
-    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
-    cr_expect(strstr(err, "groups 2"), "%s", err);
-    model_free(&m);
-    model_desc_free(&d);
-    // More stages before the classifier than --freeze backbone covers.
-    small_desc(&d);
+    expect_refused(&d, "groups 2");
+    small_desc(&d);  // more stages before the classifier than --freeze backbone covers
     for (int k = 0; k < 5; k++) {
         char name[16];
         snprintf(name, sizeof name, "extra%d", k);
@@ -145,10 +143,7 @@ Test(plan, descriptions_that_cannot_run) {
     model_desc_add(&d, &c);
     head(&d, 1);
     d.nodes[d.nnodes - 1].stage = d.nstages - 1;
-    cr_expect_neq(model_init(&m, test_ops(), &d, err, sizeof err), 0);
-    cr_expect(strstr(err, "6 stages before the classifier, at most 5"), "%s", err);
-    model_free(&m);
-    model_desc_free(&d);
+    expect_refused(&d, "6 stages before the classifier, at most 5");
     // A grouped conv describes (its table is right) but has no kernels yet: the plan says so.
     small_desc(&d);
     c = conv_node(0, 6, 3);

@@ -187,14 +187,6 @@ Test(trainer, accumulated_twice_is_one_batch_sgd_nesterov, .timeout = 300) {
 }
 
 Test(trainer, accumulated_twice_is_one_batch_adamw_clipped, .timeout = 300) {
-    optim_config c;
-    optim_config_defaults(&c);
-    c.kind = OPTIM_ADAMW;
-    c.lr = 1e-3;
-    c.momentum = 0;
-    c.weight_decay = 0.05;
-    c.norm_decay_set = 1;
-    c.norm_weight_decay = 0;
-    c.clip_grad_norm = 0.01;
+    optim_config c = test_adamw_clipped();
     accumulate_case(&c);
 }

@@ -103,3 +103,16 @@ double test_max_rel_err(const float *got, const float *want, size_t n, double fl
     }
     return m;
 }
+
+optim_config test_adamw_clipped(void) {
+    optim_config c;
+    optim_config_defaults(&c);
+    c.kind = OPTIM_ADAMW;
+    c.lr = 1e-3;
+    c.momentum = 0;
+    c.weight_decay = 0.05;
+    c.norm_decay_set = 1;
+    c.norm_weight_decay = 0;
+    c.clip_grad_norm = 0.01;
+    return c;
+}

@@ -3,6 +3,7 @@
 #define CLTRAIN_TESTUTIL_H
 
 #include "host/ops/ops.h"
+#include "host/train/optim.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,6 +20,9 @@ dten test_upload(clrt *rt, const float *host, size_t n);
 dten test_upload_i32(clrt *rt, const int32_t *host, size_t n);
 // Read n floats back (malloc'd; caller frees).
 float *test_download(clrt *rt, dten t, size_t n);
+// AdamW (lr 1e-3, weight decay 0.05, none on batch-norm parameters) clipped at a gradient norm
+// of 0.01, far below a fresh model's: the optimizer tests' hardest case.
+optim_config test_adamw_clipped(void);
 // Deterministic pseudo-random floats uniform in [lo, hi).
 void test_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 // Compare got vs want: passes when for every i |got-want| <= atol + rtol*|want|. On failure
