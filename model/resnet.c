@@ -110,7 +110,7 @@ int resnet_desc(model_desc *d, const char *arch, int num_classes, char *err, siz
     x = add(&b, pool);
     int c = 64;
     for (int s = 1; s <= LAYERS; s++) {
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "layer%d", s);
         b.stage = model_desc_stage(d, name);
         for (int j = 0; j < f->blocks[s - 1]; j++)

@@ -135,7 +135,7 @@ Test(plan, descriptions_that_cannot_run) {
     expect_refused(&d, "groups 2");
     small_desc(&d);  // more stages before the classifier than --freeze backbone covers
     for (int k = 0; k < 5; k++) {
-        char name[16];
+        char name[24];
         snprintf(name, sizeof name, "extra%d", k);
         model_desc_stage(&d, name);
     }
