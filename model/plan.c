@@ -335,9 +335,11 @@ int model_plan(model *m, int max_batch, int image_size, const model_plan_options
     plan_release(p);
     if (total == (size_t)-1 || total > m->rt->dev.global_mem) {
         size_t need = total;
-        if (need == (size_t)-1)  // some buffer alone exceeds one allocation: say how much
-            plan_make(m, max_batch, image_size, training, 0, (size_t)-1 / 8, &need, err, errlen),
-            need = need == (size_t)-1 ? 0 : need;
+        if (need == (size_t)-1) {  // some buffer alone exceeds one allocation: say how much
+            plan_release(plan_make(m, max_batch, image_size, training, 0, (size_t)-1 / 8, &need,
+                                   err, errlen));
+            if (need == (size_t)-1) need = 0;
+        }
         snprintf(err, errlen, "%s needs %.0f MiB on %s, which has %.0f MiB (at most %.0f MiB in "
                               "one buffer)", m->arch, need / 1048576.0, m->rt->dev.name,
                  m->rt->dev.global_mem / 1048576.0, m->rt->dev.max_alloc / 1048576.0);
