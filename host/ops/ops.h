@@ -164,6 +164,22 @@ void op_relu_backward(ops_ctx *ops, dten din, dten dout, dten out, size_t n);
 void op_add(ops_ctx *ops, dten out, dten a, dten b, size_t n);
 void op_add_relu(ops_ctx *ops, dten out, dten a, dten b, size_t n);   // relu(a + b)
 
+// ---- activations of MobileNet / EfficientNet, n floats (host/ops/ops_act.c, cl/act.cl) ----
+// The same order as model/model.h's act_kind (ACT_RELU ... ACT_SIGMOID); keep the two in step.
+typedef enum {
+    OP_ACT_RELU,                   // PyTorch relu
+    OP_ACT_RELU6,                  // hardtanh(x, 0, 6)
+    OP_ACT_HARDSWISH,              // x * relu6(x + 3) / 6
+    OP_ACT_HARDSIGMOID,            // relu6(x + 3) / 6
+    OP_ACT_SILU,                   // x * sigmoid(x)
+    OP_ACT_SIGMOID
+} op_act;
+// out = f(in), PyTorch 1.13's formulas in their order of operations; may run in place.
+void op_act_forward(ops_ctx *ops, op_act kind, dten out, dten in, size_t n);
+// din = dout * f'(in), from the forward INPUT (PyTorch's *_backward kernels, their boundary
+// cases included); overwrites din; may run in place on dout.
+void op_act_backward(ops_ctx *ops, op_act kind, dten din, dten dout, dten in, size_t n);
+
 // ---- max pool (PyTorch MaxPool2d: padding never wins, first maximum in scan order) ----
 typedef struct pool_shape { int n, c, h, w, k, stride, pad, oh, ow; } pool_shape;
 void pool_shape_init(pool_shape *s, int n, int c, int h, int w, int k, int stride, int pad);
