@@ -72,7 +72,7 @@ static int plan_shapes(model *m, int S, char *err, size_t errlen) {
             w = out_size(w, nd->k, nd->stride, nd->pad, 1);
             break;
         case NODE_GAP: case NODE_FLATTEN: case NODE_LINEAR: h = w = 1; break;
-        case NODE_ACT: ok = nd->act == ACT_RELU; break;
+        case NODE_ACT: ok = nd->act >= ACT_RELU && nd->act <= ACT_SIGMOID; break;
         case NODE_ADD: {
             const node *b = &m->desc.nodes[nd->in[1]];
             if (b->h != h || b->w != w) {
@@ -83,6 +83,15 @@ static int plan_shapes(model *m, int S, char *err, size_t errlen) {
             break;
         }
         case NODE_BN: break;
+        case NODE_MUL: {
+            const node *s = &m->desc.nodes[nd->in[1]];
+            if (s->h != 1 || s->w != 1) {
+                snprintf(err, errlen, "%s: node %d scales by a %dx%d map (1x1 per channel)",
+                         m->arch, i, s->h, s->w);
+                return 2;
+            }
+            break;
+        }
         default: ok = 0; break;
         }
         if (!ok) {

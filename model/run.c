@@ -114,7 +114,9 @@ void model_walk_forward(model *m, int n, int train) {
         case NODE_BN: bn_forward(&w, i, train); break;
         case NODE_ACT: {
             dten in = value(&w, nd->in[0]), out = value(&w, i);
-            if (!p->planning) op_relu_forward(m->ops, out, in, numel(&w, nd));
+            if (p->planning) break;
+            if (nd->act == ACT_RELU) op_relu_forward(m->ops, out, in, numel(&w, nd));
+            else op_act_forward(m->ops, (op_act)nd->act, out, in, numel(&w, nd));
             break;
         }
         case NODE_ADD: {
@@ -122,6 +124,12 @@ void model_walk_forward(model *m, int n, int train) {
             dten out = value(&w, out_of(p, i));
             if (!p->planning)
                 (p->fused[i] >= 0 ? op_add_relu : op_add)(m->ops, out, a, b, numel(&w, nd));
+            break;
+        }
+        case NODE_MUL: {  // in[0] (C, N, H, W) scaled by in[1] (C, N, 1, 1)
+            dten x = value(&w, nd->in[0]), s = value(&w, nd->in[1]), out = value(&w, i);
+            if (!p->planning)
+                op_channel_scale_forward(m->ops, out, x, s, nd->c * n, nd->h * nd->w);
             break;
         }
         case NODE_MAXPOOL: {
@@ -322,10 +330,14 @@ void model_walk_backward(model *m, int n) {
         switch (nd->kind) {
         case NODE_CONV: conv_backward(&w, i, gid); break;
         case NODE_BN: bn_backward(&w, i, gid); break;
-        case NODE_ACT: {
-            int v = nd->in[0];
-            dten dout = use(&w, &gid, 0), out = value(&w, i), din = contrib_dest(&w, i, 0, v);
-            if (!p->planning && din.mem) op_relu_backward(m->ops, din, dout, out, numel(&w, nd));
+        case NODE_ACT: {  // relu's gradient from its output, the others' from their input
+            int v = nd->in[0], relu = nd->act == ACT_RELU;
+            dten dout = use(&w, &gid, 0), x = relu ? value(&w, i) : value(&w, v);
+            dten din = contrib_dest(&w, i, 0, v);
+            if (!p->planning && din.mem) {
+                if (relu) op_relu_backward(m->ops, din, dout, x, numel(&w, nd));
+                else op_act_backward(m->ops, (op_act)nd->act, din, dout, x, numel(&w, nd));
+            }
             contrib_done(&w, i, 0, v);
             break;
         }
@@ -344,6 +356,16 @@ void model_walk_backward(model *m, int n) {
             contrib_pass(&w, nd->in[0], gid);
             contrib_pass(&w, nd->in[1], gid);
             break;
+        case NODE_MUL: {
+            int v0 = nd->in[0], v1 = nd->in[1];
+            dten dout = use(&w, &gid, 0), x = value(&w, v0), s = value(&w, v1);
+            dten dx = contrib_dest(&w, i, 0, v0), ds = contrib_dest(&w, i, 1, v1);
+            if (!p->planning && (dx.mem || ds.mem))
+                op_channel_scale_backward(m->ops, dx, ds, dout, x, s, nd->c * n, nd->h * nd->w);
+            contrib_done(&w, i, 0, v0);
+            contrib_done(&w, i, 1, v1);
+            break;
+        }
         case NODE_MAXPOOL: {
             const node *src = &m->desc.nodes[nd->in[0]];
             int v = nd->in[0];

@@ -157,10 +157,51 @@ Test(plan, descriptions_that_cannot_run) {
     model_desc_free(&d);
 }
 
-// A plain chain (conv, relu not fused: its input feeds two nodes) trains: a value used twice
-// gets the sum of both gradients, which the walk checks against running the two uses apart.
-Test(plan, value_used_twice_gets_both_gradients) {
+// The first conv's weight gradient of m (planned for 2 images at 6x6, weights initialised)
+// against central finite differences of the loss, on every 13th weight; float32 losses
+// through h = 1e-3 leave about 2e-4 of noise. Returns how many weights got a gradient.
+static int expect_fd_gradients(model *m, const char *what) {
+    float xin[3 * 2 * 36], conv_w[4 * 3 * 9], g[4 * 3 * 9];
+    for (int i = 0; i < 3 * 2 * 36; i++) xin[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
+    clrt_write(m->rt, m->x.mem, 0, xin, sizeof xin);
+    int32_t labels[2] = { 1, 3 };
+    clrt_write(m->rt, m->labels.mem, 0, labels, sizeof labels);
+    model_forward(m, 2, 1);
+    model_loss(m, 2);
+    model_backward(m, 2);
+    clrt_read(m->rt, m->arena_grads, 0, g, sizeof g);
+    clrt_read(m->rt, m->arena_params, 0, conv_w, sizeof conv_w);
+    int nonzero = 0;
+    for (int k = 0; k < 108; k++) nonzero += g[k] != 0.0f;
+    for (int k = 0; k < 108; k += 13) {
+        float h = 1e-3f, lp, lm, w0 = conv_w[k];
+        float wp = w0 + h, wm = w0 - h;
+        clrt_write(m->rt, m->arena_params, (size_t)k * sizeof(float), &wp, sizeof wp);
+        model_forward(m, 2, 0);
+        model_loss(m, 2);
+        clrt_read(m->rt, m->loss_mean.mem, 0, &lp, sizeof lp);
+        clrt_write(m->rt, m->arena_params, (size_t)k * sizeof(float), &wm, sizeof wm);
+        model_forward(m, 2, 0);
+        model_loss(m, 2);
+        clrt_read(m->rt, m->loss_mean.mem, 0, &lm, sizeof lm);
+        clrt_write(m->rt, m->arena_params, (size_t)k * sizeof(float), &w0, sizeof w0);
+        float fd = (lp - lm) / (2 * h);
+        cr_expect(fabsf(fd - g[k]) <= 5e-4f + 1e-2f * fabsf(fd),
+                  "%s: conv weight %d: backward %g, finite difference %g", what, k, g[k], fd);
+    }
+    return nonzero;
+}
+
+static void plan_tiny(model *m, model_desc *d) {
     char err[256];
+    cr_assert_eq(model_init(m, test_ops(), d, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_plan(m, 2, 6, NULL, err, sizeof err), 0, "%s", err);
+    cr_assert_eq(model_init_weights(m, 3), 0);
+}
+
+// A value read twice (relu(x) + x, the relu not fused: its input is a conv) gets the sum of
+// both gradients.
+Test(plan, value_used_twice_gets_both_gradients) {
     model m;
     model_desc d;
     small_desc(&d);
@@ -168,43 +209,51 @@ Test(plan, value_used_twice_gets_both_gradients) {
     int x = model_desc_add(&d, &c);
     node r = { .kind = NODE_ACT, .act = ACT_RELU, .in = { x, -1 } };
     int y = model_desc_add(&d, &r);
-    node add = { .kind = NODE_ADD, .in = { y, x } };  // relu(x) + x: x is read twice
+    node add = { .kind = NODE_ADD, .in = { y, x } };
     head(&d, model_desc_add(&d, &add));
-    cr_assert_eq(model_init(&m, test_ops(), &d, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(model_plan(&m, 2, 6, NULL, err, sizeof err), 0, "%s", err);
-    cr_assert_eq(model_init_weights(&m, 3), 0);
-    float xin[3 * 2 * 36], conv_w[4 * 3 * 9];
-    for (int i = 0; i < 3 * 2 * 36; i++) xin[i] = (float)((i * 37) % 17) / 8.0f - 1.0f;
-    clrt_write(m.rt, m.x.mem, 0, xin, sizeof xin);
-    int32_t labels[2] = { 1, 3 };
-    clrt_write(m.rt, m.labels.mem, 0, labels, sizeof labels);
-    model_forward(&m, 2, 1);
-    model_loss(&m, 2);
-    model_backward(&m, 2);
-    float g[4 * 3 * 9];
-    clrt_read(m.rt, m.arena_grads, 0, g, sizeof g);
-    clrt_read(m.rt, m.arena_params, 0, conv_w, sizeof conv_w);
-    int nonzero = 0;
-    for (int k = 0; k < 108; k++) nonzero += g[k] != 0.0f;
+    plan_tiny(&m, &d);
+    int nonzero = expect_fd_gradients(&m, "relu(x) + x");
     cr_expect_gt(nonzero, 50, "the conv's weights get gradients (%d of 108)", nonzero);
-    // Finite differences on a few conv weights (float64 loss through float32 ops: loose).
-    float loss0;
-    clrt_read(m.rt, m.loss_mean.mem, 0, &loss0, sizeof loss0);
-    for (int k = 0; k < 108; k += 13) {
-        float h = 1e-3f, lp, lm, w0 = conv_w[k];
-        float wp = w0 + h, wm = w0 - h;
-        clrt_write(m.rt, m.arena_params, (size_t)k * sizeof(float), &wp, sizeof wp);
-        model_forward(&m, 2, 0);
-        model_loss(&m, 2);
-        clrt_read(m.rt, m.loss_mean.mem, 0, &lp, sizeof lp);
-        clrt_write(m.rt, m.arena_params, (size_t)k * sizeof(float), &wm, sizeof wm);
-        model_forward(&m, 2, 0);
-        model_loss(&m, 2);
-        clrt_read(m.rt, m.loss_mean.mem, 0, &lm, sizeof lm);
-        clrt_write(m.rt, m.arena_params, (size_t)k * sizeof(float), &w0, sizeof w0);
-        float fd = (lp - lm) / (2 * h);
-        cr_expect(fabsf(fd - g[k]) <= 2e-2f * fmaxf(1.0f, fabsf(fd)),
-                  "conv weight %d: backward %g, finite difference %g", k, g[k], fd);
+    model_free(&m);
+}
+
+// Every activation through the walk: conv -> act -> conv -> head, the gradient through it
+// against finite differences (the ops themselves are checked against C in ops_act).
+Test(plan, every_activation_trains) {
+    static const struct { act_kind act; const char *name; } acts[] = {
+        { ACT_RELU, "relu" }, { ACT_RELU6, "relu6" }, { ACT_HARDSWISH, "hardswish" },
+        { ACT_HARDSIGMOID, "hardsigmoid" }, { ACT_SILU, "silu" }, { ACT_SIGMOID, "sigmoid" },
+    };
+    for (size_t k = 0; k < sizeof acts / sizeof acts[0]; k++) {
+        model m;
+        model_desc d;
+        small_desc(&d);
+        node c = conv_node(0, 4, 1);
+        node a = { .kind = NODE_ACT, .act = acts[k].act, .in = { model_desc_add(&d, &c), -1 } };
+        node c2 = conv_node(model_desc_add(&d, &a), 5, 1);
+        head(&d, model_desc_add(&d, &c2));
+        plan_tiny(&m, &d);
+        int nonzero = expect_fd_gradients(&m, acts[k].name);
+        cr_expect_gt(nonzero, 20, "%s: the first conv's weights get gradients (%d of 108)",
+                     acts[k].name, nonzero);
+        model_free(&m);
     }
+}
+
+// Squeeze-and-excitation's shape: x = conv, its mean per channel through a gate (sigmoid) scales
+// x itself (x is read by the pool and by the scale: two gradient terms).
+Test(plan, channel_scale_trains) {
+    model m;
+    model_desc d;
+    small_desc(&d);
+    node c = conv_node(0, 4, 1);
+    int x = model_desc_add(&d, &c);
+    node g = { .kind = NODE_GAP, .in = { x, -1 } };
+    node gate = { .kind = NODE_ACT, .act = ACT_SIGMOID, .in = { model_desc_add(&d, &g), -1 } };
+    node scale = { .kind = NODE_MUL, .in = { x, model_desc_add(&d, &gate) } };
+    head(&d, model_desc_add(&d, &scale));
+    plan_tiny(&m, &d);
+    int nonzero = expect_fd_gradients(&m, "x * sigmoid(mean(x))");
+    cr_expect_gt(nonzero, 50, "the conv's weights get gradients (%d of 108)", nonzero);
     model_free(&m);
 }

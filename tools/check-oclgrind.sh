@@ -53,6 +53,7 @@ ops_linear/*
 ops_xent/*
 ops_sgd/*
 ops_optim/*
+ops_scale/*
 ops_determinism/*
 oclgrind/*
 runtime/kernel_round_trip"
@@ -72,6 +73,7 @@ ops_linear/*
 ops_xent/*
 ops_sgd/*
 ops_optim/*
+ops_scale/*
 runtime/kernel_round_trip"
 
 # Reports judged false positives, one extended regex per line over "kernel: message", each

@@ -180,6 +180,14 @@ void op_act_forward(ops_ctx *ops, op_act kind, dten out, dten in, size_t n);
 // cases included); overwrites din; may run in place on dout.
 void op_act_backward(ops_ctx *ops, op_act kind, dten din, dten dout, dten in, size_t n);
 
+// ---- channel scale (squeeze-and-excitation's gate): x (C, N, H, W) times s (C, N) ----
+// out = x * s[c, n] over each plane (cn = C*N planes of hw values); out may alias x.
+void op_channel_scale_forward(ops_ctx *ops, dten out, dten x, dten s, int cn, int hw);
+// dx = dout * s[c, n]; ds[c, n] = sum over the plane of dout * x (in order). Either output may
+// be DTEN_NONE; dx may alias dout.
+void op_channel_scale_backward(ops_ctx *ops, dten dx, dten ds, dten dout, dten x, dten s, int cn,
+                               int hw);
+
 // ---- max pool (PyTorch MaxPool2d: padding never wins, first maximum in scan order) ----
 typedef struct pool_shape { int n, c, h, w, k, stride, pad, oh, ow; } pool_shape;
 void pool_shape_init(pool_shape *s, int n, int c, int h, int w, int k, int stride, int pad);
