@@ -396,7 +396,7 @@ static float ref_act_bwd(op_act kind, float g, float x) {
     switch (kind) {
     case OP_ACT_RELU: return x <= 0.0f ? 0.0f : g;                    // threshold_backward
     case OP_ACT_RELU6: return (x <= 0.0f || x >= 6.0f) ? 0.0f : g;    // hardtanh_backward
-    case OP_ACT_HARDSWISH:                      // hardswish_backward: 0 below -3, 1 above 3
+    case OP_ACT_HARDSWISH:   // hardswish_backward's scalar path (x = 3 in the middle branch)
         if (x < -3.0f) return 0.0f;
         if (x <= 3.0f) return g * (x / 3.0f + 0.5f);
         return g;
