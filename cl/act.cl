@@ -30,7 +30,9 @@ static float act_bwd(float g, float x, int kind) {
     switch (kind) {
     case 0: return x <= 0.0f ? 0.0f : g;                // threshold_backward: x <= 0 gives 0
     case 1: return (x <= 0.0f || x >= 6.0f) ? 0.0f : g; // hardtanh_backward: 0 at x <= 0, >= 6
-    case 2:                                             // hardswish_backward
+    // hardswish_backward, its scalar path (and CUDA's): x = 3 takes dout * 1.5; 1.13's AVX
+    // path alone gives dout there (x >= 3), see tools/make_fixtures.py, make_act.
+    case 2:
         if (x < -3.0f) return 0.0f;
         if (x <= 3.0f) return g * (x / 3.0f + 0.5f);
         return g;

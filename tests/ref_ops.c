@@ -370,6 +370,58 @@ void ref_add_relu(float *out, const float *a, const float *b, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = ref_relu(a[i] + b[i]);
 }
 
+// ---- activations: PyTorch 1.13's CPU formulas (aten/src/ATen/native/cpu/Activation.cpp) ----
+
+// std::min(std::max(x, 0), 6): NaN passes.
+static float ref_clamp06(float x) {
+    float t = x < 0.0f ? 0.0f : x;
+    return 6.0f < t ? 6.0f : t;
+}
+
+static double ref_sigmoid_d(double x) { return 1.0 / (1.0 + exp(-x)); }
+
+static float ref_act_fwd(op_act kind, float x) {
+    switch (kind) {
+    case OP_ACT_RELU: return ref_relu(x);
+    case OP_ACT_RELU6: return ref_clamp06(x);                         // hardtanh(x, 0, 6)
+    case OP_ACT_HARDSWISH: return x * ref_clamp06(x + 3.0f) / 6.0f;   // x*relu6(x+3)/6
+    case OP_ACT_HARDSIGMOID: return ref_clamp06(x + 3.0f) / 6.0f;     // relu6(x+3)/6
+    case OP_ACT_SILU: return (float)(x * ref_sigmoid_d(x));
+    case OP_ACT_SIGMOID: return (float)ref_sigmoid_d(x);
+    }
+    return NAN;
+}
+
+static float ref_act_bwd(op_act kind, float g, float x) {
+    switch (kind) {
+    case OP_ACT_RELU: return x <= 0.0f ? 0.0f : g;                    // threshold_backward
+    case OP_ACT_RELU6: return (x <= 0.0f || x >= 6.0f) ? 0.0f : g;    // hardtanh_backward
+    case OP_ACT_HARDSWISH:   // hardswish_backward's scalar path (x = 3 in the middle branch)
+        if (x < -3.0f) return 0.0f;
+        if (x <= 3.0f) return g * (x / 3.0f + 0.5f);
+        return g;
+    case OP_ACT_HARDSIGMOID:                    // hardsigmoid_backward: 1/6 on the open (-3, 3)
+        return (x > -3.0f && x < 3.0f) ? g * (1.0f / 6.0f) : 0.0f;
+    case OP_ACT_SILU: {                         // silu_backward: s * (1 + x * (1 - s))
+        double s = ref_sigmoid_d(x);
+        return (float)(g * s * (1.0 + x * (1.0 - s)));
+    }
+    case OP_ACT_SIGMOID: {                      // sigmoid_backward: s * (1 - s)
+        double s = ref_sigmoid_d(x);
+        return (float)(g * (1.0 - s) * s);
+    }
+    }
+    return NAN;
+}
+
+void ref_act_forward(op_act kind, float *out, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) out[i] = ref_act_fwd(kind, in[i]);
+}
+
+void ref_act_backward(op_act kind, float *din, const float *dout, const float *in, size_t n) {
+    for (size_t i = 0; i < n; i++) din[i] = ref_act_bwd(kind, dout[i], in[i]);
+}
+
 // ---- max pool ----
 
 void ref_maxpool_forward_d(double *out, int32_t *argmax, const double *in,

@@ -76,6 +76,11 @@ void ref_relu_backward(float *din, const float *dout, const float *out, size_t n
 void ref_add(float *out, const float *a, const float *b, size_t n);
 void ref_add_relu(float *out, const float *a, const float *b, size_t n);
 
+// ---- activations (op_act): the piecewise-linear kinds in float with PyTorch's order of
+// operations (exact); silu and sigmoid in double, rounded once ----
+void ref_act_forward(op_act kind, float *out, const float *in, size_t n);
+void ref_act_backward(op_act kind, float *din, const float *dout, const float *in, size_t n);
+
 // ---- max pool: out, argmax (C, N, OH, OW), argmax indexes the H*W plane ----
 void ref_maxpool_forward(float *out, int32_t *argmax, const float *in, const pool_shape *s);
 void ref_maxpool_backward(float *din, const float *dout, const int32_t *argmax,

@@ -10,6 +10,7 @@
 #include "tests/testutil.h"
 
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -831,6 +832,98 @@ Test(ops_elementwise, add_and_add_relu) {
     ref_add(want, a, b, n);
     check("add out (in place)", da, want, n, 0, 0);
     free(a), free(b), free(want);
+}
+
+// ---- activations (op_act) ----
+
+// Per kind: its name and tolerance. The piecewise-linear kinds run the same float operations
+// as the reference (PyTorch's order), so they must agree bit for bit, NaN and Inf included.
+// silu and sigmoid call exp, whose OpenCL error bound (3 ulp) is not libm's; the reference is
+// double rounded once, so the bound is the device's error: 4 ulp relative (4 * FLT_EPSILON),
+// plus an absolute 4 * FLT_EPSILON for the backward where 1 + x*(1-s) cancels near x = -1.28
+// (dout is in [-1, 1]) and 1e-30 for the forward's underflow tail (exp(100) is Inf in float).
+typedef struct act_case {
+    op_act kind;
+    const char *name;
+    float atol_fwd, atol_bwd, rtol;   // all 0: exact
+} act_case;
+
+static const act_case ACT_CASES[] = {
+    {OP_ACT_RELU, "relu", 0, 0, 0},
+    {OP_ACT_RELU6, "relu6", 0, 0, 0},
+    {OP_ACT_HARDSWISH, "hardswish", 0, 0, 0},
+    {OP_ACT_HARDSIGMOID, "hardsigmoid", 0, 0, 0},
+    {OP_ACT_SILU, "silu", 1e-30f, 4 * FLT_EPSILON, 4 * FLT_EPSILON},
+    {OP_ACT_SIGMOID, "sigmoid", 1e-30f, 4 * FLT_EPSILON, 4 * FLT_EPSILON},
+};
+
+// The inputs: each boundary (-6, -3, 0, 3, 6) exactly and 1, 2, 3 ulp either side, -0, values
+// whose exp over- or underflows, then random ones in [-8, 8]; with `special`, NaN and +-Inf.
+static float *act_inputs(size_t *n, int special) {
+    const float bounds[] = {-6.0f, -3.0f, 0.0f, 3.0f, 6.0f};
+    size_t nb = sizeof bounds / sizeof *bounds, nrand = 1000;
+    size_t cap = nb * 7 + 8 + nrand;
+    float *x = rnd(cap, 470, -8.0f, 8.0f);
+    size_t k = 0;
+    for (size_t b = 0; b < nb; b++) {
+        float lo = bounds[b], hi = bounds[b];
+        x[k++] = bounds[b];
+        for (int u = 0; u < 3; u++) {
+            lo = nextafterf(lo, -INFINITY), hi = nextafterf(hi, INFINITY);
+            x[k++] = lo, x[k++] = hi;
+        }
+    }
+    x[k++] = -0.0f, x[k++] = 20.0f, x[k++] = -20.0f, x[k++] = 100.0f, x[k++] = -100.0f;
+    if (special) x[k++] = NAN, x[k++] = INFINITY, x[k++] = -INFINITY;
+    *n = k + nrand;   // the random values fill the rest
+    memmove(x + k, x + cap - nrand, nrand * sizeof *x);
+    return x;
+}
+
+static void act_check(const act_case *c, const char *what, dten got, const float *want,
+                      size_t n, float atol) {
+    char name[64];
+    snprintf(name, sizeof name, "%s %s", c->name, what);
+    check(name, got, want, n, atol, c->rtol);
+}
+
+// Every kind, forward and backward against the reference, out of place and in place.
+Test(ops_act, forward_backward_boundaries) {
+    ops_ctx *ops = test_ops();
+    for (size_t t = 0; t < sizeof ACT_CASES / sizeof *ACT_CASES; t++) {
+        const act_case *c = &ACT_CASES[t];
+        int exact = c->rtol == 0.0f;
+        size_t n;
+        float *x = act_inputs(&n, exact);
+        float *g = rnd(n, 471 + t, -1.0f, 1.0f);
+        float *w_out = zeros(n), *w_din = zeros(n);
+        ref_act_forward(c->kind, w_out, x, n);
+        ref_act_backward(c->kind, w_din, g, x, n);
+        dten in = dev_tensor(x, n), out = dev_tensor(NULL, n);
+        dten dout = dev_tensor(g, n), din = dev_tensor(NULL, n);
+        op_act_forward(ops, c->kind, out, in, n);
+        act_check(c, "out", out, w_out, n, c->atol_fwd);
+        op_act_backward(ops, c->kind, din, dout, in, n);
+        act_check(c, "din", din, w_din, n, c->atol_bwd);
+        op_act_backward(ops, c->kind, dout, dout, in, n);   // in place on dout
+        act_check(c, "din (in place)", dout, w_din, n, c->atol_bwd);
+        op_act_forward(ops, c->kind, in, in, n);            // in place
+        act_check(c, "out (in place)", in, w_out, n, c->atol_fwd);
+        free(x), free(g), free(w_out), free(w_din);
+    }
+}
+
+// The gradients at the boundaries, written out: PyTorch's choice of side at each one.
+Test(ops_act, boundary_gradients_written_out) {
+    float x[] = {-3.0f, 0.0f, 3.0f, 6.0f}, g[] = {1.0f, 1.0f, 1.0f, 1.0f}, d[4];
+    ref_act_backward(OP_ACT_RELU, d, g, x, 4);
+    cr_expect(d[0] == 0 && d[1] == 0 && d[2] == 1 && d[3] == 1, "relu");
+    ref_act_backward(OP_ACT_RELU6, d, g, x, 4);   // hardtanh_backward: 0 at x <= 0, x >= 6
+    cr_expect(d[0] == 0 && d[1] == 0 && d[2] == 1 && d[3] == 0, "relu6");
+    ref_act_backward(OP_ACT_HARDSWISH, d, g, x, 4);   // x/3 + 0.5 on the closed [-3, 3]
+    cr_expect(d[0] == -0.5f && d[1] == 0.5f && d[2] == 1.5f && d[3] == 1, "hardswish");
+    ref_act_backward(OP_ACT_HARDSIGMOID, d, g, x, 4);   // 1/6 on the open (-3, 3)
+    cr_expect(d[0] == 0 && d[1] == 1.0f / 6.0f && d[2] == 0 && d[3] == 0, "hardsigmoid");
 }
 
 Test(ops_elementwise, avgpool_forward_backward) {

@@ -400,6 +400,44 @@ Test(torch_relu, fwd_bwd_with_zeros)
     report_end();
 }
 
+// ======================================================================== activations
+// op_act kind k against case k of op_act.bin (x at the boundaries and 1, 2 ulp off them).
+// The piecewise-linear kinds use PyTorch's operations in its order: exact. silu and sigmoid
+// call exp (OpenCL's, not PyTorch's vectorised one): the element-wise budget of a few ulps.
+static void act_case(op_act k, const char *op, double atol_frac, double rtol)
+{
+    report_begin(op);
+    clrt *rt = test_rt();
+    ops_ctx *ops = test_ops();
+    fixture f;
+    load(&f, "op_act.bin");
+    const fixture_tensor *x = need_f32(&f, (int)k, "x", 1), *out = need_f32(&f, (int)k, "out", 1);
+    const fixture_tensor *dout = need_f32(&f, (int)k, "dout", 1);
+    const fixture_tensor *dx = need_f32(&f, (int)k, "dx", 1);
+    size_t n = x->numel;
+    dten d_x = upload_plain(rt, x), d_out = upload_fill(rt, n, GARBAGE);
+    op_act_forward(ops, k, d_out, d_x, n);
+    check_plain(rt, "out", d_out, out, atol_frac, rtol);
+    dten d_dout = upload_plain(rt, dout), d_dx = upload_fill(rt, n, GARBAGE);
+    op_act_backward(ops, k, d_dx, d_dout, d_x, n);   // from the input, not the output
+    check_plain(rt, "dx", d_dx, dx, atol_frac, rtol);
+    op_act_backward(ops, k, d_dout, d_dout, d_x, n);   // in place, as the header allows
+    check_plain(rt, "dx in place", d_dout, dx, atol_frac, rtol);
+    release(d_x);
+    release(d_out);
+    release(d_dout);
+    release(d_dx);
+    fixture_free(&f);
+    report_end();
+}
+
+Test(torch_act, relu) { act_case(OP_ACT_RELU, "act relu", 0.0, 0.0); }
+Test(torch_act, relu6) { act_case(OP_ACT_RELU6, "act relu6", 0.0, 0.0); }
+Test(torch_act, hardswish) { act_case(OP_ACT_HARDSWISH, "act hardswish", 0.0, 0.0); }
+Test(torch_act, hardsigmoid) { act_case(OP_ACT_HARDSIGMOID, "act hardsigmoid", 0.0, 0.0); }
+Test(torch_act, silu) { act_case(OP_ACT_SILU, "act silu", ATOL_ELEM, RTOL_ELEM); }
+Test(torch_act, sigmoid) { act_case(OP_ACT_SIGMOID, "act sigmoid", ATOL_ELEM, RTOL_ELEM); }
+
 Test(torch_add, add_and_add_relu)
 {
     report_begin("residual add");

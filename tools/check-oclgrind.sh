@@ -48,6 +48,7 @@ PASS1="ops_gemm/transposes_offsets_and_beta
 ops_conv/!(layout_large_index|k3_s1_p1_winograd)
 ops_bn/*
 ops_elementwise/*
+ops_act/forward_backward_boundaries
 ops_maxpool/*
 ops_linear/*
 ops_xent/*
@@ -68,6 +69,7 @@ PASS2="ops_gemm/transposes_offsets_and_beta
 ops_conv/@(k1_s1_p1_generic_col2im|k1_s1_pointwise|k1_s2_p0|k3_s3_p0_generic_col2im|k5_s1_p2_generic|k7_s2_p3|k7_s2_p3_on_2x2_window)
 ops_bn/running_stats_unbiased
 ops_elementwise/*
+ops_act/forward_backward_boundaries
 ops_maxpool/ties_padding_nan
 ops_linear/*
 ops_xent/*

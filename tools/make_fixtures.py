@@ -199,6 +199,40 @@ def make_relu():
     return fx
 
 
+def make_act():
+    """The activations of op_act, case k = op_act k (relu, relu6, hardswish, hardsigmoid, silu,
+    sigmoid): x, out, dout, dx. x holds each boundary (-6, -3, 0, 3, 6) and its neighbours
+    1 and 2 ulp away, then normal values of scale 5."""
+    fx = Fixture()
+    g = torch.Generator().manual_seed(311)
+    fns = (F.relu, F.relu6, F.hardswish, F.hardsigmoid, F.silu, torch.sigmoid)
+    b = torch.tensor([-6.0, -3.0, 0.0, 3.0, 6.0])
+    lo1, hi1 = torch.nextafter(b, b - 1), torch.nextafter(b, b + 1)
+    lo2, hi2 = torch.nextafter(lo1, lo1 - 1), torch.nextafter(hi1, hi1 + 1)
+    for k, fn in enumerate(fns):
+        x = leaf(torch.cat([b, lo1, hi1, lo2, hi2, randn(g, 475, scale=5.0)]))
+        out = fn(x)
+        dout = randn(g, *out.shape)
+        out.backward(dout)
+        dx = x.grad
+        if fn is F.hardswish:
+            # 1.13's CPU kernel has two paths that disagree at x = 3: the scalar one (the tail
+            # of a tensor, small tensors, and CUDA's kernel) gives dout * 1.5 (x <= 3), the
+            # AVX one dout (x >= 3). op_act follows the scalar one: the boundary values' dx
+            # come from one-element tensors, which take it.
+            dx = dx.clone()
+            for i in range(len(b) * 5):
+                xi = leaf(x.detach()[i:i + 1])
+                fn(xi).backward(dout[i:i + 1])
+                dx[i] = xi.grad[0]
+        fx.add("%d.x" % k, x)
+        fx.add("%d.out" % k, out)
+        fx.add("%d.dout" % k, dout)
+        fx.add("%d.dx" % k, dx)
+    fx.add("cases", np.arange(len(fns), dtype=np.int32))
+    return fx
+
+
 def make_maxpool():
     """MaxPool2d(3, stride 2, padding 1): x (N,C,H,W), out, indices int64 (N,C,OH,OW) flat
     into the H*W plane, dout, dx; params int32 [k, stride, pad]. Case 0 has integer values
@@ -600,7 +634,8 @@ def main():
     os.makedirs(OUTDIR, exist_ok=True)
     total = 0
     for fn, filename in ((make_conv2d, "op_conv2d.bin"), (make_bn, "op_bn.bin"),
-                         (make_relu, "op_relu.bin"), (make_maxpool, "op_maxpool.bin"),
+                         (make_relu, "op_relu.bin"), (make_act, "op_act.bin"),
+                         (make_maxpool, "op_maxpool.bin"),
                          (make_avgpool, "op_avgpool.bin"), (make_linear, "op_linear.bin"),
                          (make_add, "op_add.bin"), (make_xent, "op_xent.bin"),
                          (make_sgd, "op_sgd.bin"),

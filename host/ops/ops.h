@@ -177,7 +177,8 @@ typedef enum {
 // out = f(in), PyTorch 1.13's formulas in their order of operations; may run in place.
 void op_act_forward(ops_ctx *ops, op_act kind, dten out, dten in, size_t n);
 // din = dout * f'(in), from the forward INPUT (PyTorch's *_backward kernels, their boundary
-// cases included); overwrites din; may run in place on dout.
+// cases included; hardswish at x = 3 gives dout * 1.5, as its scalar and CUDA paths do);
+// overwrites din; may run in place on dout.
 void op_act_backward(ops_ctx *ops, op_act kind, dten din, dten dout, dten in, size_t n);
 
 // ---- channel scale (squeeze-and-excitation's gate): x (C, N, H, W) times s (C, N) ----
