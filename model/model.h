@@ -168,6 +168,9 @@ int model_desc_named(model_desc *d, const char *arch, int num_classes, char *err
 // message naming `fname`).
 int model_arch_from_ckpt(model_arch *a, const ckpt *c, const char *base, const char *fname,
                          char *err, size_t errlen);
+// The number of outputs of the classifier a checkpoint holds (under `base`; 0 when it has
+// none).
+int model_ckpt_classes(const ckpt *c, const char *base);
 // The key prefix under `base` that a file's weights use: base followed by "", "module.",
 // "state_dict.", "model." or a combination. 0, or -1 when no known network's first
 // parameter is found.

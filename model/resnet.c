@@ -222,3 +222,11 @@ int model_arch_from_ckpt(model_arch *a, const ckpt *c, const char *base, const c
     }
     return resnet_arch_from_ckpt(a, c, prefix, fname, err, errlen);
 }
+
+int model_ckpt_classes(const ckpt *c, const char *base) {
+    char prefix[192], key[256];
+    if (model_ckpt_prefix(c, base, prefix, sizeof prefix) != 0) return 0;
+    snprintf(key, sizeof key, "%sfc.weight", prefix);  // the ResNets' classifier
+    int j = ckpt_find(c, key);
+    return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
+}

@@ -223,17 +223,10 @@ static int has_trainable(const model *m, const node *nd) {
     return 0;
 }
 
-// What the walk treats as trainable: everything while planning (a plan serves any freezing).
+// What the walk treats as trainable: while planning, every node with parameters (a plan
+// serves any freezing; param[0], a conv's, linear's or batch norm's weight, is trainable).
 static int trains(const walk *w, const node *nd) {
-    if (w->p->planning) {
-        for (int k = 0; k < 5; k++)
-            if (nd->param[k] >= 0 && w->m->params[nd->param[k]].kind != PARAM_BN_MEAN &&
-                w->m->params[nd->param[k]].kind != PARAM_BN_VAR &&
-                w->m->params[nd->param[k]].kind != PARAM_BN_COUNT)
-                return 1;
-        return 0;
-    }
-    return has_trainable(w->m, nd);
+    return w->p->planning ? nd->param[0] >= 0 : has_trainable(w->m, nd);
 }
 
 static void conv_backward(walk *w, int i, int gid) {

@@ -349,7 +349,7 @@ static int check_last_batch(train_run *r) {
     const run_options *o = &r->o;
     int last = r->ld.total % o->batch_size ? r->ld.total % o->batch_size : o->batch_size;
     // Each replica trains on its share of the batch (of the padded epoch: a multiple of W).
-    if (o->bn_eval || o->freeze >= MODEL_FREEZE_BACKBONE || trainer_bn_values(&r->m, last / r->world) >= 2) return 0;
+    if (o->bn_eval || o->freeze >= MODEL_FREEZE_BACKBONE || model_bn_values(&r->m, last / r->world) >= 2) return 0;
     snprintf(r->err, sizeof r->err, "%d training images in batches of %d leave a batch of 1 "
              "image, and at --image-size %d batch norm cannot train on it: change --batch-size "
              "or --train-limit, or use a larger --image-size", r->ld.n, o->batch_size,

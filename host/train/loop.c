@@ -145,7 +145,7 @@ static int batch_trains(train_loop *r, int epoch, int b, int n) {
     if (n == 0) return 0;
     if (n == o->batch_size || o->bn_eval || o->freeze >= MODEL_FREEZE_BACKBONE) return 1;
     int least = n >= r->world ? n / r->world : 1;  // the smallest share that is not empty
-    if (trainer_bn_values(r->m, least) >= 2) return 1;
+    if (model_bn_values(r->m, least) >= 2) return 1;
     if (r->comm->rank == 0) {
         char line[512];
         snprintf(line, sizeof line, "cltrain: warning: epoch %d, batch %d: the %d image%s "

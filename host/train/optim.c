@@ -55,10 +55,7 @@ int optim_init(optim *o, model *m, const optim_config *c, char *err, size_t errl
     memset(o, 0, sizeof *o);
     o->m = m;
     o->cfg = *c;
-    // The trainable parameters form one contiguous suffix of the arena (stages are in order).
-    o->off = m->n_param_floats;
-    for (int i = 0; i < m->nparams; i++)
-        if (model_param_trainable(m, i)) { o->off = m->params[i].off; break; }
+    o->off = model_first_trainable(m);  // the trainable suffix of the arena
     o->n = m->n_param_floats - o->off;
     o->nstate = c->kind == OPTIM_SGD ? 1 : 2;
     size_t pbytes = m->n_param_floats * sizeof(float);

@@ -9,13 +9,7 @@
 
 double session_now(void) { return util_now(); }
 
-int session_weights_classes(const ckpt *c) {
-    char prefix[192], key[256];
-    if (model_ckpt_prefix(c, NULL, prefix, sizeof prefix) != 0) return 0;
-    snprintf(key, sizeof key, "%sfc.weight", prefix);
-    int j = ckpt_find(c, key);
-    return j >= 0 && c->e[j].kind == CKPT_TENSOR && c->e[j].ndim == 2 ? (int)c->e[j].shape[0] : 0;
-}
+int session_weights_classes(const ckpt *c) { return model_ckpt_classes(c, NULL); }
 
 int session_plan(model *m, int batch, int image_size, int forward_only, char *err,
                  size_t errlen) {

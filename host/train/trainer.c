@@ -25,11 +25,9 @@ int trainer_init(trainer *t, model *m) {
     float nan = NAN;  // no gradient norm until a step clips
     clrt_write(m->rt, t->status, STATUS_NORM * sizeof(cl_int), &nan, sizeof nan);
     t->grad_norm = NAN;
-    // The trainable parameters form one contiguous suffix of the arena (stages are in order),
-    // as the optimizer updates them.
-    t->grad_off = m->n_param_floats;
-    for (int i = 0; i < m->nparams; i++)
-        if (model_param_trainable(m, i)) { t->grad_off = m->params[i].off; break; }
+    // The trainable parameters form one contiguous suffix of the arena, as the optimizer
+    // updates them.
+    t->grad_off = model_first_trainable(m);
     t->grad_n = m->n_param_floats - t->grad_off;
     for (int i = 0; i < 2; i++) clrt_host_alloc(m->rt, &t->stage[i], stage_bytes(m));
     arm(t);
@@ -309,8 +307,4 @@ long trainer_evaluate(trainer *t, const dataset_split *split, const loader_confi
     clrt_host_free(m->rt, &yb);
     clrt_host_free(m->rt, &lb);
     return correct;
-}
-
-long trainer_bn_values(const model *m, int n) {
-    return model_bn_values(m, n);
 }

@@ -124,8 +124,4 @@ void eval_stats_free(eval_stats *s);
 long trainer_evaluate(trainer *t, const dataset_split *split, const loader_config *lc,
                       long *total, eval_stats *stats, FILE *csv, char *err, size_t errlen);
 
-// Values per channel the deepest batch norm sees for a training batch of n images (n times
-// the last block's output plane). PyTorch refuses to train a batch norm on 1.
-long trainer_bn_values(const model *m, int n);
-
 #endif
