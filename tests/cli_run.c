@@ -319,3 +319,11 @@ int cli_png_not_blank(const char *path, double *sd, char *msg, size_t len) {
     snprintf(msg, len, "%s: blank (standard deviation %.2f of 255)", path, *sd);
     return -1;
 }
+
+void cli_expect_usage_errors(const char *prefix, const cli_usage_case *cases, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        cli_result r = cli_run(30, "", "%s%s", prefix, cases[i].args);
+        cli_expect_error(&r, 2, cases[i].args, cases[i].msg, NULL);
+        cli_result_free(&r);
+    }
+}

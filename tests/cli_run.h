@@ -59,6 +59,10 @@ void cli_result_free(cli_result *r);
 // one "cltrain: error:" line on stderr, and that line contains each of the NULL-terminated
 // strings that follow (the file or flag and what is wrong); no training happened.
 void cli_expect_error(const cli_result *r, int status, const char *what, ...);
+// Usage errors, one run each: `cltrain PREFIX ARGS` must fail with exit 2 and one error line
+// holding msg (cli_expect_error).
+typedef struct cli_usage_case { const char *args, *msg; } cli_usage_case;
+void cli_expect_usage_errors(const char *prefix, const cli_usage_case *cases, size_t n);
 
 // Starts cltrain in the background with stdout/stderr to files in dir (out.txt, err.txt);
 // argv is NULL-terminated (without the binary). Returns the pid.

@@ -486,7 +486,7 @@ Test(cli, numeric_flags) {
 }
 
 Test(cli, usage_errors) {
-    static const struct { const char *args, *msg; } bad[] = {
+    static const cli_usage_case bad[] = {
         { "train --image-size 32", "train needs --data DIR" },
         { "train --data", "--data needs a value" },
         { "train --data /tmp --bogus", "unknown option '--bogus'" },
@@ -499,11 +499,7 @@ Test(cli, usage_errors) {
         { "bench --data /tmp", "unknown option '--data'" },
         { "frobnicate", "unknown command 'frobnicate'" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cli_result r = cli_run(30, "", "%s", bad[i].args);
-        cli_expect_error(&r, 2, bad[i].args, bad[i].msg, NULL);
-        cli_result_free(&r);
-    }
+    cli_expect_usage_errors("", bad, sizeof bad / sizeof bad[0]);
 }
 
 // pocl reports no device when its kernel cache folder cannot be made: the error names the

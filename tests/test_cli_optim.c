@@ -44,18 +44,14 @@ Test(cli_optim, bad_values) {
 }
 
 Test(cli_optim, flags_that_do_not_go_together) {
-    static const struct { const char *flags, *msg; } bad[] = {
+    static const cli_usage_case bad[] = {
         { "--nesterov --momentum 0", "--nesterov needs a momentum" },
         { "--betas 0.8,0.99", "--betas applies to --optimizer adam|adamw, not sgd" },
         { "--optimizer sgd --eps 1e-6", "--eps applies to --optimizer adam|adamw, not sgd" },
         { "--optimizer adam --momentum 0.9", "--momentum applies to --optimizer sgd, not adam" },
         { "--optimizer adamw --nesterov", "--nesterov applies to --optimizer sgd, not adamw" },
     };
-    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cli_result r = cli_run(30, "", "train --data /nonexistent %s", bad[i].flags);
-        cli_expect_error(&r, 2, bad[i].flags, bad[i].msg, NULL);
-        cli_result_free(&r);
-    }
+    cli_expect_usage_errors("train --data /nonexistent ", bad, sizeof bad / sizeof bad[0]);
 }
 
 // The final weights file of a run, read whole (the zip's folder is the file's stem: the same
